@@ -1,0 +1,85 @@
+//! Command line and environment. Flags and `BKG_DB_*` variables are read here and nowhere else;
+//! `docs/env.md` lists every one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bkg-db", version, about = "bkg-db: SQL over the PostgreSQL wire and HTTP on an MVCC columnar engine")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Data directory: a path or a file:// URL.
+    #[arg(long = "data-dir", env = "BKG_DB_DSN", default_value = "./.bkg-data")]
+    pub data_dir: String,
+    /// Address of the PostgreSQL wire listener.
+    #[arg(long, env = "BKG_DB_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pub pg_listen: SocketAddr,
+    /// Address of the HTTP listener (/healthz, /metrics).
+    #[arg(long, env = "BKG_DB_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// Address reserved for Arrow Flight SQL.
+    #[arg(long, env = "BKG_DB_FLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub flight_listen: SocketAddr,
+    /// Password of the `postgres` superuser. Required unless every listener is on loopback.
+    #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Most PostgreSQL wire connections at once; more are refused with SQLSTATE 53300.
+    #[arg(long, env = "BKG_DB_MAX_CONNECTIONS", default_value_t = 100)]
+    pub max_connections: usize,
+    /// Memory all queries together may use for joins, sorts and aggregates, in MiB.
+    #[arg(long, env = "BKG_DB_QUERY_MEMORY_MB", default_value_t = 4096)]
+    pub query_memory_mb: usize,
+    /// Take a column snapshot once this many MiB of WAL were written since the last one.
+    #[arg(long, env = "BKG_DB_CHECKPOINT_WAL_MB", default_value_t = 256)]
+    pub checkpoint_wal_mb: u64,
+    /// Take a column snapshot at least this often (seconds) when anything was written.
+    #[arg(long, env = "BKG_DB_CHECKPOINT_INTERVAL_S", default_value_t = 300)]
+    pub checkpoint_interval_s: u64,
+    /// Seconds to let open connections finish after SIGTERM/SIGINT.
+    #[arg(long, env = "BKG_DB_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "BKG_DB_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl ServeArgs {
+    pub fn data_path(&self) -> PathBuf {
+        PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
+    }
+
+    /// Checks the settings; returns the superuser password to use.
+    pub fn validate(&self) -> Result<String, String> {
+        if self.data_dir.contains("://") && !self.data_dir.starts_with("file://") {
+            return Err(format!("unsupported data directory URL {} (use a path or file://)", self.data_dir));
+        }
+        if !["text", "json"].contains(&self.log_format.as_str()) {
+            return Err(format!("BKG_DB_LOG_FORMAT must be text or json, not {}", self.log_format));
+        }
+        if self.max_connections == 0 {
+            return Err("BKG_DB_MAX_CONNECTIONS must be at least 1".into());
+        }
+        let loopback = [self.pg_listen, self.http_listen, self.flight_listen].iter().all(|a| a.ip().is_loopback());
+        match &self.password {
+            Some(p) if !p.is_empty() => Ok(p.clone()),
+            _ if loopback => Ok("postgres".to_string()),
+            _ => Err("BKG_DB_PASSWORD must be set when any listener is not on loopback".into()),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! One error type for every front door: a SQLSTATE, a message, and optional detail and hint.
+//!
+//! Kernel errors, DataFusion errors and parser errors are all mapped here, once. pgwire sends the
+//! SQLSTATE as is; HTTP maps it to a status with `{code,message,details,hint}`.
+
+use bkg_kernel::ErrorCode;
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+pub type SqlResult<T> = std::result::Result<T, SqlError>;
+
+pub mod codes {
+    pub const SYNTAX_ERROR: &str = "42601";
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    pub const DUPLICATE_TABLE: &str = "42P07";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
+    pub const DATATYPE_MISMATCH: &str = "42804";
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    pub const DIVISION_BY_ZERO: &str = "22012";
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+    pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const OUT_OF_MEMORY: &str = "53200";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const INTERNAL: &str = "XX000";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+}
+
+impl SqlError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> SqlError {
+        SqlError { code, message: message.into(), detail: None, hint: None }
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> SqlError {
+        self.detail = Some(detail.into());
+        self
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> SqlError {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
+        SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
+    }
+    pub fn syntax(message: impl Into<String>) -> SqlError {
+        SqlError::new(codes::SYNTAX_ERROR, message)
+    }
+    pub fn internal(message: impl Into<String>) -> SqlError {
+        SqlError::new(codes::INTERNAL, message)
+    }
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+impl From<bkg_kernel::Error> for SqlError {
+    fn from(e: bkg_kernel::Error) -> SqlError {
+        let code = e.code();
+        if matches!(code, ErrorCode::Io | ErrorCode::Corruption | ErrorCode::Internal) {
+            tracing::error!(error = %e, "kernel error");
+        }
+        let mut out = SqlError::new(code.sqlstate(), e.to_string());
+        out.detail = e.detail();
+        out
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> SqlError {
+        let msg = match e {
+            datafusion::sql::sqlparser::parser::ParserError::TokenizerError(m)
+            | datafusion::sql::sqlparser::parser::ParserError::ParserError(m) => m,
+            datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                return SqlError::new("54001", "statement is too deeply nested");
+            }
+        };
+        SqlError::syntax(format!("syntax error: {msg}"))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> SqlError {
+        use datafusion::arrow::error::ArrowError as A;
+        match e {
+            A::DivideByZero => SqlError::new(codes::DIVISION_BY_ZERO, "division by zero"),
+            A::CastError(m) | A::ParseError(m) => SqlError::new(codes::INVALID_TEXT_REPRESENTATION, m),
+            A::ArithmeticOverflow(m) => SqlError::new(codes::NUMERIC_VALUE_OUT_OF_RANGE, m),
+            A::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                SqlError::new(codes::NUMERIC_VALUE_OUT_OF_RANGE, m)
+            }
+            A::ExternalError(inner) => match inner.downcast::<SqlError>() {
+                Ok(s) => *s,
+                Err(other) => SqlError::internal(other.to_string()),
+            },
+            other => SqlError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> SqlError {
+        match e {
+            DataFusionError::Context(_, inner) => SqlError::from(*inner),
+            DataFusionError::Diagnostic(_, inner) => SqlError::from(*inner),
+            DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+                Ok(inner) => SqlError::from(inner),
+                Err(shared) => SqlError::internal(shared.to_string()),
+            },
+            DataFusionError::SQL(p, _) => SqlError::from(*p),
+            DataFusionError::ArrowError(a, _) => SqlError::from(*a),
+            DataFusionError::NotImplemented(m) => SqlError::new(codes::FEATURE_NOT_SUPPORTED, m),
+            DataFusionError::ResourcesExhausted(m) => {
+                SqlError::new(codes::OUT_OF_MEMORY, format!("out of memory: {m}"))
+            }
+            DataFusionError::SchemaError(s, _) => {
+                let text = s.to_string();
+                match *s {
+                    datafusion::common::SchemaError::FieldNotFound { ref field, .. } => SqlError::new(
+                        codes::UNDEFINED_COLUMN,
+                        format!("column \"{}\" does not exist", field.name()),
+                    ),
+                    datafusion::common::SchemaError::AmbiguousReference { ref field } => SqlError::new(
+                        "42702",
+                        format!("column reference \"{}\" is ambiguous", field.name()),
+                    ),
+                    _ => SqlError::new("42P10", text),
+                }
+            }
+            DataFusionError::External(inner) => match inner.downcast::<SqlError>() {
+                Ok(s) => *s,
+                Err(inner) => match inner.downcast::<bkg_kernel::Error>() {
+                    Ok(k) => SqlError::from(*k),
+                    Err(inner) => match inner.downcast::<DataFusionError>() {
+                        Ok(d) => SqlError::from(*d),
+                        Err(other) => SqlError::internal(other.to_string()),
+                    },
+                },
+            },
+            DataFusionError::Plan(m) => plan_error(m),
+            DataFusionError::Execution(m) => execution_error(m),
+            DataFusionError::ExecutionJoin(e) => SqlError::internal(e.to_string()),
+            other => SqlError::internal(other.to_string()),
+        }
+    }
+}
+
+fn plan_error(m: String) -> SqlError {
+    if let Some(rest) = m.strip_prefix("table '").and_then(|r| r.strip_suffix("' not found")) {
+        let name = rest.rsplit('.').next().unwrap_or(rest);
+        return SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"));
+    }
+    if m.contains("Invalid function") || m.contains("No function matches") {
+        return SqlError::new(codes::UNDEFINED_FUNCTION, m);
+    }
+    if m.contains("Cannot infer common") || m.contains("Cannot coerce") || m.contains("There isn't a common type") {
+        return SqlError::new(codes::DATATYPE_MISMATCH, m);
+    }
+    if m.contains("Unsupported") || m.contains("not supported") {
+        return SqlError::new(codes::FEATURE_NOT_SUPPORTED, m);
+    }
+    SqlError::new(codes::SYNTAX_ERROR, m)
+}
+
+fn execution_error(m: String) -> SqlError {
+    let lower = m.to_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        return SqlError::new(codes::DIVISION_BY_ZERO, "division by zero");
+    }
+    if lower.contains("cast") || lower.contains("parse") || lower.contains("invalid") {
+        return SqlError::new(codes::INVALID_TEXT_REPRESENTATION, m);
+    }
+    if lower.contains("overflow") {
+        return SqlError::new(codes::NUMERIC_VALUE_OUT_OF_RANGE, m);
+    }
+    SqlError::internal(m)
+}

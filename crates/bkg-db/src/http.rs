@@ -1,0 +1,55 @@
+//! The HTTP front door: health and metrics (the REST API builds on this router).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::pgwire::PgServer;
+use crate::sql::Engine;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    pub pg: Arc<PgServer>,
+    pub started: Instant,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
+    s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    let cp = s.engine.db.last_checkpoint();
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_dir": s.engine.db.dir().display().to_string(),
+        "uptime_s": s.started.elapsed().as_secs(),
+        "last_checkpoint": cp.map(|c| serde_json::json!({
+            "checkpoint_ts": c.checkpoint_ts,
+            "wall_ms": c.wall_ms,
+            "tables": c.tables,
+            "rows": c.rows,
+            "bytes": c.bytes,
+        })),
+        "recovery": {
+            "records_replayed": s.engine.recovery.records_replayed,
+            "torn_bytes_cut": s.engine.recovery.torn_bytes_cut,
+        },
+    }))
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    let body = s.metrics.render(&s.engine.db, s.pg.active_connections());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

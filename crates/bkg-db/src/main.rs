@@ -1,0 +1,29 @@
+//! `bkg-db`: the server binary. `bkg-db` and `bkg-db serve` start the server.
+
+use clap::Parser;
+
+use bkg_db::config::{Cli, Command};
+
+fn main() {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().with_env_filter(filter).json().with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bkg-db").build().expect("tokio runtime");
+    match rt.block_on(bkg_db::server::serve(args)) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("bkg-db: {e}");
+            std::process::exit(2);
+        }
+    }
+}

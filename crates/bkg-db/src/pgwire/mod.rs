@@ -1,0 +1,417 @@
+//! The PostgreSQL wire front door (pgwire 0.42).
+//!
+//! One [`ConnHandlers`] per connection owns that connection's [`Session`]. Simple queries run
+//! statement by statement; the extended protocol parses and describes at Parse time (parameter
+//! types inferred by the planner, client-declared types win) and binds parameters as SQL literals
+//! into the parsed statement at Execute time, so values never travel as SQL text from the client.
+
+pub mod encode;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::{BufMut, BytesMut};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::Sink;
+use futures::stream;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::error::{SqlError, codes};
+use crate::metrics::Metrics;
+use crate::sql::describe::bind_params;
+use crate::sql::{Engine, Output, Session, TxnEvent};
+
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// Everything connections share.
+pub struct PgServer {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<PasswordAuth>,
+    pub max_connections: usize,
+    active: AtomicUsize,
+}
+
+/// The superuser's SCRAM secret, derived once at start-up.
+#[derive(Debug)]
+pub struct PasswordAuth {
+    user: String,
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl PasswordAuth {
+    pub fn new(user: &str, password: &str) -> PasswordAuth {
+        let salt: [u8; 16] = rand_bytes();
+        PasswordAuth { user: user.to_string(), salted: gen_salted_password(password, &salt, SCRAM_ITERATIONS), salt: salt.to_vec() }
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut x = seed as u64 ^ (std::process::id() as u64) << 32;
+    for b in &mut out {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    out
+}
+
+#[async_trait]
+impl AuthSource for PasswordAuth {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        if login.user() != Some(self.user.as_str()) {
+            return Err(user_error(SqlError::new(codes::INVALID_PASSWORD, format!("password authentication failed for user \"{}\"", login.user().unwrap_or_default()))));
+        }
+        if login.database().is_some_and(|d| d != crate::sql::provider::DATABASE_NAME) {
+            return Err(user_error(SqlError::new("3D000", format!("database \"{}\" does not exist", login.database().unwrap_or_default()))));
+        }
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+    }
+}
+
+pub fn user_error(e: SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+fn error_info(e: SqlError) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".to_string(), e.code.to_string(), e.message);
+    info.detail = e.detail;
+    info.hint = e.hint;
+    info
+}
+
+/// One prepared statement of the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub stmt: Option<Statement>,
+    pub param_types: Vec<Type>,
+    pub fields: Vec<FieldInfo>,
+}
+
+pub struct BkgQueryParser {
+    session: Arc<Mutex<Session>>,
+}
+
+fn fields_of(schema: &SchemaRef, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FieldInfo::new(f.name().clone(), None, None, encode::pg_type(f), format.format_for(i)))
+        .collect()
+}
+
+fn arrow_to_param_type(t: &datafusion::arrow::datatypes::DataType) -> Type {
+    encode::pg_type(&datafusion::arrow::datatypes::Field::new("p", t.clone(), true))
+}
+
+#[async_trait]
+impl QueryParser for BkgQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = Session::parse(sql).map_err(user_error)?;
+        if stmts.len() > 1 {
+            return Err(user_error(SqlError::syntax("cannot insert multiple commands into a prepared statement")));
+        }
+        let Some(stmt) = stmts.pop() else { return Ok(None) };
+        let mut session = self.session.lock().await;
+        let described = if session.in_failed_transaction() { Default::default() } else { session.describe(&stmt).await.unwrap_or_default() };
+        let n = described.params.len().max(types.len());
+        let param_types = (0..n)
+            .map(|i| {
+                types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).unwrap_or_else(|| {
+                    described.params.get(i).cloned().flatten().map(|t| arrow_to_param_type(&t)).unwrap_or(Type::TEXT)
+                })
+            })
+            .collect();
+        let fields = described.schema.map(|s| fields_of(&s, &Format::UnifiedText)).unwrap_or_default();
+        Ok(Some(Prepared { stmt: Some(stmt), param_types, fields }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.clone())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.cloned().unwrap_or(Format::UnifiedText);
+        Ok(stmt
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FieldInfo::new(f.name().to_string(), None, None, f.datatype().clone(), format.format_for(i)))
+            .collect())
+    }
+}
+
+/// Per-connection handlers.
+pub struct ConnHandlers {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<BkgQueryParser>,
+    server: Arc<PgServer>,
+}
+
+fn encode_rows(schema: &SchemaRef, batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> Result<Vec<PgWireResult<DataRow>>, SqlError> {
+    let mut rows = Vec::new();
+    let binary: Vec<bool> = fields.iter().map(|f| f.format() == FieldFormat::Binary).collect();
+    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+    let _ = schema;
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let mut data = BytesMut::with_capacity(16 * b.num_columns());
+            for (c, col) in b.columns().iter().enumerate() {
+                if binary[c] {
+                    let mut v = BytesMut::new();
+                    if encode::binary_value(col.as_ref(), r, &types[c], &mut v)? {
+                        data.put_i32(v.len() as i32);
+                        data.put_slice(&v);
+                    } else {
+                        data.put_i32(-1);
+                    }
+                } else {
+                    match encode::text_value(col.as_ref(), r)? {
+                        Some(s) => {
+                            data.put_i32(s.len() as i32);
+                            data.put_slice(s.as_bytes());
+                        }
+                        None => data.put_i32(-1),
+                    }
+                }
+            }
+            rows.push(Ok(DataRow::new(data, b.num_columns() as i16)));
+        }
+    }
+    Ok(rows)
+}
+
+fn to_response(out: Output, format: &Format) -> Response {
+    match out {
+        Output::Rows { schema, batches, tag } => {
+            let fields = Arc::new(fields_of(&schema, format));
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            match encode_rows(&schema, &batches, &fields) {
+                Ok(rows) => {
+                    let mut resp = QueryResponse::new(fields, stream::iter(rows));
+                    // pgwire appends the row count itself.
+                    let _ = n;
+                    let tag = if tag == "INSERT" { "INSERT 0".to_string() } else { tag };
+                    resp.set_command_tag(&tag);
+                    Response::Query(resp)
+                }
+                Err(e) => Response::Error(Box::new(error_info(e))),
+            }
+        }
+        Output::Command { tag, rows, txn } => {
+            let mut t = Tag::new(&tag);
+            if tag == "INSERT" {
+                t = t.with_oid(0);
+            }
+            if let Some(n) = rows {
+                t = t.with_rows(n as usize);
+            }
+            match txn {
+                Some(TxnEvent::Begin) => Response::TransactionStart(t),
+                Some(TxnEvent::Commit | TxnEvent::Rollback) => Response::TransactionEnd(t),
+                None => Response::Execution(t),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for ConnHandlers {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let results = session.execute(query).await;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
+            match r {
+                Ok(o) => out.push(to_response(o, &Format::UnifiedText)),
+                Err(e) => {
+                    self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                    out.push(Response::Error(Box::new(error_info(e))));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for ConnHandlers {
+    type Statement = Prepared;
+    type QueryParser = BkgQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let Some(stmt) = &prepared.stmt else { return Ok(Response::EmptyQuery) };
+        self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        let mut stmt = stmt.clone();
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, p) in portal.parameters.iter().enumerate() {
+            let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
+            let lit = encode::param_literal(p.as_deref(), &ty, portal.parameter_format.is_binary(i)).map_err(user_error)?;
+            let expr = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&lit)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| user_error(SqlError::from(e)))?;
+            values.push(expr);
+        }
+        bind_params(&mut stmt, &values).map_err(user_error)?;
+        let mut session = self.session.lock().await;
+        match session.execute_statement(stmt).await {
+            Ok(o) => Ok(to_response(o, &portal.result_column_format)),
+            Err(e) => {
+                self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                Err(user_error(e))
+            }
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(ConnHandlers { session: self.session.clone(), parser: self.parser.clone(), server: self.server.clone() })
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(ConnHandlers { session: self.session.clone(), parser: self.parser.clone(), server: self.server.clone() })
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        let mut params = DefaultServerParameterProvider::default();
+        params.server_version = self.server.engine.config.server_version.clone();
+        let mut scram = ScramAuth::new(self.server.auth.clone());
+        scram.set_iterations(SCRAM_ITERATIONS);
+        Arc::new(SASLAuthStartupHandler::new(Arc::new(params)).with_scram(scram))
+    }
+}
+
+impl PgServer {
+    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, auth: Arc<PasswordAuth>, max_connections: usize) -> Arc<PgServer> {
+        Arc::new(PgServer { engine, metrics, auth, max_connections, active: AtomicUsize::new(0) })
+    }
+
+    /// Accepts connections until `shutdown` resolves.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => break,
+            };
+            let (socket, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            let server = self.clone();
+            if server.active.fetch_add(1, Ordering::SeqCst) >= server.max_connections {
+                server.active.fetch_sub(1, Ordering::SeqCst);
+                tokio::spawn(reject_too_many(socket));
+                continue;
+            }
+            server.metrics.connections.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let session = Arc::new(Mutex::new(server.engine.session("postgres")));
+                let handlers = Arc::new(ConnHandlers { parser: Arc::new(BkgQueryParser { session: session.clone() }), session, server: server.clone() });
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                server.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers a connection beyond the limit with FATAL 53300, as PostgreSQL does.
+async fn reject_too_many(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read_packet = async |s: &mut tokio::net::TcpStream| -> std::io::Result<Vec<u8>> {
+        let len = s.read_i32().await?;
+        if !(8..=10_000).contains(&len) {
+            return Err(std::io::Error::other("bad startup length"));
+        }
+        let mut body = vec![0u8; len as usize - 4];
+        s.read_exact(&mut body).await?;
+        Ok(body)
+    };
+    let fut = async {
+        let mut body = read_packet(&mut socket).await?;
+        if body.len() == 4 && u32::from_be_bytes(body[..4].try_into().expect("4")) == 80_877_103 {
+            socket.write_all(b"N").await?;
+            body = read_packet(&mut socket).await?;
+        }
+        let _ = body;
+        let mut msg = BytesMut::new();
+        for (k, v) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', codes::TOO_MANY_CONNECTIONS), (b'M', "sorry, too many clients already")] {
+            msg.put_u8(k);
+            msg.put_slice(v.as_bytes());
+            msg.put_u8(0);
+        }
+        msg.put_u8(0);
+        let mut out = BytesMut::new();
+        out.put_u8(b'E');
+        out.put_i32(msg.len() as i32 + 4);
+        out.put_slice(&msg);
+        socket.write_all(&out).await?;
+        socket.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fut).await;
+}
+
+impl std::fmt::Debug for ConnHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnHandlers").finish()
+    }
+}
+
+/// For tests and tools: the registered statement type.
+pub type PgStatement = StoredStatement<Prepared>;

@@ -1,0 +1,97 @@
+//! Starting and stopping the whole server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bkg_kernel::{Limits, Options};
+
+use crate::config::ServeArgs;
+use crate::http::{HttpState, router};
+use crate::metrics::Metrics;
+use crate::pgwire::{PasswordAuth, PgServer};
+use crate::sql::{Engine, EngineConfig};
+
+/// Runs until SIGTERM/SIGINT, then drains and exits cleanly.
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    let password = args.validate()?;
+    let dir = args.data_path();
+    let mut limits = Limits::default();
+    limits.checkpoint_wal_bytes = args.checkpoint_wal_mb << 20;
+    limits.checkpoint_interval_ms = args.checkpoint_interval_s * 1000;
+    let mut opts = Options::new(&dir);
+    opts.limits = limits;
+    let config = EngineConfig { query_memory_bytes_max: args.query_memory_mb << 20, ..Default::default() };
+    let started = Instant::now();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(opts, config))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
+    tracing::info!(
+        data_dir = %engine.db.dir().display(),
+        records_replayed = engine.recovery.records_replayed,
+        torn_bytes_cut = engine.recovery.torn_bytes_cut,
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "database open"
+    );
+    let metrics = Arc::new(Metrics::default());
+    let auth = Arc::new(PasswordAuth::new("postgres", &password));
+    let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections);
+    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.pg_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
+    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
+    });
+    let ckpt_engine = engine.clone();
+    let mut ckpt_stop = stop_rx.clone();
+    let ckpt_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = ckpt_stop.changed() => break,
+            }
+            let e = ckpt_engine.clone();
+            match tokio::task::spawn_blocking(move || e.db.maybe_checkpoint()).await {
+                Ok(Err(err)) => tracing::error!(error = %err, "checkpoint failed"),
+                Err(err) => tracing::error!(error = %err, "checkpoint task failed"),
+                _ => {}
+            }
+        }
+    });
+    tracing::info!(pg = %args.pg_listen, http = %args.http_listen, "bkg-db is ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections");
+    let _ = stop_tx.send(true);
+    let _ = pg_task.await;
+    let deadline = Instant::now() + Duration::from_secs(args.shutdown_grace_s);
+    while pg.active_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if pg.active_connections() > 0 {
+        tracing::warn!(open = pg.active_connections(), "closing connections still open after the grace period");
+    }
+    let _ = http_task.await;
+    let _ = ckpt_task.await;
+    let db = engine.db.clone();
+    tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,508 @@
+//! DDL against the kernel catalog, inside the session's transaction.
+
+use bkg_kernel::{ColumnDef, ColumnDefault, IndexDef, TableDef, Value};
+use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, Statement, TableConstraint};
+
+use super::session::{Output, Session};
+use super::types::map_type;
+use crate::error::{SqlError, SqlResult, codes};
+
+/// Splits a possibly qualified name into (schema, name), lower-casing unquoted parts.
+pub fn split_name(session: &Session, name: &ObjectName) -> SqlResult<(String, String)> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) if i.quote_style.is_some() => i.value.clone(),
+            Some(i) => i.value.to_lowercase(),
+            None => p.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [n] => Ok((session.current_schema(), n.clone())),
+        [s, n] => Ok((s.clone(), n.clone())),
+        [db, s, n] if db == super::provider::DATABASE_NAME => Ok((s.clone(), n.clone())),
+        _ => Err(SqlError::syntax(format!("improper qualified name: {name}"))),
+    }
+}
+
+pub fn ident_name(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+}
+
+fn index_column_names(cols: &[ast::IndexColumn]) -> SqlResult<Vec<String>> {
+    cols.iter()
+        .map(|c| match &c.column.expr {
+            ast::Expr::Identifier(i) => Ok(ident_name(i)),
+            other => Err(SqlError::unsupported(format!("index on expression {other}"))),
+        })
+        .collect()
+}
+
+fn positions(def: &TableDef, names: &[String]) -> SqlResult<Vec<usize>> {
+    names
+        .iter()
+        .map(|n| {
+            def.column_index(n).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{n}\" named in key does not exist")))
+        })
+        .collect()
+}
+
+/// Resolves a table name to its id in the transaction's catalog.
+pub fn resolve_table(session: &Session, name: &ObjectName) -> SqlResult<u64> {
+    let (schema, table) = split_name(session, name)?;
+    session.with_txn(|t| {
+        let cat = t.catalog();
+        if let Some(def) = cat.find_table(&schema, &table) {
+            return Ok(def.id);
+        }
+        if cat.find_view(&schema, &table).is_some() {
+            return Err(SqlError::new(codes::WRONG_OBJECT_TYPE, format!("\"{table}\" is not a table")));
+        }
+        Err(SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist")))
+    })
+}
+
+fn column_from_ast(cd: &ast::ColumnDef, pk: &mut Vec<String>, uniques: &mut Vec<Vec<String>>, fks: &mut Vec<(Vec<String>, ast::ForeignKeyConstraint)>) -> SqlResult<ColumnDef> {
+    let name = ident_name(&cd.name);
+    let ty = map_type(&cd.data_type)?;
+    let mut col = ColumnDef {
+        name: name.clone(),
+        data_type: ty.data_type,
+        nullable: !ty.serial,
+        default: ty.serial.then_some(ColumnDefault::Identity { always: false }),
+        dropped: false,
+        missing: Value::Null,
+    };
+    for opt in &cd.options {
+        match &opt.option {
+            ColumnOption::Null => col.nullable = true,
+            ColumnOption::NotNull => col.nullable = false,
+            ColumnOption::Default(e) => col.default = Some(ColumnDefault::Expr(e.to_string())),
+            ColumnOption::PrimaryKey(_) => pk.push(name.clone()),
+            ColumnOption::Unique(_) => uniques.push(vec![name.clone()]),
+            ColumnOption::ForeignKey(fk) => fks.push((vec![name.clone()], fk.clone())),
+            ColumnOption::Identity(_) => {
+                col.default = Some(ColumnDefault::Identity { always: false });
+                col.nullable = false;
+            }
+            ColumnOption::Generated { generated_as, generation_expr, .. } => {
+                if generation_expr.is_some() {
+                    return Err(SqlError::unsupported("generated columns"));
+                }
+                col.default = Some(ColumnDefault::Identity { always: matches!(generated_as, ast::GeneratedAs::Always) });
+                col.nullable = false;
+            }
+            ColumnOption::Check(_) => return Err(SqlError::unsupported("CHECK constraints")),
+            ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
+            other => return Err(SqlError::unsupported(format!("column option {other}"))),
+        }
+    }
+    if !ty.serial && matches!(col.default, Some(ColumnDefault::Identity { .. })) && !matches!(col.data_type, bkg_kernel::DataType::Int16 | bkg_kernel::DataType::Int32 | bkg_kernel::DataType::Int64) {
+        return Err(SqlError::new(codes::DATATYPE_MISMATCH, format!("identity column type must be smallint, integer, or bigint (column \"{name}\")")));
+    }
+    Ok(col)
+}
+
+pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
+    match stmt {
+        Statement::CreateTable(ct) => create_table(session, ct).await,
+        Statement::CreateSchema { schema_name, if_not_exists, .. } => {
+            let name = match &schema_name {
+                ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => {
+                    n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
+                }
+                ast::SchemaName::UnnamedAuthorization(i) => ident_name(i),
+            };
+            session.with_txn(|t| Ok(t.catalog_mut().create_schema(&name, if_not_exists)?))?;
+            Ok(Output::command("CREATE SCHEMA"))
+        }
+        Statement::Drop { object_type, if_exists, names, cascade, .. } => drop(session, object_type, if_exists, &names, cascade),
+        Statement::AlterTable(at) => alter_table(session, at),
+        Statement::CreateIndex(ci) => create_index(session, ci),
+        Statement::CreateView(cv) => {
+            if cv.materialized {
+                return Err(SqlError::unsupported("materialized views"));
+            }
+            let (schema, name) = split_name(session, &cv.name)?;
+            let sql = cv.query.to_string();
+            // Plan it once now so a broken view is refused at CREATE time.
+            session.query(Statement::Explain {
+                describe_alias: ast::DescribeAlias::Explain,
+                analyze: false,
+                verbose: false,
+                query_plan: false,
+                estimate: false,
+                statement: Box::new(Statement::Query(cv.query.clone())),
+                format: None,
+                options: None,
+            })
+            .await?;
+            session.with_txn(|t| Ok(t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace)?))?;
+            Ok(Output::command("CREATE VIEW"))
+        }
+        Statement::Truncate(tr) => {
+            let mut ids = Vec::new();
+            for target in &tr.table_names {
+                ids.push(resolve_table(session, &target.name)?);
+            }
+            for id in ids {
+                session.with_txn(|t| Ok(t.truncate(id)?))?;
+            }
+            Ok(Output::command("TRUNCATE TABLE"))
+        }
+        other => Err(SqlError::unsupported(format!("statement {other}"))),
+    }
+}
+
+async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<Output> {
+    let (schema, name) = split_name(session, &ct.name)?;
+    if ct.query.is_some() && !ct.columns.is_empty() {
+        return Err(SqlError::unsupported("CREATE TABLE with both columns and AS"));
+    }
+    let mut pk: Vec<String> = Vec::new();
+    let mut uniques: Vec<Vec<String>> = Vec::new();
+    let mut fks = Vec::new();
+    let mut columns = Vec::new();
+    let mut ctas_rows = None;
+    if let Some(q) = &ct.query {
+        let (s, batches) = session.query_sql(&q.to_string()).await?;
+        for f in s.fields() {
+            let dt = arrow_to_kernel(f.data_type())?;
+            columns.push(ColumnDef { name: f.name().clone(), data_type: dt, nullable: true, default: None, dropped: false, missing: Value::Null });
+        }
+        ctas_rows = Some(batches);
+    }
+    for cd in &ct.columns {
+        columns.push(column_from_ast(cd, &mut pk, &mut uniques, &mut fks)?);
+    }
+    if columns.is_empty() && ct.query.is_none() {
+        // PostgreSQL allows zero-column tables; so do we.
+    }
+    for c in &ct.constraints {
+        match c {
+            TableConstraint::PrimaryKey(p) => {
+                if !pk.is_empty() {
+                    return Err(SqlError::new("42P16", format!("multiple primary keys for table \"{name}\" are not allowed")));
+                }
+                pk = index_column_names(&p.columns)?;
+            }
+            TableConstraint::Unique(u) => uniques.push(index_column_names(&u.columns)?),
+            TableConstraint::ForeignKey(fk) => fks.push((fk.columns.iter().map(ident_name).collect(), fk.clone())),
+            TableConstraint::Check(_) => return Err(SqlError::unsupported("CHECK constraints")),
+            other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
+        }
+    }
+    let mut def = TableDef { id: 0, schema: schema.clone(), name: name.clone(), columns, indexes: vec![], foreign_keys: vec![] };
+    if !pk.is_empty() {
+        let cols = positions(&def, &pk)?;
+        def.indexes.push(IndexDef { id: 0, name: format!("{name}_pkey"), columns: cols, unique: true, primary: true });
+    }
+    for u in uniques {
+        let cols = positions(&def, &u)?;
+        let idx_name = format!("{name}_{}_key", u.join("_"));
+        if def.indexes.iter().any(|i| i.columns == cols) {
+            continue;
+        }
+        def.indexes.push(IndexDef { id: 0, name: idx_name, columns: cols, unique: true, primary: false });
+    }
+    let mut fk_defs = Vec::new();
+    for (cols, fk) in fks {
+        let (rs, rn) = split_name(session, &fk.foreign_table)?;
+        let local = positions(&def, &cols)?;
+        let fk_name = fk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{name}_{}_fkey", cols.join("_")));
+        fk_defs.push((fk_name, local, rs, rn, fk.referred_columns.iter().map(ident_name).collect::<Vec<_>>()));
+    }
+    let id = session.with_txn(|t| {
+        let cat = t.catalog_mut();
+        for (fk_name, local, rs, rn, refcols) in fk_defs {
+            let target = if rs == schema && rn == name {
+                None
+            } else {
+                Some(cat.find_table(&rs, &rn).ok_or_else(|| SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{rn}\" does not exist")))?.clone())
+            };
+            let tdef = target.as_ref().unwrap_or(&def);
+            let refpos: Vec<usize> = if refcols.is_empty() {
+                tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\"")))?
+            } else {
+                positions(tdef, &refcols)?
+            };
+            if !tdef.indexes.iter().any(|i| i.unique && i.columns == refpos) {
+                return Err(SqlError::new("42830", format!("there is no unique constraint matching given keys for referenced table \"{rn}\"")));
+            }
+            def.foreign_keys.push(bkg_kernel::catalog::ForeignKeyDef { name: fk_name, columns: local, ref_table: target.map(|t| t.id).unwrap_or(0), ref_columns: refpos });
+        }
+        let created = cat.create_table(def.clone(), ct.if_not_exists)?;
+        if let Some(id) = created {
+            // Self-references were recorded with table id 0.
+            let d = cat.table_mut(id)?;
+            for fk in &mut d.foreign_keys {
+                if fk.ref_table == 0 {
+                    fk.ref_table = id;
+                }
+            }
+        }
+        Ok(created)
+    })?;
+    if let (Some(id), Some(batches)) = (id, ctas_rows) {
+        let n = super::dml::insert_batches(session, id, None, &batches).await?;
+        return Ok(Output::count("SELECT", n));
+    }
+    Ok(Output::command("CREATE TABLE"))
+}
+
+fn arrow_to_kernel(t: &datafusion::arrow::datatypes::DataType) -> SqlResult<bkg_kernel::DataType> {
+    use bkg_kernel::DataType as K;
+    use datafusion::arrow::datatypes::DataType as A;
+    Ok(match t {
+        A::Boolean => K::Bool,
+        A::Int8 | A::Int16 | A::UInt8 => K::Int16,
+        A::Int32 | A::UInt16 => K::Int32,
+        A::Int64 | A::UInt32 => K::Int64,
+        A::UInt64 => K::NUMERIC_DEFAULT,
+        A::Float16 | A::Float32 => K::Float32,
+        A::Float64 => K::Float64,
+        A::Decimal128(p, s) => K::Numeric { precision: *p, scale: *s },
+        A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Null => K::Text,
+        A::Binary | A::LargeBinary | A::BinaryView => K::Bytea,
+        A::Date32 | A::Date64 => K::Date,
+        A::Time32(_) | A::Time64(_) => K::Time,
+        A::Timestamp(_, None) => K::Timestamp,
+        A::Timestamp(_, Some(_)) => K::TimestampTz,
+        A::Interval(_) => K::Interval,
+        other => return Err(SqlError::unsupported(format!("column of type {other}"))),
+    })
+}
+
+fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: &[ObjectName], cascade: bool) -> SqlResult<Output> {
+    match object_type {
+        ObjectType::Table => {
+            for n in names {
+                let (schema, name) = split_name(session, n)?;
+                session.with_txn(|t| {
+                    let cat = t.catalog_mut();
+                    match cat.find_table(&schema, &name).map(|d| d.id) {
+                        Some(id) => Ok(cat.drop_table(id, cascade)?),
+                        None if cat.find_view(&schema, &name).is_some() => Err(SqlError::new(codes::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a table")).with_hint("Use DROP VIEW to remove a view.")),
+                        None if if_exists => Ok(()),
+                        None => Err(SqlError::new(codes::UNDEFINED_TABLE, format!("table \"{name}\" does not exist"))),
+                    }
+                })?;
+            }
+            Ok(Output::command("DROP TABLE"))
+        }
+        ObjectType::View => {
+            for n in names {
+                let (schema, name) = split_name(session, n)?;
+                session.with_txn(|t| {
+                    let cat = t.catalog_mut();
+                    match cat.drop_view(&schema, &name, if_exists) {
+                        Err(bkg_kernel::Error::UndefinedTable(_)) => Err(SqlError::new(codes::UNDEFINED_TABLE, format!("view \"{name}\" does not exist"))),
+                        other => Ok(other?),
+                    }
+                })?;
+            }
+            Ok(Output::command("DROP VIEW"))
+        }
+        ObjectType::Schema => {
+            for n in names {
+                let name = n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+                session.with_txn(|t| Ok(t.catalog_mut().drop_schema(&name, if_exists, cascade)?))?;
+            }
+            Ok(Output::command("DROP SCHEMA"))
+        }
+        ObjectType::Index => {
+            for n in names {
+                let (schema, name) = split_name(session, n)?;
+                session.with_txn(|t| {
+                    let cat = t.catalog_mut();
+                    match cat.find_index(&schema, &name) {
+                        Some((table, pos)) => {
+                            let def = cat.table_mut(table)?;
+                            if def.indexes[pos].primary {
+                                return Err(SqlError::new("2BP01", format!("cannot drop index {name} because constraint {name} on table {} requires it", def.name)));
+                            }
+                            def.indexes.remove(pos);
+                            Ok(())
+                        }
+                        None if if_exists => Ok(()),
+                        None => Err(SqlError::new(codes::UNDEFINED_OBJECT, format!("index \"{name}\" does not exist"))),
+                    }
+                })?;
+            }
+            Ok(Output::command("DROP INDEX"))
+        }
+        other => Err(SqlError::unsupported(format!("DROP {other}"))),
+    }
+}
+
+/// Checks that existing rows satisfy a new unique index.
+fn check_unique_existing(t: &bkg_kernel::Transaction, def: &TableDef, cols: &[usize], name: &str) -> SqlResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut dup = None;
+    t.scan(def.id, |_, row| {
+        if dup.is_some() {
+            return;
+        }
+        if let Some(k) = bkg_kernel::mvcc::index_key(row, cols, def)
+            && !seen.insert(k)
+        {
+            dup = Some(row.clone());
+        }
+    });
+    if let Some(row) = dup {
+        let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+        let vals: Vec<String> = cols.iter().map(|&c| bkg_kernel::db::render_value(&row[c])).collect();
+        return Err(SqlError::new("23505", format!("could not create unique index \"{name}\""))
+            .with_detail(format!("Key ({})=({}) is duplicated.", names.join(", "), vals.join(", "))));
+    }
+    Ok(())
+}
+
+fn create_index(session: &mut Session, ci: ast::CreateIndex) -> SqlResult<Output> {
+    if ci.predicate.is_some() {
+        return Err(SqlError::unsupported("partial indexes"));
+    }
+    let table = resolve_table(session, &ci.table_name)?;
+    let cols = index_column_names(&ci.columns)?;
+    session.with_txn(|t| {
+        let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+        let pos = positions(&def, &cols)?;
+        let name = match &ci.name {
+            Some(n) => n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
+            None => format!("{}_{}_idx", def.name, cols.join("_")),
+        };
+        if ci.unique {
+            check_unique_existing(t, &def, &pos, &name)?;
+        }
+        t.catalog_mut().add_index(table, IndexDef { id: 0, name, columns: pos, unique: ci.unique, primary: false }, ci.if_not_exists)?;
+        Ok(())
+    })?;
+    Ok(Output::command("CREATE INDEX"))
+}
+
+fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> {
+    let table = match resolve_table(session, &at.name) {
+        Ok(t) => t,
+        Err(e) if at.if_exists && e.code == codes::UNDEFINED_TABLE => return Ok(Output::command("ALTER TABLE")),
+        Err(e) => return Err(e),
+    };
+    for op in at.operations {
+        use ast::AlterTableOperation as Op;
+        match op {
+            Op::AddColumn { if_not_exists, column_def, .. } => {
+                let mut pk = vec![];
+                let mut uniques = vec![];
+                let mut fks = vec![];
+                let mut col = column_from_ast(&column_def, &mut pk, &mut uniques, &mut fks)?;
+                if !pk.is_empty() || !uniques.is_empty() || !fks.is_empty() {
+                    return Err(SqlError::unsupported("constraints in ADD COLUMN (add them with ADD CONSTRAINT)"));
+                }
+                match &col.default {
+                    Some(ColumnDefault::Expr(e)) => {
+                        col.missing = constant_default(e, &col.data_type)?;
+                    }
+                    Some(ColumnDefault::Identity { .. }) => return Err(SqlError::unsupported("ADD COLUMN with identity")),
+                    None => {}
+                }
+                let col_name = col.name.clone();
+                session.with_txn(|t| {
+                    let has_rows = { let mut any = false; t.scan(table, |_, _| any = true); any };
+                    if !col.nullable && col.missing.is_null() && has_rows {
+                        let tname = t.catalog().table(table).map(|d| d.name.clone()).unwrap_or_default();
+                        return Err(SqlError::new("23502", format!("column \"{col_name}\" of relation \"{tname}\" contains null values")));
+                    }
+                    Ok(t.catalog_mut().add_column(table, col, if_not_exists)?)
+                })?;
+            }
+            Op::DropColumn { column_names, if_exists, .. } => {
+                for c in column_names {
+                    let name = ident_name(&c);
+                    session.with_txn(|t| Ok(t.catalog_mut().drop_column(table, &name, if_exists)?))?;
+                }
+            }
+            Op::RenameColumn { old_column_name, new_column_name } => {
+                let (from, to) = (ident_name(&old_column_name), ident_name(&new_column_name));
+                session.with_txn(|t| Ok(t.catalog_mut().rename_column(table, &from, &to)?))?;
+            }
+            Op::RenameTable { table_name } => {
+                let new = match table_name {
+                    ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => n,
+                };
+                let new_name = new.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+                session.with_txn(|t| Ok(t.catalog_mut().rename_table(table, &new_name)?))?;
+            }
+            Op::AddConstraint { constraint, .. } => {
+                let (cols, unique, primary, name) = match &constraint {
+                    TableConstraint::PrimaryKey(p) => (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name)),
+                    TableConstraint::Unique(u) => (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name)),
+                    other => return Err(SqlError::unsupported(format!("ADD {other}"))),
+                };
+                session.with_txn(|t| {
+                    let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+                    let pos = positions(&def, &cols)?;
+                    let name = name.unwrap_or_else(|| if primary { format!("{}_pkey", def.name) } else { format!("{}_{}_key", def.name, cols.join("_")) });
+                    if primary {
+                        let mut nulls = None;
+                        t.scan(table, |_, row| {
+                            for &c in &pos {
+                                if row.get(c).is_none_or(|v| v.is_null()) && nulls.is_none() {
+                                    nulls = Some(def.columns[c].name.clone());
+                                }
+                            }
+                        });
+                        if let Some(c) = nulls {
+                            return Err(SqlError::new("23502", format!("column \"{c}\" of relation \"{}\" contains null values", def.name)));
+                        }
+                    }
+                    check_unique_existing(t, &def, &pos, &name)?;
+                    t.catalog_mut().add_index(table, IndexDef { id: 0, name, columns: pos, unique, primary }, false)?;
+                    Ok(())
+                })?;
+            }
+            Op::AlterColumn { column_name, op } => {
+                let name = ident_name(&column_name);
+                session.with_txn(|t| {
+                    let def = t.catalog_mut().table_mut(table)?;
+                    let pos = def.column_index(&name).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{name}\" of relation \"{}\" does not exist", def.name)))?;
+                    match op {
+                        ast::AlterColumnOperation::SetNotNull => def.columns[pos].nullable = false,
+                        ast::AlterColumnOperation::DropNotNull => def.columns[pos].nullable = true,
+                        ast::AlterColumnOperation::SetDefault { value } => def.columns[pos].default = Some(ColumnDefault::Expr(value.to_string())),
+                        ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
+                        other => return Err(SqlError::unsupported(format!("ALTER COLUMN {other}"))),
+                    }
+                    Ok(())
+                })?;
+            }
+            other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
+        }
+    }
+    Ok(Output::command("ALTER TABLE"))
+}
+
+/// Evaluates a constant default (literal) for ADD COLUMN.
+fn constant_default(expr: &str, dt: &bkg_kernel::DataType) -> SqlResult<Value> {
+    let e = expr.trim();
+    let parsed: Option<Value> = match dt {
+        bkg_kernel::DataType::Int16 => e.parse().ok().map(Value::Int16),
+        bkg_kernel::DataType::Int32 => e.parse().ok().map(Value::Int32),
+        bkg_kernel::DataType::Int64 => e.parse().ok().map(Value::Int64),
+        bkg_kernel::DataType::Float32 => e.parse().ok().map(Value::Float32),
+        bkg_kernel::DataType::Float64 => e.parse().ok().map(Value::Float64),
+        bkg_kernel::DataType::Bool => match e.to_lowercase().as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        bkg_kernel::DataType::Text | bkg_kernel::DataType::Varchar(_) => e
+            .strip_prefix('\'')
+            .and_then(|s| s.strip_suffix('\''))
+            .map(|s| Value::Text(std::sync::Arc::from(s.replace("''", "'")))),
+        _ => None,
+    };
+    if e.eq_ignore_ascii_case("null") {
+        return Ok(Value::Null);
+    }
+    parsed.ok_or_else(|| SqlError::unsupported(format!("ADD COLUMN with the non-constant default {e}")))
+}

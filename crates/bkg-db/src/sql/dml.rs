@@ -1,0 +1,352 @@
+//! INSERT, UPDATE and DELETE.
+//!
+//! The rows a statement touches are chosen by a SELECT that DataFusion plans over the target's
+//! DML view (`__dml.t<id>`, the table plus its hidden `__rowid`), so WHERE clauses with
+//! subqueries, joins (`UPDATE ... FROM`, `DELETE ... USING`) and functions all work and read the
+//! statement's snapshot. The kernel then applies the changes by row id. DataFusion's own DML
+//! hooks are never used.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bkg_kernel::{ColumnDefault, OnConflict, Row, TableDef, Value};
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::MemTable;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+
+use super::ddl::{ident_name, resolve_table};
+use super::provider::{DML_SCHEMA, ROWID_COLUMN, rows_to_batches};
+use super::session::{Output, Session};
+use super::types::column_values;
+use crate::error::{SqlError, SqlResult, codes};
+
+fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
+    session.with_txn(|t| t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished")))
+}
+
+/// Values for columns an INSERT does not name, computed once per statement (identity per row).
+enum Fill {
+    Const(Value),
+    Identity,
+}
+
+async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> SqlResult<Vec<Fill>> {
+    let mut out = Vec::with_capacity(def.columns.len());
+    for (pos, c) in def.columns.iter().enumerate() {
+        if c.dropped || given.contains(&pos) {
+            out.push(Fill::Const(Value::Null));
+            continue;
+        }
+        out.push(match &c.default {
+            None => Fill::Const(Value::Null),
+            Some(ColumnDefault::Identity { .. }) => Fill::Identity,
+            Some(ColumnDefault::Expr(e)) => {
+                let (_, batches) = session.query_sql(&format!("SELECT {e}")).await?;
+                let b = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| SqlError::internal("default produced no row"))?;
+                let vals = column_values(b.column(0), &c.data_type, &c.name)?;
+                Fill::Const(vals.into_iter().next().unwrap_or(Value::Null))
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`).
+pub async fn insert_batches(session: &mut Session, table: u64, target: Option<Vec<usize>>, batches: &[RecordBatch]) -> SqlResult<u64> {
+    let rows = build_rows(session, table, target, batches).await?;
+    let n = rows.len() as u64;
+    session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
+    Ok(n)
+}
+
+async fn build_rows(session: &mut Session, table: u64, target: Option<Vec<usize>>, batches: &[RecordBatch]) -> SqlResult<Vec<Vec<Value>>> {
+    let def = table_def(session, table)?;
+    let live: Vec<usize> = def.live_columns().map(|(p, _)| p).collect();
+    let ncols = batches.first().map(|b| b.num_columns()).unwrap_or(0);
+    let mut target = target.unwrap_or_else(|| live.clone());
+    if ncols > target.len() {
+        return Err(SqlError::syntax("INSERT has more expressions than target columns"));
+    }
+    if batches.iter().any(|b| b.num_rows() > 0) && ncols < target.len() {
+        target.truncate(ncols);
+    }
+    for &p in &target {
+        if let Some(ColumnDefault::Identity { always: true }) = def.columns[p].default {
+            return Err(SqlError::new("428C9", format!("cannot insert a non-DEFAULT value into column \"{}\"", def.columns[p].name))
+                .with_detail(format!("Column \"{}\" is an identity column defined as GENERATED ALWAYS.", def.columns[p].name)));
+        }
+    }
+    let fills = defaults(session, &def, &target).await?;
+    let mut rows = Vec::new();
+    for b in batches {
+        let mut cols = Vec::with_capacity(target.len());
+        for (i, &p) in target.iter().enumerate() {
+            cols.push(column_values(b.column(i), &def.columns[p].data_type, &def.columns[p].name)?);
+        }
+        for r in 0..b.num_rows() {
+            let mut row: Vec<Value> = Vec::with_capacity(def.columns.len());
+            for (pos, f) in fills.iter().enumerate() {
+                row.push(match f {
+                    Fill::Const(v) => v.clone(),
+                    Fill::Identity if !target.contains(&pos) => {
+                        let n = session.with_txn(|t| Ok(t.next_identity(table, pos)))?;
+                        int_value(&def.columns[pos].data_type, n)?
+                    }
+                    Fill::Identity => Value::Null,
+                });
+            }
+            for (i, &p) in target.iter().enumerate() {
+                row[p] = cols[i][r].clone();
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn int_value(dt: &bkg_kernel::DataType, n: i64) -> SqlResult<Value> {
+    let overflow = || SqlError::new("2200H", "nextval: reached maximum value of sequence");
+    Ok(match dt {
+        bkg_kernel::DataType::Int16 => Value::Int16(i16::try_from(n).map_err(|_| overflow())?),
+        bkg_kernel::DataType::Int32 => Value::Int32(i32::try_from(n).map_err(|_| overflow())?),
+        _ => Value::Int64(n),
+    })
+}
+
+pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output> {
+    let name = match &ins.table {
+        ast::TableObject::TableName(n) => n.clone(),
+        other => return Err(SqlError::unsupported(format!("INSERT into {other}"))),
+    };
+    let table = resolve_table(session, &name)?;
+    let def = table_def(session, table)?;
+    let target: Option<Vec<usize>> = if ins.columns.is_empty() {
+        None
+    } else {
+        let mut seen = HashSet::new();
+        let mut cols = Vec::new();
+        for c in &ins.columns {
+            let cname = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+            let pos = def.column_index(&cname).ok_or_else(|| {
+                SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{cname}\" of relation \"{}\" does not exist", def.name))
+            })?;
+            if !seen.insert(pos) {
+                return Err(SqlError::new("42701", format!("column \"{cname}\" specified more than once")));
+            }
+            cols.push(pos);
+        }
+        Some(cols)
+    };
+    let on_conflict = match &ins.on {
+        None => OnConflict::Error,
+        Some(ast::OnInsert::OnConflict(oc)) => {
+            let index = match &oc.conflict_target {
+                None => None,
+                Some(ast::ConflictTarget::Columns(cols)) => {
+                    let pos: Vec<usize> = cols.iter().filter_map(|c| def.column_index(&ident_name(c))).collect();
+                    let idx = def.indexes.iter().find(|i| i.unique && i.columns.len() == pos.len() && pos.iter().all(|p| i.columns.contains(p)));
+                    Some(idx.ok_or_else(|| SqlError::new("42P10", "there is no unique or exclusion constraint matching the ON CONFLICT specification"))?.id)
+                }
+                Some(ast::ConflictTarget::OnConstraint(n)) => {
+                    let cname = n.to_string();
+                    Some(def.indexes.iter().find(|i| i.name == cname).ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("constraint \"{cname}\" for table \"{}\" does not exist", def.name)))?.id)
+                }
+            };
+            match &oc.action {
+                ast::OnConflictAction::DoNothing => OnConflict::Skip(index),
+                ast::OnConflictAction::DoUpdate(_) => return Err(SqlError::unsupported("ON CONFLICT DO UPDATE")),
+            }
+        }
+        Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
+    };
+    let rows = match &ins.source {
+        Some(q) => {
+            let batches = match session.query(Statement::Query(q.clone())).await? {
+                Output::Rows { batches, .. } => batches,
+                _ => vec![],
+            };
+            build_rows(session, table, target, &batches).await?
+        }
+        None => {
+            // INSERT ... DEFAULT VALUES
+            let fills = defaults(session, &def, &[]).await?;
+            let mut row = Vec::new();
+            for (pos, f) in fills.iter().enumerate() {
+                row.push(match f {
+                    Fill::Const(v) => v.clone(),
+                    Fill::Identity => int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?,
+                });
+            }
+            vec![row]
+        }
+    };
+    let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
+    let n = outcome.inserted.len() as u64;
+    match &ins.returning {
+        Some(items) => returning(&def, &outcome.inserted, items, "INSERT", &name_ident(&name)).await,
+        None => Ok(Output::count("INSERT", n)),
+    }
+}
+
+fn name_ident(name: &ast::ObjectName) -> String {
+    name.0.last().map(|p| p.to_string()).unwrap_or_default()
+}
+
+/// Evaluates RETURNING items over the given rows.
+async fn returning(def: &TableDef, rows: &[(u64, Row)], items: &[ast::SelectItem], tag: &str, alias: &str) -> SqlResult<Output> {
+    let fields: Vec<_> = def.live_columns().map(|(_, c)| c.data_type.arrow_field(&c.name, true)).collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let positions: Vec<Option<usize>> = def.live_columns().map(|(p, _)| Some(p)).collect();
+    let batches = rows_to_batches(def, &schema, &positions, rows)?;
+    let ctx = SessionContext::new();
+    let mem = MemTable::try_new(schema.clone(), vec![batches])?;
+    let table_name = alias.trim_matches('"').to_string();
+    ctx.register_table(datafusion::common::TableReference::bare(table_name.clone()), Arc::new(mem))?;
+    let list = items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let df = ctx.sql(&format!("SELECT {list} FROM \"{}\"", table_name.replace('"', "\"\""))).await?;
+    let out_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(Output::Rows { schema: out_schema, batches, tag: tag.to_string() })
+}
+
+/// The columns RETURNING would produce, without any row.
+pub async fn returning_schema(def: &TableDef, items: &[ast::SelectItem], alias: &str) -> SqlResult<SchemaRef> {
+    match returning(def, &[], items, "SELECT", alias).await? {
+        Output::Rows { schema, .. } => Ok(schema),
+        _ => Err(SqlError::internal("RETURNING produced no schema")),
+    }
+}
+
+fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, String)> {
+    if !tw.joins.is_empty() {
+        return Err(SqlError::unsupported("JOIN in the target of UPDATE/DELETE (use FROM/USING)"));
+    }
+    match &tw.relation {
+        ast::TableFactor::Table { name, alias, .. } => {
+            let a = match alias {
+                Some(a) => a.name.to_string(),
+                None => name_ident(name),
+            };
+            Ok((name.clone(), a))
+        }
+        other => Err(SqlError::unsupported(format!("UPDATE/DELETE target {other}"))),
+    }
+}
+
+/// Runs the row-selecting SELECT of an UPDATE/DELETE; returns batches whose first column is the row id.
+async fn select_targets(session: &mut Session, table: u64, alias: &str, extra_from: &[ast::TableWithJoins], selection: &Option<ast::Expr>, exprs: &[String]) -> SqlResult<Vec<RecordBatch>> {
+    let mut sql = format!("SELECT {alias}.\"{ROWID_COLUMN}\"");
+    for e in exprs {
+        sql.push_str(", ");
+        sql.push_str(e);
+    }
+    sql.push_str(&format!(" FROM \"{DML_SCHEMA}\".\"t{table}\" AS {alias}"));
+    for f in extra_from {
+        sql.push_str(", ");
+        sql.push_str(&f.to_string());
+    }
+    if let Some(w) = selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    let (_, batches) = session.query_sql(&sql).await?;
+    Ok(batches)
+}
+
+fn rowids(b: &RecordBatch) -> SqlResult<&UInt64Array> {
+    b.column(0).as_any().downcast_ref::<UInt64Array>().ok_or_else(|| SqlError::internal("row id column has the wrong type"))
+}
+
+pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output> {
+    if !upd.order_by.is_empty() || upd.limit.is_some() {
+        return Err(SqlError::unsupported("ORDER BY/LIMIT in UPDATE"));
+    }
+    let (name, alias) = target_relation(&upd.table)?;
+    let table = resolve_table(session, &name)?;
+    let def = table_def(session, table)?;
+    let mut targets = Vec::new();
+    let mut exprs = Vec::new();
+    for a in &upd.assignments {
+        let col = match &a.target {
+            ast::AssignmentTarget::ColumnName(n) => n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
+            ast::AssignmentTarget::Tuple(_) => return Err(SqlError::unsupported("tuple assignment in UPDATE")),
+        };
+        let pos = def.column_index(&col).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{col}\" of relation \"{}\" does not exist", def.name)))?;
+        if let Some(ColumnDefault::Identity { always: true }) = def.columns[pos].default {
+            return Err(SqlError::new("428C9", format!("column \"{col}\" can only be updated to DEFAULT")));
+        }
+        targets.push(pos);
+        exprs.push(format!("({})", a.value));
+    }
+    let from: Vec<ast::TableWithJoins> = match &upd.from {
+        None => vec![],
+        Some(ast::UpdateTableFromKind::BeforeSet(v)) | Some(ast::UpdateTableFromKind::AfterSet(v)) => v.clone(),
+    };
+    let batches = select_targets(session, table, &alias, &from, &upd.selection, &exprs).await?;
+    let mut seen = HashSet::new();
+    let mut changes = Vec::new();
+    for b in &batches {
+        let ids = rowids(b)?;
+        let mut cols = Vec::with_capacity(targets.len());
+        for (i, &p) in targets.iter().enumerate() {
+            cols.push(column_values(b.column(i + 1), &def.columns[p].data_type, &def.columns[p].name)?);
+        }
+        for r in 0..b.num_rows() {
+            let id = ids.value(r);
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(old) = session.with_txn(|t| Ok(t.row(table, id)))? else { continue };
+            let mut row: Vec<Value> = (0..def.columns.len()).map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone())).collect();
+            for (i, &p) in targets.iter().enumerate() {
+                row[p] = cols[i][r].clone();
+            }
+            changes.push((id, row));
+        }
+    }
+    let new_rows = session.with_txn(|t| Ok(t.update(table, changes)?))?;
+    match &upd.returning {
+        Some(items) => returning(&def, &new_rows, items, "UPDATE", &alias).await,
+        None => Ok(Output::count("UPDATE", new_rows.len() as u64)),
+    }
+}
+
+pub async fn delete(session: &mut Session, del: ast::Delete) -> SqlResult<Output> {
+    if !del.order_by.is_empty() || del.limit.is_some() {
+        return Err(SqlError::unsupported("ORDER BY/LIMIT in DELETE"));
+    }
+    if !del.tables.is_empty() {
+        return Err(SqlError::unsupported("multi-table DELETE"));
+    }
+    let from = match &del.from {
+        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+    };
+    let [target] = from.as_slice() else {
+        return Err(SqlError::unsupported("DELETE from several tables"));
+    };
+    let (name, alias) = target_relation(target)?;
+    let table = resolve_table(session, &name)?;
+    let def = table_def(session, table)?;
+    let using = del.using.clone().unwrap_or_default();
+    let batches = select_targets(session, table, &alias, &using, &del.selection, &[]).await?;
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    for b in &batches {
+        for id in rowids(b)?.values() {
+            if seen.insert(*id) {
+                ids.push(*id);
+            }
+        }
+    }
+    let old: Vec<(u64, Row)> = if del.returning.is_some() {
+        session.with_txn(|t| Ok(ids.iter().filter_map(|id| t.row(table, *id).map(|r| (*id, r))).collect()))?
+    } else {
+        vec![]
+    };
+    let n = session.with_txn(|t| Ok(t.delete(table, &ids)?))?;
+    match &del.returning {
+        Some(items) => returning(&def, &old, items, "DELETE", &alias).await,
+        None => Ok(Output::count("DELETE", n as u64)),
+    }
+}

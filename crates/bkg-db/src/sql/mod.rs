@@ -1,0 +1,15 @@
+//! The SQL layer: one session/plan path for every front door.
+//!
+//! A [`Session`] owns a connection's DataFusion state, its settings and its transaction. Text is
+//! parsed with the PostgreSQL dialect; transaction control, SET/SHOW, DDL and DML are executed
+//! here against the kernel; queries (and the row-selecting part of UPDATE/DELETE) are planned and
+//! run by DataFusion over [`provider::MvccTable`]s that read the transaction's snapshot.
+
+pub mod ddl;
+pub mod describe;
+pub mod dml;
+pub mod provider;
+pub mod session;
+pub mod types;
+
+pub use session::{Engine, EngineConfig, Output, Session, TxnEvent};

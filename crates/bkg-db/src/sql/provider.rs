@@ -1,0 +1,336 @@
+//! DataFusion's view of the kernel: a catalog list, schemas, and the MVCC table provider.
+//!
+//! The catalog a statement sees is the one of its transaction (a private copy after DDL), set on
+//! the session's [`CatalogView`] before planning. Table providers resolve rows at `scan()` time
+//! from the [`ScanContext`] carried as a typed session extension: no context, no rows (fail
+//! closed). Scans never report exact statistics, so aggregates are always computed from the rows
+//! the snapshot really sees.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bkg_kernel::arrow_conv::column_from_values;
+use bkg_kernel::{Catalog, DataType, Database, Row, TableDef, Transaction, Value};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::{Mutex, RwLock};
+
+/// The database name clients connect to; DataFusion's catalog name.
+pub const DATABASE_NAME: &str = "postgres";
+/// Schema under which DML statements see a table with its hidden `__rowid` column.
+pub const DML_SCHEMA: &str = "__dml";
+pub const ROWID_COLUMN: &str = "__rowid";
+const BATCH_ROWS: usize = 8192;
+
+/// The per-statement transaction, reachable from scans.
+#[derive(Debug)]
+pub struct ScanContext {
+    pub txn: Arc<Mutex<Option<Transaction>>>,
+}
+
+/// The catalog the session's statements currently plan against, plus the state views use.
+pub struct CatalogView {
+    pub catalog: RwLock<Arc<Catalog>>,
+    pub planner: RwLock<Option<SessionState>>,
+}
+
+impl std::fmt::Debug for CatalogView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogView").finish()
+    }
+}
+
+impl CatalogView {
+    pub fn new(catalog: Arc<Catalog>) -> Arc<CatalogView> {
+        Arc::new(CatalogView { catalog: RwLock::new(catalog), planner: RwLock::new(None) })
+    }
+    pub fn set(&self, catalog: Arc<Catalog>) {
+        *self.catalog.write() = catalog;
+    }
+    pub fn get(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+}
+
+#[derive(Debug)]
+pub struct BkgCatalogList {
+    pub view: Arc<CatalogView>,
+    pub db: Database,
+}
+
+impl CatalogProviderList for BkgCatalogList {
+    fn register_catalog(&self, _name: String, _catalog: Arc<dyn CatalogProvider>) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+    fn catalog_names(&self) -> Vec<String> {
+        vec![DATABASE_NAME.to_string()]
+    }
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == DATABASE_NAME).then(|| Arc::new(BkgCatalog { view: self.view.clone(), db: self.db.clone() }) as _)
+    }
+}
+
+#[derive(Debug)]
+struct BkgCatalog {
+    view: Arc<CatalogView>,
+    db: Database,
+}
+
+impl CatalogProvider for BkgCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.view.get().schemas.keys().cloned().collect()
+    }
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let cat = self.view.get();
+        if name == DML_SCHEMA || cat.schemas.contains_key(name) {
+            Some(Arc::new(BkgSchema { name: name.to_string(), view: self.view.clone(), db: self.db.clone() }))
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BkgSchema {
+    name: String,
+    view: Arc<CatalogView>,
+    db: Database,
+}
+
+#[async_trait]
+impl SchemaProvider for BkgSchema {
+    fn table_names(&self) -> Vec<String> {
+        let cat = self.view.get();
+        let mut names: Vec<String> = cat.tables.values().filter(|t| t.schema == self.name).map(|t| t.name.clone()).collect();
+        names.extend(cat.views.values().filter(|v| v.schema == self.name).map(|v| v.name.clone()));
+        names
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        let cat = self.view.get();
+        if self.name == DML_SCHEMA {
+            let id = name.strip_prefix('t').and_then(|s| s.parse::<u64>().ok());
+            return Ok(id.and_then(|id| cat.table(id)).map(|def| Arc::new(MvccTable::new(def.clone(), true)) as _));
+        }
+        if let Some(def) = cat.find_table(&self.name, name) {
+            return Ok(Some(Arc::new(MvccTable::new(def.clone(), false))));
+        }
+        if let Some(v) = cat.find_view(&self.name, name) {
+            let planner = self.view.planner.read().clone();
+            let Some(state) = planner else {
+                return Err(DataFusionError::Plan("views cannot be planned in this context".into()));
+            };
+            let stmt = state.sql_to_statement(&v.sql, &datafusion::config::Dialect::PostgreSQL)?;
+            let plan = Box::pin(state.statement_to_plan(stmt)).await?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(v.sql.clone())))));
+        }
+        let _ = &self.db;
+        Ok(None)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let cat = self.view.get();
+        cat.find_table(&self.name, name).is_some() || cat.find_view(&self.name, name).is_some()
+    }
+}
+
+/// A kernel table as DataFusion sees it.
+#[derive(Debug)]
+pub struct MvccTable {
+    pub def: TableDef,
+    /// Physical column positions of the schema's columns (the last one is `__rowid` in DML mode).
+    positions: Vec<usize>,
+    schema: SchemaRef,
+    with_rowid: bool,
+}
+
+impl MvccTable {
+    pub fn new(def: TableDef, with_rowid: bool) -> MvccTable {
+        let mut fields = Vec::new();
+        let mut positions = Vec::new();
+        for (pos, c) in def.live_columns() {
+            fields.push(c.data_type.arrow_field(&c.name, c.nullable));
+            positions.push(pos);
+        }
+        if with_rowid {
+            fields.push(Field::new(ROWID_COLUMN, datafusion::arrow::datatypes::DataType::UInt64, false));
+        }
+        MvccTable { schema: Arc::new(Schema::new(fields)), positions, def, with_rowid }
+    }
+
+    /// `column = literal` on every column of a unique index gives a point lookup.
+    fn point_lookup(&self, filters: &[Expr]) -> Option<(u64, Vec<Value>)> {
+        let mut eqs: Vec<(usize, Value)> = Vec::new();
+        for f in filters {
+            collect_equalities(f, &self.def, &mut eqs);
+        }
+        for idx in self.def.indexes.iter().filter(|i| i.unique) {
+            let key: Option<Vec<Value>> = idx
+                .columns
+                .iter()
+                .map(|c| eqs.iter().find(|(p, _)| p == c).map(|(_, v)| v.clone()))
+                .collect();
+            if let Some(key) = key {
+                return Some((idx.id, key));
+            }
+        }
+        None
+    }
+}
+
+fn collect_equalities(e: &Expr, def: &TableDef, out: &mut Vec<(usize, Value)>) {
+    if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e {
+        match op {
+            Operator::And => {
+                collect_equalities(left, def, out);
+                collect_equalities(right, def, out);
+            }
+            Operator::Eq => {
+                let pair = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => Some((c, v)),
+                    _ => None,
+                };
+                if let Some((col, lit)) = pair
+                    && let Some(pos) = def.column_index(&col.name)
+                    && let Some(v) = scalar_to_value(lit, &def.columns[pos].data_type)
+                {
+                    out.push((pos, v));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Converts a literal to the kernel value a column of type `dt` would hold, if exact.
+pub fn scalar_to_value(s: &ScalarValue, dt: &DataType) -> Option<Value> {
+    let int = match s {
+        ScalarValue::Int8(Some(v)) => Some(*v as i64),
+        ScalarValue::Int16(Some(v)) => Some(*v as i64),
+        ScalarValue::Int32(Some(v)) => Some(*v as i64),
+        ScalarValue::Int64(Some(v)) => Some(*v),
+        ScalarValue::UInt8(Some(v)) => Some(*v as i64),
+        ScalarValue::UInt16(Some(v)) => Some(*v as i64),
+        ScalarValue::UInt32(Some(v)) => Some(*v as i64),
+        ScalarValue::UInt64(Some(v)) => i64::try_from(*v).ok(),
+        _ => None,
+    };
+    match (dt, int, s) {
+        (DataType::Int16, Some(i), _) => i16::try_from(i).ok().map(Value::Int16),
+        (DataType::Int32, Some(i), _) => i32::try_from(i).ok().map(Value::Int32),
+        (DataType::Int64, Some(i), _) => Some(Value::Int64(i)),
+        (DataType::Text | DataType::Varchar(_) | DataType::Uuid, _, ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) => {
+            Some(Value::Text(Arc::from(t.as_str())))
+        }
+        (DataType::Bool, _, ScalarValue::Boolean(Some(b))) => Some(Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// Builds Arrow batches of the given physical columns (and optionally row ids) from rows.
+pub fn rows_to_batches(def: &TableDef, schema: &SchemaRef, positions: &[Option<usize>], rows: &[(u64, Row)]) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let mut out = Vec::new();
+    for chunk in rows.chunks(BATCH_ROWS) {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(positions.len());
+        for p in positions {
+            match p {
+                Some(pos) => {
+                    let c = &def.columns[*pos];
+                    let arr = column_from_values(&c.data_type, chunk.iter().map(|(_, r)| r.get(*pos).unwrap_or(&c.missing)))
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    cols.push(arr);
+                }
+                None => cols.push(Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(r, _)| *r)))),
+            }
+        }
+        let batch = if cols.is_empty() {
+            RecordBatch::try_new_with_options(
+                schema.clone(),
+                cols,
+                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(chunk.len())),
+            )?
+        } else {
+            RecordBatch::try_new(schema.clone(), cols)?
+        };
+        out.push(batch);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl TableProvider for MvccTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Filters only narrow what the scan reads (point lookups); DataFusion re-checks them.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                let mut eqs = Vec::new();
+                collect_equalities(f, &self.def, &mut eqs);
+                if eqs.is_empty() { TableProviderFilterPushDown::Unsupported } else { TableProviderFilterPushDown::Inexact }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let ctx = state
+            .config()
+            .get_extension::<ScanContext>()
+            .ok_or_else(|| DataFusionError::Plan("no transaction is bound to this statement".into()))?;
+        let guard = ctx.txn.lock();
+        let txn = guard.as_ref().ok_or_else(|| DataFusionError::Plan("no transaction is open".into()))?;
+        let mut rows: Vec<(u64, Row)> = Vec::new();
+        match self.point_lookup(filters) {
+            Some((index, key)) => {
+                rows = txn.lookup(self.def.id, index, &key).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            }
+            None => {
+                let max = if filters.is_empty() { limit.unwrap_or(usize::MAX) } else { usize::MAX };
+                txn.scan(self.def.id, |r, row| {
+                    if rows.len() < max {
+                        rows.push((r, row.clone()))
+                    }
+                });
+            }
+        }
+        drop(guard);
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let proj = projection.unwrap_or(&all);
+        let positions: Vec<Option<usize>> = proj
+            .iter()
+            .map(|&i| if self.with_rowid && i == self.positions.len() { None } else { Some(self.positions[i]) })
+            .collect();
+        let projected = Arc::new(self.schema.project(proj)?);
+        let batches = rows_to_batches(&self.def, &projected, &positions, &rows)?;
+        let exec = MemorySourceConfig::try_new_exec(&[batches], projected, None)?;
+        Ok(exec)
+    }
+}
+
+impl MvccTable {
+    pub fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

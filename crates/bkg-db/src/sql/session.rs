@@ -1,0 +1,603 @@
+//! Engine (shared) and Session (one per connection).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bkg_kernel::{Database, IsolationLevel, Options, RecoveryInfo, Transaction};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::common::config::Dialect;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionState;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use parking_lot::Mutex;
+
+use super::provider::{BkgCatalogList, CatalogView, DATABASE_NAME, ScanContext};
+use crate::error::{SqlError, SqlResult, codes};
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Memory all queries together may use for operators that buffer (joins, sorts, aggregates).
+    pub query_memory_bytes_max: usize,
+    pub target_partitions: usize,
+    pub server_version: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { query_memory_bytes_max: 4 << 30, target_partitions: 2, server_version: "16.6".into() }
+    }
+}
+
+/// What is shared by all sessions: the database and DataFusion's runtime (memory pool).
+pub struct Engine {
+    pub db: Database,
+    pub config: EngineConfig,
+    runtime: Arc<RuntimeEnv>,
+    pub recovery: RecoveryInfo,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("db", &self.db).finish()
+    }
+}
+
+impl Engine {
+    pub fn open(opts: Options, config: EngineConfig) -> SqlResult<Arc<Engine>> {
+        let (db, recovery) = Database::open(opts)?;
+        Engine::with_database(db, recovery, config)
+    }
+
+    pub fn with_database(db: Database, recovery: RecoveryInfo, config: EngineConfig) -> SqlResult<Arc<Engine>> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(config.query_memory_bytes_max)))
+            .build_arc()?;
+        Ok(Arc::new(Engine { db, config, runtime, recovery }))
+    }
+
+    pub fn session(self: &Arc<Self>, user: &str) -> Session {
+        Session::new(self.clone(), user)
+    }
+}
+
+/// Transaction state changes, for protocols that report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEvent {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum Output {
+    Rows { schema: SchemaRef, batches: Vec<RecordBatch>, tag: String },
+    Command { tag: String, rows: Option<u64>, txn: Option<TxnEvent> },
+}
+
+impl Output {
+    pub fn command(tag: &str) -> Output {
+        Output::Command { tag: tag.to_string(), rows: None, txn: None }
+    }
+    pub fn count(tag: &str, rows: u64) -> Output {
+        Output::Command { tag: tag.to_string(), rows: Some(rows), txn: None }
+    }
+    /// The command tag as PostgreSQL prints it (`INSERT 0 3`, `SELECT 2`, `BEGIN`).
+    pub fn tag_text(&self) -> String {
+        match self {
+            Output::Rows { tag, batches, .. } => {
+                let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+                if tag == "SELECT" { format!("SELECT {n}") } else { format!("{tag} {n}") }
+            }
+            Output::Command { tag, rows: Some(n), .. } if tag == "INSERT" => format!("INSERT 0 {n}"),
+            Output::Command { tag, rows: Some(n), .. } => format!("{tag} {n}"),
+            Output::Command { tag, .. } => tag.clone(),
+        }
+    }
+}
+
+/// One connection's state.
+pub struct Session {
+    pub engine: Arc<Engine>,
+    pub user: String,
+    state: SessionState,
+    view: Arc<CatalogView>,
+    txn: Arc<Mutex<Option<Transaction>>>,
+    explicit: bool,
+    failed: bool,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Break the view -> state -> catalog list -> view cycle.
+        *self.view.planner.write() = None;
+        if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+    }
+}
+
+fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    for (k, val) in [
+        ("search_path", "\"$user\", public"),
+        ("statement_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
+        ("client_encoding", "UTF8"),
+        ("server_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("timezone", "UTC"),
+        ("application_name", ""),
+        ("default_transaction_isolation", "repeatable read"),
+        ("extra_float_digits", "1"),
+        ("standard_conforming_strings", "on"),
+        ("integer_datetimes", "on"),
+        ("intervalstyle", "postgres"),
+        ("transaction_isolation", "repeatable read"),
+        ("max_identifier_length", "63"),
+    ] {
+        v.insert(k.to_string(), val.to_string());
+    }
+    v.insert("server_version".into(), engine.config.server_version.clone());
+    v
+}
+
+impl Session {
+    pub fn new(engine: Arc<Engine>, user: &str) -> Session {
+        let view = CatalogView::new(engine.db.catalog());
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE_NAME, "public")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(engine.config.target_partitions);
+        {
+            let o = config.options_mut();
+            o.sql_parser.dialect = Dialect::PostgreSQL;
+            o.sql_parser.map_string_types_to_utf8view = false;
+            o.execution.parquet.schema_force_view_types = false;
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(engine.runtime.clone())
+            .with_default_features()
+            .with_catalog_list(Arc::new(BkgCatalogList { view: view.clone(), db: engine.db.clone() }))
+            .build();
+        let vars = default_vars(&engine);
+        Session { engine, user: user.to_string(), state, view, txn: Arc::new(Mutex::new(None)), explicit: false, failed: false, vars }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.explicit
+    }
+
+    pub fn in_failed_transaction(&self) -> bool {
+        self.failed
+    }
+
+    fn default_isolation(&self) -> IsolationLevel {
+        match self.vars.get("default_transaction_isolation").map(|s| s.to_lowercase()) {
+            Some(s) if s == "read committed" || s == "read uncommitted" => IsolationLevel::ReadCommitted,
+            _ => IsolationLevel::RepeatableRead,
+        }
+    }
+
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let v = self.vars.get("statement_timeout")?;
+        parse_duration_ms(v).filter(|ms| *ms > 0).map(Duration::from_millis)
+    }
+
+    /// Parses SQL text into statements (PostgreSQL dialect).
+    pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
+        let stmts = Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(200)
+            .try_with_sql(sql)?
+            .parse_statements()?;
+        Ok(stmts)
+    }
+
+    /// Runs every statement of `sql`; stops at the first error, which is the last element.
+    pub async fn execute(&mut self, sql: &str) -> Vec<SqlResult<Output>> {
+        let stmts = match Session::parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                if self.explicit {
+                    self.failed = true;
+                }
+                return vec![Err(e)];
+            }
+        };
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in stmts {
+            let r = self.execute_statement(stmt).await;
+            let stop = r.is_err();
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Runs one SQL text that must hold exactly one statement.
+    pub async fn execute_one(&mut self, sql: &str) -> SqlResult<Output> {
+        let mut stmts = Session::parse(sql)?;
+        match stmts.len() {
+            1 => self.execute_statement(stmts.remove(0)).await,
+            0 => Ok(Output::command("")),
+            _ => Err(SqlError::syntax("cannot insert multiple commands into a prepared statement")),
+        }
+    }
+
+    pub async fn execute_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        match self.statement_timeout() {
+            Some(t) => match tokio::time::timeout(t, self.execute_statement_inner(stmt)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.on_error();
+                    Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to statement timeout"))
+                }
+            },
+            None => self.execute_statement_inner(stmt).await,
+        }
+    }
+
+    fn on_error(&mut self) {
+        if self.explicit {
+            self.failed = true;
+        } else if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+    }
+
+    async fn execute_statement_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
+        match stmt {
+            Statement::StartTransaction { modes, .. } => self.begin(&modes),
+            Statement::Commit { chain, .. } => {
+                if chain {
+                    return Err(SqlError::unsupported("COMMIT AND CHAIN"));
+                }
+                self.commit().await
+            }
+            Statement::Rollback { savepoint, .. } => {
+                if savepoint.is_some() {
+                    return Err(SqlError::unsupported("savepoints"));
+                }
+                self.rollback()
+            }
+            _ if self.failed => Err(SqlError::new(
+                codes::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(&variable),
+            Statement::Reset(r) => {
+                match r.reset {
+                    ast::Reset::ALL => self.vars = default_vars(&self.engine),
+                    ast::Reset::ConfigurationParameter(name) => {
+                        let key = name.to_string().to_lowercase();
+                        match default_vars(&self.engine).get(&key) {
+                            Some(v) => {
+                                self.vars.insert(key, v.clone());
+                            }
+                            None => {
+                                self.vars.remove(&key);
+                            }
+                        }
+                    }
+                }
+                self.apply_search_path();
+                Ok(Output::command("RESET"))
+            }
+            Statement::Discard { .. } => Ok(Output::command("DISCARD ALL")),
+            Statement::Vacuum(_) => {
+                self.engine.db.vacuum();
+                Ok(Output::command("VACUUM"))
+            }
+            Statement::Analyze(_) => Ok(Output::command("ANALYZE")),
+            other => {
+                let implicit = !self.explicit;
+                if implicit {
+                    let iso = self.default_isolation();
+                    *self.txn.lock() = Some(self.engine.db.begin(iso));
+                } else if let Some(t) = self.txn.lock().as_mut() {
+                    t.statement_start();
+                }
+                let r = self.run_in_txn(other).await;
+                match (r, implicit) {
+                    (Ok(out), true) => {
+                        let txn = self.txn.lock().take();
+                        if let Some(t) = txn {
+                            t.commit().await?;
+                        }
+                        Ok(out)
+                    }
+                    (Ok(out), false) => Ok(out),
+                    (Err(e), _) => {
+                        self.on_error();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, modes: &[ast::TransactionMode]) -> SqlResult<Output> {
+        let mut iso = self.default_isolation();
+        for m in modes {
+            if let ast::TransactionMode::IsolationLevel(l) = m {
+                iso = match l {
+                    ast::TransactionIsolationLevel::ReadCommitted | ast::TransactionIsolationLevel::ReadUncommitted => IsolationLevel::ReadCommitted,
+                    ast::TransactionIsolationLevel::RepeatableRead | ast::TransactionIsolationLevel::Snapshot => IsolationLevel::RepeatableRead,
+                    ast::TransactionIsolationLevel::Serializable => {
+                        return Err(SqlError::unsupported("SERIALIZABLE isolation (use REPEATABLE READ: snapshot isolation)"));
+                    }
+                };
+            }
+        }
+        if self.explicit {
+            // PostgreSQL warns and carries on.
+            return Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) });
+        }
+        *self.txn.lock() = Some(self.engine.db.begin(iso));
+        self.explicit = true;
+        self.failed = false;
+        Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) })
+    }
+
+    async fn commit(&mut self) -> SqlResult<Output> {
+        let txn = self.txn.lock().take();
+        let was_failed = self.failed;
+        self.explicit = false;
+        self.failed = false;
+        match txn {
+            Some(t) if was_failed => {
+                t.rollback();
+                Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
+            }
+            Some(t) => {
+                t.commit().await?;
+                Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
+            }
+            None => Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) }),
+        }
+    }
+
+    fn rollback(&mut self) -> SqlResult<Output> {
+        if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+        self.explicit = false;
+        self.failed = false;
+        Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
+    }
+
+    fn set(&mut self, set: ast::Set) -> SqlResult<Output> {
+        match set {
+            ast::Set::SingleAssignment { variable, values, .. } => {
+                let name = variable.to_string().to_lowercase();
+                let value = values.iter().map(expr_setting_text).collect::<Vec<_>>().join(", ");
+                self.set_var(&name, value)?;
+            }
+            ast::Set::SetTimeZone { value, .. } => self.set_var("timezone", expr_setting_text(&value))?,
+            ast::Set::SetNames { charset_name, .. } => self.set_var("client_encoding", charset_name.value)?,
+            ast::Set::SetTransaction { modes, session, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(l) = m {
+                        let text = match l {
+                            ast::TransactionIsolationLevel::ReadCommitted | ast::TransactionIsolationLevel::ReadUncommitted => "read committed",
+                            ast::TransactionIsolationLevel::Serializable => return Err(SqlError::unsupported("SERIALIZABLE isolation")),
+                            _ => "repeatable read",
+                        };
+                        if session {
+                            self.set_var("default_transaction_isolation", text.into())?;
+                        } else if let Some(t) = self.txn.lock().as_mut() {
+                            t.set_isolation(if text == "read committed" { IsolationLevel::ReadCommitted } else { IsolationLevel::RepeatableRead });
+                        }
+                    }
+                }
+            }
+            other => return Err(SqlError::unsupported(format!("SET form \"{other}\""))),
+        }
+        Ok(Output::command("SET"))
+    }
+
+    pub fn set_var(&mut self, name: &str, value: String) -> SqlResult<()> {
+        let name = match name {
+            "time zone" => "timezone",
+            n => n,
+        };
+        match name {
+            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
+                if parse_duration_ms(&value).is_none() {
+                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"{name}\": \"{value}\"")));
+                }
+            }
+            "default_transaction_isolation" | "transaction_isolation" => {
+                let v = value.to_lowercase();
+                if !["read committed", "repeatable read", "read uncommitted", "serializable"].contains(&v.as_str()) {
+                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"{name}\": \"{value}\"")));
+                }
+            }
+            "client_encoding" => {
+                let v = value.to_uppercase().replace('-', "");
+                if v != "UTF8" && v != "UNICODE" {
+                    return Err(SqlError::unsupported(format!("client encoding \"{value}\" (only UTF8)")));
+                }
+            }
+            _ => {}
+        }
+        self.vars.insert(name.to_string(), value);
+        if name == "search_path" {
+            self.apply_search_path();
+        }
+        Ok(())
+    }
+
+    fn apply_search_path(&mut self) {
+        let path = self.vars.get("search_path").cloned().unwrap_or_default();
+        let catalog = self.view.get();
+        let first = path
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .find(|s| catalog.schemas.contains_key(s))
+            .unwrap_or_else(|| "public".into());
+        self.state.config_mut().options_mut().catalog.default_schema = first;
+    }
+
+    /// The schema unqualified names resolve to.
+    pub fn current_schema(&self) -> String {
+        self.state.config().options().catalog.default_schema.clone()
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> SqlResult<Output> {
+        let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+        let key = match name.as_str() {
+            "time zone" => "timezone".to_string(),
+            "transaction isolation level" => "transaction_isolation".to_string(),
+            _ => name.clone(),
+        };
+        if key == "all" {
+            let schema = Arc::new(Schema::new(vec![Field::new("name", ArrowType::Utf8, false), Field::new("setting", ArrowType::Utf8, false)]));
+            let names: Vec<&str> = self.vars.keys().map(|s| s.as_str()).collect();
+            let vals: Vec<&str> = self.vars.values().map(|s| s.as_str()).collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(vals))])?;
+            return Ok(Output::Rows { schema, batches: vec![batch], tag: "SHOW".into() });
+        }
+        let value = if key == "transaction_isolation" {
+            match self.txn.lock().as_ref().map(|t| t.isolation()) {
+                Some(IsolationLevel::ReadCommitted) => "read committed".to_string(),
+                Some(IsolationLevel::RepeatableRead) => "repeatable read".to_string(),
+                None => self.vars.get("default_transaction_isolation").cloned().unwrap_or_default(),
+            }
+        } else {
+            self.vars.get(&key).cloned().ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\"")))?
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(key.clone(), ArrowType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+        Ok(Output::Rows { schema, batches: vec![batch], tag: "SHOW".into() })
+    }
+
+    /// Runs a statement inside the open transaction.
+    async fn run_in_txn(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.sync_view();
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt).await,
+            Statement::Insert(ins) => super::dml::insert(self, ins).await,
+            Statement::Update(upd) => super::dml::update(self, upd).await,
+            Statement::Delete(del) => super::dml::delete(self, del).await,
+            Statement::CreateTable(_)
+            | Statement::CreateSchema { .. }
+            | Statement::Drop { .. }
+            | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::CreateView(_)
+            | Statement::Truncate(_) => super::ddl::execute(self, stmt).await,
+            Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
+            other => {
+                let text = other.to_string();
+                let word = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                Err(SqlError::unsupported(format!("statement \"{word}\"")))
+            }
+        }
+    }
+
+    /// Opens a read transaction used only for planning (describe).
+    pub(crate) fn begin_internal(&mut self) {
+        let iso = self.default_isolation();
+        *self.txn.lock() = Some(self.engine.db.begin(iso));
+    }
+
+    pub(crate) fn end_internal(&mut self) {
+        if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+    }
+
+    /// Points the planner at the transaction's catalog.
+    pub fn sync_view(&mut self) {
+        if let Some(t) = self.txn.lock().as_ref() {
+            self.view.set(t.catalog().clone());
+        }
+    }
+
+    /// Runs `f` on the open transaction.
+    pub fn with_txn<R>(&self, f: impl FnOnce(&mut Transaction) -> SqlResult<R>) -> SqlResult<R> {
+        let mut g = self.txn.lock();
+        let t = g.as_mut().ok_or_else(|| SqlError::internal("no transaction is open"))?;
+        let r = f(t);
+        drop(g);
+        r
+    }
+
+    /// A DataFusion state for one statement, bound to the transaction.
+    pub fn statement_state(&self) -> SessionState {
+        let mut state = self.state.clone();
+        state.config_mut().set_extension(Arc::new(ScanContext { txn: self.txn.clone() }));
+        *self.view.planner.write() = Some(state.clone());
+        state
+    }
+
+    /// Plans and runs a query through DataFusion.
+    pub async fn query(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.sync_view();
+        let state = self.statement_state();
+        let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        let physical = state.create_physical_plan(&plan).await?;
+        let schema = physical.schema();
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        *self.view.planner.write() = None;
+        Ok(Output::Rows { schema, batches, tag: "SELECT".into() })
+    }
+
+    /// Plans and runs SQL text that must be a query (used by DML for its row-selecting part).
+    pub async fn query_sql(&mut self, sql: &str) -> SqlResult<(SchemaRef, Vec<RecordBatch>)> {
+        let mut stmts = Session::parse(sql)?;
+        if stmts.len() != 1 {
+            return Err(SqlError::internal("internal query must be one statement"));
+        }
+        match self.query(stmts.remove(0)).await? {
+            Output::Rows { schema, batches, .. } => Ok((schema, batches)),
+            _ => Err(SqlError::internal("internal query returned no rows")),
+        }
+    }
+}
+
+fn expr_setting_text(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a PostgreSQL duration setting (`0`, `500`, `5s`, `2min`, `100ms`) into milliseconds.
+pub fn parse_duration_ms(v: &str) -> Option<u64> {
+    let v = v.trim().trim_matches('\'').to_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}

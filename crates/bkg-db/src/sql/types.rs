@@ -1,0 +1,160 @@
+//! SQL type names to kernel types, and Arrow result columns to kernel values.
+
+use std::sync::Arc;
+
+use bkg_kernel::arrow_conv::values_from_column;
+use bkg_kernel::{DataType, Value};
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::sql::sqlparser::ast::{self, CharacterLength, ExactNumberInfo};
+
+use crate::error::{SqlError, SqlResult, codes};
+
+/// What a column type declaration means: the type, and whether it is a serial (identity).
+pub struct ColumnType {
+    pub data_type: DataType,
+    pub serial: bool,
+}
+
+fn char_len(l: &Option<CharacterLength>) -> Option<u32> {
+    match l {
+        Some(CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
+        _ => None,
+    }
+}
+
+pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
+    use ast::DataType as T;
+    let plain = |data_type| Ok(ColumnType { data_type, serial: false });
+    match t {
+        T::Bool | T::Boolean => plain(DataType::Bool),
+        T::SmallInt(_) | T::Int2(_) => plain(DataType::Int16),
+        T::Int(_) | T::Integer(_) | T::Int4(_) => plain(DataType::Int32),
+        T::BigInt(_) | T::Int8(_) => plain(DataType::Int64),
+        T::Real | T::Float4 => plain(DataType::Float32),
+        T::Double(_) | T::DoublePrecision | T::Float8 => plain(DataType::Float64),
+        T::Float(info) => match info {
+            ExactNumberInfo::Precision(p) if *p <= 24 => plain(DataType::Float32),
+            _ => plain(DataType::Float64),
+        },
+        T::Numeric(info) | T::Decimal(info) | T::Dec(info) => match info {
+            ExactNumberInfo::None => plain(DataType::NUMERIC_DEFAULT),
+            ExactNumberInfo::Precision(p) => plain(DataType::Numeric { precision: (*p).clamp(1, 38) as u8, scale: 0 }),
+            ExactNumberInfo::PrecisionAndScale(p, s) => {
+                if *p == 0 || *p > 38 || *s < 0 || *s as u64 > *p {
+                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("NUMERIC precision {p} and scale {s} are out of range (precision 1..38)")));
+                }
+                plain(DataType::Numeric { precision: *p as u8, scale: *s as i8 })
+            }
+        },
+        T::Text | T::String(None) => plain(DataType::Text),
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => plain(DataType::Varchar(char_len(l))),
+        T::Char(l) | T::Character(l) => plain(DataType::Char(char_len(l).unwrap_or(1))),
+        T::Bytea => plain(DataType::Bytea),
+        T::Date => plain(DataType::Date),
+        T::Time(_, tz) => match tz {
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => Err(SqlError::unsupported("time with time zone")),
+            _ => plain(DataType::Time),
+        },
+        T::Timestamp(_, tz) => match tz {
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => plain(DataType::TimestampTz),
+            _ => plain(DataType::Timestamp),
+        },
+        T::Interval { .. } => plain(DataType::Interval),
+        T::Uuid => plain(DataType::Uuid),
+        T::JSON => plain(DataType::Json),
+        T::JSONB => plain(DataType::Jsonb),
+        T::Custom(name, _) => {
+            let n = name.to_string().to_lowercase();
+            match n.trim_matches('"') {
+                "serial" | "serial4" => Ok(ColumnType { data_type: DataType::Int32, serial: true }),
+                "bigserial" | "serial8" => Ok(ColumnType { data_type: DataType::Int64, serial: true }),
+                "smallserial" | "serial2" => Ok(ColumnType { data_type: DataType::Int16, serial: true }),
+                "timestamptz" => plain(DataType::TimestampTz),
+                "bpchar" => plain(DataType::Char(1)),
+                "int" => plain(DataType::Int32),
+                other => Err(SqlError::new(codes::UNDEFINED_OBJECT, format!("type \"{other}\" does not exist"))),
+            }
+        }
+        other => Err(SqlError::unsupported(format!("type {other}"))),
+    }
+}
+
+/// Casts a result column to the column's storage type and reads its values, enforcing
+/// varchar(n)/char(n) lengths as PostgreSQL does (char(n) pads with blanks).
+pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<Vec<Value>> {
+    let target = dt.arrow_type();
+    let cast = if array.data_type() == &target {
+        array.clone()
+    } else {
+        let opts = CastOptions { safe: false, ..Default::default() };
+        cast_with_options(array, &target, &opts).map_err(|e| {
+            let mut err = SqlError::from(e);
+            if err.code == codes::INTERNAL {
+                err = SqlError::new(codes::DATATYPE_MISMATCH, format!("column \"{column}\" is of type {} but expression is of type {}", dt.pg_name(), array.data_type()));
+            }
+            err
+        })?
+    };
+    let mut values = values_from_column(dt, &cast).map_err(SqlError::from)?;
+    match dt {
+        DataType::Varchar(Some(n)) => {
+            for v in &values {
+                if let Value::Text(s) = v
+                    && s.chars().count() > *n as usize
+                {
+                    return Err(SqlError::new(codes::STRING_DATA_RIGHT_TRUNCATION, format!("value too long for type character varying({n})")));
+                }
+            }
+        }
+        DataType::Char(n) => {
+            for v in &mut values {
+                if let Value::Text(s) = v {
+                    let len = s.chars().count();
+                    let trimmed = s.trim_end_matches(' ');
+                    if trimmed.chars().count() > *n as usize {
+                        return Err(SqlError::new(codes::STRING_DATA_RIGHT_TRUNCATION, format!("value too long for type character({n})")));
+                    }
+                    if len != *n as usize {
+                        let mut padded: String = trimmed.to_string();
+                        padded.extend(std::iter::repeat_n(' ', *n as usize - trimmed.chars().count()));
+                        *v = Value::Text(Arc::from(padded));
+                    }
+                }
+            }
+        }
+        DataType::Uuid => {
+            for v in &mut values {
+                if let Value::Text(s) = v {
+                    *v = Value::Text(Arc::from(normalize_uuid(s)?));
+                }
+            }
+        }
+        DataType::Json | DataType::Jsonb => {
+            for v in &values {
+                if let Value::Text(s) = v
+                    && serde_json::from_str::<serde_json::Value>(s).is_err()
+                {
+                    return Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, "invalid input syntax for type json"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(values)
+}
+
+/// Canonical lower-case hyphenated form of a UUID; error 22P02 if it is not one.
+pub fn normalize_uuid(s: &str) -> SqlResult<String> {
+    let hex: String = s.trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, format!("invalid input syntax for type uuid: \"{s}\"")));
+    }
+    let h = hex.to_lowercase();
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+/// Number of rows of an array, to keep clippy from seeing `len()` on `ArrayRef` as ambiguous.
+pub fn array_len(a: &ArrayRef) -> usize {
+    a.len()
+}

@@ -1,0 +1,1098 @@
+//! The database: recovery, transactions, commit, checkpoints and the change feed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::catalog::{Catalog, ColumnDefault, TableDef};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::mvcc::{TableStore, Version, index_key};
+use crate::record::{Change, ChangeKind, CommitRecord, Op};
+use crate::snapshot::{self, Manifest, SnapshotFile};
+use crate::value::{Row, Value};
+use crate::vfs::{Clock, StdVfs, SystemClock, Vfs};
+use crate::wal::{self, FsyncFailure, WalRequest, WalStats, WalWriter, WriterState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    ReadCommitted,
+    /// Snapshot isolation: one snapshot for the whole transaction (the default).
+    #[default]
+    RepeatableRead,
+}
+
+pub struct Options {
+    pub dir: PathBuf,
+    pub vfs: Arc<dyn Vfs>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub on_fsync_failure: FsyncFailure,
+}
+
+impl Options {
+    pub fn new(dir: impl Into<PathBuf>) -> Options {
+        Options {
+            dir: dir.into(),
+            vfs: Arc::new(StdVfs),
+            clock: Arc::new(SystemClock),
+            limits: Limits::default(),
+            on_fsync_failure: FsyncFailure::Abort,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckpointInfo {
+    pub checkpoint_ts: u64,
+    pub wall_ms: u64,
+    pub wal_start_lsn: u64,
+    pub tables: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryInfo {
+    pub checkpoint_ts: u64,
+    pub records_replayed: u64,
+    pub wal_bytes_read: u64,
+    pub torn_bytes_cut: u64,
+}
+
+pub(crate) struct Shared {
+    opts: Options,
+    wal_dir: PathBuf,
+    catalog: RwLock<Arc<Catalog>>,
+    stores: RwLock<HashMap<u64, Arc<TableStore>>>,
+    /// Serialises commit validation and timestamp assignment.
+    commit_lock: tokio::sync::Mutex<u64>,
+    visible_ts: Arc<AtomicU64>,
+    next_rowid: AtomicU64,
+    next_txn_id: AtomicU64,
+    sequences: Mutex<HashMap<(u64, usize), i64>>,
+    /// read_ts -> number of snapshots pinned at it.
+    active: Mutex<BTreeMap<u64, usize>>,
+    writer: WalWriter,
+    pub(crate) wal_stats: Arc<WalStats>,
+    poisoned: Arc<AtomicBool>,
+    checkpoint_lock: Mutex<()>,
+    last_checkpoint: Mutex<Option<CheckpointInfo>>,
+    last_checkpoint_ms: AtomicU64,
+    closed: AtomicBool,
+    pub(crate) commits: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+}
+
+/// An open database. Cheap to clone; every clone shares the same state.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("dir", &self.shared.opts.dir).finish()
+    }
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("MANIFEST")
+}
+
+impl Database {
+    /// Opens (creating if needed) the database in `opts.dir` and recovers it.
+    pub fn open(opts: Options) -> Result<(Database, RecoveryInfo)> {
+        let vfs = opts.vfs.clone();
+        let dir = opts.dir.clone();
+        let wal_dir = dir.join("wal");
+        let snap_dir = dir.join("snapshots");
+        for d in [&dir, &wal_dir, &snap_dir] {
+            vfs.create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        let mut info = RecoveryInfo::default();
+        // 1. The manifest and its snapshot files.
+        let mpath = manifest_path(&dir);
+        let (mut catalog, mut stores, checkpoint_ts, mut next_rowid, wal_start_lsn, manifest) = if vfs.exists(&mpath) {
+            let buf = vfs.read(&mpath).map_err(|e| Error::io(&mpath, e))?;
+            let m = snapshot::decode_manifest(&mpath, &buf)?;
+            let mut stores = HashMap::new();
+            for def in m.catalog.tables.values() {
+                stores.insert(def.id, Arc::new(TableStore::new(def)));
+            }
+            for f in &m.files {
+                let path = dir.join(&f.path);
+                let bytes = vfs.read(&path).map_err(|e| Error::io(&path, e))?;
+                if bytes.len() as u64 != f.bytes || crc32c::crc32c(&bytes) != f.crc32c {
+                    return Err(Error::Corruption { path, offset: 0, reason: "snapshot file does not match its manifest checksum".into() });
+                }
+                let def = m.catalog.table(f.table_id).ok_or_else(|| Error::Corruption {
+                    path: mpath.clone(),
+                    offset: 0,
+                    reason: format!("manifest lists table {} that its catalog lacks", f.table_id),
+                })?;
+                let rows = snapshot::read_table_parquet(&path, def, bytes)?;
+                stores[&def.id].install(def, &rows, &[], m.checkpoint_ts);
+            }
+            info.checkpoint_ts = m.checkpoint_ts;
+            (m.catalog.clone(), stores, m.checkpoint_ts, m.next_rowid, m.wal_start_lsn, Some(m))
+        } else {
+            (Catalog::default(), HashMap::new(), 0, 1, 0, None)
+        };
+        // Leftovers of an interrupted checkpoint.
+        let _ = vfs.remove_file(&dir.join("MANIFEST.tmp"));
+        if let Ok(entries) = vfs.list(&snap_dir) {
+            for p in entries {
+                let keep = manifest.as_ref().is_some_and(|m| m.files.iter().any(|f| dir.join(&f.path).starts_with(&p)));
+                if !keep {
+                    let _ = vfs.remove_dir_all(&p);
+                }
+            }
+        }
+        // 2. Replay the WAL after the checkpoint.
+        let contents = wal::read_wal(vfs.as_ref(), &wal_dir, &opts.limits, true)?;
+        info.torn_bytes_cut = contents.truncated_bytes;
+        let mut last_ts = checkpoint_ts;
+        for (lsn, payload) in &contents.records {
+            info.wal_bytes_read += payload.len() as u64 + 8;
+            let rec = CommitRecord::decode(payload).map_err(|e| Error::Corruption {
+                path: wal_dir.clone(),
+                offset: *lsn,
+                reason: e.to_string(),
+            })?;
+            if rec.commit_ts <= checkpoint_ts {
+                continue;
+            }
+            if rec.commit_ts <= last_ts {
+                return Err(Error::Corruption { path: wal_dir.clone(), offset: *lsn, reason: format!("commit timestamp {} after {}", rec.commit_ts, last_ts) });
+            }
+            last_ts = rec.commit_ts;
+            info.records_replayed += 1;
+            if let Some(c) = &rec.catalog {
+                catalog = c.clone();
+                stores.retain(|id, _| catalog.tables.contains_key(id));
+                for def in catalog.tables.values() {
+                    stores.entry(def.id).or_insert_with(|| Arc::new(TableStore::new(def))).sync_indexes(def);
+                }
+            }
+            apply_ops(&catalog, &stores, &rec.ops, rec.commit_ts, &mut next_rowid)?;
+        }
+        for s in stores.values() {
+            if let Some(m) = s.max_rowid() {
+                next_rowid = next_rowid.max(m + 1);
+            }
+        }
+        // 3. The writer appends to the last segment, or starts one.
+        let (file, seg_first_lsn, seg_len) = match contents.segments.last() {
+            Some(seg) => {
+                let f = vfs.open_append(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+                (f, seg.first_lsn, seg.len)
+            }
+            None => {
+                let f = wal::create_segment(vfs.as_ref(), &wal_dir, wal_start_lsn)?;
+                (f, wal_start_lsn, wal::SEGMENT_HEADER_LEN)
+            }
+        };
+        let visible_ts = Arc::new(AtomicU64::new(last_ts));
+        let wal_stats = Arc::new(WalStats::default());
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let writer = WalWriter::start(WriterState {
+            vfs: vfs.clone(),
+            dir: wal_dir.clone(),
+            file,
+            seg_first_lsn,
+            seg_len,
+            limits: opts.limits.clone(),
+            visible_ts: visible_ts.clone(),
+            stats: wal_stats.clone(),
+            on_fsync_failure: opts.on_fsync_failure,
+            poisoned: poisoned.clone(),
+        })?;
+        let now = opts.clock.now_ms();
+        let last_checkpoint = manifest.as_ref().map(|m| CheckpointInfo {
+            checkpoint_ts: m.checkpoint_ts,
+            wall_ms: m.wall_ms,
+            wal_start_lsn: m.wal_start_lsn,
+            tables: m.files.len(),
+            rows: m.files.iter().map(|f| f.rows).sum(),
+            bytes: m.files.iter().map(|f| f.bytes).sum(),
+        });
+        let shared = Shared {
+            wal_dir,
+            catalog: RwLock::new(Arc::new(catalog)),
+            stores: RwLock::new(stores),
+            commit_lock: tokio::sync::Mutex::new(last_ts),
+            visible_ts,
+            next_rowid: AtomicU64::new(next_rowid),
+            next_txn_id: AtomicU64::new(1),
+            sequences: Mutex::new(HashMap::new()),
+            active: Mutex::new(BTreeMap::new()),
+            writer,
+            wal_stats,
+            poisoned,
+            checkpoint_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new(last_checkpoint),
+            last_checkpoint_ms: AtomicU64::new(now),
+            closed: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            opts,
+        };
+        Ok((Database { shared: Arc::new(shared) }, info))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.opts.dir
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.opts.limits
+    }
+
+    /// The newest committed catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.read().clone()
+    }
+
+    /// Highest commit timestamp whose WAL record is durable.
+    pub fn visible_ts(&self) -> u64 {
+        self.shared.visible_ts.load(Ordering::SeqCst)
+    }
+
+    pub fn store(&self, table_id: u64) -> Option<Arc<TableStore>> {
+        self.shared.stores.read().get(&table_id).cloned()
+    }
+
+    pub fn last_checkpoint(&self) -> Option<CheckpointInfo> {
+        self.shared.last_checkpoint.lock().clone()
+    }
+
+    pub fn stats(&self) -> DbStats {
+        let s = &self.shared;
+        DbStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            serialization_failures: s.conflicts.load(Ordering::Relaxed),
+            wal_fsyncs: s.wal_stats.fsyncs.load(Ordering::Relaxed),
+            wal_bytes: s.wal_stats.bytes.load(Ordering::Relaxed),
+            wal_records: s.wal_stats.records.load(Ordering::Relaxed),
+            wal_bytes_since_checkpoint: s.wal_stats.bytes_since_checkpoint.load(Ordering::Relaxed),
+            visible_ts: self.visible_ts(),
+            active_snapshots: s.active.lock().values().sum(),
+        }
+    }
+
+    /// Starts a transaction.
+    pub fn begin(&self, isolation: IsolationLevel) -> Transaction {
+        let shared = self.shared.clone();
+        let read_ts = pin(&shared, None);
+        let catalog = shared.catalog.read().clone();
+        Transaction {
+            id: shared.next_txn_id.fetch_add(1, Ordering::Relaxed),
+            base_catalog_version: catalog.version,
+            catalog,
+            shared,
+            isolation,
+            read_ts,
+            ddl: false,
+            writes: BTreeMap::new(),
+            rows_written: 0,
+            finished: false,
+        }
+    }
+
+    /// Oldest snapshot any transaction still reads at.
+    pub fn gc_horizon(&self) -> u64 {
+        let active = self.shared.active.lock();
+        active.keys().next().copied().unwrap_or_else(|| self.visible_ts())
+    }
+
+    /// Drops row versions no snapshot can see any more.
+    pub fn vacuum(&self) -> usize {
+        let horizon = self.gc_horizon();
+        let catalog = self.catalog();
+        let stores: Vec<Arc<TableStore>> = self.shared.stores.read().values().cloned().collect();
+        stores.iter().filter_map(|s| catalog.table(s.id).map(|def| s.vacuum(horizon, def))).sum()
+    }
+
+    /// Writes a column snapshot of every table and truncates the WAL it covers.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo> {
+        let s = &self.shared;
+        let _one = s.checkpoint_lock.lock();
+        let vfs = s.opts.vfs.as_ref();
+        // Cut the log: every commit up to `ts` is in the segments before `wal_start_lsn`.
+        let (ts, wal_start_lsn, catalog, stores) = {
+            let guard = s.commit_lock.blocking_lock();
+            let (done, rx) = tokio::sync::oneshot::channel();
+            s.writer.send(WalRequest::Rotate { done })?;
+            let lsn = rx.blocking_recv().map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
+            let ts = *guard;
+            let stores = s.stores.read().clone();
+            (ts, lsn, s.catalog.read().clone(), stores)
+        };
+        let _pin = Pin::new(s.clone(), ts);
+        let dir = &s.opts.dir;
+        let rel_dir = format!("snapshots/{ts:020}");
+        let snap_dir = dir.join(&rel_dir);
+        vfs.create_dir_all(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
+        let mut files = Vec::new();
+        let mut info = CheckpointInfo { checkpoint_ts: ts, wal_start_lsn, ..Default::default() };
+        for def in catalog.tables.values() {
+            let Some(store) = stores.get(&def.id) else { continue };
+            let mut rows = Vec::new();
+            store.for_each_visible(ts, |rowid, row| rows.push((rowid, row.clone())));
+            let bytes = snapshot::write_table_parquet(def, &rows, s.opts.limits.snapshot_row_group_rows)?;
+            let rel = format!("{rel_dir}/t{}.parquet", def.id);
+            snapshot::write_durable(vfs, &dir.join(&rel), &bytes)?;
+            info.tables += 1;
+            info.rows += rows.len() as u64;
+            info.bytes += bytes.len() as u64;
+            files.push(SnapshotFile { table_id: def.id, path: rel, rows: rows.len() as u64, bytes: bytes.len() as u64, crc32c: crc32c::crc32c(&bytes) });
+        }
+        vfs.sync_dir(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
+        vfs.sync_dir(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))?;
+        info.wall_ms = s.opts.clock.now_ms();
+        let manifest = Manifest {
+            checkpoint_ts: ts,
+            wall_ms: info.wall_ms,
+            wal_start_lsn,
+            next_rowid: s.next_rowid.load(Ordering::SeqCst),
+            catalog: (*catalog).clone(),
+            files,
+        };
+        let tmp = dir.join("MANIFEST.tmp");
+        snapshot::write_durable(vfs, &tmp, &snapshot::encode_manifest(&manifest)?)?;
+        vfs.rename(&tmp, &manifest_path(dir)).map_err(|e| Error::io(&tmp, e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        // Only now may the covered log and older snapshots go.
+        for (first, path) in wal::list_segments(vfs, &s.wal_dir)? {
+            if first < wal_start_lsn {
+                vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        vfs.sync_dir(&s.wal_dir).map_err(|e| Error::io(&s.wal_dir, e))?;
+        for p in vfs.list(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))? {
+            if p != snap_dir {
+                let _ = vfs.remove_dir_all(&p);
+            }
+        }
+        *s.last_checkpoint.lock() = Some(info.clone());
+        s.last_checkpoint_ms.store(info.wall_ms, Ordering::SeqCst);
+        drop(_pin);
+        self.vacuum();
+        tracing::info!(checkpoint_ts = ts, tables = info.tables, rows = info.rows, bytes = info.bytes, "checkpoint written");
+        Ok(info)
+    }
+
+    /// Runs a checkpoint if the WAL grew or enough time passed; returns whether it ran.
+    pub fn maybe_checkpoint(&self) -> Result<bool> {
+        let s = &self.shared;
+        let bytes = s.wal_stats.bytes_since_checkpoint.load(Ordering::Relaxed);
+        let age = s.opts.clock.now_ms().saturating_sub(s.last_checkpoint_ms.load(Ordering::Relaxed));
+        if bytes >= s.opts.limits.checkpoint_wal_bytes || (bytes > 0 && age >= s.opts.limits.checkpoint_interval_ms) {
+            self.checkpoint()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Committed changes with `lsn >= from_lsn`, in commit order, at most `limit` of them.
+    /// Only changes still in the WAL (after the last checkpoint) are retained.
+    pub fn changes_since(&self, from_lsn: u64, limit: usize) -> Result<Vec<Change>> {
+        let s = &self.shared;
+        let visible = self.visible_ts();
+        let contents = wal::read_wal(s.opts.vfs.as_ref(), &s.wal_dir, &s.opts.limits, false)?;
+        let catalog = self.catalog();
+        let mut out = Vec::new();
+        for (lsn, payload) in contents.records {
+            if lsn < from_lsn {
+                continue;
+            }
+            let rec = CommitRecord::decode(&payload)?;
+            if rec.commit_ts > visible {
+                break;
+            }
+            let name = |t: u64| rec.catalog.as_ref().unwrap_or(&catalog).table(t).map(|d| d.qualified_name()).unwrap_or_default();
+            let mk = |table_id: u64, kind, old, new| Change { lsn, commit_ts: rec.commit_ts, wall_ms: rec.wall_ms, table_id, table: name(table_id), kind, old, new };
+            if rec.catalog.is_some() {
+                out.push(mk(0, ChangeKind::Ddl, None, None));
+            }
+            for op in &rec.ops {
+                out.push(match op {
+                    Op::Insert { table, row, .. } => mk(*table, ChangeKind::Insert, None, Some(row.clone())),
+                    Op::Delete { table, old, .. } => mk(*table, ChangeKind::Delete, Some(old.clone()), None),
+                    Op::Update { table, old, new, .. } => mk(*table, ChangeKind::Update, Some(old.clone()), Some(new.clone())),
+                });
+            }
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops the WAL writer after it has finished what is queued. Later commits fail.
+    pub fn close(&self) {
+        if !self.shared.closed.swap(true, Ordering::SeqCst) {
+            self.shared.writer.shutdown();
+        }
+    }
+
+    /// Next value of an identity/serial column.
+    pub fn next_identity(&self, table_id: u64, col: usize) -> i64 {
+        let mut seqs = self.shared.sequences.lock();
+        let next = seqs.entry((table_id, col)).or_insert_with(|| {
+            self.store(table_id).and_then(|s| s.max_int(col)).unwrap_or(0) + 1
+        });
+        let v = *next;
+        *next += 1;
+        v
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DbStats {
+    pub commits: u64,
+    pub serialization_failures: u64,
+    pub wal_fsyncs: u64,
+    pub wal_bytes: u64,
+    pub wal_records: u64,
+    pub wal_bytes_since_checkpoint: u64,
+    pub visible_ts: u64,
+    pub active_snapshots: usize,
+}
+
+fn apply_ops(catalog: &Catalog, stores: &HashMap<u64, Arc<TableStore>>, ops: &[Op], ts: u64, next_rowid: &mut u64) -> Result<()> {
+    let mut per_table: BTreeMap<u64, (Vec<(u64, Row)>, Vec<u64>)> = BTreeMap::new();
+    for op in ops {
+        match op {
+            Op::Insert { table, rowid, row } => {
+                per_table.entry(*table).or_default().0.push((*rowid, Row::from(row.clone())));
+                *next_rowid = (*next_rowid).max(rowid + 1);
+            }
+            Op::Delete { table, rowid, .. } => per_table.entry(*table).or_default().1.push(*rowid),
+            Op::Update { table, old_rowid, new_rowid, new, .. } => {
+                let e = per_table.entry(*table).or_default();
+                e.1.push(*old_rowid);
+                e.0.push((*new_rowid, Row::from(new.clone())));
+                *next_rowid = (*next_rowid).max(new_rowid + 1);
+            }
+        }
+    }
+    for (table, (ins, del)) in per_table {
+        if let (Some(def), Some(store)) = (catalog.table(table), stores.get(&table)) {
+            store.install(def, &ins, &del, ts);
+        }
+    }
+    Ok(())
+}
+
+fn pin(shared: &Shared, previous: Option<u64>) -> u64 {
+    let mut active = shared.active.lock();
+    if let Some(p) = previous {
+        unpin_locked(&mut active, p);
+    }
+    let ts = shared.visible_ts.load(Ordering::SeqCst);
+    *active.entry(ts).or_default() += 1;
+    ts
+}
+
+fn unpin_locked(active: &mut BTreeMap<u64, usize>, ts: u64) {
+    if let Some(n) = active.get_mut(&ts) {
+        *n -= 1;
+        if *n == 0 {
+            active.remove(&ts);
+        }
+    }
+}
+
+/// Keeps versions visible at `ts` from being vacuumed while alive.
+struct Pin {
+    shared: Arc<Shared>,
+    ts: u64,
+}
+
+impl Pin {
+    fn new(shared: Arc<Shared>, ts: u64) -> Pin {
+        *shared.active.lock().entry(ts).or_default() += 1;
+        Pin { shared, ts }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        unpin_locked(&mut self.shared.active.lock(), self.ts);
+    }
+}
+
+/// The changes of one transaction to one table.
+#[derive(Debug, Default, Clone)]
+pub struct TableWrites {
+    /// New versions written by this transaction.
+    pub inserts: BTreeMap<u64, Row>,
+    /// Committed versions this transaction deleted, with their old contents.
+    pub deletes: BTreeMap<u64, Row>,
+    /// new rowid -> old rowid, for updates (change feed).
+    pub updated_from: HashMap<u64, u64>,
+    /// Unique keys of `inserts`, per index id.
+    keys: HashMap<u64, HashMap<Vec<u8>, u64>>,
+}
+
+/// What INSERT does when a unique key already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    Error,
+    /// Skip the row (ON CONFLICT DO NOTHING); `Some(index id)` limits it to one constraint.
+    Skip(Option<u64>),
+}
+
+/// Result of an insert: rows written and rows skipped because of a conflict.
+#[derive(Debug, Default)]
+pub struct InsertOutcome {
+    pub inserted: Vec<(u64, Row)>,
+    /// (input position, rowid and row of the existing version it collided with)
+    pub conflicts: Vec<(usize, u64, Row)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CommitInfo {
+    /// 0 for a read-only transaction.
+    pub commit_ts: u64,
+    pub lsn: u64,
+}
+
+pub struct Transaction {
+    shared: Arc<Shared>,
+    pub id: u64,
+    isolation: IsolationLevel,
+    read_ts: u64,
+    catalog: Arc<Catalog>,
+    base_catalog_version: u64,
+    ddl: bool,
+    writes: BTreeMap<u64, TableWrites>,
+    rows_written: usize,
+    finished: bool,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            unpin_locked(&mut self.shared.active.lock(), self.read_ts);
+        }
+    }
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction").field("id", &self.id).field("read_ts", &self.read_ts).finish()
+    }
+}
+
+impl Transaction {
+    pub fn read_ts(&self) -> u64 {
+        self.read_ts
+    }
+    pub fn isolation(&self) -> IsolationLevel {
+        self.isolation
+    }
+    pub fn set_isolation(&mut self, iso: IsolationLevel) {
+        self.isolation = iso;
+    }
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+    pub fn has_writes(&self) -> bool {
+        self.ddl || self.writes.values().any(|w| !w.inserts.is_empty() || !w.deletes.is_empty())
+    }
+    pub fn writes(&self, table: u64) -> Option<&TableWrites> {
+        self.writes.get(&table)
+    }
+
+    /// Called at each statement start: READ COMMITTED takes a new snapshot.
+    pub fn statement_start(&mut self) {
+        if self.isolation == IsolationLevel::ReadCommitted {
+            self.read_ts = pin(&self.shared, Some(self.read_ts));
+            if !self.ddl {
+                self.catalog = self.shared.catalog.read().clone();
+                self.base_catalog_version = self.catalog.version;
+            }
+        }
+    }
+
+    /// The catalog for DDL; the transaction now carries a private copy.
+    pub fn catalog_mut(&mut self) -> &mut Catalog {
+        self.ddl = true;
+        Arc::make_mut(&mut self.catalog)
+    }
+
+    fn table_def(&self, table: u64) -> Result<&TableDef> {
+        self.catalog.table(table).ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))
+    }
+
+    /// Calls `f` with every row of `table` this transaction sees.
+    pub fn scan(&self, table: u64, mut f: impl FnMut(u64, &Row)) {
+        let w = self.writes.get(&table);
+        if let Some(store) = self.shared.stores.read().get(&table).cloned() {
+            match w {
+                Some(w) if !w.deletes.is_empty() => store.for_each_visible(self.read_ts, |r, row| {
+                    if !w.deletes.contains_key(&r) {
+                        f(r, row)
+                    }
+                }),
+                _ => store.for_each_visible(self.read_ts, &mut f),
+            }
+        }
+        if let Some(w) = w {
+            for (r, row) in &w.inserts {
+                f(*r, row);
+            }
+        }
+    }
+
+    /// Rows whose key on index `index_id` equals `key` (values in index column order).
+    pub fn lookup(&self, table: u64, index_id: u64, key: &[Value]) -> Result<Vec<(u64, Row)>> {
+        let def = self.table_def(table)?;
+        let idx = def.indexes.iter().find(|i| i.id == index_id).ok_or_else(|| Error::Internal(format!("index {index_id} not found")))?;
+        let mut enc = Vec::new();
+        for v in key {
+            if v.is_null() {
+                return Ok(vec![]);
+            }
+            v.encode_key(&mut enc);
+        }
+        let w = self.writes.get(&table);
+        let mut out = Vec::new();
+        if let Some(store) = self.store(table)
+            && store.has_index(index_id)
+        {
+            for v in store.lookup(index_id, &enc) {
+                if v.visible_at(self.read_ts) && !w.is_some_and(|w| w.deletes.contains_key(&v.rowid)) {
+                    out.push((v.rowid, v.row));
+                }
+            }
+        } else {
+            // Index created in this transaction: fall back to a scan.
+            self.scan(table, |r, row| {
+                if index_key(row, &idx.columns, def).as_deref() == Some(&enc[..]) {
+                    out.push((r, row.clone()));
+                }
+            });
+            return Ok(out);
+        }
+        if let Some(w) = w {
+            for (r, row) in &w.inserts {
+                if index_key(row, &idx.columns, def).as_deref() == Some(&enc[..]) {
+                    out.push((*r, row.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn store(&self, table: u64) -> Option<Arc<TableStore>> {
+        self.shared.stores.read().get(&table).cloned()
+    }
+
+    /// The row with id `rowid` as this transaction sees it.
+    pub fn row(&self, table: u64, rowid: u64) -> Option<Row> {
+        let w = self.writes.get(&table);
+        if let Some(row) = w.and_then(|w| w.inserts.get(&rowid)) {
+            return Some(row.clone());
+        }
+        if w.is_some_and(|w| w.deletes.contains_key(&rowid)) {
+            return None;
+        }
+        self.store(table)?.version(rowid).filter(|v| v.visible_at(self.read_ts)).map(|v| v.row)
+    }
+
+    /// Finds an existing row colliding with `row` on a unique index, seen from this transaction.
+    /// Versions committed after our snapshot and still live collide too (they would win).
+    fn find_conflict(&self, def: &TableDef, store: Option<&TableStore>, row: &[Value], only: Option<u64>) -> Result<Option<(u64, u64, Row, bool)>> {
+        let w = self.writes.get(&def.id);
+        for idx in def.indexes.iter().filter(|i| i.unique && only.is_none_or(|o| o == i.id)) {
+            let Some(key) = index_key(row, &idx.columns, def) else { continue };
+            if let Some(w) = w
+                && let Some(&r) = w.keys.get(&idx.id).and_then(|m| m.get(&key))
+            {
+                return Ok(Some((idx.id, r, w.inserts[&r].clone(), true)));
+            }
+            if let Some(store) = store {
+                if store.has_index(idx.id) {
+                    for v in store.lookup(idx.id, &key) {
+                        if w.is_some_and(|w| w.deletes.contains_key(&v.rowid)) {
+                            continue;
+                        }
+                        if v.visible_at(self.read_ts) || (v.live() && v.xmin > self.read_ts) {
+                            return Ok(Some((idx.id, v.rowid, v.row.clone(), v.visible_at(self.read_ts))));
+                        }
+                    }
+                } else {
+                    let mut hit = None;
+                    store.for_each_visible(self.read_ts, |r, existing| {
+                        if hit.is_none() && !w.is_some_and(|w| w.deletes.contains_key(&r)) && index_key(existing, &idx.columns, def).as_deref() == Some(&key[..]) {
+                            hit = Some((idx.id, r, existing.clone(), true));
+                        }
+                    });
+                    if hit.is_some() {
+                        return Ok(hit);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn unique_violation(def: &TableDef, index_id: u64, row: &[Value]) -> Error {
+        let idx = def.indexes.iter().find(|i| i.id == index_id);
+        let (name, cols) = match idx {
+            Some(i) => (i.name.clone(), i.columns.clone()),
+            None => (format!("index {index_id}"), vec![]),
+        };
+        let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+        let vals: Vec<String> = cols.iter().map(|&c| render_value(row.get(c).unwrap_or(&Value::Null))).collect();
+        Error::UniqueViolation { constraint: name, detail: format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", ")) }
+    }
+
+    fn check_row(&self, def: &TableDef, row: &[Value]) -> Result<()> {
+        if row.len() != def.columns.len() {
+            return Err(Error::Internal(format!("row has {} values, table {} has {} columns", row.len(), def.name, def.columns.len())));
+        }
+        for (c, v) in def.columns.iter().zip(row) {
+            if !c.dropped && !c.nullable && v.is_null() {
+                return Err(Error::NotNullViolation { table: def.name.clone(), column: c.name.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    fn count_rows(&mut self, n: usize) -> Result<()> {
+        self.rows_written += n;
+        let max = self.shared.opts.limits.txn_rows_max;
+        if self.rows_written > max {
+            return Err(Error::ProgramLimit { what: "rows written by one transaction".into(), limit: max as u64 });
+        }
+        Ok(())
+    }
+
+    fn add_insert(&mut self, table: u64, rowid: u64, row: Row) {
+        let def = self.catalog.table(table).expect("checked by caller").clone();
+        let w = self.writes.entry(table).or_default();
+        for idx in def.indexes.iter().filter(|i| i.unique) {
+            if let Some(k) = index_key(&row, &idx.columns, &def) {
+                w.keys.entry(idx.id).or_default().insert(k, rowid);
+            }
+        }
+        w.inserts.insert(rowid, row);
+    }
+
+    /// Inserts full physical rows.
+    pub fn insert(&mut self, table: u64, rows: Vec<Vec<Value>>, on_conflict: OnConflict) -> Result<InsertOutcome> {
+        let def = self.table_def(table)?.clone();
+        let store = self.store(table);
+        self.count_rows(rows.len())?;
+        let mut out = InsertOutcome::default();
+        for (i, row) in rows.into_iter().enumerate() {
+            self.check_row(&def, &row)?;
+            if let Some((index_id, rowid, existing, visible)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
+                match on_conflict {
+                    OnConflict::Skip(only) if only.is_none_or(|o| o == index_id) => {
+                        if !visible {
+                            self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
+                            return Err(Error::SerializationFailure { detail: "a concurrent transaction inserted a conflicting row".into() });
+                        }
+                        out.conflicts.push((i, rowid, existing));
+                        continue;
+                    }
+                    _ => return Err(Self::unique_violation(&def, index_id, &row)),
+                }
+            }
+            let rowid = self.shared.next_rowid.fetch_add(1, Ordering::Relaxed);
+            let row = Row::from(row);
+            self.add_insert(table, rowid, row.clone());
+            out.inserted.push((rowid, row));
+        }
+        Ok(out)
+    }
+
+    fn delete_one(&mut self, table: u64, rowid: u64, store: Option<&TableStore>) -> Result<Option<Row>> {
+        let w = self.writes.entry(table).or_default();
+        if let Some(row) = w.inserts.remove(&rowid) {
+            for m in w.keys.values_mut() {
+                m.retain(|_, r| *r != rowid);
+            }
+            if let Some(old) = w.updated_from.remove(&rowid) {
+                // Updating an updated row: the original old version stays deleted.
+                let _ = old;
+            }
+            return Ok(Some(row));
+        }
+        if w.deletes.contains_key(&rowid) {
+            return Ok(None);
+        }
+        let Some(v) = store.and_then(|s| s.version(rowid)) else { return Ok(None) };
+        if !v.visible_at(self.read_ts) {
+            return Ok(None);
+        }
+        if v.xmax != 0 {
+            self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::SerializationFailure { detail: format!("row {rowid} was changed by a transaction that committed after this one started") });
+        }
+        w.deletes.insert(rowid, v.row.clone());
+        Ok(Some(v.row))
+    }
+
+    /// Deletes rows by id; returns how many were deleted.
+    pub fn delete(&mut self, table: u64, rowids: &[u64]) -> Result<usize> {
+        self.table_def(table)?;
+        let store = self.store(table);
+        self.count_rows(rowids.len())?;
+        let mut n = 0;
+        for &r in rowids {
+            if self.delete_one(table, r, store.as_deref())?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Replaces rows: `(old rowid, new full row)`. Returns the new versions.
+    pub fn update(&mut self, table: u64, changes: Vec<(u64, Vec<Value>)>) -> Result<Vec<(u64, Row)>> {
+        let def = self.table_def(table)?.clone();
+        let store = self.store(table);
+        self.count_rows(changes.len())?;
+        let mut out = Vec::with_capacity(changes.len());
+        for (old, row) in changes {
+            self.check_row(&def, &row)?;
+            let Some(_) = self.delete_one(table, old, store.as_deref())? else { continue };
+            if let Some((index_id, _, _, _)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
+                return Err(Self::unique_violation(&def, index_id, &row));
+            }
+            let rowid = self.shared.next_rowid.fetch_add(1, Ordering::Relaxed);
+            let row = Row::from(row);
+            self.add_insert(table, rowid, row.clone());
+            let w = self.writes.get_mut(&table).expect("just written");
+            if w.deletes.contains_key(&old) {
+                w.updated_from.insert(rowid, old);
+            }
+            out.push((rowid, row));
+        }
+        Ok(out)
+    }
+
+    /// Deletes every row this transaction sees in `table`.
+    pub fn truncate(&mut self, table: u64) -> Result<usize> {
+        let mut ids = Vec::new();
+        self.scan(table, |r, _| ids.push(r));
+        self.delete(table, &ids)
+    }
+
+    /// Next identity value (non-transactional, like a PostgreSQL sequence).
+    pub fn next_identity(&self, table: u64, col: usize) -> i64 {
+        Database { shared: self.shared.clone() }.next_identity(table, col)
+    }
+
+    pub fn rollback(mut self) {
+        self.finished = true;
+        unpin_locked(&mut self.shared.active.lock(), self.read_ts);
+    }
+
+    /// Commits from synchronous code.
+    pub fn commit_blocking(self) -> Result<CommitInfo> {
+        futures_lite_block_on(self.commit())
+    }
+
+    /// Commits: validates, writes the WAL record, waits for its fsync, then makes it visible.
+    pub async fn commit(mut self) -> Result<CommitInfo> {
+        self.finished = true;
+        let shared = self.shared.clone();
+        let result = self.commit_inner().await;
+        unpin_locked(&mut shared.active.lock(), self.read_ts);
+        if result.is_ok() {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn commit_inner(&mut self) -> Result<CommitInfo> {
+        let shared = self.shared.clone();
+        if !self.has_writes() {
+            return Ok(CommitInfo { commit_ts: 0, lsn: 0 });
+        }
+        if shared.closed.load(Ordering::SeqCst) || shared.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Io { path: shared.wal_dir.clone(), source: std::io::Error::other("the database is closed") });
+        }
+        let mut guard = shared.commit_lock.lock().await;
+        let current = shared.catalog.read().clone();
+        let serialization = |detail: String| {
+            shared.conflicts.fetch_add(1, Ordering::Relaxed);
+            Error::SerializationFailure { detail }
+        };
+        let new_catalog = if self.ddl {
+            if current.version != self.base_catalog_version {
+                return Err(serialization("the catalog was changed by a concurrent transaction".into()));
+            }
+            let mut c = (*self.catalog).clone();
+            c.version = current.version + 1;
+            Some(c)
+        } else {
+            if current.version != self.base_catalog_version {
+                for t in self.writes.keys() {
+                    let same = match (current.table(*t), self.catalog.table(*t)) {
+                        (Some(a), Some(b)) => bincode::serialize(a).ok() == bincode::serialize(b).ok(),
+                        _ => false,
+                    };
+                    if !same {
+                        return Err(serialization(format!("table {t} was altered or dropped by a concurrent transaction")));
+                    }
+                }
+            }
+            None
+        };
+        let final_catalog = new_catalog.clone().map(Arc::new).unwrap_or_else(|| current.clone());
+        let stores_now = shared.stores.read().clone();
+        // Validate against everything committed (or committing) so far.
+        for (t, w) in &self.writes {
+            let Some(def) = final_catalog.table(*t) else { continue };
+            let store = stores_now.get(t);
+            if let Some(store) = store {
+                for (r, xmax) in store.xmaxes(w.deletes.keys().copied()) {
+                    if xmax.is_some_and(|x| x != 0) {
+                        return Err(serialization(format!("row {r} of {} was changed concurrently", def.name)));
+                    }
+                }
+                for idx in def.indexes.iter().filter(|i| i.unique) {
+                    if !store.has_index(idx.id) {
+                        continue;
+                    }
+                    for row in w.inserts.values() {
+                        let Some(key) = index_key(row, &idx.columns, def) else { continue };
+                        let clash = store.lookup(idx.id, &key).into_iter().any(|v: Version| v.live() && !w.deletes.contains_key(&v.rowid));
+                        if clash {
+                            return Err(Self::unique_violation(def, idx.id, row));
+                        }
+                    }
+                }
+            }
+        }
+        let ts = *guard + 1;
+        // Build the record.
+        let mut ops = Vec::new();
+        for (t, w) in &self.writes {
+            if final_catalog.table(*t).is_none() {
+                continue;
+            }
+            let moved: HashSet<u64> = w.updated_from.values().copied().collect();
+            for (r, old) in &w.deletes {
+                if !moved.contains(r) {
+                    ops.push(Op::Delete { table: *t, rowid: *r, old: old.to_vec() });
+                }
+            }
+            for (r, row) in &w.inserts {
+                match w.updated_from.get(r).and_then(|o| w.deletes.get(o).map(|old| (o, old))) {
+                    Some((o, old)) => ops.push(Op::Update { table: *t, old_rowid: *o, new_rowid: *r, old: old.to_vec(), new: row.to_vec() }),
+                    None => ops.push(Op::Insert { table: *t, rowid: *r, row: row.to_vec() }),
+                }
+            }
+        }
+        let record = CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
+        let payload = record.encode()?;
+        if payload.len() as u64 > shared.opts.limits.wal_record_bytes_max {
+            return Err(Error::ProgramLimit { what: format!("transaction record of {} bytes", payload.len()), limit: shared.opts.limits.wal_record_bytes_max });
+        }
+        // Install with xmin/xmax = ts: invisible until the watermark reaches ts.
+        let mut new_stores: HashMap<u64, Arc<TableStore>> = HashMap::new();
+        let mut installed: Vec<(Arc<TableStore>, Vec<u64>, Vec<u64>)> = Vec::new();
+        for (t, w) in &self.writes {
+            let Some(def) = final_catalog.table(*t) else { continue };
+            let store = match stores_now.get(t) {
+                Some(s) => s.clone(),
+                None => new_stores.entry(*t).or_insert_with(|| Arc::new(TableStore::new(def))).clone(),
+            };
+            if !store.has_index(def.indexes.first().map(|i| i.id).unwrap_or(0)) && !def.indexes.is_empty() {
+                // Indexes added by this transaction are built when the catalog is published.
+            }
+            let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
+            let del: Vec<u64> = w.deletes.keys().copied().collect();
+            store.install(def, &ins, &del, ts);
+            installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
+        }
+        let undo_list = installed.clone();
+        let undo: wal::Undo = Box::new(move || {
+            for (store, ins, del) in undo_list {
+                store.undo(&ins, &del, ts);
+            }
+        });
+        let (done, rx) = tokio::sync::oneshot::channel();
+        shared.writer.send(WalRequest::Append { payload, commit_ts: ts, done, undo: Some(undo) })?;
+        *guard = ts;
+        if let Some(cat) = new_catalog {
+            // DDL: publish the catalog once durable, still holding the commit lock.
+            let lsn = rx.await.map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
+            let cat = Arc::new(cat);
+            {
+                let mut stores = shared.stores.write();
+                stores.retain(|id, _| cat.tables.contains_key(id));
+                for (id, s) in new_stores {
+                    stores.insert(id, s);
+                }
+                for def in cat.tables.values() {
+                    stores.entry(def.id).or_insert_with(|| Arc::new(TableStore::new(def))).sync_indexes(def);
+                }
+            }
+            *shared.catalog.write() = cat;
+            drop(guard);
+            return Ok(CommitInfo { commit_ts: ts, lsn });
+        }
+        drop(guard);
+        let lsn = rx.await.map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
+        Ok(CommitInfo { commit_ts: ts, lsn })
+    }
+
+    /// Column default definitions, for the SQL layer.
+    pub fn column_default(&self, table: u64, col: usize) -> Option<&ColumnDefault> {
+        self.catalog.table(table).and_then(|d| d.columns.get(col)).and_then(|c| c.default.as_ref())
+    }
+}
+
+/// Renders a value for error details, as PostgreSQL would print it.
+pub fn render_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => if *b { "t".into() } else { "f".into() },
+        Value::Int16(x) => x.to_string(),
+        Value::Int32(x) => x.to_string(),
+        Value::Int64(x) => x.to_string(),
+        Value::Float32(x) => x.to_string(),
+        Value::Float64(x) => x.to_string(),
+        Value::Decimal(x) => x.to_string(),
+        Value::Text(s) => s.to_string(),
+        Value::Bytes(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Value::Date(d) => d.to_string(),
+        Value::Time(t) => t.to_string(),
+        Value::Timestamp(t) => t.to_string(),
+        Value::Interval { months, days, nanos } => format!("{months} mons {days} days {nanos} ns"),
+    }
+}
+
+/// A minimal executor for the blocking API: the futures involved only wait on channels.
+fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The payload of a WAL commit record and the change feed built from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::value::Value;
+
+/// Payload format version, first byte of every record payload.
+pub const RECORD_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    Insert { table: u64, rowid: u64, row: Vec<Value> },
+    Delete { table: u64, rowid: u64, old: Vec<Value> },
+    Update { table: u64, old_rowid: u64, new_rowid: u64, old: Vec<Value>, new: Vec<Value> },
+}
+
+/// One committed transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub commit_ts: u64,
+    /// Wall-clock time of the commit, milliseconds since the Unix epoch.
+    pub wall_ms: u64,
+    /// The whole catalog after the transaction, when it ran DDL.
+    pub catalog: Option<Catalog>,
+    pub ops: Vec<Op>,
+}
+
+impl CommitRecord {
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = vec![RECORD_VERSION];
+        bincode::serialize_into(&mut out, self).map_err(|e| Error::Internal(format!("encoding a WAL record: {e}")))?;
+        Ok(out)
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<CommitRecord> {
+        match buf.first() {
+            Some(&RECORD_VERSION) => bincode::deserialize(&buf[1..])
+                .map_err(|e| Error::Internal(format!("decoding a WAL record: {e}"))),
+            other => Err(Error::Internal(format!("unknown WAL record version {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Insert,
+    Update,
+    Delete,
+    Ddl,
+}
+
+/// One committed change, as the change feed hands it out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub lsn: u64,
+    pub commit_ts: u64,
+    pub wall_ms: u64,
+    pub table_id: u64,
+    /// `schema.table` as of the commit (empty for DDL).
+    pub table: String,
+    pub kind: ChangeKind,
+    pub old: Option<Vec<Value>>,
+    pub new: Option<Vec<Value>>,
+}
