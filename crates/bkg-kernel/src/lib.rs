@@ -26,6 +26,7 @@ pub mod limits;
 pub mod mvcc;
 pub mod record;
 pub mod snapshot;
+pub mod testutil;
 pub mod value;
 pub mod vfs;
 pub mod wal;

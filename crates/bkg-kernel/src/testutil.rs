@@ -1,0 +1,56 @@
+//! Helpers shared by the kernel's tests, its crash-test writer and its benchmarks.
+
+use std::sync::Arc;
+
+use crate::catalog::{ColumnDef, IndexDef, TableDef};
+use crate::db::Transaction;
+use crate::error::Result;
+use crate::value::{DataType, Value};
+
+fn col(name: &str, data_type: DataType, nullable: bool) -> ColumnDef {
+    ColumnDef { name: name.into(), data_type, nullable, default: None, dropped: false, missing: Value::Null }
+}
+
+/// Creates `public.<name>(id bigint primary key, v bigint, note text)` and returns its id.
+pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
+    let def = TableDef {
+        id: 0,
+        schema: "public".into(),
+        name: name.into(),
+        columns: vec![col("id", DataType::Int64, false), col("v", DataType::Int64, true), col("note", DataType::Text, true)],
+        indexes: vec![IndexDef { id: 0, name: format!("{name}_pkey"), columns: vec![0], unique: true, primary: true }],
+        foreign_keys: vec![],
+    };
+    Ok(txn.catalog_mut().create_table(def, false)?.expect("new table"))
+}
+
+pub fn kv_row(id: i64, v: i64, note: &str) -> Vec<Value> {
+    vec![Value::Int64(id), Value::Int64(v), Value::Text(Arc::from(note))]
+}
+
+/// Looks up the kv table by name in the transaction's catalog.
+pub fn table_id(txn: &Transaction, name: &str) -> Option<u64> {
+    txn.catalog().find_table("public", name).map(|t| t.id)
+}
+
+/// All (id, v) pairs the transaction sees, sorted by id.
+pub fn kv_contents(txn: &Transaction, table: u64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    txn.scan(table, |_, row| {
+        if let (Value::Int64(id), Value::Int64(v)) = (&row[0], &row[1]) {
+            out.push((*id, *v));
+        }
+    });
+    out.sort();
+    out
+}
+
+/// Row id and value of key `id`.
+pub fn kv_get(txn: &Transaction, table: u64, id: i64) -> Option<(u64, i64)> {
+    let pk = txn.catalog().table(table)?.primary_key()?.id;
+    let rows = txn.lookup(table, pk, &[Value::Int64(id)]).ok()?;
+    rows.first().and_then(|(r, row)| match &row[1] {
+        Value::Int64(v) => Some((*r, *v)),
+        _ => None,
+    })
+}

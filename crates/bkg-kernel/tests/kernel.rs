@@ -1,0 +1,462 @@
+//! Kernel behaviour: durability, isolation, constraints, fault injection and a model test.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bkg_kernel::testutil::{create_kv_table, kv_contents, kv_get, kv_row, table_id};
+use bkg_kernel::vfs::FaultyVfs;
+use bkg_kernel::wal::FsyncFailure;
+use bkg_kernel::{Database, ErrorCode, IsolationLevel, OnConflict, Options};
+use rand::{Rng, SeedableRng};
+
+const RR: IsolationLevel = IsolationLevel::RepeatableRead;
+
+fn open(dir: &Path) -> Database {
+    Database::open(Options::new(dir)).expect("open").0
+}
+
+fn open_faulty(dir: &Path, vfs: &FaultyVfs) -> Database {
+    let mut o = Options::new(dir);
+    o.vfs = Arc::new(vfs.clone());
+    o.on_fsync_failure = FsyncFailure::Poison;
+    Database::open(o).expect("open").0
+}
+
+fn setup(db: &Database) -> u64 {
+    let mut t = db.begin(RR);
+    let id = create_kv_table(&mut t, "kv").unwrap();
+    t.commit_blocking().unwrap();
+    id
+}
+
+fn put(db: &Database, table: u64, id: i64, v: i64) {
+    let mut t = db.begin(RR);
+    match kv_get(&t, table, id) {
+        Some((rowid, _)) => {
+            t.update(table, vec![(rowid, kv_row(id, v, "u"))]).unwrap();
+        }
+        None => {
+            t.insert(table, vec![kv_row(id, v, "i")], OnConflict::Error).unwrap();
+        }
+    }
+    t.commit_blocking().unwrap();
+}
+
+fn contents(db: &Database, table: u64) -> Vec<(i64, i64)> {
+    kv_contents(&db.begin(RR), table)
+}
+
+#[test]
+fn committed_data_survives_reopen_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    for i in 0..50 {
+        put(&db, t, i, i * 10);
+    }
+    db.checkpoint().unwrap();
+    for i in 25..75 {
+        put(&db, t, i, i * 100);
+    }
+    let expected = contents(&db, t);
+    db.close();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(contents(&db, t), expected);
+    assert_eq!(expected.len(), 75);
+    // A second checkpoint and reopen changes nothing.
+    db.checkpoint().unwrap();
+    db.close();
+    let db = open(dir.path());
+    assert_eq!(contents(&db, t), expected);
+}
+
+#[test]
+fn rollback_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    let mut txn = db.begin(RR);
+    txn.insert(t, vec![kv_row(2, 2, "x")], OnConflict::Error).unwrap();
+    let (r, _) = kv_get(&txn, t, 1).unwrap();
+    txn.delete(t, &[r]).unwrap();
+    txn.rollback();
+    assert_eq!(contents(&db, t), vec![(1, 1)]);
+    db.close();
+    let db = open(dir.path());
+    assert_eq!(contents(&db, t), vec![(1, 1)]);
+}
+
+#[test]
+fn long_reader_keeps_its_snapshot_while_writers_proceed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    let reader = db.begin(RR);
+    assert_eq!(kv_contents(&reader, t), vec![(1, 1)]);
+    put(&db, t, 1, 2);
+    put(&db, t, 2, 2);
+    assert_eq!(kv_contents(&reader, t), vec![(1, 1)], "repeatable read sees its snapshot");
+    let mut rc = db.begin(IsolationLevel::ReadCommitted);
+    assert_eq!(kv_contents(&rc, t), vec![(1, 2), (2, 2)]);
+    put(&db, t, 3, 3);
+    rc.statement_start();
+    assert_eq!(kv_contents(&rc, t).len(), 3, "read committed sees new commits per statement");
+    // Old versions stay while the reader lives, and go once it is gone.
+    let before = db.store(t).unwrap().version_count();
+    db.vacuum();
+    assert_eq!(db.store(t).unwrap().version_count(), before);
+    drop(reader);
+    drop(rc);
+    db.vacuum();
+    assert_eq!(db.store(t).unwrap().version_count(), 3);
+}
+
+#[test]
+fn first_committer_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 0);
+    let mut a = db.begin(RR);
+    let mut b = db.begin(RR);
+    let (ra, _) = kv_get(&a, t, 1).unwrap();
+    let (rb, _) = kv_get(&b, t, 1).unwrap();
+    a.update(t, vec![(ra, kv_row(1, 10, "a"))]).unwrap();
+    b.update(t, vec![(rb, kv_row(1, 20, "b"))]).unwrap();
+    a.commit_blocking().unwrap();
+    let err = b.commit_blocking().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SerializationFailure);
+    assert_eq!(err.code().sqlstate(), "40001");
+    assert_eq!(contents(&db, t), vec![(1, 10)]);
+    // A writer that starts after the commit sees it and may update.
+    let mut c = db.begin(RR);
+    let (rc, v) = kv_get(&c, t, 1).unwrap();
+    assert_eq!(v, 10);
+    c.update(t, vec![(rc, kv_row(1, 30, "c"))]).unwrap();
+    c.commit_blocking().unwrap();
+    // Updating a row already changed by a committed transaction fails at once.
+    let mut d = db.begin(RR);
+    put(&db, t, 1, 40);
+    let (rd, _) = kv_get(&d, t, 1).unwrap();
+    let err = d.update(t, vec![(rd, kv_row(1, 50, "d"))]).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SerializationFailure);
+}
+
+#[test]
+fn unique_and_not_null_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    let mut x = db.begin(RR);
+    let err = x.insert(t, vec![kv_row(1, 2, "dup")], OnConflict::Error).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UniqueViolation);
+    let out = x.insert(t, vec![kv_row(1, 2, "dup"), kv_row(2, 2, "new")], OnConflict::Skip(None)).unwrap();
+    assert_eq!(out.inserted.len(), 1);
+    assert_eq!(out.conflicts.len(), 1);
+    let err = x.insert(t, vec![vec![bkg_kernel::Value::Null, bkg_kernel::Value::Int64(1), bkg_kernel::Value::Null]], OnConflict::Error).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotNullViolation);
+    x.rollback();
+    // Two concurrent inserts of the same key: the second commit fails.
+    let mut a = db.begin(RR);
+    let mut b = db.begin(RR);
+    a.insert(t, vec![kv_row(5, 1, "a")], OnConflict::Error).unwrap();
+    b.insert(t, vec![kv_row(5, 2, "b")], OnConflict::Error).unwrap();
+    a.commit_blocking().unwrap();
+    assert_eq!(b.commit_blocking().unwrap_err().code(), ErrorCode::UniqueViolation);
+    // Delete then re-insert the same key in one transaction is fine.
+    let mut c = db.begin(RR);
+    let (r, _) = kv_get(&c, t, 5).unwrap();
+    c.delete(t, &[r]).unwrap();
+    c.insert(t, vec![kv_row(5, 9, "again")], OnConflict::Error).unwrap();
+    c.commit_blocking().unwrap();
+    assert_eq!(contents(&db, t), vec![(1, 1), (5, 9)]);
+}
+
+#[test]
+fn concurrent_committers_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    let threads = 8;
+    let per = 40;
+    let before = db.stats().wal_fsyncs;
+    std::thread::scope(|s| {
+        for th in 0..threads {
+            let db = db.clone();
+            s.spawn(move || {
+                for i in 0..per {
+                    let mut x = db.begin(RR);
+                    x.insert(t, vec![kv_row((th * 1000 + i) as i64, 1, "g")], OnConflict::Error).unwrap();
+                    x.commit_blocking().unwrap();
+                }
+            });
+        }
+    });
+    let fsyncs = db.stats().wal_fsyncs - before;
+    assert_eq!(contents(&db, t).len(), threads * per);
+    assert!(fsyncs <= (threads * per) as u64, "at most one fsync per commit: {fsyncs}");
+    db.close();
+    assert_eq!(contents(&open(dir.path()), t).len(), threads * per);
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+#[test]
+fn torn_wal_tail_is_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    for i in 0..10 {
+        put(&db, t, i, i);
+    }
+    db.close();
+    drop(db);
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Cut the last record in half, then append garbage.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 20).unwrap();
+    drop(f);
+    let (db, info) = Database::open(Options::new(dir.path())).unwrap();
+    assert!(info.torn_bytes_cut > 0);
+    assert_eq!(contents(&db, t), (0..9).map(|i| (i, i)).collect::<Vec<_>>());
+    // The log is usable afterwards and the repair is stable across another crash.
+    put(&db, t, 100, 100);
+    db.close();
+    drop(db);
+    assert_eq!(contents(&open(dir.path()), t).len(), 10);
+}
+
+#[test]
+fn flipped_bit_in_the_middle_of_the_wal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    for i in 0..10 {
+        put(&db, t, i, i);
+    }
+    db.close();
+    drop(db);
+    let seg = last_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Database::open(Options::new(dir.path())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Corruption, "{err}");
+}
+
+#[test]
+fn flipped_bit_in_a_snapshot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    for i in 0..10 {
+        put(&db, t, i, i);
+    }
+    db.checkpoint().unwrap();
+    db.close();
+    drop(db);
+    let snap = std::fs::read_dir(dir.path().join("snapshots")).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&snap).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Database::open(Options::new(dir.path())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Corruption, "{err}");
+}
+
+#[test]
+fn failed_fsync_acknowledges_nothing_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let db = open_faulty(dir.path(), &vfs);
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    vfs.fail_sync_at(1);
+    let mut x = db.begin(RR);
+    x.insert(t, vec![kv_row(2, 2, "lost")], OnConflict::Error).unwrap();
+    assert!(x.commit_blocking().is_err());
+    let mut y = db.begin(RR);
+    y.insert(t, vec![kv_row(3, 3, "refused")], OnConflict::Error).unwrap();
+    assert!(y.commit_blocking().is_err(), "the log is unusable after a failed fsync");
+    assert_eq!(contents(&db, t), vec![(1, 1)], "nothing unacknowledged is visible");
+    db.close();
+    drop(db);
+    vfs.drop_unsynced().unwrap();
+    assert_eq!(contents(&open(dir.path()), t), vec![(1, 1)]);
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_writes_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = FaultyVfs::new();
+    let db = open_faulty(dir.path(), &vfs);
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    vfs.set_disk_full(true);
+    let mut x = db.begin(RR);
+    x.insert(t, vec![kv_row(2, 2, "nospace")], OnConflict::Error).unwrap();
+    let err = x.commit_blocking().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::DiskFull, "{err}");
+    assert_eq!(contents(&db, t), vec![(1, 1)]);
+    vfs.set_disk_full(false);
+    put(&db, t, 3, 3);
+    assert_eq!(contents(&db, t), vec![(1, 1), (3, 3)]);
+    db.close();
+    drop(db);
+    assert_eq!(contents(&open(dir.path()), t), vec![(1, 1), (3, 3)]);
+}
+
+#[test]
+fn crash_at_each_step_of_a_checkpoint_leaves_old_or_new_state() {
+    // Count the syncs and writes one checkpoint makes, then fail each of them in turn.
+    for step in 1..=12u64 {
+        for fail_sync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let vfs = FaultyVfs::new();
+            let db = open_faulty(dir.path(), &vfs);
+            let t = setup(&db);
+            for i in 0..20 {
+                put(&db, t, i, i);
+            }
+            db.checkpoint().unwrap();
+            for i in 10..30 {
+                put(&db, t, i, -i);
+            }
+            let expected = contents(&db, t);
+            if fail_sync {
+                vfs.fail_sync_at(step);
+            } else {
+                vfs.fail_write_at(step);
+            }
+            let _ = db.checkpoint();
+            db.close();
+            drop(db);
+            vfs.drop_unsynced().unwrap();
+            let db = open(dir.path());
+            assert_eq!(contents(&db, t), expected, "step {step} fail_sync={fail_sync}");
+        }
+    }
+}
+
+#[test]
+fn change_feed_reports_commits_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 1);
+    put(&db, t, 1, 2);
+    let mut x = db.begin(RR);
+    let (r, _) = kv_get(&x, t, 1).unwrap();
+    x.delete(t, &[r]).unwrap();
+    x.commit_blocking().unwrap();
+    let changes = db.changes_since(0, 100).unwrap();
+    let kinds: Vec<_> = changes.iter().map(|c| c.kind).collect();
+    use bkg_kernel::ChangeKind::*;
+    assert_eq!(kinds, vec![Ddl, Insert, Update, Delete]);
+    assert!(changes.windows(2).all(|w| w[0].lsn <= w[1].lsn && w[0].commit_ts <= w[1].commit_ts));
+    assert_eq!(changes[2].table, "public.kv");
+    assert!(changes[2].old.is_some() && changes[2].new.is_some());
+    let later = db.changes_since(changes[3].lsn, 100).unwrap();
+    assert_eq!(later.len(), 1);
+}
+
+#[test]
+fn ddl_is_transactional() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut x = db.begin(RR);
+    create_kv_table(&mut x, "gone").unwrap();
+    x.rollback();
+    assert!(db.catalog().find_table("public", "gone").is_none());
+    let mut y = db.begin(RR);
+    let id = create_kv_table(&mut y, "kept").unwrap();
+    y.insert(id, vec![kv_row(1, 1, "in the same txn")], OnConflict::Error).unwrap();
+    y.commit_blocking().unwrap();
+    db.close();
+    let db = open(dir.path());
+    let t = table_id(&db.begin(RR), "kept").unwrap();
+    assert_eq!(contents(&db, t), vec![(1, 1)]);
+    // Concurrent DDL: the second committer loses.
+    let mut a = db.begin(RR);
+    let mut b = db.begin(RR);
+    create_kv_table(&mut a, "a1").unwrap();
+    create_kv_table(&mut b, "b1").unwrap();
+    a.commit_blocking().unwrap();
+    assert_eq!(b.commit_blocking().unwrap_err().code(), ErrorCode::SerializationFailure);
+}
+
+/// Random transactions, checkpoints and restarts against a BTreeMap model.
+#[test]
+fn model_random_transactions_and_restarts() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xb6d);
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(dir.path());
+    let t = setup(&db);
+    let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+    for step in 0..400 {
+        let mut x = db.begin(RR);
+        let mut local = model.clone();
+        let ops = rng.random_range(1..6);
+        let mut ok = true;
+        for _ in 0..ops {
+            let k = rng.random_range(0..40);
+            let v = rng.random_range(0..1000);
+            match rng.random_range(0..3) {
+                0 => match x.insert(t, vec![kv_row(k, v, "m")], OnConflict::Error) {
+                    Ok(_) => {
+                        assert!(!local.contains_key(&k));
+                        local.insert(k, v);
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), ErrorCode::UniqueViolation);
+                        assert!(local.contains_key(&k));
+                        ok = false;
+                        break;
+                    }
+                },
+                1 => {
+                    if let Some((r, _)) = kv_get(&x, t, k) {
+                        x.update(t, vec![(r, kv_row(k, v, "u"))]).unwrap();
+                        local.insert(k, v);
+                    } else {
+                        assert!(!local.contains_key(&k));
+                    }
+                }
+                _ => {
+                    if let Some((r, _)) = kv_get(&x, t, k) {
+                        x.delete(t, &[r]).unwrap();
+                        local.remove(&k);
+                    }
+                }
+            }
+        }
+        if ok && rng.random_bool(0.85) {
+            x.commit_blocking().unwrap();
+            model = local;
+        } else {
+            x.rollback();
+        }
+        if step % 37 == 0 {
+            db.checkpoint().unwrap();
+        }
+        if step % 53 == 0 {
+            db.close();
+            drop(db);
+            db = open(dir.path());
+        }
+        let seen: BTreeMap<i64, i64> = contents(&db, t).into_iter().collect();
+        assert_eq!(seen, model, "step {step}");
+    }
+}
