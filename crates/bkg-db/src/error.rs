@@ -57,7 +57,7 @@ impl SqlError {
         self
     }
     pub fn unsupported(what: impl std::fmt::Display) -> SqlError {
-        SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
+        SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("not supported: {what}"))
     }
     pub fn syntax(message: impl Into<String>) -> SqlError {
         SqlError::new(codes::SYNTAX_ERROR, message)
@@ -137,14 +137,12 @@ impl From<DataFusionError> for SqlError {
             DataFusionError::SchemaError(s, _) => {
                 let text = s.to_string();
                 match *s {
-                    datafusion::common::SchemaError::FieldNotFound { ref field, .. } => SqlError::new(
-                        codes::UNDEFINED_COLUMN,
-                        format!("column \"{}\" does not exist", field.name()),
-                    ),
-                    datafusion::common::SchemaError::AmbiguousReference { ref field } => SqlError::new(
-                        "42702",
-                        format!("column reference \"{}\" is ambiguous", field.name()),
-                    ),
+                    datafusion::common::SchemaError::FieldNotFound { ref field, .. } => {
+                        SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{}\" does not exist", field.name()))
+                    }
+                    datafusion::common::SchemaError::AmbiguousReference { ref field } => {
+                        SqlError::new("42702", format!("column reference \"{}\" is ambiguous", field.name()))
+                    }
                     _ => SqlError::new("42P10", text),
                 }
             }

@@ -11,13 +11,16 @@ fn main() {
         Some(Command::Serve(a)) => a,
         None => cli.serve,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if args.log_format == "json" {
         tracing_subscriber::fmt().with_env_filter(filter).json().with_writer(std::io::stderr).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bkg-db").build().expect("tokio runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bkg-db").build().expect("tokio runtime");
     match rt.block_on(bkg_db::server::serve(args)) {
         Ok(()) => std::process::exit(0),
         Err(e) => {

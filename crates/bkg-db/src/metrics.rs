@@ -20,17 +20,52 @@ impl Metrics {
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
-        metric("bkg_pg_connections_total", "counter", "PostgreSQL wire connections accepted.", self.connections.load(Ordering::Relaxed));
-        metric("bkg_pg_connections_active", "gauge", "PostgreSQL wire connections open now.", active_connections as u64);
+        metric(
+            "bkg_pg_connections_total",
+            "counter",
+            "PostgreSQL wire connections accepted.",
+            self.connections.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_pg_connections_active",
+            "gauge",
+            "PostgreSQL wire connections open now.",
+            active_connections as u64,
+        );
         metric("bkg_queries_total", "counter", "Statements executed.", self.queries.load(Ordering::Relaxed));
-        metric("bkg_query_errors_total", "counter", "Statements that failed.", self.query_errors.load(Ordering::Relaxed));
-        metric("bkg_http_requests_total", "counter", "HTTP requests served.", self.http_requests.load(Ordering::Relaxed));
+        metric(
+            "bkg_query_errors_total",
+            "counter",
+            "Statements that failed.",
+            self.query_errors.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_http_requests_total",
+            "counter",
+            "HTTP requests served.",
+            self.http_requests.load(Ordering::Relaxed),
+        );
         metric("bkg_commits_total", "counter", "Transactions committed with writes.", s.commits);
-        metric("bkg_serialization_failures_total", "counter", "Transactions refused by first-committer-wins.", s.serialization_failures);
-        metric("bkg_wal_fsyncs_total", "counter", "fdatasync calls of the WAL writer (one per group commit).", s.wal_fsyncs);
+        metric(
+            "bkg_serialization_failures_total",
+            "counter",
+            "Transactions refused by first-committer-wins.",
+            s.serialization_failures,
+        );
+        metric(
+            "bkg_wal_fsyncs_total",
+            "counter",
+            "fdatasync calls of the WAL writer (one per group commit).",
+            s.wal_fsyncs,
+        );
         metric("bkg_wal_records_total", "counter", "WAL records written.", s.wal_records);
         metric("bkg_wal_bytes_total", "counter", "WAL bytes written.", s.wal_bytes);
-        metric("bkg_wal_bytes_since_checkpoint", "gauge", "WAL bytes not yet covered by a snapshot.", s.wal_bytes_since_checkpoint);
+        metric(
+            "bkg_wal_bytes_since_checkpoint",
+            "gauge",
+            "WAL bytes not yet covered by a snapshot.",
+            s.wal_bytes_since_checkpoint,
+        );
         metric("bkg_visible_commit_ts", "gauge", "Newest durable commit timestamp.", s.visible_ts);
         metric("bkg_active_snapshots", "gauge", "Snapshots held by open transactions.", s.active_snapshots as u64);
         out

@@ -15,9 +15,11 @@ use crate::sql::{Engine, EngineConfig};
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let password = args.validate()?;
     let dir = args.data_path();
-    let mut limits = Limits::default();
-    limits.checkpoint_wal_bytes = args.checkpoint_wal_mb << 20;
-    limits.checkpoint_interval_ms = args.checkpoint_interval_s * 1000;
+    let limits = Limits {
+        checkpoint_wal_bytes: args.checkpoint_wal_mb << 20,
+        checkpoint_interval_ms: args.checkpoint_interval_s * 1000,
+        ..Limits::default()
+    };
     let mut opts = Options::new(&dir);
     opts.limits = limits;
     let config = EngineConfig { query_memory_bytes_max: args.query_memory_mb << 20, ..Default::default() };
@@ -36,8 +38,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
     let auth = Arc::new(PasswordAuth::new("postgres", &password));
     let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections);
-    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.pg_listen))?;
-    let http_listener = tokio::net::TcpListener::bind(args.http_listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
+    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.pg_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));

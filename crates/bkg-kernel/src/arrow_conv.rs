@@ -43,9 +43,16 @@ pub fn column_from_values<'a>(dt: &DataType, vals: impl Iterator<Item = &'a Valu
                     other => return Err(mismatch(dt, other)),
                 }
             }
-            Arc::new(b.finish().with_precision_and_scale(*precision, *scale).map_err(|e| Error::Internal(e.to_string()))?)
+            Arc::new(
+                b.finish().with_precision_and_scale(*precision, *scale).map_err(|e| Error::Internal(e.to_string()))?,
+            )
         }
-        DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Uuid | DataType::Json | DataType::Jsonb => {
+        DataType::Text
+        | DataType::Varchar(_)
+        | DataType::Char(_)
+        | DataType::Uuid
+        | DataType::Json
+        | DataType::Jsonb => {
             let mut b = StringBuilder::new();
             for v in vals {
                 match v {
@@ -93,7 +100,12 @@ pub fn values_from_column(dt: &DataType, col: &ArrayRef) -> Result<Vec<Value>> {
         DataType::Float32 => prim!(Float32Array, Value::Float32),
         DataType::Float64 => prim!(Float64Array, Value::Float64),
         DataType::Numeric { .. } => prim!(Decimal128Array, Value::Decimal),
-        DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Uuid | DataType::Json | DataType::Jsonb => {
+        DataType::Text
+        | DataType::Varchar(_)
+        | DataType::Char(_)
+        | DataType::Uuid
+        | DataType::Json
+        | DataType::Jsonb => {
             prim!(StringArray, |s: &str| Value::Text(Arc::from(s)))
         }
         DataType::Bytea => prim!(BinaryArray, |b: &[u8]| Value::Bytes(Arc::from(b))),
@@ -103,10 +115,8 @@ pub fn values_from_column(dt: &DataType, col: &ArrayRef) -> Result<Vec<Value>> {
             let _ = TimeUnit::Microsecond;
             prim!(TimestampMicrosecondArray, Value::Timestamp)
         }
-        DataType::Interval => prim!(IntervalMonthDayNanoArray, |v: IntervalMonthDayNano| Value::Interval {
-            months: v.months,
-            days: v.days,
-            nanos: v.nanoseconds
+        DataType::Interval => prim!(IntervalMonthDayNanoArray, |v: IntervalMonthDayNano| {
+            Value::Interval { months: v.months, days: v.days, nanos: v.nanoseconds }
         }),
     })
 }

@@ -325,11 +325,7 @@ impl Catalog {
     pub fn add_index(&mut self, table: u64, mut idx: IndexDef, if_not_exists: bool) -> Result<Option<u64>> {
         let schema = self.table(table).map(|t| t.schema.clone()).unwrap_or_default();
         if self.relation_exists(&schema, &idx.name) {
-            return if if_not_exists {
-                Ok(None)
-            } else {
-                Err(Error::DuplicateTable(idx.name.clone()))
-            };
+            return if if_not_exists { Ok(None) } else { Err(Error::DuplicateTable(idx.name.clone())) };
         }
         idx.id = self.alloc_oid();
         let id = idx.id;
@@ -351,8 +347,9 @@ impl Catalog {
 
     /// Finds an index by name in a schema; returns (table id, index position).
     pub fn find_index(&self, schema: &str, name: &str) -> Option<(u64, usize)> {
-        self.tables.values().filter(|t| t.schema == schema).find_map(|t| {
-            t.indexes.iter().position(|i| i.name == name).map(|p| (t.id, p))
-        })
+        self.tables
+            .values()
+            .filter(|t| t.schema == schema)
+            .find_map(|t| t.indexes.iter().position(|i| i.name == name).map(|p| (t.id, p)))
     }
 }

@@ -66,7 +66,9 @@ pub struct RecoveryInfo {
 pub(crate) struct Shared {
     opts: Options,
     wal_dir: PathBuf,
-    catalog: RwLock<Arc<Catalog>>,
+    /// Committed catalogs by commit timestamp (oldest first). A snapshot at `read_ts` uses the
+    /// newest entry with `ts <= read_ts`; DDL appends before its fsync, invisible until then.
+    catalogs: Arc<RwLock<Vec<(u64, Arc<Catalog>)>>>,
     stores: RwLock<HashMap<u64, Arc<TableStore>>>,
     /// Serialises commit validation and timestamp assignment.
     commit_lock: tokio::sync::Mutex<u64>,
@@ -127,7 +129,11 @@ impl Database {
                 let path = dir.join(&f.path);
                 let bytes = vfs.read(&path).map_err(|e| Error::io(&path, e))?;
                 if bytes.len() as u64 != f.bytes || crc32c::crc32c(&bytes) != f.crc32c {
-                    return Err(Error::Corruption { path, offset: 0, reason: "snapshot file does not match its manifest checksum".into() });
+                    return Err(Error::Corruption {
+                        path,
+                        offset: 0,
+                        reason: "snapshot file does not match its manifest checksum".into(),
+                    });
                 }
                 let def = m.catalog.table(f.table_id).ok_or_else(|| Error::Corruption {
                     path: mpath.clone(),
@@ -167,7 +173,11 @@ impl Database {
                 continue;
             }
             if rec.commit_ts <= last_ts {
-                return Err(Error::Corruption { path: wal_dir.clone(), offset: *lsn, reason: format!("commit timestamp {} after {}", rec.commit_ts, last_ts) });
+                return Err(Error::Corruption {
+                    path: wal_dir.clone(),
+                    offset: *lsn,
+                    reason: format!("commit timestamp {} after {}", rec.commit_ts, last_ts),
+                });
             }
             last_ts = rec.commit_ts;
             info.records_replayed += 1;
@@ -222,7 +232,7 @@ impl Database {
         });
         let shared = Shared {
             wal_dir,
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalogs: Arc::new(RwLock::new(vec![(last_ts, Arc::new(catalog))])),
             stores: RwLock::new(stores),
             commit_lock: tokio::sync::Mutex::new(last_ts),
             visible_ts,
@@ -254,7 +264,7 @@ impl Database {
 
     /// The newest committed catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.shared.catalog.read().clone()
+        catalog_at(&self.shared, self.visible_ts())
     }
 
     /// Highest commit timestamp whose WAL record is durable.
@@ -288,7 +298,7 @@ impl Database {
     pub fn begin(&self, isolation: IsolationLevel) -> Transaction {
         let shared = self.shared.clone();
         let read_ts = pin(&shared, None);
-        let catalog = shared.catalog.read().clone();
+        let catalog = catalog_at(&shared, read_ts);
         Transaction {
             id: shared.next_txn_id.fetch_add(1, Ordering::Relaxed),
             base_catalog_version: catalog.version,
@@ -312,6 +322,14 @@ impl Database {
     /// Drops row versions no snapshot can see any more.
     pub fn vacuum(&self) -> usize {
         let horizon = self.gc_horizon();
+        // Catalogs no snapshot can use any more go, and with them stores of dropped tables.
+        {
+            let mut cats = self.shared.catalogs.write();
+            let keep_from = cats.iter().rposition(|(t, _)| *t <= horizon).unwrap_or(0);
+            cats.drain(..keep_from);
+            let mut stores = self.shared.stores.write();
+            stores.retain(|id, _| cats.iter().any(|(_, c)| c.tables.contains_key(id)));
+        }
         let catalog = self.catalog();
         let stores: Vec<Arc<TableStore>> = self.shared.stores.read().values().cloned().collect();
         stores.iter().filter_map(|s| catalog.table(s.id).map(|def| s.vacuum(horizon, def))).sum()
@@ -330,7 +348,7 @@ impl Database {
             let lsn = rx.blocking_recv().map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
             let ts = *guard;
             let stores = s.stores.read().clone();
-            (ts, lsn, s.catalog.read().clone(), stores)
+            (ts, lsn, catalog_at(s, ts), stores)
         };
         let _pin = Pin::new(s.clone(), ts);
         let dir = &s.opts.dir;
@@ -340,7 +358,9 @@ impl Database {
         let mut files = Vec::new();
         let mut info = CheckpointInfo { checkpoint_ts: ts, wal_start_lsn, ..Default::default() };
         for def in catalog.tables.values() {
-            let Some(store) = stores.get(&def.id) else { continue };
+            let Some(store) = stores.get(&def.id) else {
+                continue;
+            };
             let mut rows = Vec::new();
             store.for_each_visible(ts, |rowid, row| rows.push((rowid, row.clone())));
             let bytes = snapshot::write_table_parquet(def, &rows, s.opts.limits.snapshot_row_group_rows)?;
@@ -349,7 +369,13 @@ impl Database {
             info.tables += 1;
             info.rows += rows.len() as u64;
             info.bytes += bytes.len() as u64;
-            files.push(SnapshotFile { table_id: def.id, path: rel, rows: rows.len() as u64, bytes: bytes.len() as u64, crc32c: crc32c::crc32c(&bytes) });
+            files.push(SnapshotFile {
+                table_id: def.id,
+                path: rel,
+                rows: rows.len() as u64,
+                bytes: bytes.len() as u64,
+                crc32c: crc32c::crc32c(&bytes),
+            });
         }
         vfs.sync_dir(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
         vfs.sync_dir(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))?;
@@ -382,7 +408,13 @@ impl Database {
         s.last_checkpoint_ms.store(info.wall_ms, Ordering::SeqCst);
         drop(_pin);
         self.vacuum();
-        tracing::info!(checkpoint_ts = ts, tables = info.tables, rows = info.rows, bytes = info.bytes, "checkpoint written");
+        tracing::info!(
+            checkpoint_ts = ts,
+            tables = info.tables,
+            rows = info.rows,
+            bytes = info.bytes,
+            "checkpoint written"
+        );
         Ok(info)
     }
 
@@ -414,8 +446,19 @@ impl Database {
             if rec.commit_ts > visible {
                 break;
             }
-            let name = |t: u64| rec.catalog.as_ref().unwrap_or(&catalog).table(t).map(|d| d.qualified_name()).unwrap_or_default();
-            let mk = |table_id: u64, kind, old, new| Change { lsn, commit_ts: rec.commit_ts, wall_ms: rec.wall_ms, table_id, table: name(table_id), kind, old, new };
+            let name = |t: u64| {
+                rec.catalog.as_ref().unwrap_or(&catalog).table(t).map(|d| d.qualified_name()).unwrap_or_default()
+            };
+            let mk = |table_id: u64, kind, old, new| Change {
+                lsn,
+                commit_ts: rec.commit_ts,
+                wall_ms: rec.wall_ms,
+                table_id,
+                table: name(table_id),
+                kind,
+                old,
+                new,
+            };
             if rec.catalog.is_some() {
                 out.push(mk(0, ChangeKind::Ddl, None, None));
             }
@@ -423,7 +466,9 @@ impl Database {
                 out.push(match op {
                     Op::Insert { table, row, .. } => mk(*table, ChangeKind::Insert, None, Some(row.clone())),
                     Op::Delete { table, old, .. } => mk(*table, ChangeKind::Delete, Some(old.clone()), None),
-                    Op::Update { table, old, new, .. } => mk(*table, ChangeKind::Update, Some(old.clone()), Some(new.clone())),
+                    Op::Update { table, old, new, .. } => {
+                        mk(*table, ChangeKind::Update, Some(old.clone()), Some(new.clone()))
+                    }
                 });
             }
             if out.len() >= limit {
@@ -444,9 +489,9 @@ impl Database {
     /// Next value of an identity/serial column.
     pub fn next_identity(&self, table_id: u64, col: usize) -> i64 {
         let mut seqs = self.shared.sequences.lock();
-        let next = seqs.entry((table_id, col)).or_insert_with(|| {
-            self.store(table_id).and_then(|s| s.max_int(col)).unwrap_or(0) + 1
-        });
+        let next = seqs
+            .entry((table_id, col))
+            .or_insert_with(|| self.store(table_id).and_then(|s| s.max_int(col)).unwrap_or(0) + 1);
         let v = *next;
         *next += 1;
         v
@@ -465,7 +510,13 @@ pub struct DbStats {
     pub active_snapshots: usize,
 }
 
-fn apply_ops(catalog: &Catalog, stores: &HashMap<u64, Arc<TableStore>>, ops: &[Op], ts: u64, next_rowid: &mut u64) -> Result<()> {
+fn apply_ops(
+    catalog: &Catalog,
+    stores: &HashMap<u64, Arc<TableStore>>,
+    ops: &[Op],
+    ts: u64,
+    next_rowid: &mut u64,
+) -> Result<()> {
     let mut per_table: BTreeMap<u64, (Vec<(u64, Row)>, Vec<u64>)> = BTreeMap::new();
     for op in ops {
         match op {
@@ -488,6 +539,11 @@ fn apply_ops(catalog: &Catalog, stores: &HashMap<u64, Arc<TableStore>>, ops: &[O
         }
     }
     Ok(())
+}
+
+fn catalog_at(shared: &Shared, ts: u64) -> Arc<Catalog> {
+    let cats = shared.catalogs.read();
+    cats.iter().rev().find(|(t, _)| *t <= ts).or(cats.first()).map(|(_, c)| c.clone()).expect("a catalog")
 }
 
 fn pin(shared: &Shared, previous: Option<u64>) -> u64 {
@@ -616,7 +672,7 @@ impl Transaction {
         if self.isolation == IsolationLevel::ReadCommitted {
             self.read_ts = pin(&self.shared, Some(self.read_ts));
             if !self.ddl {
-                self.catalog = self.shared.catalog.read().clone();
+                self.catalog = catalog_at(&self.shared, self.read_ts);
                 self.base_catalog_version = self.catalog.version;
             }
         }
@@ -655,7 +711,11 @@ impl Transaction {
     /// Rows whose key on index `index_id` equals `key` (values in index column order).
     pub fn lookup(&self, table: u64, index_id: u64, key: &[Value]) -> Result<Vec<(u64, Row)>> {
         let def = self.table_def(table)?;
-        let idx = def.indexes.iter().find(|i| i.id == index_id).ok_or_else(|| Error::Internal(format!("index {index_id} not found")))?;
+        let idx = def
+            .indexes
+            .iter()
+            .find(|i| i.id == index_id)
+            .ok_or_else(|| Error::Internal(format!("index {index_id} not found")))?;
         let mut enc = Vec::new();
         for v in key {
             if v.is_null() {
@@ -710,10 +770,18 @@ impl Transaction {
 
     /// Finds an existing row colliding with `row` on a unique index, seen from this transaction.
     /// Versions committed after our snapshot and still live collide too (they would win).
-    fn find_conflict(&self, def: &TableDef, store: Option<&TableStore>, row: &[Value], only: Option<u64>) -> Result<Option<(u64, u64, Row, bool)>> {
+    fn find_conflict(
+        &self,
+        def: &TableDef,
+        store: Option<&TableStore>,
+        row: &[Value],
+        only: Option<u64>,
+    ) -> Result<Option<(u64, u64, Row, bool)>> {
         let w = self.writes.get(&def.id);
         for idx in def.indexes.iter().filter(|i| i.unique && only.is_none_or(|o| o == i.id)) {
-            let Some(key) = index_key(row, &idx.columns, def) else { continue };
+            let Some(key) = index_key(row, &idx.columns, def) else {
+                continue;
+            };
             if let Some(w) = w
                 && let Some(&r) = w.keys.get(&idx.id).and_then(|m| m.get(&key))
             {
@@ -732,7 +800,10 @@ impl Transaction {
                 } else {
                     let mut hit = None;
                     store.for_each_visible(self.read_ts, |r, existing| {
-                        if hit.is_none() && !w.is_some_and(|w| w.deletes.contains_key(&r)) && index_key(existing, &idx.columns, def).as_deref() == Some(&key[..]) {
+                        if hit.is_none()
+                            && !w.is_some_and(|w| w.deletes.contains_key(&r))
+                            && index_key(existing, &idx.columns, def).as_deref() == Some(&key[..])
+                        {
                             hit = Some((idx.id, r, existing.clone(), true));
                         }
                     });
@@ -753,12 +824,20 @@ impl Transaction {
         };
         let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
         let vals: Vec<String> = cols.iter().map(|&c| render_value(row.get(c).unwrap_or(&Value::Null))).collect();
-        Error::UniqueViolation { constraint: name, detail: format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", ")) }
+        Error::UniqueViolation {
+            constraint: name,
+            detail: format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", ")),
+        }
     }
 
     fn check_row(&self, def: &TableDef, row: &[Value]) -> Result<()> {
         if row.len() != def.columns.len() {
-            return Err(Error::Internal(format!("row has {} values, table {} has {} columns", row.len(), def.name, def.columns.len())));
+            return Err(Error::Internal(format!(
+                "row has {} values, table {} has {} columns",
+                row.len(),
+                def.name,
+                def.columns.len()
+            )));
         }
         for (c, v) in def.columns.iter().zip(row) {
             if !c.dropped && !c.nullable && v.is_null() {
@@ -796,12 +875,16 @@ impl Transaction {
         let mut out = InsertOutcome::default();
         for (i, row) in rows.into_iter().enumerate() {
             self.check_row(&def, &row)?;
-            if let Some((index_id, rowid, existing, visible)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
+            if let Some((index_id, rowid, existing, visible)) =
+                self.find_conflict(&def, store.as_deref(), &row, None)?
+            {
                 match on_conflict {
                     OnConflict::Skip(only) if only.is_none_or(|o| o == index_id) => {
                         if !visible {
                             self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
-                            return Err(Error::SerializationFailure { detail: "a concurrent transaction inserted a conflicting row".into() });
+                            return Err(Error::SerializationFailure {
+                                detail: "a concurrent transaction inserted a conflicting row".into(),
+                            });
                         }
                         out.conflicts.push((i, rowid, existing));
                         continue;
@@ -823,22 +906,24 @@ impl Transaction {
             for m in w.keys.values_mut() {
                 m.retain(|_, r| *r != rowid);
             }
-            if let Some(old) = w.updated_from.remove(&rowid) {
-                // Updating an updated row: the original old version stays deleted.
-                let _ = old;
-            }
+            // Updating a row this transaction already updated: the original stays deleted.
+            w.updated_from.remove(&rowid);
             return Ok(Some(row));
         }
         if w.deletes.contains_key(&rowid) {
             return Ok(None);
         }
-        let Some(v) = store.and_then(|s| s.version(rowid)) else { return Ok(None) };
+        let Some(v) = store.and_then(|s| s.version(rowid)) else {
+            return Ok(None);
+        };
         if !v.visible_at(self.read_ts) {
             return Ok(None);
         }
         if v.xmax != 0 {
             self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::SerializationFailure { detail: format!("row {rowid} was changed by a transaction that committed after this one started") });
+            return Err(Error::SerializationFailure {
+                detail: format!("row {rowid} was changed by a transaction that committed after this one started"),
+            });
         }
         w.deletes.insert(rowid, v.row.clone());
         Ok(Some(v.row))
@@ -866,7 +951,9 @@ impl Transaction {
         let mut out = Vec::with_capacity(changes.len());
         for (old, row) in changes {
             self.check_row(&def, &row)?;
-            let Some(_) = self.delete_one(table, old, store.as_deref())? else { continue };
+            let Some(_) = self.delete_one(table, old, store.as_deref())? else {
+                continue;
+            };
             if let Some((index_id, _, _, _)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
                 return Err(Self::unique_violation(&def, index_id, &row));
             }
@@ -910,7 +997,7 @@ impl Transaction {
         let shared = self.shared.clone();
         let result = self.commit_inner().await;
         unpin_locked(&mut shared.active.lock(), self.read_ts);
-        if result.is_ok() {
+        if matches!(result, Ok(CommitInfo { commit_ts, .. }) if commit_ts > 0) {
             shared.commits.fetch_add(1, Ordering::Relaxed);
         }
         result
@@ -922,10 +1009,14 @@ impl Transaction {
             return Ok(CommitInfo { commit_ts: 0, lsn: 0 });
         }
         if shared.closed.load(Ordering::SeqCst) || shared.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Io { path: shared.wal_dir.clone(), source: std::io::Error::other("the database is closed") });
+            return Err(Error::Io {
+                path: shared.wal_dir.clone(),
+                source: std::io::Error::other("the database is closed"),
+            });
         }
         let mut guard = shared.commit_lock.lock().await;
-        let current = shared.catalog.read().clone();
+        // The newest catalog, including one of a DDL commit still waiting for its fsync.
+        let current = shared.catalogs.read().last().map(|(_, c)| c.clone()).expect("a catalog");
         let serialization = |detail: String| {
             shared.conflicts.fetch_add(1, Ordering::Relaxed);
             Error::SerializationFailure { detail }
@@ -945,7 +1036,9 @@ impl Transaction {
                         _ => false,
                     };
                     if !same {
-                        return Err(serialization(format!("table {t} was altered or dropped by a concurrent transaction")));
+                        return Err(serialization(format!(
+                            "table {t} was altered or dropped by a concurrent transaction"
+                        )));
                     }
                 }
             }
@@ -955,7 +1048,9 @@ impl Transaction {
         let stores_now = shared.stores.read().clone();
         // Validate against everything committed (or committing) so far.
         for (t, w) in &self.writes {
-            let Some(def) = final_catalog.table(*t) else { continue };
+            let Some(def) = final_catalog.table(*t) else {
+                continue;
+            };
             let store = stores_now.get(t);
             if let Some(store) = store {
                 for (r, xmax) in store.xmaxes(w.deletes.keys().copied()) {
@@ -968,8 +1063,13 @@ impl Transaction {
                         continue;
                     }
                     for row in w.inserts.values() {
-                        let Some(key) = index_key(row, &idx.columns, def) else { continue };
-                        let clash = store.lookup(idx.id, &key).into_iter().any(|v: Version| v.live() && !w.deletes.contains_key(&v.rowid));
+                        let Some(key) = index_key(row, &idx.columns, def) else {
+                            continue;
+                        };
+                        let clash = store
+                            .lookup(idx.id, &key)
+                            .into_iter()
+                            .any(|v: Version| v.live() && !w.deletes.contains_key(&v.rowid));
                         if clash {
                             return Err(Self::unique_violation(def, idx.id, row));
                         }
@@ -992,60 +1092,71 @@ impl Transaction {
             }
             for (r, row) in &w.inserts {
                 match w.updated_from.get(r).and_then(|o| w.deletes.get(o).map(|old| (o, old))) {
-                    Some((o, old)) => ops.push(Op::Update { table: *t, old_rowid: *o, new_rowid: *r, old: old.to_vec(), new: row.to_vec() }),
+                    Some((o, old)) => ops.push(Op::Update {
+                        table: *t,
+                        old_rowid: *o,
+                        new_rowid: *r,
+                        old: old.to_vec(),
+                        new: row.to_vec(),
+                    }),
                     None => ops.push(Op::Insert { table: *t, rowid: *r, row: row.to_vec() }),
                 }
             }
         }
-        let record = CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
+        let record =
+            CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
         let payload = record.encode()?;
         if payload.len() as u64 > shared.opts.limits.wal_record_bytes_max {
-            return Err(Error::ProgramLimit { what: format!("transaction record of {} bytes", payload.len()), limit: shared.opts.limits.wal_record_bytes_max });
+            return Err(Error::ProgramLimit {
+                what: format!("transaction record of {} bytes", payload.len()),
+                limit: shared.opts.limits.wal_record_bytes_max,
+            });
         }
         // Install with xmin/xmax = ts: invisible until the watermark reaches ts.
         let mut new_stores: HashMap<u64, Arc<TableStore>> = HashMap::new();
         let mut installed: Vec<(Arc<TableStore>, Vec<u64>, Vec<u64>)> = Vec::new();
         for (t, w) in &self.writes {
-            let Some(def) = final_catalog.table(*t) else { continue };
+            let Some(def) = final_catalog.table(*t) else {
+                continue;
+            };
             let store = match stores_now.get(t) {
                 Some(s) => s.clone(),
                 None => new_stores.entry(*t).or_insert_with(|| Arc::new(TableStore::new(def))).clone(),
             };
-            if !store.has_index(def.indexes.first().map(|i| i.id).unwrap_or(0)) && !def.indexes.is_empty() {
-                // Indexes added by this transaction are built when the catalog is published.
-            }
             let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
             let del: Vec<u64> = w.deletes.keys().copied().collect();
             store.install(def, &ins, &del, ts);
             installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
         }
-        let undo_list = installed.clone();
-        let undo: wal::Undo = Box::new(move || {
-            for (store, ins, del) in undo_list {
-                store.undo(&ins, &del, ts);
-            }
-        });
-        let (done, rx) = tokio::sync::oneshot::channel();
-        shared.writer.send(WalRequest::Append { payload, commit_ts: ts, done, undo: Some(undo) })?;
-        *guard = ts;
+        // DDL: stores of new tables and new indexes exist before the catalog that names them,
+        // and the catalog is published at `ts`, invisible until the watermark reaches it.
+        let published = new_catalog.is_some();
         if let Some(cat) = new_catalog {
-            // DDL: publish the catalog once durable, still holding the commit lock.
-            let lsn = rx.await.map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
             let cat = Arc::new(cat);
             {
                 let mut stores = shared.stores.write();
-                stores.retain(|id, _| cat.tables.contains_key(id));
-                for (id, s) in new_stores {
-                    stores.insert(id, s);
+                for (id, st) in new_stores {
+                    stores.insert(id, st);
                 }
                 for def in cat.tables.values() {
                     stores.entry(def.id).or_insert_with(|| Arc::new(TableStore::new(def))).sync_indexes(def);
                 }
             }
-            *shared.catalog.write() = cat;
-            drop(guard);
-            return Ok(CommitInfo { commit_ts: ts, lsn });
+            shared.catalogs.write().push((ts, cat));
         }
+        let undo_list = installed.clone();
+        let catalogs = shared.catalogs.clone();
+        let undo: wal::Undo = Box::new(move || {
+            for (store, ins, del) in undo_list {
+                store.undo(&ins, &del, ts);
+            }
+            if published {
+                catalogs.write().retain(|(t, _)| *t != ts);
+            }
+        });
+        let (done, rx) = tokio::sync::oneshot::channel();
+        shared.writer.send(WalRequest::Append { payload, commit_ts: ts, done, undo: Some(undo) })?;
+        *guard = ts;
         drop(guard);
         let lsn = rx.await.map_err(|_| Error::Internal("the WAL writer has stopped".into()))??;
         Ok(CommitInfo { commit_ts: ts, lsn })
@@ -1061,7 +1172,13 @@ impl Transaction {
 pub fn render_value(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::Bool(b) => if *b { "t".into() } else { "f".into() },
+        Value::Bool(b) => {
+            if *b {
+                "t".into()
+            } else {
+                "f".into()
+            }
+        }
         Value::Int16(x) => x.to_string(),
         Value::Int32(x) => x.to_string(),
         Value::Int64(x) => x.to_string(),

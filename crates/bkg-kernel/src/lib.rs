@@ -32,7 +32,10 @@ pub mod vfs;
 pub mod wal;
 
 pub use catalog::{Catalog, ColumnDef, ColumnDefault, IndexDef, TableDef, ViewDef};
-pub use db::{CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo, Transaction};
+pub use db::{
+    CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo,
+    Transaction,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use record::{Change, ChangeKind};

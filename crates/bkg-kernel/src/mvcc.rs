@@ -75,7 +75,8 @@ pub struct TableStore {
 
 impl TableStore {
     pub fn new(def: &TableDef) -> TableStore {
-        let store = TableStore { id: def.id, data: RwLock::new(TableData::default()), row_count_estimate: AtomicU64::new(0) };
+        let store =
+            TableStore { id: def.id, data: RwLock::new(TableData::default()), row_count_estimate: AtomicU64::new(0) };
         store.sync_indexes(def);
         store
     }
@@ -114,7 +115,9 @@ impl TableStore {
     /// Versions carrying `key` in index `index_id` (any visibility).
     pub fn lookup(&self, index_id: u64, key: &[u8]) -> Vec<Version> {
         let d = self.data.read();
-        let Some(idx) = d.indexes.iter().find(|i| i.id == index_id) else { return vec![] };
+        let Some(idx) = d.indexes.iter().find(|i| i.id == index_id) else {
+            return vec![];
+        };
         match idx.map.get(key) {
             Some(ids) => ids.iter().filter_map(|r| d.by_rowid.get(r).map(|&s| d.versions[s].clone())).collect(),
             None => vec![],

@@ -36,8 +36,9 @@ impl CommitRecord {
 
     pub fn decode(buf: &[u8]) -> Result<CommitRecord> {
         match buf.first() {
-            Some(&RECORD_VERSION) => bincode::deserialize(&buf[1..])
-                .map_err(|e| Error::Internal(format!("decoding a WAL record: {e}"))),
+            Some(&RECORD_VERSION) => {
+                bincode::deserialize(&buf[1..]).map_err(|e| Error::Internal(format!("decoding a WAL record: {e}")))
+            }
             other => Err(Error::Internal(format!("unknown WAL record version {other:?}"))),
         }
     }

@@ -67,7 +67,8 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>> {
 }
 
 pub fn decode_manifest(path: &Path, buf: &[u8]) -> Result<Manifest> {
-    let corrupt = |offset: u64, reason: &str| Error::Corruption { path: path.to_path_buf(), offset, reason: reason.into() };
+    let corrupt =
+        |offset: u64, reason: &str| Error::Corruption { path: path.to_path_buf(), offset, reason: reason.into() };
     if buf.len() < 16 || &buf[..8] != MANIFEST_MAGIC {
         return Err(corrupt(0, "bad manifest magic"));
     }
@@ -106,7 +107,8 @@ pub fn write_table_parquet(def: &TableDef, rows: &[(u64, Row)], row_group_rows: 
             let vals = chunk.iter().map(|(_, row)| row.get(pos).unwrap_or(&c.missing));
             cols.push(column_from_values(&c.data_type, vals)?);
         }
-        let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::Internal(format!("snapshot batch: {e}")))?;
+        let batch =
+            RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::Internal(format!("snapshot batch: {e}")))?;
         writer.write(&batch).map_err(perr)?;
     }
     writer.close().map_err(perr)?;
@@ -130,17 +132,13 @@ pub fn read_table_parquet(path: &Path, def: &TableDef, bytes: Vec<u8>) -> Result
             .ok_or_else(|| corrupt("__rowid is not UInt64".into()))?;
         let mut cols: Vec<Option<Vec<Value>>> = vec![None; def.columns.len()];
         for (pos, c) in def.live_columns() {
-            let idx = batch
-                .schema()
-                .index_of(&format!("c{pos}"))
-                .map_err(|_| corrupt(format!("column c{pos} missing")))?;
+            let idx =
+                batch.schema().index_of(&format!("c{pos}")).map_err(|_| corrupt(format!("column c{pos} missing")))?;
             cols[pos] = Some(values_from_column(&c.data_type, batch.column(idx))?);
         }
         for i in 0..batch.num_rows() {
-            let row: Vec<Value> = cols
-                .iter()
-                .map(|c| c.as_ref().map(|v| v[i].clone()).unwrap_or(Value::Null))
-                .collect();
+            let row: Vec<Value> =
+                cols.iter().map(|c| c.as_ref().map(|v| v[i].clone()).unwrap_or(Value::Null)).collect();
             out.push((rowids.value(i), Row::from(row)));
         }
     }

@@ -17,7 +17,11 @@ pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
         id: 0,
         schema: "public".into(),
         name: name.into(),
-        columns: vec![col("id", DataType::Int64, false), col("v", DataType::Int64, true), col("note", DataType::Text, true)],
+        columns: vec![
+            col("id", DataType::Int64, false),
+            col("v", DataType::Int64, true),
+            col("note", DataType::Text, true),
+        ],
         indexes: vec![IndexDef { id: 0, name: format!("{name}_pkey"), columns: vec![0], unique: true, primary: true }],
         foreign_keys: vec![],
     };

@@ -22,7 +22,10 @@ pub enum DataType {
     Float32,
     Float64,
     /// numeric(precision, scale), stored as a 128-bit decimal.
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     Varchar(Option<u32>),
     Char(u32),
@@ -60,9 +63,7 @@ impl DataType {
             DataType::Date => ArrowType::Date32,
             DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
-            DataType::TimestampTz => {
-                ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")))
-            }
+            DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
             DataType::Interval => ArrowType::Interval(IntervalUnit::MonthDayNano),
         }
     }
@@ -108,9 +109,9 @@ impl DataType {
     pub fn arrow_field(&self, name: &str, nullable: bool) -> Field {
         let field = Field::new(name, self.arrow_type(), nullable);
         match self.metadata_tag() {
-            Some(tag) => field.with_metadata(
-                [(PG_TYPE_METADATA_KEY.to_string(), tag.to_string())].into_iter().collect(),
-            ),
+            Some(tag) => {
+                field.with_metadata([(PG_TYPE_METADATA_KEY.to_string(), tag.to_string())].into_iter().collect())
+            }
             None => field,
         }
     }
@@ -135,7 +136,11 @@ pub enum Value {
     Time(i64),
     /// Microseconds since 1970-01-01 00:00:00 (UTC for timestamptz).
     Timestamp(i64),
-    Interval { months: i32, days: i32, nanos: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        nanos: i64,
+    },
 }
 
 impl Value {

@@ -84,10 +84,19 @@ pub(crate) type AckSender = oneshot::Sender<Result<u64>>;
 pub(crate) type Undo = Box<dyn FnOnce() + Send>;
 
 pub(crate) enum WalRequest {
-    Append { payload: Vec<u8>, commit_ts: u64, done: AckSender, undo: Option<Undo> },
+    Append {
+        payload: Vec<u8>,
+        commit_ts: u64,
+        done: AckSender,
+        undo: Option<Undo>,
+    },
     /// Close the current segment and start a new one; answers the new segment's first LSN.
-    Rotate { done: AckSender },
-    Shutdown { done: oneshot::Sender<()> },
+    Rotate {
+        done: AckSender,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug)]
@@ -109,7 +118,9 @@ pub struct WalContents {
 pub fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for p in vfs.list(dir).map_err(|e| Error::io(dir, e))? {
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if let Some(num) = name.strip_suffix(".seg")
             && let Ok(lsn) = num.parse::<u64>()
         {
@@ -187,7 +198,9 @@ pub fn read_wal(vfs: &dyn Vfs, dir: &Path, limits: &Limits, repair: bool) -> Res
                     if buf.len() - off >= RECORD_HEADER_LEN {
                         let len = u32::from_le_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
                         let next = off + RECORD_HEADER_LEN + len;
-                        if next < buf.len() && matches!(parse_at(&buf, next, limits.wal_record_bytes_max), Parsed::Record { .. }) {
+                        if next < buf.len()
+                            && matches!(parse_at(&buf, next, limits.wal_record_bytes_max), Parsed::Record { .. })
+                        {
                             return Err(corrupt(off as u64, format!("{reason}; valid records follow")));
                         }
                     }
@@ -228,8 +241,7 @@ pub(crate) struct WriterState {
 
 impl WalWriter {
     /// Opens (or creates) the segment to append to and starts the writer thread.
-    pub fn start(mut st: WriterState) -> Result<WalWriter> {
-        let _ = &mut st;
+    pub fn start(st: WriterState) -> Result<WalWriter> {
         let (tx, rx) = mpsc::sync_channel::<WalRequest>(st.limits.wal_queue_len_max);
         let thread = std::thread::Builder::new()
             .name("bkg-wal-writer".into())
@@ -287,7 +299,12 @@ fn writer_loop(mut st: WriterState, rx: mpsc::Receiver<WalRequest>) {
                 return;
             }
             WalRequest::Rotate { done } => {
-                let _ = done.send(rotate(&mut st));
+                // A checkpoint cuts the log here: what follows is not covered by it.
+                let r = rotate(&mut st);
+                if r.is_ok() {
+                    st.stats.bytes_since_checkpoint.store(0, Ordering::SeqCst);
+                }
+                let _ = done.send(r);
             }
             WalRequest::Append { payload, commit_ts, done, undo } => {
                 let mut batch = vec![(payload, commit_ts, done, undo)];
@@ -306,10 +323,10 @@ fn writer_loop(mut st: WriterState, rx: mpsc::Receiver<WalRequest>) {
                     }
                 }
                 write_batch(&mut st, batch);
-                if st.seg_len >= st.limits.wal_segment_bytes_max {
-                    if let Err(e) = rotate(&mut st) {
-                        tracing::error!(error = %e, "WAL segment rotation failed; continuing in the current segment");
-                    }
+                if st.seg_len >= st.limits.wal_segment_bytes_max
+                    && let Err(e) = rotate(&mut st)
+                {
+                    tracing::error!(error = %e, "WAL segment rotation failed; continuing in the current segment");
                 }
             }
         }
@@ -322,7 +339,6 @@ fn rotate(st: &mut WriterState) -> Result<u64> {
     st.file = f;
     st.seg_first_lsn = next;
     st.seg_len = SEGMENT_HEADER_LEN;
-    st.stats.bytes_since_checkpoint.store(0, Ordering::SeqCst);
     Ok(next)
 }
 
@@ -367,7 +383,10 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
     }
     if let Err(e) = st.file.sync_data() {
         fatal_fsync(st, &e);
-        fail_batch(batch, || Error::Io { path: path.clone(), source: std::io::Error::other(format!("fsync failed: {e}")) });
+        fail_batch(batch, || Error::Io {
+            path: path.clone(),
+            source: std::io::Error::other(format!("fsync failed: {e}")),
+        });
         return;
     }
     st.seg_len += buf.len() as u64;

@@ -15,7 +15,9 @@ use rand::{Rng, SeedableRng};
 fn acknowledged_commits_survive_sigkill() {
     let cycles: usize = std::env::var("BKG_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(std::env::var("BKG_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        std::env::var("BKG_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7),
+    );
     let mut max_acked = 0i64;
     let mut checked_txns = 0i64;
     for cycle in 0..cycles {
@@ -44,7 +46,8 @@ fn acknowledged_commits_survive_sigkill() {
         if let Some(&last) = acked.last() {
             max_acked = max_acked.max(last);
         }
-        let (db, _) = Database::open(Options::new(dir.path())).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+        let (db, _) =
+            Database::open(Options::new(dir.path())).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
         let t = db.begin(IsolationLevel::RepeatableRead);
         let (Some(a), Some(b)) = (table_id(&t, "a"), table_id(&t, "b")) else {
             assert_eq!(max_acked, 0, "cycle {cycle}: tables missing after acknowledged commits");

@@ -158,7 +158,13 @@ fn unique_and_not_null_are_enforced() {
     let out = x.insert(t, vec![kv_row(1, 2, "dup"), kv_row(2, 2, "new")], OnConflict::Skip(None)).unwrap();
     assert_eq!(out.inserted.len(), 1);
     assert_eq!(out.conflicts.len(), 1);
-    let err = x.insert(t, vec![vec![bkg_kernel::Value::Null, bkg_kernel::Value::Int64(1), bkg_kernel::Value::Null]], OnConflict::Error).unwrap_err();
+    let err = x
+        .insert(
+            t,
+            vec![vec![bkg_kernel::Value::Null, bkg_kernel::Value::Int64(1), bkg_kernel::Value::Null]],
+            OnConflict::Error,
+        )
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotNullViolation);
     x.rollback();
     // Two concurrent inserts of the same key: the second commit fails.

@@ -21,7 +21,9 @@ fn base_type(dt: &A, tag: Option<&str>) -> Type {
         A::Int8 | A::Int16 | A::UInt8 => Type::INT2,
         A::Int32 | A::UInt16 => Type::INT4,
         A::Int64 | A::UInt32 => Type::INT8,
-        A::UInt64 | A::Decimal32(_, _) | A::Decimal64(_, _) | A::Decimal128(_, _) | A::Decimal256(_, _) => Type::NUMERIC,
+        A::UInt64 | A::Decimal32(_, _) | A::Decimal64(_, _) | A::Decimal128(_, _) | A::Decimal256(_, _) => {
+            Type::NUMERIC
+        }
         A::Float16 | A::Float32 => Type::FLOAT4,
         A::Float64 => Type::FLOAT8,
         A::Utf8 | A::LargeUtf8 | A::Utf8View => match tag {
@@ -136,13 +138,17 @@ fn format_timestamp_micros(t: i64, tz: bool) -> String {
 }
 
 fn format_date(days: i32) -> String {
-    NaiveDate::from_num_days_from_ce_opt(days + 719_163).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| days.to_string())
+    NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| days.to_string())
 }
 
 fn format_interval(months: i32, days: i32, nanos: i64) -> String {
     let mut parts = Vec::new();
     let (years, mons) = (months / 12, months % 12);
-    let plural = |n: i64, unit: &str| if n.abs() == 1 { format!("{n} {unit}") } else { format!("{n} {unit}s") };
+    let plural = |n: i64, unit: &str| {
+        if n.abs() == 1 { format!("{n} {unit}") } else { format!("{n} {unit}s") }
+    };
     if years != 0 {
         parts.push(plural(years as i64, "year"));
     }
@@ -165,7 +171,10 @@ fn format_interval(months: i32, days: i32, nanos: i64) -> String {
 }
 
 fn quote_array_elem(s: &str) -> String {
-    if s.is_empty() || s.eq_ignore_ascii_case("null") || s.chars().any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\' | ' ')) {
+    if s.is_empty()
+        || s.eq_ignore_ascii_case("null")
+        || s.chars().any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\' | ' '))
+    {
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         s.to_string()
@@ -337,7 +346,9 @@ pub fn binary_value(arr: &dyn Array, i: usize, ty: &Type, out: &mut BytesMut) ->
         A::Date32 => out.put_i32(get!(Date32Array) - PG_EPOCH_DAYS),
         A::Time64(TimeUnit::Microsecond) => out.put_i64(get!(Time64MicrosecondArray)),
         A::Timestamp(TimeUnit::Microsecond, _) => out.put_i64(get!(TimestampMicrosecondArray) - PG_EPOCH_MICROS),
-        A::Timestamp(TimeUnit::Nanosecond, _) => out.put_i64(get!(TimestampNanosecondArray).div_euclid(1000) - PG_EPOCH_MICROS),
+        A::Timestamp(TimeUnit::Nanosecond, _) => {
+            out.put_i64(get!(TimestampNanosecondArray).div_euclid(1000) - PG_EPOCH_MICROS)
+        }
         A::Timestamp(TimeUnit::Millisecond, _) => out.put_i64(get!(TimestampMillisecondArray) * 1000 - PG_EPOCH_MICROS),
         A::Timestamp(TimeUnit::Second, _) => out.put_i64(get!(TimestampSecondArray) * 1_000_000 - PG_EPOCH_MICROS),
         A::Interval(IntervalUnit::MonthDayNano) => {
@@ -348,7 +359,8 @@ pub fn binary_value(arr: &dyn Array, i: usize, ty: &Type, out: &mut BytesMut) ->
         }
         A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => {
             let text = text_value(arr, i)?.unwrap_or_default();
-            let bytes: Vec<u8> = (2..text.len()).step_by(2).map(|j| u8::from_str_radix(&text[j..j + 2], 16).unwrap_or(0)).collect();
+            let bytes: Vec<u8> =
+                (2..text.len()).step_by(2).map(|j| u8::from_str_radix(&text[j..j + 2], 16).unwrap_or(0)).collect();
             out.put_slice(&bytes);
         }
         _ => {
@@ -364,7 +376,10 @@ pub fn binary_value(arr: &dyn Array, i: usize, ty: &Type, out: &mut BytesMut) ->
             } else if matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::JSON | Type::NAME) {
                 out.put_slice(text.as_bytes());
             } else {
-                return Err(SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("binary output of type {ty} is not supported")));
+                return Err(SqlError::new(
+                    codes::FEATURE_NOT_SUPPORTED,
+                    format!("binary output of type {ty} is not supported"),
+                ));
             }
         }
     }
@@ -397,22 +412,37 @@ fn sql_string(s: &str) -> String {
 
 /// Turns one bound parameter into SQL literal text, checking it against its declared type.
 pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult<String> {
-    let Some(raw) = value else { return Ok("NULL".into()) };
-    let bad = |what: &str| SqlError::new(codes::INVALID_TEXT_REPRESENTATION, format!("invalid binary value for parameter of type {}: {what}", ty.name()));
+    let Some(raw) = value else {
+        return Ok("NULL".into());
+    };
+    let bad = |what: &str| {
+        SqlError::new(
+            codes::INVALID_TEXT_REPRESENTATION,
+            format!("invalid binary value for parameter of type {}: {what}", ty.name()),
+        )
+    };
     if !binary {
-        let text = std::str::from_utf8(raw).map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
         return Ok(match *ty {
             Type::BOOL | Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
                 let t = text.trim();
                 let ok = match *ty {
-                    Type::BOOL => ["t", "f", "true", "false", "1", "0", "yes", "no", "on", "off"].contains(&t.to_lowercase().as_str()),
+                    Type::BOOL => ["t", "f", "true", "false", "1", "0", "yes", "no", "on", "off"]
+                        .contains(&t.to_lowercase().as_str()),
                     Type::INT2 => t.parse::<i16>().is_ok(),
                     Type::INT4 => t.parse::<i32>().is_ok(),
                     Type::INT8 => t.parse::<i64>().is_ok(),
-                    _ => t.parse::<f64>().is_ok() || ["nan", "infinity", "-infinity"].contains(&t.to_lowercase().as_str()),
+                    _ => {
+                        t.parse::<f64>().is_ok()
+                            || ["nan", "infinity", "-infinity"].contains(&t.to_lowercase().as_str())
+                    }
                 };
                 if !ok {
-                    return Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, format!("invalid input syntax for type {}: \"{text}\"", ty.name())));
+                    return Err(SqlError::new(
+                        codes::INVALID_TEXT_REPRESENTATION,
+                        format!("invalid input syntax for type {}: \"{text}\"", ty.name()),
+                    ));
                 }
                 format!("CAST({} AS {})", sql_string(t), cast_name(ty).expect("numeric"))
             }
@@ -423,7 +453,9 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
             },
         });
     }
-    let be = |n: usize| -> SqlResult<&[u8]> { if raw.len() == n { Ok(raw) } else { Err(bad(&format!("expected {n} bytes, got {}", raw.len()))) } };
+    let be = |n: usize| -> SqlResult<&[u8]> {
+        if raw.len() == n { Ok(raw) } else { Err(bad(&format!("expected {n} bytes, got {}", raw.len()))) }
+    };
     Ok(match *ty {
         Type::BOOL => format!("{}", be(1)?[0] != 0),
         Type::INT2 => format!("CAST({} AS SMALLINT)", i16::from_be_bytes(be(2)?.try_into().expect("2"))),
@@ -431,10 +463,21 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
         Type::INT8 => format!("CAST({} AS BIGINT)", i64::from_be_bytes(be(8)?.try_into().expect("8"))),
         Type::FLOAT4 => format!("CAST('{}' AS REAL)", f32::from_be_bytes(be(4)?.try_into().expect("4"))),
         Type::FLOAT8 => format!("CAST('{}' AS DOUBLE PRECISION)", f64::from_be_bytes(be(8)?.try_into().expect("8"))),
-        Type::DATE => format!("CAST('{}' AS DATE)", format_date(i32::from_be_bytes(be(4)?.try_into().expect("4")) + PG_EPOCH_DAYS)),
-        Type::TIMESTAMP => format!("CAST('{}' AS TIMESTAMP)", format_timestamp_micros(i64::from_be_bytes(be(8)?.try_into().expect("8")) + PG_EPOCH_MICROS, false)),
-        Type::TIMESTAMPTZ => format!("CAST('{}' AS TIMESTAMPTZ)", format_timestamp_micros(i64::from_be_bytes(be(8)?.try_into().expect("8")) + PG_EPOCH_MICROS, true)),
-        Type::TIME => format!("CAST('{}' AS TIME)", format_time_micros(i64::from_be_bytes(be(8)?.try_into().expect("8")))),
+        Type::DATE => format!(
+            "CAST('{}' AS DATE)",
+            format_date(i32::from_be_bytes(be(4)?.try_into().expect("4")) + PG_EPOCH_DAYS)
+        ),
+        Type::TIMESTAMP => format!(
+            "CAST('{}' AS TIMESTAMP)",
+            format_timestamp_micros(i64::from_be_bytes(be(8)?.try_into().expect("8")) + PG_EPOCH_MICROS, false)
+        ),
+        Type::TIMESTAMPTZ => format!(
+            "CAST('{}' AS TIMESTAMPTZ)",
+            format_timestamp_micros(i64::from_be_bytes(be(8)?.try_into().expect("8")) + PG_EPOCH_MICROS, true)
+        ),
+        Type::TIME => {
+            format!("CAST('{}' AS TIME)", format_time_micros(i64::from_be_bytes(be(8)?.try_into().expect("8"))))
+        }
         Type::BYTEA => format!("decode('{}', 'hex')", raw.iter().map(|b| format!("{b:02x}")).collect::<String>()),
         Type::UUID => {
             let h: String = be(16)?.iter().map(|b| format!("{b:02x}")).collect();
@@ -444,7 +487,9 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
             let body = raw.get(1..).ok_or_else(|| bad("empty jsonb"))?;
             sql_string(std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?)
         }
-        Type::NUMERIC => format!("CAST('{}' AS DECIMAL(38,10))", numeric_from_binary(raw).ok_or_else(|| bad("malformed numeric"))?),
+        Type::NUMERIC => {
+            format!("CAST('{}' AS DECIMAL(38,10))", numeric_from_binary(raw).ok_or_else(|| bad("malformed numeric"))?)
+        }
         _ => sql_string(std::str::from_utf8(raw).map_err(|_| bad("not UTF-8"))?),
     })
 }

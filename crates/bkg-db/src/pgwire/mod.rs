@@ -3,7 +3,8 @@
 //! One [`ConnHandlers`] per connection owns that connection's [`Session`]. Simple queries run
 //! statement by statement; the extended protocol parses and describes at Parse time (parameter
 //! types inferred by the planner, client-declared types win) and binds parameters as SQL literals
-//! into the parsed statement at Execute time, so values never travel as SQL text from the client.
+//! into the parsed statement at Execute time: each value is checked against its type and becomes
+//! one literal node, so no parameter can change the statement's structure.
 
 pub mod encode;
 
@@ -60,31 +61,32 @@ pub struct PasswordAuth {
 impl PasswordAuth {
     pub fn new(user: &str, password: &str) -> PasswordAuth {
         let salt: [u8; 16] = rand_bytes();
-        PasswordAuth { user: user.to_string(), salted: gen_salted_password(password, &salt, SCRAM_ITERATIONS), salt: salt.to_vec() }
+        PasswordAuth {
+            user: user.to_string(),
+            salted: gen_salted_password(password, &salt, SCRAM_ITERATIONS),
+            salt: salt.to_vec(),
+        }
     }
 }
 
 fn rand_bytes() -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mut x = seed as u64 ^ (std::process::id() as u64) << 32;
-    for b in &mut out {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    out
+    rand::random()
 }
 
 #[async_trait]
 impl AuthSource for PasswordAuth {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         if login.user() != Some(self.user.as_str()) {
-            return Err(user_error(SqlError::new(codes::INVALID_PASSWORD, format!("password authentication failed for user \"{}\"", login.user().unwrap_or_default()))));
+            return Err(user_error(SqlError::new(
+                codes::INVALID_PASSWORD,
+                format!("password authentication failed for user \"{}\"", login.user().unwrap_or_default()),
+            )));
         }
         if login.database().is_some_and(|d| d != crate::sql::provider::DATABASE_NAME) {
-            return Err(user_error(SqlError::new("3D000", format!("database \"{}\" does not exist", login.database().unwrap_or_default()))));
+            return Err(user_error(SqlError::new(
+                "3D000",
+                format!("database \"{}\" does not exist", login.database().unwrap_or_default()),
+            )));
         }
         Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
@@ -138,9 +140,15 @@ impl QueryParser for BkgQueryParser {
         if stmts.len() > 1 {
             return Err(user_error(SqlError::syntax("cannot insert multiple commands into a prepared statement")));
         }
-        let Some(stmt) = stmts.pop() else { return Ok(None) };
+        let Some(stmt) = stmts.pop() else {
+            return Ok(None);
+        };
         let mut session = self.session.lock().await;
-        let described = if session.in_failed_transaction() { Default::default() } else { session.describe(&stmt).await.unwrap_or_default() };
+        let described = if session.in_failed_transaction() {
+            Default::default()
+        } else {
+            session.describe(&stmt).await.unwrap_or_default()
+        };
         let n = described.params.len().max(types.len());
         let param_types = (0..n)
             .map(|i| {
@@ -175,7 +183,11 @@ pub struct ConnHandlers {
     server: Arc<PgServer>,
 }
 
-fn encode_rows(schema: &SchemaRef, batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> Result<Vec<PgWireResult<DataRow>>, SqlError> {
+fn encode_rows(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    fields: &Arc<Vec<FieldInfo>>,
+) -> Result<Vec<PgWireResult<DataRow>>, SqlError> {
     let mut rows = Vec::new();
     let binary: Vec<bool> = fields.iter().map(|f| f.format() == FieldFormat::Binary).collect();
     let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
@@ -277,7 +289,12 @@ impl ExtendedQueryHandler for ConnHandlers {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -285,17 +302,22 @@ impl ExtendedQueryHandler for ConnHandlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let Some(stmt) = &prepared.stmt else { return Ok(Response::EmptyQuery) };
+        let Some(stmt) = &prepared.stmt else {
+            return Ok(Response::EmptyQuery);
+        };
         self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
         let mut stmt = stmt.clone();
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, p) in portal.parameters.iter().enumerate() {
             let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
-            let lit = encode::param_literal(p.as_deref(), &ty, portal.parameter_format.is_binary(i)).map_err(user_error)?;
-            let expr = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
-                .try_with_sql(&lit)
-                .and_then(|mut p| p.parse_expr())
-                .map_err(|e| user_error(SqlError::from(e)))?;
+            let lit =
+                encode::param_literal(p.as_deref(), &ty, portal.parameter_format.is_binary(i)).map_err(user_error)?;
+            let expr = datafusion::sql::sqlparser::parser::Parser::new(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql(&lit)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| user_error(SqlError::from(e)))?;
             values.push(expr);
         }
         bind_params(&mut stmt, &values).map_err(user_error)?;
@@ -312,11 +334,19 @@ impl ExtendedQueryHandler for ConnHandlers {
 
 impl PgWireServerHandlers for ConnHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(ConnHandlers { session: self.session.clone(), parser: self.parser.clone(), server: self.server.clone() })
+        Arc::new(ConnHandlers {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+            server: self.server.clone(),
+        })
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(ConnHandlers { session: self.session.clone(), parser: self.parser.clone(), server: self.server.clone() })
+        Arc::new(ConnHandlers {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+            server: self.server.clone(),
+        })
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -329,7 +359,12 @@ impl PgWireServerHandlers for ConnHandlers {
 }
 
 impl PgServer {
-    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, auth: Arc<PasswordAuth>, max_connections: usize) -> Arc<PgServer> {
+    pub fn new(
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        auth: Arc<PasswordAuth>,
+        max_connections: usize,
+    ) -> Arc<PgServer> {
         Arc::new(PgServer { engine, metrics, auth, max_connections, active: AtomicUsize::new(0) })
     }
 
@@ -357,7 +392,11 @@ impl PgServer {
             server.metrics.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let session = Arc::new(Mutex::new(server.engine.session("postgres")));
-                let handlers = Arc::new(ConnHandlers { parser: Arc::new(BkgQueryParser { session: session.clone() }), session, server: server.clone() });
+                let handlers = Arc::new(ConnHandlers {
+                    parser: Arc::new(BkgQueryParser { session: session.clone() }),
+                    session,
+                    server: server.clone(),
+                });
                 if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -391,7 +430,12 @@ async fn reject_too_many(mut socket: tokio::net::TcpStream) {
         }
         let _ = body;
         let mut msg = BytesMut::new();
-        for (k, v) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', codes::TOO_MANY_CONNECTIONS), (b'M', "sorry, too many clients already")] {
+        for (k, v) in [
+            (b'S', "FATAL"),
+            (b'V', "FATAL"),
+            (b'C', codes::TOO_MANY_CONNECTIONS),
+            (b'M', "sorry, too many clients already"),
+        ] {
             msg.put_u8(k);
             msg.put_slice(v.as_bytes());
             msg.put_u8(0);

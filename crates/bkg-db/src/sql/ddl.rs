@@ -43,7 +43,9 @@ fn positions(def: &TableDef, names: &[String]) -> SqlResult<Vec<usize>> {
     names
         .iter()
         .map(|n| {
-            def.column_index(n).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{n}\" named in key does not exist")))
+            def.column_index(n).ok_or_else(|| {
+                SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{n}\" named in key does not exist"))
+            })
         })
         .collect()
 }
@@ -63,7 +65,12 @@ pub fn resolve_table(session: &Session, name: &ObjectName) -> SqlResult<u64> {
     })
 }
 
-fn column_from_ast(cd: &ast::ColumnDef, pk: &mut Vec<String>, uniques: &mut Vec<Vec<String>>, fks: &mut Vec<(Vec<String>, ast::ForeignKeyConstraint)>) -> SqlResult<ColumnDef> {
+fn column_from_ast(
+    cd: &ast::ColumnDef,
+    pk: &mut Vec<String>,
+    uniques: &mut Vec<Vec<String>>,
+    fks: &mut Vec<(Vec<String>, ast::ForeignKeyConstraint)>,
+) -> SqlResult<ColumnDef> {
     let name = ident_name(&cd.name);
     let ty = map_type(&cd.data_type)?;
     let mut col = ColumnDef {
@@ -90,7 +97,8 @@ fn column_from_ast(cd: &ast::ColumnDef, pk: &mut Vec<String>, uniques: &mut Vec<
                 if generation_expr.is_some() {
                     return Err(SqlError::unsupported("generated columns"));
                 }
-                col.default = Some(ColumnDefault::Identity { always: matches!(generated_as, ast::GeneratedAs::Always) });
+                col.default =
+                    Some(ColumnDefault::Identity { always: matches!(generated_as, ast::GeneratedAs::Always) });
                 col.nullable = false;
             }
             ColumnOption::Check(_) => return Err(SqlError::unsupported("CHECK constraints")),
@@ -98,8 +106,17 @@ fn column_from_ast(cd: &ast::ColumnDef, pk: &mut Vec<String>, uniques: &mut Vec<
             other => return Err(SqlError::unsupported(format!("column option {other}"))),
         }
     }
-    if !ty.serial && matches!(col.default, Some(ColumnDefault::Identity { .. })) && !matches!(col.data_type, bkg_kernel::DataType::Int16 | bkg_kernel::DataType::Int32 | bkg_kernel::DataType::Int64) {
-        return Err(SqlError::new(codes::DATATYPE_MISMATCH, format!("identity column type must be smallint, integer, or bigint (column \"{name}\")")));
+    if !ty.serial
+        && matches!(col.default, Some(ColumnDefault::Identity { .. }))
+        && !matches!(
+            col.data_type,
+            bkg_kernel::DataType::Int16 | bkg_kernel::DataType::Int32 | bkg_kernel::DataType::Int64
+        )
+    {
+        return Err(SqlError::new(
+            codes::DATATYPE_MISMATCH,
+            format!("identity column type must be smallint, integer, or bigint (column \"{name}\")"),
+        ));
     }
     Ok(col)
 }
@@ -117,7 +134,9 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
             session.with_txn(|t| Ok(t.catalog_mut().create_schema(&name, if_not_exists)?))?;
             Ok(Output::command("CREATE SCHEMA"))
         }
-        Statement::Drop { object_type, if_exists, names, cascade, .. } => drop(session, object_type, if_exists, &names, cascade),
+        Statement::Drop { object_type, if_exists, names, cascade, .. } => {
+            drop(session, object_type, if_exists, &names, cascade)
+        }
         Statement::AlterTable(at) => alter_table(session, at),
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::CreateView(cv) => {
@@ -127,17 +146,18 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
             let (schema, name) = split_name(session, &cv.name)?;
             let sql = cv.query.to_string();
             // Plan it once now so a broken view is refused at CREATE time.
-            session.query(Statement::Explain {
-                describe_alias: ast::DescribeAlias::Explain,
-                analyze: false,
-                verbose: false,
-                query_plan: false,
-                estimate: false,
-                statement: Box::new(Statement::Query(cv.query.clone())),
-                format: None,
-                options: None,
-            })
-            .await?;
+            session
+                .query(Statement::Explain {
+                    describe_alias: ast::DescribeAlias::Explain,
+                    analyze: false,
+                    verbose: false,
+                    query_plan: false,
+                    estimate: false,
+                    statement: Box::new(Statement::Query(cv.query.clone())),
+                    format: None,
+                    options: None,
+                })
+                .await?;
             session.with_txn(|t| Ok(t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace)?))?;
             Ok(Output::command("CREATE VIEW"))
         }
@@ -169,7 +189,14 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         let (s, batches) = session.query_sql(&q.to_string()).await?;
         for f in s.fields() {
             let dt = arrow_to_kernel(f.data_type())?;
-            columns.push(ColumnDef { name: f.name().clone(), data_type: dt, nullable: true, default: None, dropped: false, missing: Value::Null });
+            columns.push(ColumnDef {
+                name: f.name().clone(),
+                data_type: dt,
+                nullable: true,
+                default: None,
+                dropped: false,
+                missing: Value::Null,
+            });
         }
         ctas_rows = Some(batches);
     }
@@ -183,7 +210,10 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         match c {
             TableConstraint::PrimaryKey(p) => {
                 if !pk.is_empty() {
-                    return Err(SqlError::new("42P16", format!("multiple primary keys for table \"{name}\" are not allowed")));
+                    return Err(SqlError::new(
+                        "42P16",
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
                 }
                 pk = index_column_names(&p.columns)?;
             }
@@ -193,7 +223,8 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
-    let mut def = TableDef { id: 0, schema: schema.clone(), name: name.clone(), columns, indexes: vec![], foreign_keys: vec![] };
+    let mut def =
+        TableDef { id: 0, schema: schema.clone(), name: name.clone(), columns, indexes: vec![], foreign_keys: vec![] };
     if !pk.is_empty() {
         let cols = positions(&def, &pk)?;
         def.indexes.push(IndexDef { id: 0, name: format!("{name}_pkey"), columns: cols, unique: true, primary: true });
@@ -219,18 +250,34 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
             let target = if rs == schema && rn == name {
                 None
             } else {
-                Some(cat.find_table(&rs, &rn).ok_or_else(|| SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{rn}\" does not exist")))?.clone())
+                Some(
+                    cat.find_table(&rs, &rn)
+                        .ok_or_else(|| {
+                            SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{rn}\" does not exist"))
+                        })?
+                        .clone(),
+                )
             };
             let tdef = target.as_ref().unwrap_or(&def);
             let refpos: Vec<usize> = if refcols.is_empty() {
-                tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\"")))?
+                tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| {
+                    SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\""))
+                })?
             } else {
                 positions(tdef, &refcols)?
             };
             if !tdef.indexes.iter().any(|i| i.unique && i.columns == refpos) {
-                return Err(SqlError::new("42830", format!("there is no unique constraint matching given keys for referenced table \"{rn}\"")));
+                return Err(SqlError::new(
+                    "42830",
+                    format!("there is no unique constraint matching given keys for referenced table \"{rn}\""),
+                ));
             }
-            def.foreign_keys.push(bkg_kernel::catalog::ForeignKeyDef { name: fk_name, columns: local, ref_table: target.map(|t| t.id).unwrap_or(0), ref_columns: refpos });
+            def.foreign_keys.push(bkg_kernel::catalog::ForeignKeyDef {
+                name: fk_name,
+                columns: local,
+                ref_table: target.map(|t| t.id).unwrap_or(0),
+                ref_columns: refpos,
+            });
         }
         let created = cat.create_table(def.clone(), ct.if_not_exists)?;
         if let Some(id) = created {
@@ -274,7 +321,13 @@ fn arrow_to_kernel(t: &datafusion::arrow::datatypes::DataType) -> SqlResult<bkg_
     })
 }
 
-fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: &[ObjectName], cascade: bool) -> SqlResult<Output> {
+fn drop(
+    session: &mut Session,
+    object_type: ObjectType,
+    if_exists: bool,
+    names: &[ObjectName],
+    cascade: bool,
+) -> SqlResult<Output> {
     match object_type {
         ObjectType::Table => {
             for n in names {
@@ -283,7 +336,10 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
                     let cat = t.catalog_mut();
                     match cat.find_table(&schema, &name).map(|d| d.id) {
                         Some(id) => Ok(cat.drop_table(id, cascade)?),
-                        None if cat.find_view(&schema, &name).is_some() => Err(SqlError::new(codes::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a table")).with_hint("Use DROP VIEW to remove a view.")),
+                        None if cat.find_view(&schema, &name).is_some() => {
+                            Err(SqlError::new(codes::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a table"))
+                                .with_hint("Use DROP VIEW to remove a view."))
+                        }
                         None if if_exists => Ok(()),
                         None => Err(SqlError::new(codes::UNDEFINED_TABLE, format!("table \"{name}\" does not exist"))),
                     }
@@ -297,7 +353,9 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
                 session.with_txn(|t| {
                     let cat = t.catalog_mut();
                     match cat.drop_view(&schema, &name, if_exists) {
-                        Err(bkg_kernel::Error::UndefinedTable(_)) => Err(SqlError::new(codes::UNDEFINED_TABLE, format!("view \"{name}\" does not exist"))),
+                        Err(bkg_kernel::Error::UndefinedTable(_)) => {
+                            Err(SqlError::new(codes::UNDEFINED_TABLE, format!("view \"{name}\" does not exist")))
+                        }
                         other => Ok(other?),
                     }
                 })?;
@@ -320,7 +378,13 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
                         Some((table, pos)) => {
                             let def = cat.table_mut(table)?;
                             if def.indexes[pos].primary {
-                                return Err(SqlError::new("2BP01", format!("cannot drop index {name} because constraint {name} on table {} requires it", def.name)));
+                                return Err(SqlError::new(
+                                    "2BP01",
+                                    format!(
+                                        "cannot drop index {name} because constraint {name} on table {} requires it",
+                                        def.name
+                                    ),
+                                ));
                             }
                             def.indexes.remove(pos);
                             Ok(())
@@ -353,8 +417,11 @@ fn check_unique_existing(t: &bkg_kernel::Transaction, def: &TableDef, cols: &[us
     if let Some(row) = dup {
         let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
         let vals: Vec<String> = cols.iter().map(|&c| bkg_kernel::db::render_value(&row[c])).collect();
-        return Err(SqlError::new("23505", format!("could not create unique index \"{name}\""))
-            .with_detail(format!("Key ({})=({}) is duplicated.", names.join(", "), vals.join(", "))));
+        return Err(SqlError::new("23505", format!("could not create unique index \"{name}\"")).with_detail(format!(
+            "Key ({})=({}) is duplicated.",
+            names.join(", "),
+            vals.join(", ")
+        )));
     }
     Ok(())
 }
@@ -375,7 +442,11 @@ fn create_index(session: &mut Session, ci: ast::CreateIndex) -> SqlResult<Output
         if ci.unique {
             check_unique_existing(t, &def, &pos, &name)?;
         }
-        t.catalog_mut().add_index(table, IndexDef { id: 0, name, columns: pos, unique: ci.unique, primary: false }, ci.if_not_exists)?;
+        t.catalog_mut().add_index(
+            table,
+            IndexDef { id: 0, name, columns: pos, unique: ci.unique, primary: false },
+            ci.if_not_exists,
+        )?;
         Ok(())
     })?;
     Ok(Output::command("CREATE INDEX"))
@@ -384,7 +455,9 @@ fn create_index(session: &mut Session, ci: ast::CreateIndex) -> SqlResult<Output
 fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> {
     let table = match resolve_table(session, &at.name) {
         Ok(t) => t,
-        Err(e) if at.if_exists && e.code == codes::UNDEFINED_TABLE => return Ok(Output::command("ALTER TABLE")),
+        Err(e) if at.if_exists && e.code == codes::UNDEFINED_TABLE => {
+            return Ok(Output::command("ALTER TABLE"));
+        }
         Err(e) => return Err(e),
     };
     for op in at.operations {
@@ -402,15 +475,24 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
                     Some(ColumnDefault::Expr(e)) => {
                         col.missing = constant_default(e, &col.data_type)?;
                     }
-                    Some(ColumnDefault::Identity { .. }) => return Err(SqlError::unsupported("ADD COLUMN with identity")),
+                    Some(ColumnDefault::Identity { .. }) => {
+                        return Err(SqlError::unsupported("ADD COLUMN with identity"));
+                    }
                     None => {}
                 }
                 let col_name = col.name.clone();
                 session.with_txn(|t| {
-                    let has_rows = { let mut any = false; t.scan(table, |_, _| any = true); any };
+                    let has_rows = {
+                        let mut any = false;
+                        t.scan(table, |_, _| any = true);
+                        any
+                    };
                     if !col.nullable && col.missing.is_null() && has_rows {
                         let tname = t.catalog().table(table).map(|d| d.name.clone()).unwrap_or_default();
-                        return Err(SqlError::new("23502", format!("column \"{col_name}\" of relation \"{tname}\" contains null values")));
+                        return Err(SqlError::new(
+                            "23502",
+                            format!("column \"{col_name}\" of relation \"{tname}\" contains null values"),
+                        ));
                     }
                     Ok(t.catalog_mut().add_column(table, col, if_not_exists)?)
                 })?;
@@ -434,14 +516,24 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
             }
             Op::AddConstraint { constraint, .. } => {
                 let (cols, unique, primary, name) = match &constraint {
-                    TableConstraint::PrimaryKey(p) => (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name)),
-                    TableConstraint::Unique(u) => (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name)),
+                    TableConstraint::PrimaryKey(p) => {
+                        (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name))
+                    }
+                    TableConstraint::Unique(u) => {
+                        (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name))
+                    }
                     other => return Err(SqlError::unsupported(format!("ADD {other}"))),
                 };
                 session.with_txn(|t| {
                     let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
                     let pos = positions(&def, &cols)?;
-                    let name = name.unwrap_or_else(|| if primary { format!("{}_pkey", def.name) } else { format!("{}_{}_key", def.name, cols.join("_")) });
+                    let name = name.unwrap_or_else(|| {
+                        if primary {
+                            format!("{}_pkey", def.name)
+                        } else {
+                            format!("{}_{}_key", def.name, cols.join("_"))
+                        }
+                    });
                     if primary {
                         let mut nulls = None;
                         t.scan(table, |_, row| {
@@ -452,7 +544,10 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
                             }
                         });
                         if let Some(c) = nulls {
-                            return Err(SqlError::new("23502", format!("column \"{c}\" of relation \"{}\" contains null values", def.name)));
+                            return Err(SqlError::new(
+                                "23502",
+                                format!("column \"{c}\" of relation \"{}\" contains null values", def.name),
+                            ));
                         }
                     }
                     check_unique_existing(t, &def, &pos, &name)?;
@@ -463,14 +558,39 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
             Op::AlterColumn { column_name, op } => {
                 let name = ident_name(&column_name);
                 session.with_txn(|t| {
+                    if matches!(op, ast::AlterColumnOperation::SetNotNull) {
+                        let def =
+                            t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+                        if let Some(pos) = def.column_index(&name) {
+                            let mut has_null = false;
+                            t.scan(table, |_, row| {
+                                has_null |= row.get(pos).unwrap_or(&def.columns[pos].missing).is_null()
+                            });
+                            if has_null {
+                                return Err(SqlError::new(
+                                    "23502",
+                                    format!("column \"{name}\" of relation \"{}\" contains null values", def.name),
+                                ));
+                            }
+                        }
+                    }
                     let def = t.catalog_mut().table_mut(table)?;
-                    let pos = def.column_index(&name).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{name}\" of relation \"{}\" does not exist", def.name)))?;
+                    let pos = def.column_index(&name).ok_or_else(|| {
+                        SqlError::new(
+                            codes::UNDEFINED_COLUMN,
+                            format!("column \"{name}\" of relation \"{}\" does not exist", def.name),
+                        )
+                    })?;
                     match op {
                         ast::AlterColumnOperation::SetNotNull => def.columns[pos].nullable = false,
                         ast::AlterColumnOperation::DropNotNull => def.columns[pos].nullable = true,
-                        ast::AlterColumnOperation::SetDefault { value } => def.columns[pos].default = Some(ColumnDefault::Expr(value.to_string())),
+                        ast::AlterColumnOperation::SetDefault { value } => {
+                            def.columns[pos].default = Some(ColumnDefault::Expr(value.to_string()))
+                        }
                         ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
-                        other => return Err(SqlError::unsupported(format!("ALTER COLUMN {other}"))),
+                        other => {
+                            return Err(SqlError::unsupported(format!("ALTER COLUMN {other}")));
+                        }
                     }
                     Ok(())
                 })?;

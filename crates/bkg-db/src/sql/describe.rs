@@ -93,16 +93,28 @@ impl Session {
             }
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-                Ok(Described { params, schema: Some(Arc::new(Schema::new(vec![Field::new(name, ArrowType::Utf8, false)]))) })
+                Ok(Described {
+                    params,
+                    schema: Some(Arc::new(Schema::new(vec![Field::new(name, ArrowType::Utf8, false)]))),
+                })
             }
             Statement::Insert(ins) => {
-                let ast::TableObject::TableName(name) = &ins.table else { return Ok(Described::default()) };
+                let ast::TableObject::TableName(name) = &ins.table else {
+                    return Ok(Described::default());
+                };
                 let table = resolve_table(self, name)?;
-                let def = self.with_txn(|t| Ok(t.catalog().table(table).cloned()))?.ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
+                let def = self
+                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
+                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
                 let targets: Vec<usize> = if ins.columns.is_empty() {
                     def.live_columns().map(|(p, _)| p).collect()
                 } else {
-                    ins.columns.iter().filter_map(|c| c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i)))).collect()
+                    ins.columns
+                        .iter()
+                        .filter_map(|c| {
+                            c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i)))
+                        })
+                        .collect()
                 };
                 if let Some(q) = &ins.source {
                     if let ast::SetExpr::Values(values) = q.body.as_ref() {
@@ -124,14 +136,22 @@ impl Session {
                 Ok(Described { params, schema })
             }
             Statement::Update(upd) => {
-                let ast::TableFactor::Table { name, alias, .. } = &upd.table.relation else { return Ok(Described::default()) };
+                let ast::TableFactor::Table { name, alias, .. } = &upd.table.relation else {
+                    return Ok(Described::default());
+                };
                 let table = resolve_table(self, name)?;
-                let def = self.with_txn(|t| Ok(t.catalog().table(table).cloned()))?.ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
-                let alias = alias.as_ref().map(|a| a.name.to_string()).unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
+                let def = self
+                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
+                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
+                let alias = alias
+                    .as_ref()
+                    .map(|a| a.name.to_string())
+                    .unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
                 let mut exprs = Vec::new();
                 for a in &upd.assignments {
                     if let ast::AssignmentTarget::ColumnName(n) = &a.target
-                        && let Some(pos) = n.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i)))
+                        && let Some(pos) =
+                            n.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i)))
                     {
                         if let Some(p) = placeholder_index(&a.value) {
                             merge(&mut params, p, def.columns[pos].data_type.arrow_type());
@@ -139,8 +159,13 @@ impl Session {
                         exprs.push(format!("({})", a.value));
                     }
                 }
-                let mut sql = format!("SELECT {} FROM \"{}\".\"t{table}\" AS {alias}", if exprs.is_empty() { "1".to_string() } else { exprs.join(", ") }, super::provider::DML_SCHEMA);
-                if let Some(ast::UpdateTableFromKind::BeforeSet(v) | ast::UpdateTableFromKind::AfterSet(v)) = &upd.from {
+                let mut sql = format!(
+                    "SELECT {} FROM \"{}\".\"t{table}\" AS {alias}",
+                    if exprs.is_empty() { "1".to_string() } else { exprs.join(", ") },
+                    super::provider::DML_SCHEMA
+                );
+                if let Some(ast::UpdateTableFromKind::BeforeSet(v) | ast::UpdateTableFromKind::AfterSet(v)) = &upd.from
+                {
                     for f in v {
                         sql.push_str(&format!(", {f}"));
                     }
@@ -160,10 +185,17 @@ impl Session {
                 let from = match &del.from {
                     ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
                 };
-                let Some(ast::TableFactor::Table { name, alias, .. }) = from.first().map(|t| &t.relation) else { return Ok(Described::default()) };
+                let Some(ast::TableFactor::Table { name, alias, .. }) = from.first().map(|t| &t.relation) else {
+                    return Ok(Described::default());
+                };
                 let table = resolve_table(self, name)?;
-                let def = self.with_txn(|t| Ok(t.catalog().table(table).cloned()))?.ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
-                let alias = alias.as_ref().map(|a| a.name.to_string()).unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
+                let def = self
+                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
+                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
+                let alias = alias
+                    .as_ref()
+                    .map(|a| a.name.to_string())
+                    .unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
                 let mut sql = format!("SELECT 1 FROM \"{}\".\"t{table}\" AS {alias}", super::provider::DML_SCHEMA);
                 for f in del.using.iter().flatten() {
                     sql.push_str(&format!(", {f}"));

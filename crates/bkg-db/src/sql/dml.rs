@@ -44,7 +44,10 @@ async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> Sql
             Some(ColumnDefault::Identity { .. }) => Fill::Identity,
             Some(ColumnDefault::Expr(e)) => {
                 let (_, batches) = session.query_sql(&format!("SELECT {e}")).await?;
-                let b = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| SqlError::internal("default produced no row"))?;
+                let b = batches
+                    .iter()
+                    .find(|b| b.num_rows() > 0)
+                    .ok_or_else(|| SqlError::internal("default produced no row"))?;
                 let vals = column_values(b.column(0), &c.data_type, &c.name)?;
                 Fill::Const(vals.into_iter().next().unwrap_or(Value::Null))
             }
@@ -54,14 +57,24 @@ async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> Sql
 }
 
 /// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`).
-pub async fn insert_batches(session: &mut Session, table: u64, target: Option<Vec<usize>>, batches: &[RecordBatch]) -> SqlResult<u64> {
+pub async fn insert_batches(
+    session: &mut Session,
+    table: u64,
+    target: Option<Vec<usize>>,
+    batches: &[RecordBatch],
+) -> SqlResult<u64> {
     let rows = build_rows(session, table, target, batches).await?;
     let n = rows.len() as u64;
     session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
     Ok(n)
 }
 
-async fn build_rows(session: &mut Session, table: u64, target: Option<Vec<usize>>, batches: &[RecordBatch]) -> SqlResult<Vec<Vec<Value>>> {
+async fn build_rows(
+    session: &mut Session,
+    table: u64,
+    target: Option<Vec<usize>>,
+    batches: &[RecordBatch],
+) -> SqlResult<Vec<Vec<Value>>> {
     let def = table_def(session, table)?;
     let live: Vec<usize> = def.live_columns().map(|(p, _)| p).collect();
     let ncols = batches.first().map(|b| b.num_columns()).unwrap_or(0);
@@ -74,8 +87,14 @@ async fn build_rows(session: &mut Session, table: u64, target: Option<Vec<usize>
     }
     for &p in &target {
         if let Some(ColumnDefault::Identity { always: true }) = def.columns[p].default {
-            return Err(SqlError::new("428C9", format!("cannot insert a non-DEFAULT value into column \"{}\"", def.columns[p].name))
-                .with_detail(format!("Column \"{}\" is an identity column defined as GENERATED ALWAYS.", def.columns[p].name)));
+            return Err(SqlError::new(
+                "428C9",
+                format!("cannot insert a non-DEFAULT value into column \"{}\"", def.columns[p].name),
+            )
+            .with_detail(format!(
+                "Column \"{}\" is an identity column defined as GENERATED ALWAYS.",
+                def.columns[p].name
+            )));
         }
     }
     let fills = defaults(session, &def, &target).await?;
@@ -130,7 +149,10 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
         for c in &ins.columns {
             let cname = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
             let pos = def.column_index(&cname).ok_or_else(|| {
-                SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{cname}\" of relation \"{}\" does not exist", def.name))
+                SqlError::new(
+                    codes::UNDEFINED_COLUMN,
+                    format!("column \"{cname}\" of relation \"{}\" does not exist", def.name),
+                )
             })?;
             if !seen.insert(pos) {
                 return Err(SqlError::new("42701", format!("column \"{cname}\" specified more than once")));
@@ -146,17 +168,40 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
                 None => None,
                 Some(ast::ConflictTarget::Columns(cols)) => {
                     let pos: Vec<usize> = cols.iter().filter_map(|c| def.column_index(&ident_name(c))).collect();
-                    let idx = def.indexes.iter().find(|i| i.unique && i.columns.len() == pos.len() && pos.iter().all(|p| i.columns.contains(p)));
-                    Some(idx.ok_or_else(|| SqlError::new("42P10", "there is no unique or exclusion constraint matching the ON CONFLICT specification"))?.id)
+                    let idx = def.indexes.iter().find(|i| {
+                        i.unique && i.columns.len() == pos.len() && pos.iter().all(|p| i.columns.contains(p))
+                    });
+                    Some(
+                        idx.ok_or_else(|| {
+                            SqlError::new(
+                                "42P10",
+                                "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                            )
+                        })?
+                        .id,
+                    )
                 }
                 Some(ast::ConflictTarget::OnConstraint(n)) => {
                     let cname = n.to_string();
-                    Some(def.indexes.iter().find(|i| i.name == cname).ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("constraint \"{cname}\" for table \"{}\" does not exist", def.name)))?.id)
+                    Some(
+                        def.indexes
+                            .iter()
+                            .find(|i| i.name == cname)
+                            .ok_or_else(|| {
+                                SqlError::new(
+                                    codes::UNDEFINED_OBJECT,
+                                    format!("constraint \"{cname}\" for table \"{}\" does not exist", def.name),
+                                )
+                            })?
+                            .id,
+                    )
                 }
             };
             match &oc.action {
                 ast::OnConflictAction::DoNothing => OnConflict::Skip(index),
-                ast::OnConflictAction::DoUpdate(_) => return Err(SqlError::unsupported("ON CONFLICT DO UPDATE")),
+                ast::OnConflictAction::DoUpdate(_) => {
+                    return Err(SqlError::unsupported("ON CONFLICT DO UPDATE"));
+                }
             }
         }
         Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
@@ -176,7 +221,9 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
             for (pos, f) in fills.iter().enumerate() {
                 row.push(match f {
                     Fill::Const(v) => v.clone(),
-                    Fill::Identity => int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?,
+                    Fill::Identity => {
+                        int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?
+                    }
                 });
             }
             vec![row]
@@ -195,7 +242,13 @@ fn name_ident(name: &ast::ObjectName) -> String {
 }
 
 /// Evaluates RETURNING items over the given rows.
-async fn returning(def: &TableDef, rows: &[(u64, Row)], items: &[ast::SelectItem], tag: &str, alias: &str) -> SqlResult<Output> {
+async fn returning(
+    def: &TableDef,
+    rows: &[(u64, Row)],
+    items: &[ast::SelectItem],
+    tag: &str,
+    alias: &str,
+) -> SqlResult<Output> {
     let fields: Vec<_> = def.live_columns().map(|(_, c)| c.data_type.arrow_field(&c.name, true)).collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let positions: Vec<Option<usize>> = def.live_columns().map(|(p, _)| Some(p)).collect();
@@ -236,7 +289,14 @@ fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, Stri
 }
 
 /// Runs the row-selecting SELECT of an UPDATE/DELETE; returns batches whose first column is the row id.
-async fn select_targets(session: &mut Session, table: u64, alias: &str, extra_from: &[ast::TableWithJoins], selection: &Option<ast::Expr>, exprs: &[String]) -> SqlResult<Vec<RecordBatch>> {
+async fn select_targets(
+    session: &mut Session,
+    table: u64,
+    alias: &str,
+    extra_from: &[ast::TableWithJoins],
+    selection: &Option<ast::Expr>,
+    exprs: &[String],
+) -> SqlResult<Vec<RecordBatch>> {
     let mut sql = format!("SELECT {alias}.\"{ROWID_COLUMN}\"");
     for e in exprs {
         sql.push_str(", ");
@@ -255,7 +315,10 @@ async fn select_targets(session: &mut Session, table: u64, alias: &str, extra_fr
 }
 
 fn rowids(b: &RecordBatch) -> SqlResult<&UInt64Array> {
-    b.column(0).as_any().downcast_ref::<UInt64Array>().ok_or_else(|| SqlError::internal("row id column has the wrong type"))
+    b.column(0)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .ok_or_else(|| SqlError::internal("row id column has the wrong type"))
 }
 
 pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output> {
@@ -269,10 +332,19 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     let mut exprs = Vec::new();
     for a in &upd.assignments {
         let col = match &a.target {
-            ast::AssignmentTarget::ColumnName(n) => n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
-            ast::AssignmentTarget::Tuple(_) => return Err(SqlError::unsupported("tuple assignment in UPDATE")),
+            ast::AssignmentTarget::ColumnName(n) => {
+                n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
+            }
+            ast::AssignmentTarget::Tuple(_) => {
+                return Err(SqlError::unsupported("tuple assignment in UPDATE"));
+            }
         };
-        let pos = def.column_index(&col).ok_or_else(|| SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{col}\" of relation \"{}\" does not exist", def.name)))?;
+        let pos = def.column_index(&col).ok_or_else(|| {
+            SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{col}\" of relation \"{}\" does not exist", def.name),
+            )
+        })?;
         if let Some(ColumnDefault::Identity { always: true }) = def.columns[pos].default {
             return Err(SqlError::new("428C9", format!("column \"{col}\" can only be updated to DEFAULT")));
         }
@@ -297,8 +369,12 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
             if !seen.insert(id) {
                 continue;
             }
-            let Some(old) = session.with_txn(|t| Ok(t.row(table, id)))? else { continue };
-            let mut row: Vec<Value> = (0..def.columns.len()).map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone())).collect();
+            let Some(old) = session.with_txn(|t| Ok(t.row(table, id)))? else {
+                continue;
+            };
+            let mut row: Vec<Value> = (0..def.columns.len())
+                .map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone()))
+                .collect();
             for (i, &p) in targets.iter().enumerate() {
                 row[p] = cols[i][r].clone();
             }

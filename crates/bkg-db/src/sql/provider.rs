@@ -15,9 +15,9 @@ use bkg_kernel::{Catalog, DataType, Database, Row, TableDef, Transaction, Value}
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider};
-use datafusion::datasource::ViewTable;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableType;
+use datafusion::datasource::ViewTable;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -110,7 +110,8 @@ struct BkgSchema {
 impl SchemaProvider for BkgSchema {
     fn table_names(&self) -> Vec<String> {
         let cat = self.view.get();
-        let mut names: Vec<String> = cat.tables.values().filter(|t| t.schema == self.name).map(|t| t.name.clone()).collect();
+        let mut names: Vec<String> =
+            cat.tables.values().filter(|t| t.schema == self.name).map(|t| t.name.clone()).collect();
         names.extend(cat.views.values().filter(|v| v.schema == self.name).map(|v| v.name.clone()));
         names
     }
@@ -174,11 +175,8 @@ impl MvccTable {
             collect_equalities(f, &self.def, &mut eqs);
         }
         for idx in self.def.indexes.iter().filter(|i| i.unique) {
-            let key: Option<Vec<Value>> = idx
-                .columns
-                .iter()
-                .map(|c| eqs.iter().find(|(p, _)| p == c).map(|(_, v)| v.clone()))
-                .collect();
+            let key: Option<Vec<Value>> =
+                idx.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).map(|(_, v)| v.clone())).collect();
             if let Some(key) = key {
                 return Some((idx.id, key));
             }
@@ -228,16 +226,23 @@ pub fn scalar_to_value(s: &ScalarValue, dt: &DataType) -> Option<Value> {
         (DataType::Int16, Some(i), _) => i16::try_from(i).ok().map(Value::Int16),
         (DataType::Int32, Some(i), _) => i32::try_from(i).ok().map(Value::Int32),
         (DataType::Int64, Some(i), _) => Some(Value::Int64(i)),
-        (DataType::Text | DataType::Varchar(_) | DataType::Uuid, _, ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t))) => {
-            Some(Value::Text(Arc::from(t.as_str())))
-        }
+        (
+            DataType::Text | DataType::Varchar(_) | DataType::Uuid,
+            _,
+            ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t)),
+        ) => Some(Value::Text(Arc::from(t.as_str()))),
         (DataType::Bool, _, ScalarValue::Boolean(Some(b))) => Some(Value::Bool(*b)),
         _ => None,
     }
 }
 
 /// Builds Arrow batches of the given physical columns (and optionally row ids) from rows.
-pub fn rows_to_batches(def: &TableDef, schema: &SchemaRef, positions: &[Option<usize>], rows: &[(u64, Row)]) -> Result<Vec<RecordBatch>, DataFusionError> {
+pub fn rows_to_batches(
+    def: &TableDef,
+    schema: &SchemaRef,
+    positions: &[Option<usize>],
+    rows: &[(u64, Row)],
+) -> Result<Vec<RecordBatch>, DataFusionError> {
     let mut out = Vec::new();
     for chunk in rows.chunks(BATCH_ROWS) {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(positions.len());
@@ -245,8 +250,9 @@ pub fn rows_to_batches(def: &TableDef, schema: &SchemaRef, positions: &[Option<u
             match p {
                 Some(pos) => {
                     let c = &def.columns[*pos];
-                    let arr = column_from_values(&c.data_type, chunk.iter().map(|(_, r)| r.get(*pos).unwrap_or(&c.missing)))
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    let arr =
+                        column_from_values(&c.data_type, chunk.iter().map(|(_, r)| r.get(*pos).unwrap_or(&c.missing)))
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
                     cols.push(arr);
                 }
                 None => cols.push(Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(r, _)| *r)))),
@@ -276,14 +282,21 @@ impl TableProvider for MvccTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
         // Filters only narrow what the scan reads (point lookups); DataFusion re-checks them.
         Ok(filters
             .iter()
             .map(|f| {
                 let mut eqs = Vec::new();
                 collect_equalities(f, &self.def, &mut eqs);
-                if eqs.is_empty() { TableProviderFilterPushDown::Unsupported } else { TableProviderFilterPushDown::Inexact }
+                if eqs.is_empty() {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
             })
             .collect())
     }

@@ -8,11 +8,11 @@ use bkg_kernel::{Database, IsolationLevel, Options, RecoveryInfo, Transaction};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::common::config::Dialect;
+use datafusion::execution::SessionState;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::SessionState;
-use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement};
@@ -115,6 +115,7 @@ pub struct Session {
     txn: Arc<Mutex<Option<Transaction>>>,
     explicit: bool,
     failed: bool,
+    txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
 }
 
@@ -165,6 +166,7 @@ impl Session {
             let o = config.options_mut();
             o.sql_parser.dialect = Dialect::PostgreSQL;
             o.sql_parser.map_string_types_to_utf8view = false;
+            o.execution.time_zone = Some("+00:00".into());
             o.execution.parquet.schema_force_view_types = false;
         }
         let state = SessionStateBuilder::new()
@@ -174,7 +176,17 @@ impl Session {
             .with_catalog_list(Arc::new(BkgCatalogList { view: view.clone(), db: engine.db.clone() }))
             .build();
         let vars = default_vars(&engine);
-        Session { engine, user: user.to_string(), state, view, txn: Arc::new(Mutex::new(None)), explicit: false, failed: false, vars }
+        Session {
+            engine,
+            user: user.to_string(),
+            state,
+            view,
+            txn: Arc::new(Mutex::new(None)),
+            explicit: false,
+            failed: false,
+            txn_started: chrono::Utc::now(),
+            vars,
+        }
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -199,10 +211,8 @@ impl Session {
 
     /// Parses SQL text into statements (PostgreSQL dialect).
     pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
-        let stmts = Parser::new(&PostgreSqlDialect {})
-            .with_recursion_limit(200)
-            .try_with_sql(sql)?
-            .parse_statements()?;
+        let stmts =
+            Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(sql)?.parse_statements()?;
         Ok(stmts)
     }
 
@@ -310,6 +320,7 @@ impl Session {
                 if implicit {
                     let iso = self.default_isolation();
                     *self.txn.lock() = Some(self.engine.db.begin(iso));
+                    self.txn_started = chrono::Utc::now();
                 } else if let Some(t) = self.txn.lock().as_mut() {
                     t.statement_start();
                 }
@@ -337,10 +348,16 @@ impl Session {
         for m in modes {
             if let ast::TransactionMode::IsolationLevel(l) = m {
                 iso = match l {
-                    ast::TransactionIsolationLevel::ReadCommitted | ast::TransactionIsolationLevel::ReadUncommitted => IsolationLevel::ReadCommitted,
-                    ast::TransactionIsolationLevel::RepeatableRead | ast::TransactionIsolationLevel::Snapshot => IsolationLevel::RepeatableRead,
+                    ast::TransactionIsolationLevel::ReadCommitted | ast::TransactionIsolationLevel::ReadUncommitted => {
+                        IsolationLevel::ReadCommitted
+                    }
+                    ast::TransactionIsolationLevel::RepeatableRead | ast::TransactionIsolationLevel::Snapshot => {
+                        IsolationLevel::RepeatableRead
+                    }
                     ast::TransactionIsolationLevel::Serializable => {
-                        return Err(SqlError::unsupported("SERIALIZABLE isolation (use REPEATABLE READ: snapshot isolation)"));
+                        return Err(SqlError::unsupported(
+                            "SERIALIZABLE isolation (use REPEATABLE READ: snapshot isolation)",
+                        ));
                     }
                 };
             }
@@ -350,6 +367,7 @@ impl Session {
             return Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) });
         }
         *self.txn.lock() = Some(self.engine.db.begin(iso));
+        self.txn_started = chrono::Utc::now();
         self.explicit = true;
         self.failed = false;
         Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) })
@@ -395,14 +413,21 @@ impl Session {
                 for m in modes {
                     if let ast::TransactionMode::IsolationLevel(l) = m {
                         let text = match l {
-                            ast::TransactionIsolationLevel::ReadCommitted | ast::TransactionIsolationLevel::ReadUncommitted => "read committed",
-                            ast::TransactionIsolationLevel::Serializable => return Err(SqlError::unsupported("SERIALIZABLE isolation")),
+                            ast::TransactionIsolationLevel::ReadCommitted
+                            | ast::TransactionIsolationLevel::ReadUncommitted => "read committed",
+                            ast::TransactionIsolationLevel::Serializable => {
+                                return Err(SqlError::unsupported("SERIALIZABLE isolation"));
+                            }
                             _ => "repeatable read",
                         };
                         if session {
                             self.set_var("default_transaction_isolation", text.into())?;
                         } else if let Some(t) = self.txn.lock().as_mut() {
-                            t.set_isolation(if text == "read committed" { IsolationLevel::ReadCommitted } else { IsolationLevel::RepeatableRead });
+                            t.set_isolation(if text == "read committed" {
+                                IsolationLevel::ReadCommitted
+                            } else {
+                                IsolationLevel::RepeatableRead
+                            });
                         }
                     }
                 }
@@ -417,18 +442,36 @@ impl Session {
             "time zone" => "timezone",
             n => n,
         };
+        let invalid = || {
+            SqlError::new(
+                codes::INVALID_PARAMETER_VALUE,
+                format!("invalid value for parameter \"{name}\": \"{value}\""),
+            )
+        };
         match name {
-            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
-                if parse_duration_ms(&value).is_none() {
-                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"{name}\": \"{value}\"")));
-                }
+            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" | "idle_session_timeout" => {
+                parse_duration_ms(&value).ok_or_else(invalid)?;
             }
-            "default_transaction_isolation" | "transaction_isolation" => {
-                let v = value.to_lowercase();
-                if !["read committed", "repeatable read", "read uncommitted", "serializable"].contains(&v.as_str()) {
-                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"{name}\": \"{value}\"")));
+            "default_transaction_isolation" | "transaction_isolation" => match value.to_lowercase().as_str() {
+                "read committed" | "read uncommitted" | "repeatable read" => {
+                    if name == "transaction_isolation"
+                        && let Some(t) = self.txn.lock().as_mut()
+                    {
+                        t.set_isolation(if value.eq_ignore_ascii_case("repeatable read") {
+                            IsolationLevel::RepeatableRead
+                        } else {
+                            IsolationLevel::ReadCommitted
+                        });
+                        return Ok(());
+                    }
                 }
-            }
+                "serializable" => {
+                    return Err(SqlError::unsupported(
+                        "SERIALIZABLE isolation (REPEATABLE READ gives snapshot isolation)",
+                    ));
+                }
+                _ => return Err(invalid()),
+            },
             "client_encoding" => {
                 let v = value.to_uppercase().replace('-', "");
                 if v != "UTF8" && v != "UNICODE" {
@@ -468,10 +511,16 @@ impl Session {
             _ => name.clone(),
         };
         if key == "all" {
-            let schema = Arc::new(Schema::new(vec![Field::new("name", ArrowType::Utf8, false), Field::new("setting", ArrowType::Utf8, false)]));
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", ArrowType::Utf8, false),
+                Field::new("setting", ArrowType::Utf8, false),
+            ]));
             let names: Vec<&str> = self.vars.keys().map(|s| s.as_str()).collect();
             let vals: Vec<&str> = self.vars.values().map(|s| s.as_str()).collect();
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(vals))])?;
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(vals))],
+            )?;
             return Ok(Output::Rows { schema, batches: vec![batch], tag: "SHOW".into() });
         }
         let value = if key == "transaction_isolation" {
@@ -481,7 +530,9 @@ impl Session {
                 None => self.vars.get("default_transaction_isolation").cloned().unwrap_or_default(),
             }
         } else {
-            self.vars.get(&key).cloned().ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\"")))?
+            self.vars.get(&key).cloned().ok_or_else(|| {
+                SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
+            })?
         };
         let schema = Arc::new(Schema::new(vec![Field::new(key.clone(), ArrowType::Utf8, false)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
@@ -544,6 +595,9 @@ impl Session {
     pub fn statement_state(&self) -> SessionState {
         let mut state = self.state.clone();
         state.config_mut().set_extension(Arc::new(ScanContext { txn: self.txn.clone() }));
+        // now() and friends give the transaction's start time, as in PostgreSQL.
+        state.mark_start_execution();
+        state.execution_props_mut().query_execution_start_time = Some(self.txn_started);
         *self.view.planner.write() = Some(state.clone());
         state
     }
@@ -553,7 +607,11 @@ impl Session {
         self.sync_view();
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
-        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
         let physical = state.create_physical_plan(&plan).await?;
         let schema = physical.schema();
         let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;

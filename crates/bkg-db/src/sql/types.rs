@@ -42,7 +42,10 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
             ExactNumberInfo::Precision(p) => plain(DataType::Numeric { precision: (*p).clamp(1, 38) as u8, scale: 0 }),
             ExactNumberInfo::PrecisionAndScale(p, s) => {
                 if *p == 0 || *p > 38 || *s < 0 || *s as u64 > *p {
-                    return Err(SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("NUMERIC precision {p} and scale {s} are out of range (precision 1..38)")));
+                    return Err(SqlError::new(
+                        codes::INVALID_PARAMETER_VALUE,
+                        format!("NUMERIC precision {p} and scale {s} are out of range (precision 1..38)"),
+                    ));
                 }
                 plain(DataType::Numeric { precision: *p as u8, scale: *s as i8 })
             }
@@ -53,7 +56,9 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
         T::Bytea => plain(DataType::Bytea),
         T::Date => plain(DataType::Date),
         T::Time(_, tz) => match tz {
-            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => Err(SqlError::unsupported("time with time zone")),
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => {
+                Err(SqlError::unsupported("time with time zone"))
+            }
             _ => plain(DataType::Time),
         },
         T::Timestamp(_, tz) => match tz {
@@ -91,7 +96,14 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
         cast_with_options(array, &target, &opts).map_err(|e| {
             let mut err = SqlError::from(e);
             if err.code == codes::INTERNAL {
-                err = SqlError::new(codes::DATATYPE_MISMATCH, format!("column \"{column}\" is of type {} but expression is of type {}", dt.pg_name(), array.data_type()));
+                err = SqlError::new(
+                    codes::DATATYPE_MISMATCH,
+                    format!(
+                        "column \"{column}\" is of type {} but expression is of type {}",
+                        dt.pg_name(),
+                        array.data_type()
+                    ),
+                );
             }
             err
         })?
@@ -103,7 +115,10 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
                 if let Value::Text(s) = v
                     && s.chars().count() > *n as usize
                 {
-                    return Err(SqlError::new(codes::STRING_DATA_RIGHT_TRUNCATION, format!("value too long for type character varying({n})")));
+                    return Err(SqlError::new(
+                        codes::STRING_DATA_RIGHT_TRUNCATION,
+                        format!("value too long for type character varying({n})"),
+                    ));
                 }
             }
         }
@@ -113,7 +128,10 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
                     let len = s.chars().count();
                     let trimmed = s.trim_end_matches(' ');
                     if trimmed.chars().count() > *n as usize {
-                        return Err(SqlError::new(codes::STRING_DATA_RIGHT_TRUNCATION, format!("value too long for type character({n})")));
+                        return Err(SqlError::new(
+                            codes::STRING_DATA_RIGHT_TRUNCATION,
+                            format!("value too long for type character({n})"),
+                        ));
                     }
                     if len != *n as usize {
                         let mut padded: String = trimmed.to_string();
@@ -135,7 +153,10 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
                 if let Value::Text(s) = v
                     && serde_json::from_str::<serde_json::Value>(s).is_err()
                 {
-                    return Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, "invalid input syntax for type json"));
+                    return Err(SqlError::new(
+                        codes::INVALID_TEXT_REPRESENTATION,
+                        "invalid input syntax for type json",
+                    ));
                 }
             }
         }
@@ -148,7 +169,10 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
 pub fn normalize_uuid(s: &str) -> SqlResult<String> {
     let hex: String = s.trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, format!("invalid input syntax for type uuid: \"{s}\"")));
+        return Err(SqlError::new(
+            codes::INVALID_TEXT_REPRESENTATION,
+            format!("invalid input syntax for type uuid: \"{s}\""),
+        ));
     }
     let h = hex.to_lowercase();
     Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))

@@ -1,0 +1,47 @@
+# bkg-db developer targets. `make help` lists them.
+SHELL := /bin/bash
+CARGO_TARGET_DIR ?= $(HOME)/.cache/bkg-target
+export CARGO_TARGET_DIR
+export CARGO_BUILD_JOBS ?= 2
+SHARED_CHECKS ?= $(abspath ../shared/checks)
+
+.PHONY: help build run test test-deps test-rust smoke lint fmt bench
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build the server (debug)
+	cargo build -p bkg-db
+
+run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
+	cargo run -p bkg-db -- serve
+
+test: test-deps lint test-rust smoke ## Install what the tests need, then run every test
+	@echo "make test: all suites passed"
+
+test-deps: ## Install the tools the tests drive (psql, curl, cargo-nextest)
+	@scripts/install-test-deps.sh
+
+test-rust: ## Unit, kernel, crash, SQL logic (engine + pgwire) and driver tests
+	@if command -v cargo-nextest >/dev/null; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+smoke: build ## Drive the built server as a psql user would (shared smoke check), if present
+	@if [[ -x $(SHARED_CHECKS)/smoke.sh ]]; then \
+		$(SHARED_CHECKS)/smoke.sh $(CARGO_TARGET_DIR)/debug/bkg-db; \
+	else \
+		echo "smoke: $(SHARED_CHECKS)/smoke.sh not found, skipped"; \
+	fi
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+bench: ## Criterion benchmarks of the kernel (figures go to docs/benchmarks.md)
+	cargo bench -p bkg-kernel

@@ -1,0 +1,5 @@
+//! Integration tests of the bkg-db server: one test binary for the crate.
+
+mod pgwire;
+mod server;
+mod slt;

@@ -1,0 +1,151 @@
+//! The PostgreSQL wire front door driven by a real driver (tokio-postgres): extended protocol
+//! with typed parameters, errors with SQLSTATE, transaction states, limits and shutdown.
+
+use crate::server::TestServer;
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+#[tokio::test]
+async fn extended_protocol_round_trip_with_typed_parameters() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, qty integer, price double precision, ok boolean, small smallint, born date, seen timestamp)",
+    )
+    .await
+    .unwrap();
+    let ins = c
+        .prepare(
+            "INSERT INTO items (id, name, qty, price, ok, small, born, seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let ts = day.and_hms_micro_opt(13, 14, 15, 123_456).unwrap();
+    for i in 1..=5i64 {
+        let n = c
+            .execute(
+                &ins,
+                &[&i, &format!("item {i}"), &(i as i32 * 10), &(i as f64 / 4.0), &(i % 2 == 0), &(i as i16), &day, &ts],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let rows = c
+        .query("SELECT id, name, qty, price, ok, small, born, seen FROM items WHERE id >= $1 ORDER BY id", &[&3i64])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let r = &rows[0];
+    assert_eq!(r.get::<_, i64>(0), 3);
+    assert_eq!(r.get::<_, String>(1), "item 3");
+    assert_eq!(r.get::<_, i32>(2), 30);
+    assert_eq!(r.get::<_, f64>(3), 0.75);
+    assert!(!r.get::<_, bool>(4));
+    assert_eq!(r.get::<_, i16>(5), 3);
+    assert_eq!(r.get::<_, chrono::NaiveDate>(6), day);
+    assert_eq!(r.get::<_, chrono::NaiveDateTime>(7), ts);
+    // NULL in both directions.
+    c.execute("INSERT INTO items (id, name, qty) VALUES ($1, $2, $3)", &[&9i64, &"nulls", &None::<i32>]).await.unwrap();
+    let row = c.query_one("SELECT qty, price FROM items WHERE id = $1", &[&9i64]).await.unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), None);
+    assert_eq!(row.get::<_, Option<f64>>(1), None);
+    // UPDATE and DELETE with parameters report their counts.
+    assert_eq!(c.execute("UPDATE items SET qty = qty + $1 WHERE id <= $2", &[&1i32, &2i64]).await.unwrap(), 2);
+    assert_eq!(c.execute("DELETE FROM items WHERE id = $1", &[&9i64]).await.unwrap(), 1);
+    let total: i64 = c.query_one("SELECT sum(qty) FROM items", &[]).await.unwrap().get(0);
+    assert_eq!(total, 10 + 20 + 30 + 40 + 50 + 2);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_failed_transactions_stay_failed() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    assert_eq!(code(&c.batch_execute("SELEC 1").await.unwrap_err()), "42601");
+    assert_eq!(code(&c.batch_execute("SELECT * FROM nowhere").await.unwrap_err()), "42P01");
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)").await.unwrap();
+    assert_eq!(code(&c.batch_execute("SELECT nope FROM t").await.unwrap_err()), "42703");
+    assert_eq!(code(&c.batch_execute("CREATE TABLE t (x int)").await.unwrap_err()), "42P07");
+    assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (1, NULL)").await.unwrap_err()), "23502");
+    c.batch_execute("INSERT INTO t VALUES (1, 1)").await.unwrap();
+    assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (1, 2)").await.unwrap_err()), "23505");
+    assert_eq!(code(&c.batch_execute("SELECT 1/0").await.unwrap_err()), "22012");
+    assert_eq!(code(&c.batch_execute("SELECT 'abc'::int").await.unwrap_err()), "22P02");
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (2, 2)").await.unwrap();
+    assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (1, 1)").await.unwrap_err()), "23505");
+    assert_eq!(code(&c.batch_execute("SELECT 1").await.unwrap_err()), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the failed transaction left nothing behind");
+}
+
+#[tokio::test]
+async fn serialization_failure_between_two_connections() {
+    let server = TestServer::start();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE TABLE acct (id int PRIMARY KEY, bal int); INSERT INTO acct VALUES (1, 100)").await.unwrap();
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+    a.batch_execute("UPDATE acct SET bal = bal - 10 WHERE id = 1").await.unwrap();
+    b.batch_execute("UPDATE acct SET bal = bal - 20 WHERE id = 1").await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(code(&b.batch_execute("COMMIT").await.unwrap_err()), "40001");
+    let bal: i32 = b.query_one("SELECT bal FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(bal, 90);
+}
+
+#[tokio::test]
+async fn wrong_password_and_connection_limit_are_refused() {
+    let server = TestServer::start_with(&[("BKG_DB_MAX_CONNECTIONS", "2")]);
+    let bad = format!("host=127.0.0.1 port={} user=postgres password=wrong dbname=postgres", server.pg_port);
+    let err = tokio_postgres::connect(&bad, tokio_postgres::NoTls).await.err().expect("refused");
+    assert_eq!(code(&err), "28P01");
+    let _c1 = server.connect().await;
+    let _c2 = server.connect().await;
+    let err =
+        tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.err().expect("over the limit");
+    assert_eq!(code(&err), "53300");
+}
+
+#[tokio::test]
+async fn health_metrics_and_clean_shutdown() {
+    let mut server = TestServer::start();
+    let (status, body) = server.http_get("/healthz");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert!(v["data_dir"].as_str().unwrap().contains(server.dir.file_name().unwrap().to_str().unwrap()));
+    let (status, body) = server.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("# TYPE bkg_wal_fsyncs_total counter"));
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE s (id int PRIMARY KEY); INSERT INTO s VALUES (1), (2)").await.unwrap();
+    drop(c);
+    let st = server.terminate();
+    assert!(st.success(), "SIGTERM exits 0, got {st:?}");
+    server.spawn();
+    let c = server.connect().await;
+    let n: i64 = c.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+}
+
+#[tokio::test]
+async fn committed_rows_survive_kill_9() {
+    let mut server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE k (id bigint PRIMARY KEY, v text)").await.unwrap();
+    for i in 0..50i64 {
+        c.execute("INSERT INTO k VALUES ($1, $2)", &[&i, &format!("v{i}")]).await.unwrap();
+    }
+    c.batch_execute("BEGIN; INSERT INTO k VALUES (1000, 'uncommitted')").await.unwrap();
+    server.kill9();
+    server.spawn();
+    let c = server.connect().await;
+    let n: i64 = c.query_one("SELECT count(*) FROM k", &[]).await.unwrap().get(0);
+    assert_eq!(n, 50);
+}

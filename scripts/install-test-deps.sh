@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what `make test` drives on a fresh Debian machine: psql (postgresql-client), curl and
+# cargo-nextest. Safe to run again: it only installs what is missing.
+set -euo pipefail
+need=()
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if ((${#need[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+if ! command -v cargo-nextest >/dev/null; then
+  cargo install --locked cargo-nextest || echo "cargo-nextest unavailable; falling back to cargo test"
+fi
