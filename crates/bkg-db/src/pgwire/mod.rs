@@ -390,15 +390,29 @@ impl PgServer {
                 continue;
             }
             server.metrics.connections.fetch_add(1, Ordering::Relaxed);
+            let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let session = Arc::new(Mutex::new(server.engine.session("postgres")));
                 let handlers = Arc::new(ConnHandlers {
                     parser: Arc::new(BkgQueryParser { session: session.clone() }),
-                    session,
+                    session: session.clone(),
                     server: server.clone(),
                 });
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                // At shutdown a connection is closed as soon as no statement is running on it;
+                // an open transaction block is rolled back with the session.
+                let idle_at_shutdown = async {
+                    let _ = stop.changed().await;
+                    while session.try_lock().is_err() {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                };
+                tokio::select! {
+                    r = pgwire::tokio::process_socket(socket, None, handlers) => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    _ = idle_at_shutdown => tracing::debug!(%peer, "connection closed for shutdown"),
                 }
                 server.active.fetch_sub(1, Ordering::SeqCst);
             });

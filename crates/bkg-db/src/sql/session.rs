@@ -114,6 +114,8 @@ pub struct Session {
     view: Arc<CatalogView>,
     txn: Arc<Mutex<Option<Transaction>>>,
     explicit: bool,
+    /// Inside a multi-statement simple query run as one implicit transaction.
+    implicit_block: bool,
     failed: bool,
     txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
@@ -183,6 +185,7 @@ impl Session {
             view,
             txn: Arc::new(Mutex::new(None)),
             explicit: false,
+            implicit_block: false,
             failed: false,
             txn_started: chrono::Utc::now(),
             vars,
@@ -227,13 +230,35 @@ impl Session {
                 return vec![Err(e)];
             }
         };
+        // Several statements outside a transaction block run as one implicit transaction, as in
+        // PostgreSQL: an error rolls all of them back.
+        let block = stmts.len() > 1 && !self.explicit;
+        if block {
+            self.begin_internal();
+            self.txn_started = chrono::Utc::now();
+            self.implicit_block = true;
+        }
         let mut out = Vec::with_capacity(stmts.len());
+        let mut failed = false;
         for stmt in stmts {
             let r = self.execute_statement(stmt).await;
-            let stop = r.is_err();
+            failed = r.is_err();
             out.push(r);
-            if stop {
+            if failed {
                 break;
+            }
+        }
+        if block && self.implicit_block {
+            self.implicit_block = false;
+            if !self.explicit {
+                let txn = self.txn.lock().take();
+                if let Some(t) = txn {
+                    if failed {
+                        t.rollback();
+                    } else if let Err(e) = t.commit().await {
+                        out.push(Err(e.into()));
+                    }
+                }
             }
         }
         out
@@ -265,6 +290,8 @@ impl Session {
     fn on_error(&mut self) {
         if self.explicit {
             self.failed = true;
+        } else if self.implicit_block {
+            // The whole block is rolled back at its end.
         } else if let Some(t) = self.txn.lock().take() {
             t.rollback();
         }
@@ -316,7 +343,10 @@ impl Session {
             }
             Statement::Analyze(_) => Ok(Output::command("ANALYZE")),
             other => {
-                let implicit = !self.explicit;
+                let implicit = !self.explicit && !self.implicit_block;
+                if self.implicit_block && self.txn.lock().is_none() {
+                    self.begin_internal();
+                }
                 if implicit {
                     let iso = self.default_isolation();
                     *self.txn.lock() = Some(self.engine.db.begin(iso));
@@ -366,14 +396,23 @@ impl Session {
             // PostgreSQL warns and carries on.
             return Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) });
         }
-        *self.txn.lock() = Some(self.engine.db.begin(iso));
-        self.txn_started = chrono::Utc::now();
+        if self.implicit_block {
+            // BEGIN inside a multi-statement query turns the implicit transaction into a block.
+            self.implicit_block = false;
+            if let Some(t) = self.txn.lock().as_mut() {
+                t.set_isolation(iso);
+            }
+        } else {
+            *self.txn.lock() = Some(self.engine.db.begin(iso));
+            self.txn_started = chrono::Utc::now();
+        }
         self.explicit = true;
         self.failed = false;
         Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) })
     }
 
     async fn commit(&mut self) -> SqlResult<Output> {
+        self.implicit_block = false;
         let txn = self.txn.lock().take();
         let was_failed = self.failed;
         self.explicit = false;
@@ -392,6 +431,7 @@ impl Session {
     }
 
     fn rollback(&mut self) -> SqlResult<Output> {
+        self.implicit_block = false;
         if let Some(t) = self.txn.lock().take() {
             t.rollback();
         }

@@ -74,6 +74,10 @@ async fn errors_carry_sqlstate_and_failed_transactions_stay_failed() {
     assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (1, 2)").await.unwrap_err()), "23505");
     assert_eq!(code(&c.batch_execute("SELECT 1/0").await.unwrap_err()), "22012");
     assert_eq!(code(&c.batch_execute("SELECT 'abc'::int").await.unwrap_err()), "22P02");
+    // Several statements in one simple query are one implicit transaction.
+    assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (7, 7); SELECT 1/0").await.unwrap_err()), "22012");
+    let n: i64 = c.query_one("SELECT count(*) FROM t WHERE id = 7", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the whole implicit transaction was rolled back");
     c.batch_execute("BEGIN").await.unwrap();
     c.batch_execute("INSERT INTO t VALUES (2, 2)").await.unwrap();
     assert_eq!(code(&c.batch_execute("INSERT INTO t VALUES (1, 1)").await.unwrap_err()), "23505");

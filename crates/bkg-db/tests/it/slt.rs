@@ -181,4 +181,3 @@ async fn slt_through_pgwire() {
     }
     assert!(failures.is_empty(), "{} file(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
-
