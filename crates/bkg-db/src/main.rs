@@ -19,8 +19,13 @@ fn main() {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     }
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bkg-db").build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bkg-db")
+        // Planning walks expression trees recursively; deep (but legal) SQL needs room.
+        .thread_stack_size(64 << 20)
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(bkg_db::server::serve(args)) {
         Ok(()) => std::process::exit(0),
         Err(e) => {

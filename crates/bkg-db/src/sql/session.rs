@@ -214,8 +214,17 @@ impl Session {
 
     /// Parses SQL text into statements (PostgreSQL dialect).
     pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
+        if sql.len() > SQL_TEXT_BYTES_MAX {
+            return Err(SqlError::new(
+                "54000",
+                format!("statement text of {} bytes exceeds the limit of {SQL_TEXT_BYTES_MAX}", sql.len()),
+            ));
+        }
         let stmts =
             Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(sql)?.parse_statements()?;
+        for s in &stmts {
+            check_depth(s)?;
+        }
         Ok(stmts)
     }
 
@@ -681,6 +690,45 @@ fn expr_setting_text(e: &ast::Expr) -> String {
         ast::Expr::Identifier(i) => i.value.clone(),
         other => other.to_string(),
     }
+}
+
+/// Longest SQL text accepted in one message.
+pub const SQL_TEXT_BYTES_MAX: usize = 16 << 20;
+/// Deepest expression nesting accepted (`a+b+c+...` chains count one level per operator).
+pub const EXPR_DEPTH_MAX: usize = 1500;
+
+/// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`]: planning walks them
+/// recursively, and the time it takes grows with the depth.
+fn check_depth(stmt: &Statement) -> SqlResult<()> {
+    struct Depth {
+        now: usize,
+        max: usize,
+    }
+    impl ast::Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
+            self.now += 1;
+            self.max = self.max.max(self.now);
+            if self.now > EXPR_DEPTH_MAX {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
+            self.now -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut d = Depth { now: 0, max: 0 };
+    if ast::Visit::visit(stmt, &mut d).is_break() {
+        return Err(SqlError::new(
+            "54001",
+            format!("statement is too deeply nested (expression depth over {EXPR_DEPTH_MAX})"),
+        )
+        .with_hint("Split long chains of operators, e.g. use IN (...) instead of many ORs."));
+    }
+    Ok(())
 }
 
 /// Parses a PostgreSQL duration setting (`0`, `500`, `5s`, `2min`, `100ms`) into milliseconds.

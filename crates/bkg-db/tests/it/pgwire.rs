@@ -153,3 +153,18 @@ async fn committed_rows_survive_kill_9() {
     let n: i64 = c.query_one("SELECT count(*) FROM k", &[]).await.unwrap().get(0);
     assert_eq!(n, 50);
 }
+
+#[tokio::test]
+async fn hostile_statements_get_errors_not_crashes() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    let deep = format!("SELECT 1{}", "+1".repeat(5000));
+    assert_eq!(code(&c.batch_execute(&deep).await.unwrap_err()), "54001");
+    let ors = format!("SELECT 1 WHERE 1=0{}", " OR 1=1".repeat(3000));
+    assert_eq!(code(&c.batch_execute(&ors).await.unwrap_err()), "54001");
+    let nested = format!("SELECT {}1{}", "(".repeat(1000), ")".repeat(1000));
+    assert_eq!(code(&c.batch_execute(&nested).await.unwrap_err()), "54001");
+    let moderate = format!("SELECT 1{}", "+1".repeat(500));
+    let v: i64 = c.query_one(moderate.as_str(), &[]).await.unwrap().get(0);
+    assert_eq!(v, 501);
+}
