@@ -161,6 +161,7 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
         }
         Some(cols)
     };
+    let mut do_update: Option<ast::DoUpdate> = None;
     let on_conflict = match &ins.on {
         None => OnConflict::Error,
         Some(ast::OnInsert::OnConflict(oc)) => {
@@ -199,8 +200,13 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
             };
             match &oc.action {
                 ast::OnConflictAction::DoNothing => OnConflict::Skip(index),
-                ast::OnConflictAction::DoUpdate(_) => {
-                    return Err(SqlError::unsupported("ON CONFLICT DO UPDATE"));
+                ast::OnConflictAction::DoUpdate(du) => {
+                    if index.is_none() {
+                        return Err(SqlError::new("42601", "ON CONFLICT DO UPDATE requires inference specification or constraint name")
+                            .with_hint("For example, ON CONFLICT (column_name)."));
+                    }
+                    do_update = Some(du.clone());
+                    OnConflict::Skip(index)
                 }
             }
         }
@@ -229,12 +235,106 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
             vec![row]
         }
     };
+    let alias = ins.table_alias.as_ref().map(|a| a.alias.to_string()).unwrap_or_else(|| name_ident(&name));
+    let proposed = if do_update.is_some() { rows.clone() } else { vec![] };
     let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
-    let n = outcome.inserted.len() as u64;
+    let mut written = outcome.inserted;
+    if let Some(du) = do_update
+        && !outcome.conflicts.is_empty()
+    {
+        let updated = upsert(session, &def, table, &alias, &du, &proposed, &outcome.conflicts, &written).await?;
+        written.extend(updated);
+    }
+    let n = written.len() as u64;
     match &ins.returning {
-        Some(items) => returning(&def, &outcome.inserted, items, "INSERT", &name_ident(&name)).await,
+        Some(items) => returning(&def, &written, items, "INSERT", &alias).await,
         None => Ok(Output::count("INSERT", n)),
     }
+}
+
+/// ON CONFLICT DO UPDATE: evaluates the SET list (and WHERE) over each conflicting existing row,
+/// with the proposed row as `excluded`, and updates the rows that pass.
+#[allow(clippy::too_many_arguments)]
+async fn upsert(
+    session: &mut Session,
+    def: &TableDef,
+    table: u64,
+    alias: &str,
+    du: &ast::DoUpdate,
+    proposed: &[Vec<Value>],
+    conflicts: &[(usize, u64, Row)],
+    inserted_now: &[(u64, Row)],
+) -> SqlResult<Vec<(u64, Row)>> {
+    let mine: HashSet<u64> = inserted_now.iter().map(|(r, _)| *r).collect();
+    let mut seen = HashSet::new();
+    for (_, rowid, _) in conflicts {
+        if mine.contains(rowid) || !seen.insert(*rowid) {
+            return Err(SqlError::new("21000", "ON CONFLICT DO UPDATE command cannot affect row a second time")
+                .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+        }
+    }
+    // Two in-memory tables: the existing rows (under the target's name) and `excluded`.
+    let live: Vec<(usize, &bkg_kernel::ColumnDef)> = def.live_columns().collect();
+    let mut fields: Vec<_> = live.iter().map(|(_, c)| c.data_type.arrow_field(&c.name, true)).collect();
+    fields.push(datafusion::arrow::datatypes::Field::new(ROWID_COLUMN, datafusion::arrow::datatypes::DataType::UInt64, false));
+    let existing_schema: SchemaRef = Arc::new(Schema::new(fields));
+    let mut positions: Vec<Option<usize>> = live.iter().map(|(p, _)| Some(*p)).collect();
+    positions.push(None);
+    let existing_rows: Vec<(u64, Row)> = conflicts.iter().map(|(_, r, row)| (*r, row.clone())).collect();
+    let existing = rows_to_batches(def, &existing_schema, &positions, &existing_rows)?;
+    // `excluded` rows carry the existing row id they collided with, to join on.
+    let excluded_rows: Vec<(u64, Row)> = conflicts.iter().map(|(i, r, _)| (*r, Row::from(proposed[*i].clone()))).collect();
+    let excluded = rows_to_batches(def, &existing_schema, &positions, &excluded_rows)?;
+    let ctx = SessionContext::new();
+    let target = alias.trim_matches('"').to_string();
+    ctx.register_table(
+        datafusion::common::TableReference::bare(target.clone()),
+        Arc::new(MemTable::try_new(existing_schema.clone(), vec![existing])?),
+    )?;
+    ctx.register_table("excluded", Arc::new(MemTable::try_new(existing_schema.clone(), vec![excluded])?))?;
+    let mut targets = Vec::new();
+    let mut exprs = Vec::new();
+    for a in &du.assignments {
+        let col = match &a.target {
+            ast::AssignmentTarget::ColumnName(n) => n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
+            ast::AssignmentTarget::Tuple(_) => return Err(SqlError::unsupported("tuple assignment in ON CONFLICT DO UPDATE")),
+        };
+        let pos = def.column_index(&col).ok_or_else(|| {
+            SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{col}\" of relation \"{}\" does not exist", def.name))
+        })?;
+        targets.push(pos);
+        exprs.push(format!("({})", a.value));
+    }
+    let quoted = format!("\"{}\"", target.replace('"', "\"\""));
+    let mut sql = format!("SELECT {quoted}.\"{ROWID_COLUMN}\"");
+    for e in &exprs {
+        sql.push_str(", ");
+        sql.push_str(e);
+    }
+    sql.push_str(&format!(" FROM {quoted} JOIN excluded ON {quoted}.\"{ROWID_COLUMN}\" = excluded.\"{ROWID_COLUMN}\""));
+    if let Some(w) = &du.selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut changes = Vec::new();
+    for b in &batches {
+        let ids = rowids(b)?;
+        let mut cols = Vec::with_capacity(targets.len());
+        for (i, &p) in targets.iter().enumerate() {
+            cols.push(column_values(b.column(i + 1), &def.columns[p].data_type, &def.columns[p].name)?);
+        }
+        for r in 0..b.num_rows() {
+            let id = ids.value(r);
+            let old = &conflicts.iter().find(|(_, x, _)| *x == id).expect("joined on it").2;
+            let mut row: Vec<Value> =
+                (0..def.columns.len()).map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone())).collect();
+            for (i, &p) in targets.iter().enumerate() {
+                row[p] = cols[i][r].clone();
+            }
+            changes.push((id, row));
+        }
+    }
+    session.with_txn(|t| Ok(t.update(table, changes)?))
 }
 
 fn name_ident(name: &ast::ObjectName) -> String {
