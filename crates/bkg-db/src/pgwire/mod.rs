@@ -22,14 +22,16 @@ use futures::stream;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -222,6 +224,15 @@ fn encode_rows(
 
 fn to_response(out: Output, format: &Format) -> Response {
     match out {
+        Output::CopyIn { columns } => Response::CopyIn(CopyResponse::new(0, columns, stream::empty())),
+        Output::CopyOut { schema, batches, opts } => match crate::sql::copy::encode_rows(&schema, &batches, &opts) {
+            Ok(lines) => {
+                let n = schema.fields().len();
+                let data = lines.into_iter().map(|l| Ok(CopyData::new(bytes::Bytes::from(l))));
+                Response::CopyOut(CopyResponse::new(0, n, stream::iter(data)))
+            }
+            Err(e) => Response::Error(Box::new(error_info(e))),
+        },
         Output::Rows { schema, batches, tag } => {
             let fields = Arc::new(fields_of(&schema, format));
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -332,7 +343,59 @@ impl ExtendedQueryHandler for ConnHandlers {
     }
 }
 
+#[async_trait]
+impl CopyHandler for ConnHandlers {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.lock().await.copy_data(&copy_data.data);
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        let mut session = self.session.lock().await;
+        let n = session.copy_done().await.map_err(user_error)?;
+        let status = if session.in_failed_transaction() {
+            pgwire::messages::response::TransactionStatus::Error
+        } else if session.in_transaction() {
+            pgwire::messages::response::TransactionStatus::Transaction
+        } else {
+            pgwire::messages::response::TransactionStatus::Idle
+        };
+        drop(session);
+        client.set_transaction_status(status);
+        client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(n as usize).into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        user_error(self.session.lock().await.copy_fail(&fail.message))
+    }
+}
+
 impl PgWireServerHandlers for ConnHandlers {
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(ConnHandlers {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+            server: self.server.clone(),
+        })
+    }
+
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::new(ConnHandlers {
             session: self.session.clone(),

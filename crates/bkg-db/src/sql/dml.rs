@@ -202,8 +202,11 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
                 ast::OnConflictAction::DoNothing => OnConflict::Skip(index),
                 ast::OnConflictAction::DoUpdate(du) => {
                     if index.is_none() {
-                        return Err(SqlError::new("42601", "ON CONFLICT DO UPDATE requires inference specification or constraint name")
-                            .with_hint("For example, ON CONFLICT (column_name)."));
+                        return Err(SqlError::new(
+                            "42601",
+                            "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                        )
+                        .with_hint("For example, ON CONFLICT (column_name)."));
                     }
                     do_update = Some(du.clone());
                     OnConflict::Skip(index)
@@ -276,14 +279,19 @@ async fn upsert(
     // Two in-memory tables: the existing rows (under the target's name) and `excluded`.
     let live: Vec<(usize, &bkg_kernel::ColumnDef)> = def.live_columns().collect();
     let mut fields: Vec<_> = live.iter().map(|(_, c)| c.data_type.arrow_field(&c.name, true)).collect();
-    fields.push(datafusion::arrow::datatypes::Field::new(ROWID_COLUMN, datafusion::arrow::datatypes::DataType::UInt64, false));
+    fields.push(datafusion::arrow::datatypes::Field::new(
+        ROWID_COLUMN,
+        datafusion::arrow::datatypes::DataType::UInt64,
+        false,
+    ));
     let existing_schema: SchemaRef = Arc::new(Schema::new(fields));
     let mut positions: Vec<Option<usize>> = live.iter().map(|(p, _)| Some(*p)).collect();
     positions.push(None);
     let existing_rows: Vec<(u64, Row)> = conflicts.iter().map(|(_, r, row)| (*r, row.clone())).collect();
     let existing = rows_to_batches(def, &existing_schema, &positions, &existing_rows)?;
     // `excluded` rows carry the existing row id they collided with, to join on.
-    let excluded_rows: Vec<(u64, Row)> = conflicts.iter().map(|(i, r, _)| (*r, Row::from(proposed[*i].clone()))).collect();
+    let excluded_rows: Vec<(u64, Row)> =
+        conflicts.iter().map(|(i, r, _)| (*r, Row::from(proposed[*i].clone()))).collect();
     let excluded = rows_to_batches(def, &existing_schema, &positions, &excluded_rows)?;
     let ctx = SessionContext::new();
     let target = alias.trim_matches('"').to_string();
@@ -296,11 +304,18 @@ async fn upsert(
     let mut exprs = Vec::new();
     for a in &du.assignments {
         let col = match &a.target {
-            ast::AssignmentTarget::ColumnName(n) => n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
-            ast::AssignmentTarget::Tuple(_) => return Err(SqlError::unsupported("tuple assignment in ON CONFLICT DO UPDATE")),
+            ast::AssignmentTarget::ColumnName(n) => {
+                n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
+            }
+            ast::AssignmentTarget::Tuple(_) => {
+                return Err(SqlError::unsupported("tuple assignment in ON CONFLICT DO UPDATE"));
+            }
         };
         let pos = def.column_index(&col).ok_or_else(|| {
-            SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{col}\" of relation \"{}\" does not exist", def.name))
+            SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{col}\" of relation \"{}\" does not exist", def.name),
+            )
         })?;
         targets.push(pos);
         exprs.push(format!("({})", a.value));
@@ -326,8 +341,9 @@ async fn upsert(
         for r in 0..b.num_rows() {
             let id = ids.value(r);
             let old = &conflicts.iter().find(|(_, x, _)| *x == id).expect("joined on it").2;
-            let mut row: Vec<Value> =
-                (0..def.columns.len()).map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone())).collect();
+            let mut row: Vec<Value> = (0..def.columns.len())
+                .map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone()))
+                .collect();
             for (i, &p) in targets.iter().enumerate() {
                 row[p] = cols[i][r].clone();
             }

@@ -81,8 +81,26 @@ pub enum TxnEvent {
 /// The result of one statement.
 #[derive(Debug)]
 pub enum Output {
-    Rows { schema: SchemaRef, batches: Vec<RecordBatch>, tag: String },
-    Command { tag: String, rows: Option<u64>, txn: Option<TxnEvent> },
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        tag: String,
+    },
+    Command {
+        tag: String,
+        rows: Option<u64>,
+        txn: Option<TxnEvent>,
+    },
+    /// COPY FROM STDIN started: the client sends data next.
+    CopyIn {
+        columns: usize,
+    },
+    /// COPY TO STDOUT: the rows to send.
+    CopyOut {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        opts: super::copy::CopyOptions,
+    },
 }
 
 impl Output {
@@ -102,6 +120,8 @@ impl Output {
             Output::Command { tag, rows: Some(n), .. } if tag == "INSERT" => format!("INSERT 0 {n}"),
             Output::Command { tag, rows: Some(n), .. } => format!("{tag} {n}"),
             Output::Command { tag, .. } => tag.clone(),
+            Output::CopyIn { .. } => "COPY".into(),
+            Output::CopyOut { batches, .. } => format!("COPY {}", batches.iter().map(|b| b.num_rows()).sum::<usize>()),
         }
     }
 }
@@ -117,6 +137,7 @@ pub struct Session {
     /// Inside a multi-statement simple query run as one implicit transaction.
     implicit_block: bool,
     failed: bool,
+    pub(crate) pending_copy: Option<super::copy::PendingCopy>,
     txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
 }
@@ -187,6 +208,7 @@ impl Session {
             explicit: false,
             implicit_block: false,
             failed: false,
+            pending_copy: None,
             txn_started: chrono::Utc::now(),
             vars,
         }
@@ -325,6 +347,7 @@ impl Session {
                 codes::IN_FAILED_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
+            Statement::Copy { .. } => self.copy(stmt).await,
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable),
             Statement::Reset(r) => {
@@ -616,6 +639,29 @@ impl Session {
     pub(crate) fn begin_internal(&mut self) {
         let iso = self.default_isolation();
         *self.txn.lock() = Some(self.engine.db.begin(iso));
+    }
+
+    /// Commits the transaction opened by [`begin_internal`](Self::begin_internal).
+    pub(crate) async fn commit_internal(&mut self) -> SqlResult<()> {
+        let txn = self.txn.lock().take();
+        if let Some(t) = txn {
+            t.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A statement of an explicit transaction starts (READ COMMITTED takes a new snapshot).
+    pub(crate) fn statement_start(&mut self) {
+        if let Some(t) = self.txn.lock().as_mut() {
+            t.statement_start();
+        }
+    }
+
+    /// An error inside an explicit transaction block fails the block.
+    pub(crate) fn mark_failed(&mut self) {
+        if self.explicit {
+            self.failed = true;
+        }
     }
 
     pub(crate) fn end_internal(&mut self) {

@@ -58,6 +58,9 @@ impl AsyncDB for EngineDb {
                     last = DBOutput::Rows { types: vec![DefaultColumnType::Any; schema.fields().len()], rows };
                 }
                 Output::Command { rows, .. } => last = DBOutput::StatementComplete(rows.unwrap_or(0)),
+                Output::CopyIn { .. } | Output::CopyOut { .. } => {
+                    return Err(TestError("COPY needs a client that sends or reads data".into()));
+                }
             }
         }
         Ok(last)

@@ -1,0 +1,505 @@
+//! COPY FROM STDIN and COPY TO STDOUT, text and CSV formats.
+//!
+//! COPY FROM collects the client's data (up to [`COPY_IN_BYTES_MAX`]), parses it into text fields
+//! and inserts them through the same path as INSERT (casts, defaults, constraints), in the
+//! session's transaction. COPY TO runs the query and encodes its rows.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::sql::sqlparser::ast::{self, Statement};
+
+use super::ddl::{ident_name, resolve_table};
+use super::session::{Output, Session};
+use crate::error::{SqlError, SqlResult, codes};
+
+/// Most bytes one COPY FROM STDIN may send.
+pub const COPY_IN_BYTES_MAX: usize = 1 << 30;
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    pub csv: bool,
+    pub delimiter: u8,
+    pub null: String,
+    pub header: bool,
+    pub quote: u8,
+    pub escape: u8,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions { csv: false, delimiter: b'\t', null: "\\N".into(), header: false, quote: b'"', escape: b'"' }
+    }
+}
+
+fn options(opts: &[ast::CopyOption], legacy: &[ast::CopyLegacyOption]) -> SqlResult<CopyOptions> {
+    let mut o = CopyOptions::default();
+    let mut null = None;
+    let mut delim = None;
+    let mut escape = None;
+    for opt in opts {
+        match opt {
+            ast::CopyOption::Format(f) => match f.value.to_lowercase().as_str() {
+                "csv" => o.csv = true,
+                "text" => o.csv = false,
+                "binary" => return Err(SqlError::unsupported("COPY in binary format")),
+                other => {
+                    return Err(SqlError::new(
+                        codes::INVALID_PARAMETER_VALUE,
+                        format!("COPY format \"{other}\" not recognized"),
+                    ));
+                }
+            },
+            ast::CopyOption::Freeze(_) | ast::CopyOption::Encoding(_) => {}
+            ast::CopyOption::Delimiter(c) => delim = Some(*c),
+            ast::CopyOption::Null(n) => null = Some(n.clone()),
+            ast::CopyOption::Header(h) => o.header = *h,
+            ast::CopyOption::Quote(c) => o.quote = *c as u8,
+            ast::CopyOption::Escape(c) => escape = Some(*c as u8),
+            other => return Err(SqlError::unsupported(format!("COPY option {other}"))),
+        }
+    }
+    for opt in legacy {
+        match opt {
+            ast::CopyLegacyOption::Csv(csv) => {
+                o.csv = true;
+                for c in csv {
+                    match c {
+                        ast::CopyLegacyCsvOption::Header => o.header = true,
+                        ast::CopyLegacyCsvOption::Quote(q) => o.quote = *q as u8,
+                        ast::CopyLegacyCsvOption::Escape(e) => escape = Some(*e as u8),
+                        other => return Err(SqlError::unsupported(format!("COPY option {other}"))),
+                    }
+                }
+            }
+            ast::CopyLegacyOption::Delimiter(c) => delim = Some(*c),
+            ast::CopyLegacyOption::Null(n) => null = Some(n.clone()),
+            ast::CopyLegacyOption::Binary => return Err(SqlError::unsupported("COPY in binary format")),
+            other => return Err(SqlError::unsupported(format!("COPY option {other}"))),
+        }
+    }
+    if o.csv {
+        o.delimiter = b',';
+        o.null = String::new();
+    }
+    if let Some(d) = delim {
+        if !d.is_ascii() || d == '\n' || d == '\r' {
+            return Err(SqlError::new(
+                codes::INVALID_PARAMETER_VALUE,
+                "COPY delimiter must be a single one-byte character",
+            ));
+        }
+        o.delimiter = d as u8;
+    }
+    if let Some(n) = null {
+        o.null = n;
+    }
+    o.escape = escape.unwrap_or(o.quote);
+    Ok(o)
+}
+
+/// A COPY FROM STDIN waiting for its data.
+#[derive(Debug)]
+pub struct PendingCopy {
+    pub table: u64,
+    pub target: Vec<usize>,
+    pub opts: CopyOptions,
+    pub data: Vec<u8>,
+    pub overflow: bool,
+}
+
+impl Session {
+    /// Starts a COPY: for FROM STDIN returns [`Output::CopyIn`] and waits for data; for TO STDOUT
+    /// runs the query and returns [`Output::CopyOut`].
+    pub(crate) async fn copy(&mut self, stmt: Statement) -> SqlResult<Output> {
+        let Statement::Copy { source, to, target, options: opts, legacy_options, .. } = stmt else {
+            return Err(SqlError::internal("not a COPY"));
+        };
+        let o = options(&opts, &legacy_options)?;
+        match (to, &target) {
+            (false, ast::CopyTarget::Stdin) => {
+                let ast::CopySource::Table { table_name, columns } = source else {
+                    return Err(SqlError::syntax("COPY FROM needs a table"));
+                };
+                let had_txn = self.with_txn(|_| Ok(())).is_ok();
+                if !had_txn {
+                    self.begin_internal();
+                }
+                self.sync_view();
+                let resolved = resolve_table(self, &table_name)
+                    .and_then(|t| Ok((t, self.with_txn(|x| Ok(x.catalog().table(t).cloned()))?)));
+                if !had_txn {
+                    self.end_internal();
+                }
+                let (table, def) = resolved?;
+                let def = def.ok_or_else(|| SqlError::internal("table vanished"))?;
+                let target = if columns.is_empty() {
+                    def.live_columns().map(|(p, _)| p).collect()
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| {
+                            let n = ident_name(c);
+                            def.column_index(&n).ok_or_else(|| {
+                                SqlError::new(
+                                    codes::UNDEFINED_COLUMN,
+                                    format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
+                                )
+                            })
+                        })
+                        .collect::<SqlResult<Vec<_>>>()?
+                };
+                let n = target.len();
+                self.pending_copy = Some(PendingCopy { table, target, opts: o, data: Vec::new(), overflow: false });
+                Ok(Output::CopyIn { columns: n })
+            }
+            (true, ast::CopyTarget::Stdout) => {
+                let query = match source {
+                    ast::CopySource::Query(q) => Statement::Query(q),
+                    ast::CopySource::Table { table_name, columns } => {
+                        let cols = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                        };
+                        Session::parse(&format!("SELECT {cols} FROM {table_name}"))?.remove(0)
+                    }
+                };
+                match Box::pin(self.execute_statement(query)).await? {
+                    Output::Rows { schema, batches, .. } => Ok(Output::CopyOut { schema, batches, opts: o }),
+                    _ => Err(SqlError::internal("COPY query returned no rows")),
+                }
+            }
+            (_, ast::CopyTarget::File { .. } | ast::CopyTarget::Program { .. }) => Err(SqlError::new(
+                codes::INSUFFICIENT_PRIVILEGE,
+                "COPY to or from a server file or program is not allowed",
+            )
+            .with_hint("Use COPY ... FROM STDIN / TO STDOUT (psql's \\copy).")),
+            _ => Err(SqlError::syntax("COPY FROM STDOUT / TO STDIN is not valid")),
+        }
+    }
+
+    /// Adds client data to the COPY in progress.
+    pub fn copy_data(&mut self, data: &[u8]) {
+        if let Some(p) = self.pending_copy.as_mut() {
+            if p.data.len() + data.len() > COPY_IN_BYTES_MAX {
+                p.overflow = true;
+                p.data = Vec::new();
+            } else if !p.overflow {
+                p.data.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// Abandons the COPY in progress (client sent CopyFail).
+    pub fn copy_fail(&mut self, reason: &str) -> SqlError {
+        self.pending_copy = None;
+        self.mark_failed();
+        SqlError::new(codes::QUERY_CANCELED, format!("COPY from stdin failed: {reason}"))
+    }
+
+    /// Parses and inserts the data of the COPY in progress; returns the row count.
+    pub async fn copy_done(&mut self) -> SqlResult<u64> {
+        let p =
+            self.pending_copy.take().ok_or_else(|| SqlError::new(codes::PROTOCOL_VIOLATION, "no COPY in progress"))?;
+        let r = self.copy_in_rows(p).await;
+        if r.is_err() {
+            self.mark_failed();
+        }
+        r
+    }
+
+    async fn copy_in_rows(&mut self, p: PendingCopy) -> SqlResult<u64> {
+        if p.overflow {
+            return Err(SqlError::new("54000", format!("COPY data exceeds the limit of {COPY_IN_BYTES_MAX} bytes")));
+        }
+        let rows = if p.opts.csv {
+            parse_csv(&p.data, &p.opts, p.target.len())?
+        } else {
+            parse_text(&p.data, &p.opts, p.target.len())?
+        };
+        let n = rows.len() as u64;
+        let fields: Vec<Field> =
+            (0..p.target.len()).map(|i| Field::new(format!("c{i}"), ArrowType::Utf8, true)).collect();
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let mut batches = Vec::new();
+        for chunk in rows.chunks(8192) {
+            let cols: Vec<ArrayRef> = (0..p.target.len())
+                .map(|c| Arc::new(chunk.iter().map(|r| r[c].as_deref()).collect::<StringArray>()) as ArrayRef)
+                .collect();
+            batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+        }
+        let implicit = !self.in_transaction();
+        if implicit {
+            self.begin_internal();
+        } else {
+            self.statement_start();
+        }
+        self.sync_view();
+        let r = super::dml::insert_batches(self, p.table, Some(p.target), &batches).await;
+        match (r, implicit) {
+            (Ok(_), true) => self.commit_internal().await?,
+            (Ok(_), false) => {}
+            (Err(e), true) => {
+                self.end_internal();
+                return Err(e);
+            }
+            (Err(e), false) => return Err(e),
+        }
+        Ok(n)
+    }
+}
+
+fn field_count_error(line: usize, got: usize, want: usize) -> SqlError {
+    if got > want {
+        SqlError::new("22P04", format!("extra data after last expected column (line {line})"))
+    } else {
+        SqlError::new("22P04", format!("missing data for column {} (line {line})", got + 1))
+    }
+}
+
+/// PostgreSQL text format: delimiter-separated, `\N` (or the NULL string) for NULL, backslash escapes.
+pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Vec<Option<String>>>> {
+    let text =
+        std::str::from_utf8(data).map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line == "\\." {
+            break;
+        }
+        if line.is_empty() && i + 1 == text.split('\n').count() {
+            continue;
+        }
+        if o.header && i == 0 {
+            continue;
+        }
+        let mut row = Vec::with_capacity(ncols);
+        for raw in line.split(o.delimiter as char) {
+            if raw == o.null {
+                row.push(None);
+                continue;
+            }
+            let mut out = String::with_capacity(raw.len());
+            let mut chars = raw.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('t') => out.push('\t'),
+                    Some('n') => out.push('\n'),
+                    Some('r') => out.push('\r'),
+                    Some('b') => out.push('\u{8}'),
+                    Some('f') => out.push('\u{c}'),
+                    Some('v') => out.push('\u{b}'),
+                    Some('x') => {
+                        let mut v = 0u32;
+                        for _ in 0..2 {
+                            match chars.peek().and_then(|c| c.to_digit(16)) {
+                                Some(d) => {
+                                    v = v * 16 + d;
+                                    chars.next();
+                                }
+                                None => break,
+                            }
+                        }
+                        out.push(char::from_u32(v).unwrap_or('?'));
+                    }
+                    Some(d @ '0'..='7') => {
+                        let mut v = d.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            match chars.peek().and_then(|c| c.to_digit(8)) {
+                                Some(x) => {
+                                    v = v * 8 + x;
+                                    chars.next();
+                                }
+                                None => break,
+                            }
+                        }
+                        out.push(char::from_u32(v).unwrap_or('?'));
+                    }
+                    Some(other) => out.push(other),
+                    None => {}
+                }
+            }
+            row.push(Some(out));
+        }
+        if row.len() != ncols {
+            return Err(field_count_error(i + 1, row.len(), ncols));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// CSV: quoted fields may hold delimiters, quotes (doubled) and newlines; an unquoted field equal
+/// to the NULL string (empty by default) is NULL, a quoted empty string is an empty string.
+pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Vec<Option<String>>>> {
+    let mut rows = Vec::new();
+    let mut row: Vec<Option<String>> = Vec::new();
+    let mut field: Vec<u8> = Vec::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut line = 1usize;
+    let mut i = 0;
+    let mut at_line_start = true;
+    let finish_field = |field: &mut Vec<u8>, was_quoted: bool, row: &mut Vec<Option<String>>| -> SqlResult<()> {
+        let s = String::from_utf8(std::mem::take(field))
+            .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+        row.push(if !was_quoted && s == o.null { None } else { Some(s) });
+        Ok(())
+    };
+    while i < data.len() {
+        let b = data[i];
+        if quoted {
+            if b == o.escape && o.escape != o.quote && data.get(i + 1) == Some(&o.quote) {
+                field.push(o.quote);
+                i += 2;
+                continue;
+            }
+            if b == o.quote {
+                if o.escape == o.quote && data.get(i + 1) == Some(&o.quote) {
+                    field.push(o.quote);
+                    i += 2;
+                    continue;
+                }
+                quoted = false;
+                i += 1;
+                continue;
+            }
+            if b == b'\n' {
+                line += 1;
+            }
+            field.push(b);
+            i += 1;
+            continue;
+        }
+        if at_line_start && data[i..].starts_with(b"\\.") && matches!(data.get(i + 2), None | Some(b'\n') | Some(b'\r'))
+        {
+            break;
+        }
+        at_line_start = false;
+        match b {
+            _ if b == o.quote => {
+                quoted = true;
+                was_quoted = true;
+            }
+            _ if b == o.delimiter => {
+                finish_field(&mut field, was_quoted, &mut row)?;
+                was_quoted = false;
+            }
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {}
+            b'\n' => {
+                finish_field(&mut field, was_quoted, &mut row)?;
+                was_quoted = false;
+                if !(o.header && line == 1) {
+                    if row.len() != ncols {
+                        return Err(field_count_error(line, row.len(), ncols));
+                    }
+                    rows.push(std::mem::take(&mut row));
+                }
+                row.clear();
+                line += 1;
+                at_line_start = true;
+            }
+            _ => field.push(b),
+        }
+        i += 1;
+    }
+    if quoted {
+        return Err(SqlError::new("22P04", "unterminated CSV quoted field"));
+    }
+    if !field.is_empty() || was_quoted || !row.is_empty() {
+        finish_field(&mut field, was_quoted, &mut row)?;
+        if !(o.header && line == 1) {
+            if row.len() != ncols {
+                return Err(field_count_error(line, row.len(), ncols));
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn escape_text(s: &str, delim: u8, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' if delim == b'\t' => out.push_str("\\t"),
+            c if c as u32 == delim as u32 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Encodes the rows of a COPY TO as lines of text or CSV.
+pub fn encode_rows(schema: &SchemaRef, batches: &[RecordBatch], o: &CopyOptions) -> SqlResult<Vec<String>> {
+    let mut out = Vec::new();
+    let delim = o.delimiter as char;
+    let q = o.quote as char;
+    let csv_field = |s: &str| -> String {
+        let needs =
+            s.is_empty() || s == o.null || s.contains(delim) || s.contains(q) || s.contains('\n') || s.contains('\r');
+        if needs { format!("{q}{}{q}", s.replace(q, &format!("{}{q}", o.escape as char))) } else { s.to_string() }
+    };
+    let mut header = if o.header && o.csv {
+        Some(schema.fields().iter().map(|f| csv_field(f.name())).collect::<Vec<_>>().join(&delim.to_string()) + "\n")
+    } else if o.header {
+        Some(schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>().join(&delim.to_string()) + "\n")
+    } else {
+        None
+    };
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let mut line = header.take().unwrap_or_default();
+            for (c, col) in b.columns().iter().enumerate() {
+                if c > 0 {
+                    line.push(delim);
+                }
+                match crate::pgwire::encode::text_value(col.as_ref(), r)? {
+                    None => line.push_str(&o.null),
+                    Some(s) if o.csv => line.push_str(&csv_field(&s)),
+                    Some(s) => escape_text(&s, o.delimiter, &mut line),
+                }
+            }
+            line.push('\n');
+            out.push(line);
+        }
+    }
+    if let Some(h) = header {
+        out.push(h);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_parses_nulls_and_escapes() {
+        let o = CopyOptions::default();
+        let rows = parse_text(b"1\ta\\tb\t\\N\n2\tx\\\\y\t\\101\n\\.\n", &o, 3).unwrap();
+        assert_eq!(rows[0], vec![Some("1".into()), Some("a\tb".into()), None]);
+        assert_eq!(rows[1], vec![Some("2".into()), Some("x\\y".into()), Some("A".into())]);
+        assert_eq!(parse_text(b"1\t2\n", &o, 3).unwrap_err().code, "22P04");
+    }
+
+    #[test]
+    fn csv_parses_quotes_newlines_and_nulls() {
+        let o =
+            CopyOptions { csv: true, delimiter: b',', null: String::new(), header: true, quote: b'"', escape: b'"' };
+        let rows = parse_csv(b"id,name,note\n1,\"a,b\",\n2,\"say \"\"hi\"\"\nthere\",\"\"\n", &o, 3).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], vec![Some("1".into()), Some("a,b".into()), None]);
+        assert_eq!(rows[1], vec![Some("2".into()), Some("say \"hi\"\nthere".into()), Some("".into())]);
+    }
+}

@@ -1,0 +1,94 @@
+//! The real psql client (Debian postgresql-client) against a started server: a round trip,
+//! COPY in both directions, and errors shown with their SQLSTATE.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::server::{PASSWORD, TestServer};
+
+fn psql(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
+        .arg(server.pg_port.to_string())
+        .args(args)
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql is installed (make test-deps installs postgresql-client)");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn psql_round_trip_copy_and_errors() {
+    let server = TestServer::start();
+    let script = "\\set ON_ERROR_STOP 1
+CREATE TABLE people (id bigint PRIMARY KEY, name text NOT NULL, born date, score double precision);
+INSERT INTO people VALUES (1, 'Ada', '1815-12-10', 9.5), (2, 'Alan', '1912-06-23', NULL);
+UPDATE people SET score = 7.25 WHERE id = 2;
+COPY people FROM STDIN;
+3\tGrace\t1906-12-09\t8
+4\tTab\\there\t\\N\t\\N
+\\.
+COPY people (id, name) FROM STDIN WITH (FORMAT csv, HEADER true);
+id,name
+5,\"Smith, \"\"Kay\"\"\"
+\\.
+DELETE FROM people WHERE id = 1;
+SELECT id, name, born, score FROM people ORDER BY id;
+";
+    let (ok, out, err) = psql(&server, &[], script);
+    assert!(ok, "psql failed: {err}");
+    assert_eq!(
+        out.trim(),
+        "2|Alan|1912-06-23|7.25\n3|Grace|1906-12-09|8\n4|Tab\there||\n5|Smith, \"Kay\"||",
+        "stderr: {err}"
+    );
+    // COPY TO STDOUT in text and CSV.
+    let (ok, out, err) =
+        psql(&server, &["-c", "COPY (SELECT id, name, score FROM people WHERE id >= 4 ORDER BY id) TO STDOUT"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out, "4\tTab\\there\t\\N\n5\tSmith, \"Kay\"\t\\N\n");
+    let (ok, out, err) = psql(&server, &["-c", "COPY people (id, name) TO STDOUT WITH (FORMAT csv, HEADER)"], "");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("id,name\n"), "{out}");
+    assert!(out.contains("5,\"Smith, \"\"Kay\"\"\"\n"), "{out}");
+    // psql's own \copy goes through COPY FROM STDIN.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("more.csv");
+    std::fs::write(&file, "10,ten\n11,eleven\n").unwrap();
+    let (ok, _, err) =
+        psql(&server, &["-c", &format!("\\copy people (id, name) FROM '{}' WITH (FORMAT csv)", file.display())], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = psql(&server, &["-c", "SELECT count(*) FROM people"], "");
+    assert_eq!(out.trim(), "6");
+    // A bad row fails the whole COPY and inserts nothing.
+    let (ok, _, err) = psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=1"],
+        "COPY people (id, name) FROM STDIN;\n20\ttwenty\nnot-a-number\tx\n\\.\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("ERROR"), "{err}");
+    let (_, out, _) = psql(&server, &["-c", "SELECT count(*) FROM people WHERE id = 20"], "");
+    assert_eq!(out.trim(), "0");
+    // Errors carry their SQLSTATE (VERBOSITY verbose prints it).
+    let (ok, _, err) = psql(&server, &["-v", "VERBOSITY=verbose", "-c", "INSERT INTO people VALUES (2, 'dup')"], "");
+    assert!(!ok);
+    assert!(err.contains("23505"), "{err}");
+    let (ok, _, err) = psql(&server, &["-v", "VERBOSITY=verbose", "-c", "SELEC 1"], "");
+    assert!(!ok);
+    assert!(err.contains("42601"), "{err}");
+    // COPY to a server file is refused.
+    let (ok, _, err) = psql(&server, &["-v", "VERBOSITY=verbose", "-c", "COPY people TO '/tmp/x'"], "");
+    assert!(!ok);
+    assert!(err.contains("42501"), "{err}");
+}
