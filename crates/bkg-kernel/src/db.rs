@@ -954,7 +954,15 @@ impl Transaction {
             let Some(_) = self.delete_one(table, old, store.as_deref())? else {
                 continue;
             };
-            if let Some((index_id, _, _, _)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
+            if let Some((index_id, _, _, visible)) = self.find_conflict(&def, store.as_deref(), &row, None)? {
+                if !visible {
+                    // A transaction that committed after our snapshot wrote this key, typically
+                    // by updating the same row: a write-write conflict, not a duplicate.
+                    self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::SerializationFailure {
+                        detail: "the key was changed by a transaction that committed after this one started".into(),
+                    });
+                }
                 return Err(Self::unique_violation(&def, index_id, &row));
             }
             let rowid = self.shared.next_rowid.fetch_add(1, Ordering::Relaxed);

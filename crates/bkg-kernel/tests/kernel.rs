@@ -466,3 +466,17 @@ fn model_random_transactions_and_restarts() {
         assert_eq!(seen, model, "step {step}");
     }
 }
+
+#[test]
+fn concurrent_update_of_the_same_key_is_a_serialization_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, 1, 0);
+    // b reads the row before a's update is installed, then updates after a committed.
+    let mut b = db.begin(RR);
+    let (rb, _) = kv_get(&b, t, 1).unwrap();
+    put(&db, t, 1, 10);
+    let err = b.update(t, vec![(rb, kv_row(1, 20, "b"))]).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SerializationFailure, "{err}");
+}

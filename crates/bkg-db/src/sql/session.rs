@@ -242,8 +242,17 @@ impl Session {
                 format!("statement text of {} bytes exceeds the limit of {SQL_TEXT_BYTES_MAX}", sql.len()),
             ));
         }
-        let stmts =
-            Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(sql)?.parse_statements()?;
+        let parse = |text: &str| {
+            Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(text)?.parse_statements()
+        };
+        let stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => match compat_rewrite(sql) {
+                // Forms the parser does not know but clients send (pgbench, pg_dump).
+                Some(rewritten) => parse(&rewritten).map_err(|_| e)?,
+                None => return Err(e.into()),
+            },
+        };
         for s in &stmts {
             check_depth(s)?;
         }
@@ -736,6 +745,26 @@ fn expr_setting_text(e: &ast::Expr) -> String {
         ast::Expr::Identifier(i) => i.value.clone(),
         other => other.to_string(),
     }
+}
+
+/// Rewrites statement forms PostgreSQL accepts that the parser does not, keeping their meaning:
+/// `COPY ... WITH (FREEZE ON)` and `VACUUM ANALYZE t` / `VACUUM (options) t`.
+fn compat_rewrite(sql: &str) -> Option<String> {
+    static FREEZE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\bfreeze\s+(on|off)\b").expect("valid regex"));
+    static VACUUM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)^\s*vacuum\s+(\([^)]*\)\s*|(full|freeze|verbose|analyze)\s+)*").expect("valid regex")
+    });
+    let mut out = FREEZE
+        .replace_all(
+            sql,
+            |c: &regex::Captures| if c[1].eq_ignore_ascii_case("on") { "freeze true" } else { "freeze false" },
+        )
+        .into_owned();
+    if VACUUM.is_match(&out) {
+        out = VACUUM.replace(&out, "VACUUM ").into_owned();
+    }
+    (out != sql).then_some(out)
 }
 
 /// Longest SQL text accepted in one message.

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::server::{PASSWORD, TestServer};
 
-fn psql(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String, String) {
+pub fn psql(server: &TestServer, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
         .arg(server.pg_port.to_string())
