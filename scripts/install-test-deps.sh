@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what `make test` drives on a fresh Debian machine: psql (postgresql-client), curl and
-# cargo-nextest. Safe to run again: it only installs what is missing.
+# Installs what `make test` drives on a fresh Debian machine: psql (postgresql-client), pgbench
+# (postgresql, the server package, which the benchmarks also need), curl and cargo-nextest. Safe to run again: it only installs what is missing.
 set -euo pipefail
 need=()
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v pgbench >/dev/null || need+=(postgresql)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
