@@ -9,6 +9,7 @@ pub mod copy;
 pub mod ddl;
 pub mod describe;
 pub mod dml;
+pub mod pg_catalog;
 pub mod provider;
 pub mod session;
 pub mod types;

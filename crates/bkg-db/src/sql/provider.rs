@@ -87,11 +87,13 @@ struct BkgCatalog {
 
 impl CatalogProvider for BkgCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.view.get().schemas.keys().cloned().collect()
+        let mut names: Vec<String> = self.view.get().schemas.keys().cloned().collect();
+        names.push(super::pg_catalog::PG_CATALOG.to_string());
+        names
     }
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let cat = self.view.get();
-        if name == DML_SCHEMA || cat.schemas.contains_key(name) {
+        if name == DML_SCHEMA || name == super::pg_catalog::PG_CATALOG || cat.schemas.contains_key(name) {
             Some(Arc::new(BkgSchema { name: name.to_string(), view: self.view.clone(), db: self.db.clone() }))
         } else {
             None
@@ -109,6 +111,9 @@ struct BkgSchema {
 #[async_trait]
 impl SchemaProvider for BkgSchema {
     fn table_names(&self) -> Vec<String> {
+        if self.name == super::pg_catalog::PG_CATALOG {
+            return super::pg_catalog::TABLES.iter().map(|t| t.to_string()).collect();
+        }
         let cat = self.view.get();
         let mut names: Vec<String> =
             cat.tables.values().filter(|t| t.schema == self.name).map(|t| t.name.clone()).collect();
@@ -118,6 +123,9 @@ impl SchemaProvider for BkgSchema {
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
         let cat = self.view.get();
+        if self.name == super::pg_catalog::PG_CATALOG {
+            return super::pg_catalog::build(&cat, name);
+        }
         if self.name == DML_SCHEMA {
             let id = name.strip_prefix('t').and_then(|s| s.parse::<u64>().ok());
             return Ok(id.and_then(|id| cat.table(id)).map(|def| Arc::new(MvccTable::new(def.clone(), true)) as _));
@@ -135,12 +143,15 @@ impl SchemaProvider for BkgSchema {
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(v.sql.clone())))));
         }
         let _ = &self.db;
-        Ok(None)
+        // As in PostgreSQL, pg_catalog is searched for unqualified names too.
+        super::pg_catalog::build(&cat, name)
     }
 
     fn table_exist(&self, name: &str) -> bool {
         let cat = self.view.get();
-        cat.find_table(&self.name, name).is_some() || cat.find_view(&self.name, name).is_some()
+        cat.find_table(&self.name, name).is_some()
+            || cat.find_view(&self.name, name).is_some()
+            || (self.name == super::pg_catalog::PG_CATALOG && super::pg_catalog::TABLES.contains(&name))
     }
 }
 

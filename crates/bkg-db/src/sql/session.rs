@@ -138,6 +138,7 @@ pub struct Session {
     implicit_block: bool,
     failed: bool,
     pub(crate) pending_copy: Option<super::copy::PendingCopy>,
+    info: Arc<super::pg_catalog::SessionInfo>,
     txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
 }
@@ -199,6 +200,16 @@ impl Session {
             .with_catalog_list(Arc::new(BkgCatalogList { view: view.clone(), db: engine.db.clone() }))
             .build();
         let vars = default_vars(&engine);
+        static NEXT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
+        let info = Arc::new(super::pg_catalog::SessionInfo {
+            user: user.to_string(),
+            schema: parking_lot::RwLock::new("public".into()),
+            backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        });
+        let mut state = state;
+        for f in super::pg_catalog::functions(view.clone(), info.clone(), &engine.config.server_version) {
+            let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f));
+        }
         Session {
             engine,
             user: user.to_string(),
@@ -209,6 +220,7 @@ impl Session {
             implicit_block: false,
             failed: false,
             pending_copy: None,
+            info,
             txn_started: chrono::Utc::now(),
             vars,
         }
@@ -576,7 +588,13 @@ impl Session {
             .map(|s| s.trim().trim_matches('"').to_string())
             .find(|s| catalog.schemas.contains_key(s))
             .unwrap_or_else(|| "public".into());
+        *self.info.schema.write() = first.clone();
         self.state.config_mut().options_mut().catalog.default_schema = first;
+    }
+
+    /// The catalog the session plans against now.
+    pub fn catalog_view(&self) -> Arc<bkg_kernel::Catalog> {
+        self.view.get()
     }
 
     /// The schema unqualified names resolve to.
@@ -707,8 +725,9 @@ impl Session {
     }
 
     /// Plans and runs a query through DataFusion.
-    pub async fn query(&mut self, stmt: Statement) -> SqlResult<Output> {
+    pub async fn query(&mut self, mut stmt: Statement) -> SqlResult<Output> {
         self.sync_view();
+        super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema());
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         SQLOptions::new()

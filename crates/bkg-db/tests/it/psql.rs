@@ -92,3 +92,42 @@ SELECT id, name, born, score FROM people ORDER BY id;
     assert!(!ok);
     assert!(err.contains("42501"), "{err}");
 }
+
+#[test]
+fn psql_meta_commands_list_objects() {
+    let server = TestServer::start();
+    let (ok, _, err) = psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE SCHEMA extra; CREATE TABLE items (id bigint PRIMARY KEY, name varchar(20) NOT NULL);
+         CREATE UNIQUE INDEX items_name ON items (name); CREATE VIEW item_ids AS SELECT id FROM items;
+         CREATE TABLE extra.hidden (x int);",
+    );
+    assert!(ok, "{err}");
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("\\dt", &["public|items|table|postgres"], &["hidden", "item_ids"]),
+        ("\\dn", &["extra|postgres", "public|postgres"], &["pg_catalog"]),
+        ("\\l", &["postgres|postgres|UTF8"], &[]),
+        ("\\di", &["public|items_name|index|postgres|items", "public|items_pkey|index|postgres|items"], &[]),
+        ("\\dv", &["public|item_ids|view|postgres"], &["|items|"]),
+        ("\\d", &["public|item_ids|view|postgres", "public|items|table|postgres"], &[]),
+        ("\\df", &[], &["ERROR"]),
+        ("SELECT current_user, current_database(), current_schema()", &["postgres|postgres|public"], &[]),
+    ];
+    for (cmd, must, must_not) in cases {
+        let (ok, out, err) = psql(&server, &["-c", cmd], "");
+        assert!(ok, "{cmd}: {err}");
+        for m in *must {
+            assert!(out.lines().any(|l| l == *m || l.starts_with(&format!("{m}|"))), "{cmd}: missing {m:?} in\n{out}");
+        }
+        for m in *must_not {
+            assert!(!out.contains(m) && !err.contains(m), "{cmd}: unexpected {m:?} in\n{out}{err}");
+        }
+    }
+    // The new table shows up at once, created from another connection.
+    psql(&server, &["-c", "CREATE TABLE later (id int)"], "");
+    let (_, out, _) = psql(&server, &["-c", "\\dt"], "");
+    assert!(out.contains("public|later|table|postgres"), "{out}");
+    let (_, out, _) = psql(&server, &["-c", "SELECT version()"], "");
+    assert!(out.starts_with("PostgreSQL "), "{out}");
+}

@@ -1,0 +1,1040 @@
+//! Enough of PostgreSQL's `pg_catalog` for clients: psql's backslash commands, driver metadata
+//! queries, pgbench's checks. Tables are computed from the statement's catalog when a query names
+//! them; functions (`pg_get_userbyid`, `format_type`, `pg_get_indexdef`, `version`, ...) are
+//! registered per session; a rewrite strips `pg_catalog.` qualifiers, `OPERATOR(pg_catalog.~)`,
+//! `COLLATE` and `::regclass`-style casts that the planner does not know.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bkg_kernel::{Catalog, DataType, Value};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType as A, Field, Int16Type, Schema, SchemaRef};
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
+use parking_lot::RwLock;
+
+use super::provider::CatalogView;
+
+pub const PG_CATALOG: &str = "pg_catalog";
+const NS_PG_CATALOG: i64 = 11;
+const NS_INFORMATION_SCHEMA: i64 = 13_000;
+const SUPERUSER_OID: i64 = 10;
+
+/// Built-in types: (oid, name, len, array oid, category).
+pub const TYPES: &[(i64, &str, i16, i64, &str)] = &[
+    (16, "bool", 1, 1000, "B"),
+    (17, "bytea", -1, 1001, "U"),
+    (18, "char", 1, 1002, "S"),
+    (19, "name", 64, 1003, "S"),
+    (20, "int8", 8, 1016, "N"),
+    (21, "int2", 2, 1005, "N"),
+    (23, "int4", 4, 1007, "N"),
+    (25, "text", -1, 1009, "S"),
+    (26, "oid", 4, 1028, "N"),
+    (114, "json", -1, 199, "U"),
+    (700, "float4", 4, 1021, "N"),
+    (701, "float8", 8, 1022, "N"),
+    (705, "unknown", -2, 0, "X"),
+    (1042, "bpchar", -1, 1014, "S"),
+    (1043, "varchar", -1, 1015, "S"),
+    (1082, "date", 4, 1182, "D"),
+    (1083, "time", 8, 1183, "D"),
+    (1114, "timestamp", 8, 1115, "D"),
+    (1184, "timestamptz", 8, 1185, "D"),
+    (1186, "interval", 16, 1187, "T"),
+    (1700, "numeric", -1, 1231, "N"),
+    (2950, "uuid", 16, 2951, "U"),
+    (3802, "jsonb", -1, 3807, "U"),
+];
+
+/// Type oid and typmod of a column type.
+pub fn type_oid(dt: &DataType) -> (i64, i32) {
+    match dt {
+        DataType::Bool => (16, -1),
+        DataType::Int16 => (21, -1),
+        DataType::Int32 => (23, -1),
+        DataType::Int64 => (20, -1),
+        DataType::Float32 => (700, -1),
+        DataType::Float64 => (701, -1),
+        DataType::Numeric { precision, scale } => (1700, ((*precision as i32) << 16 | (*scale as i32 & 0xffff)) + 4),
+        DataType::Text => (25, -1),
+        DataType::Varchar(n) => (1043, n.map(|n| n as i32 + 4).unwrap_or(-1)),
+        DataType::Char(n) => (1042, *n as i32 + 4),
+        DataType::Bytea => (17, -1),
+        DataType::Date => (1082, -1),
+        DataType::Time => (1083, -1),
+        DataType::Timestamp => (1114, -1),
+        DataType::TimestampTz => (1184, -1),
+        DataType::Interval => (1186, -1),
+        DataType::Uuid => (2950, -1),
+        DataType::Json => (114, -1),
+        DataType::Jsonb => (3802, -1),
+    }
+}
+
+/// `format_type(oid, typmod)` as PostgreSQL prints it.
+pub fn format_type(oid: i64, typmod: i64) -> Option<String> {
+    Some(match oid {
+        16 => "boolean".into(),
+        17 => "bytea".into(),
+        18 => "\"char\"".into(),
+        19 => "name".into(),
+        20 => "bigint".into(),
+        21 => "smallint".into(),
+        23 => "integer".into(),
+        25 => "text".into(),
+        26 => "oid".into(),
+        114 => "json".into(),
+        700 => "real".into(),
+        701 => "double precision".into(),
+        1042 => {
+            if typmod > 4 {
+                format!("character({})", typmod - 4)
+            } else {
+                "character".into()
+            }
+        }
+        1043 => {
+            if typmod > 4 {
+                format!("character varying({})", typmod - 4)
+            } else {
+                "character varying".into()
+            }
+        }
+        1082 => "date".into(),
+        1083 => "time without time zone".into(),
+        1114 => "timestamp without time zone".into(),
+        1184 => "timestamp with time zone".into(),
+        1186 => "interval".into(),
+        1700 if typmod > 4 => format!("numeric({},{})", (typmod - 4) >> 16, (typmod - 4) & 0xffff),
+        1700 => "numeric".into(),
+        2950 => "uuid".into(),
+        3802 => "jsonb".into(),
+        _ => {
+            let (_, name, ..) = TYPES.iter().find(|t| t.3 == oid)?;
+            return format_type(TYPES.iter().find(|t| t.1 == *name)?.0, typmod).map(|s| format!("{s}[]"));
+        }
+    })
+}
+
+fn schema_oid(cat: &Catalog, name: &str) -> i64 {
+    match name {
+        PG_CATALOG => NS_PG_CATALOG,
+        "information_schema" => NS_INFORMATION_SCHEMA,
+        n => cat.schemas.get(n).map(|s| s.id as i64).unwrap_or(0),
+    }
+}
+
+fn text(v: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+fn i64s(v: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+fn i32s(v: Vec<i32>) -> ArrayRef {
+    Arc::new(Int32Array::from(v))
+}
+fn i16s(v: Vec<i16>) -> ArrayRef {
+    Arc::new(Int16Array::from(v))
+}
+fn bools(v: Vec<bool>) -> ArrayRef {
+    Arc::new(BooleanArray::from(v))
+}
+/// A `text[]` column of NULLs (ACLs, options).
+fn null_list(n: usize) -> ArrayRef {
+    let field = Arc::new(Field::new("item", A::Utf8, true));
+    datafusion::arrow::array::new_null_array(&A::List(field), n)
+}
+
+fn s(x: &str) -> Option<String> {
+    Some(x.to_string())
+}
+
+fn table(cols: Vec<(&str, ArrayRef)>) -> DfResult<Arc<dyn TableProvider>> {
+    let fields: Vec<Field> = cols.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect())?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// Names of the tables this module serves.
+pub const TABLES: &[&str] = &[
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_type",
+    "pg_database",
+    "pg_roles",
+    "pg_user",
+    "pg_authid",
+    "pg_am",
+    "pg_index",
+    "pg_constraint",
+    "pg_attrdef",
+    "pg_proc",
+    "pg_description",
+    "pg_tablespace",
+    "pg_collation",
+    "pg_inherits",
+    "pg_policy",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_partitioned_table",
+    "pg_extension",
+    "pg_tables",
+    "pg_views",
+    "pg_indexes",
+    "pg_settings",
+    "pg_range",
+    "pg_enum",
+    "pg_foreign_table",
+    "pg_sequence",
+];
+
+/// Builds one pg_catalog table from `cat`.
+pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    let mut schemas: Vec<(i64, String)> =
+        vec![(NS_PG_CATALOG, PG_CATALOG.into()), (NS_INFORMATION_SCHEMA, "information_schema".into())];
+    schemas.extend(cat.schemas.values().map(|s| (s.id as i64, s.name.clone())));
+    let t = match name {
+        "pg_namespace" => table(vec![
+            ("oid", i64s(schemas.iter().map(|s| s.0).collect())),
+            ("nspname", text(schemas.iter().map(|s| Some(s.1.clone())).collect())),
+            ("nspowner", i64s(vec![SUPERUSER_OID; schemas.len()])),
+            ("nspacl", null_list(schemas.len())),
+        ])?,
+        "pg_class" => {
+            // (oid, name, namespace, kind, natts, has_index, am)
+            let mut rows: Vec<(i64, String, i64, &str, i16, bool, i64)> = Vec::new();
+            for t in cat.tables.values() {
+                rows.push((
+                    t.id as i64,
+                    t.name.clone(),
+                    schema_oid(cat, &t.schema),
+                    "r",
+                    t.live_columns().count() as i16,
+                    !t.indexes.is_empty(),
+                    2,
+                ));
+                for i in &t.indexes {
+                    rows.push((
+                        i.id as i64,
+                        i.name.clone(),
+                        schema_oid(cat, &t.schema),
+                        "i",
+                        i.columns.len() as i16,
+                        false,
+                        403,
+                    ));
+                }
+            }
+            for v in cat.views.values() {
+                rows.push((v.id as i64, v.name.clone(), schema_oid(cat, &v.schema), "v", 0, false, 0));
+            }
+            let n = rows.len();
+            table(vec![
+                ("oid", i64s(rows.iter().map(|r| r.0).collect())),
+                ("relname", text(rows.iter().map(|r| Some(r.1.clone())).collect())),
+                ("relnamespace", i64s(rows.iter().map(|r| r.2).collect())),
+                ("reltype", i64s(vec![0; n])),
+                ("reloftype", i64s(vec![0; n])),
+                ("relowner", i64s(vec![SUPERUSER_OID; n])),
+                ("relam", i64s(rows.iter().map(|r| r.6).collect())),
+                ("relfilenode", i64s(rows.iter().map(|r| r.0).collect())),
+                ("reltablespace", i64s(vec![0; n])),
+                ("relpages", i32s(vec![0; n])),
+                ("reltuples", Arc::new(Float32Array::from(vec![-1.0f32; n]))),
+                ("relallvisible", i32s(vec![0; n])),
+                ("reltoastrelid", i64s(vec![0; n])),
+                ("relhasindex", bools(rows.iter().map(|r| r.5).collect())),
+                ("relisshared", bools(vec![false; n])),
+                ("relpersistence", text(vec![s("p"); n])),
+                ("relkind", text(rows.iter().map(|r| s(r.3)).collect())),
+                ("relnatts", i16s(rows.iter().map(|r| r.4).collect())),
+                ("relchecks", i16s(vec![0; n])),
+                ("relhasrules", bools(vec![false; n])),
+                ("relhastriggers", bools(vec![false; n])),
+                ("relhassubclass", bools(vec![false; n])),
+                ("relrowsecurity", bools(vec![false; n])),
+                ("relforcerowsecurity", bools(vec![false; n])),
+                ("relispopulated", bools(vec![true; n])),
+                ("relreplident", text(vec![s("d"); n])),
+                ("relispartition", bools(vec![false; n])),
+                ("relrewrite", i64s(vec![0; n])),
+                ("relacl", null_list(n)),
+                ("reloptions", null_list(n)),
+                ("relpartbound", text(vec![None; n])),
+            ])?
+        }
+        "pg_attribute" => {
+            let mut rel = Vec::new();
+            let mut names = Vec::new();
+            let mut typ = Vec::new();
+            let mut typmod = Vec::new();
+            let mut num = Vec::new();
+            let mut notnull = Vec::new();
+            let mut hasdef = Vec::new();
+            let mut identity = Vec::new();
+            let mut len = Vec::new();
+            for t in cat.tables.values() {
+                for (n, (pos, c)) in t.live_columns().enumerate() {
+                    let _ = pos;
+                    let (oid, m) = type_oid(&c.data_type);
+                    rel.push(t.id as i64);
+                    names.push(Some(c.name.clone()));
+                    typ.push(oid);
+                    typmod.push(m);
+                    num.push(n as i16 + 1);
+                    notnull.push(!c.nullable);
+                    hasdef.push(matches!(c.default, Some(bkg_kernel::ColumnDefault::Expr(_))));
+                    identity.push(match c.default {
+                        Some(bkg_kernel::ColumnDefault::Identity { always: true }) => s("a"),
+                        Some(bkg_kernel::ColumnDefault::Identity { always: false }) => s("d"),
+                        _ => s(""),
+                    });
+                    len.push(TYPES.iter().find(|x| x.0 == oid).map(|x| x.2).unwrap_or(-1));
+                }
+            }
+            let n = rel.len();
+            table(vec![
+                ("attrelid", i64s(rel)),
+                ("attname", text(names)),
+                ("atttypid", i64s(typ.clone())),
+                ("attstattarget", i32s(vec![-1; n])),
+                ("attlen", i16s(len)),
+                ("attnum", i16s(num)),
+                ("attndims", i32s(vec![0; n])),
+                ("attcacheoff", i32s(vec![-1; n])),
+                ("atttypmod", i32s(typmod)),
+                ("attbyval", bools(vec![false; n])),
+                ("attstorage", text(vec![s("p"); n])),
+                ("attalign", text(vec![s("i"); n])),
+                ("attnotnull", bools(notnull)),
+                ("atthasdef", bools(hasdef)),
+                ("atthasmissing", bools(vec![false; n])),
+                ("attidentity", text(identity)),
+                ("attgenerated", text(vec![s(""); n])),
+                ("attisdropped", bools(vec![false; n])),
+                ("attislocal", bools(vec![true; n])),
+                ("attinhcount", i32s(vec![0; n])),
+                (
+                    "attcollation",
+                    i64s(typ.iter().map(|t| if [25, 1042, 1043].contains(t) { 100 } else { 0 }).collect()),
+                ),
+                ("attacl", null_list(n)),
+                ("attoptions", null_list(n)),
+            ])?
+        }
+        "pg_type" => {
+            let n = TYPES.len() * 2;
+            let mut oid = Vec::with_capacity(n);
+            let mut name = Vec::with_capacity(n);
+            let mut len = Vec::with_capacity(n);
+            let mut elem = Vec::with_capacity(n);
+            let mut arr = Vec::with_capacity(n);
+            let mut cat_ = Vec::with_capacity(n);
+            for t in TYPES {
+                oid.push(t.0);
+                name.push(s(t.1));
+                len.push(t.2);
+                elem.push(0);
+                arr.push(t.3);
+                cat_.push(s(t.4));
+                if t.3 != 0 {
+                    oid.push(t.3);
+                    name.push(Some(format!("_{}", t.1)));
+                    len.push(-1);
+                    elem.push(t.0);
+                    arr.push(0);
+                    cat_.push(s("A"));
+                }
+            }
+            let n = oid.len();
+            table(vec![
+                ("oid", i64s(oid)),
+                ("typname", text(name)),
+                ("typnamespace", i64s(vec![NS_PG_CATALOG; n])),
+                ("typowner", i64s(vec![SUPERUSER_OID; n])),
+                ("typlen", i16s(len)),
+                ("typbyval", bools(vec![false; n])),
+                ("typtype", text(vec![s("b"); n])),
+                ("typcategory", text(cat_)),
+                ("typispreferred", bools(vec![false; n])),
+                ("typisdefined", bools(vec![true; n])),
+                ("typdelim", text(vec![s(","); n])),
+                ("typrelid", i64s(vec![0; n])),
+                ("typelem", i64s(elem)),
+                ("typarray", i64s(arr)),
+                ("typinput", text(vec![None; n])),
+                ("typoutput", text(vec![None; n])),
+                ("typbasetype", i64s(vec![0; n])),
+                ("typtypmod", i32s(vec![-1; n])),
+                ("typndims", i32s(vec![0; n])),
+                ("typcollation", i64s(vec![0; n])),
+                ("typnotnull", bools(vec![false; n])),
+                ("typdefault", text(vec![None; n])),
+            ])?
+        }
+        "pg_database" => table(vec![
+            ("oid", i64s(vec![5])),
+            ("datname", text(vec![s(super::provider::DATABASE_NAME)])),
+            ("datdba", i64s(vec![SUPERUSER_OID])),
+            ("encoding", i32s(vec![6])),
+            ("datlocprovider", text(vec![s("c")])),
+            ("datistemplate", bools(vec![false])),
+            ("datallowconn", bools(vec![true])),
+            ("datconnlimit", i32s(vec![-1])),
+            ("datcollate", text(vec![s("C.UTF-8")])),
+            ("datctype", text(vec![s("C.UTF-8")])),
+            ("daticulocale", text(vec![None])),
+            ("datcollversion", text(vec![None])),
+            ("dattablespace", i64s(vec![1663])),
+            ("datacl", null_list(1)),
+        ])?,
+        "pg_roles" | "pg_authid" => table(vec![
+            ("oid", i64s(vec![SUPERUSER_OID])),
+            ("rolname", text(vec![s("postgres")])),
+            ("rolsuper", bools(vec![true])),
+            ("rolinherit", bools(vec![true])),
+            ("rolcreaterole", bools(vec![true])),
+            ("rolcreatedb", bools(vec![true])),
+            ("rolcanlogin", bools(vec![true])),
+            ("rolreplication", bools(vec![true])),
+            ("rolconnlimit", i32s(vec![-1])),
+            ("rolpassword", text(vec![s("********")])),
+            ("rolvaliduntil", text(vec![None])),
+            ("rolbypassrls", bools(vec![true])),
+            ("rolconfig", null_list(1)),
+        ])?,
+        "pg_user" => table(vec![
+            ("usename", text(vec![s("postgres")])),
+            ("usesysid", i64s(vec![SUPERUSER_OID])),
+            ("usecreatedb", bools(vec![true])),
+            ("usesuper", bools(vec![true])),
+            ("userepl", bools(vec![true])),
+            ("usebypassrls", bools(vec![true])),
+            ("passwd", text(vec![s("********")])),
+            ("valuntil", text(vec![None])),
+            ("useconfig", null_list(1)),
+        ])?,
+        "pg_am" => table(vec![
+            ("oid", i64s(vec![2, 403, 405])),
+            ("amname", text(vec![s("heap"), s("btree"), s("hash")])),
+            ("amhandler", text(vec![None, None, None])),
+            ("amtype", text(vec![s("t"), s("i"), s("i")])),
+        ])?,
+        "pg_index" => {
+            let mut rows = Vec::new();
+            for t in cat.tables.values() {
+                let live: Vec<usize> = t.live_columns().map(|(p, _)| p).collect();
+                for i in &t.indexes {
+                    let key: Vec<Option<i16>> =
+                        i.columns.iter().map(|c| live.iter().position(|p| p == c).map(|x| x as i16 + 1)).collect();
+                    rows.push((i.id as i64, t.id as i64, i.columns.len() as i16, i.unique, i.primary, key));
+                }
+            }
+            let n = rows.len();
+            let indkey = ListArray::from_iter_primitive::<Int16Type, _, _>(rows.iter().map(|r| Some(r.5.clone())));
+            table(vec![
+                ("indexrelid", i64s(rows.iter().map(|r| r.0).collect())),
+                ("indrelid", i64s(rows.iter().map(|r| r.1).collect())),
+                ("indnatts", i16s(rows.iter().map(|r| r.2).collect())),
+                ("indnkeyatts", i16s(rows.iter().map(|r| r.2).collect())),
+                ("indisunique", bools(rows.iter().map(|r| r.3).collect())),
+                ("indnullsnotdistinct", bools(vec![false; n])),
+                ("indisprimary", bools(rows.iter().map(|r| r.4).collect())),
+                ("indisexclusion", bools(vec![false; n])),
+                ("indimmediate", bools(vec![true; n])),
+                ("indisclustered", bools(vec![false; n])),
+                ("indisvalid", bools(vec![true; n])),
+                ("indcheckxmin", bools(vec![false; n])),
+                ("indisready", bools(vec![true; n])),
+                ("indislive", bools(vec![true; n])),
+                ("indisreplident", bools(vec![false; n])),
+                ("indkey", Arc::new(indkey)),
+                ("indexprs", text(vec![None; n])),
+                ("indpred", text(vec![None; n])),
+            ])?
+        }
+        "pg_constraint" => {
+            let mut rows = Vec::new();
+            for t in cat.tables.values() {
+                let live: Vec<usize> = t.live_columns().map(|(p, _)| p).collect();
+                let attnum = |c: &usize| live.iter().position(|p| p == c).map(|x| x as i16 + 1);
+                for i in t.indexes.iter().filter(|i| i.unique) {
+                    let kind = if i.primary { "p" } else { "u" };
+                    rows.push((
+                        i.id as i64,
+                        i.name.clone(),
+                        schema_oid(cat, &t.schema),
+                        kind,
+                        t.id as i64,
+                        i.id as i64,
+                        0i64,
+                        i.columns.iter().map(attnum).collect::<Vec<_>>(),
+                        vec![],
+                    ));
+                }
+                for fk in &t.foreign_keys {
+                    let fref = cat.table(fk.ref_table);
+                    let flive: Vec<usize> =
+                        fref.map(|r| r.live_columns().map(|(p, _)| p).collect()).unwrap_or_default();
+                    let fnum: Vec<Option<i16>> = fk
+                        .ref_columns
+                        .iter()
+                        .map(|c| flive.iter().position(|p| p == c).map(|x| x as i16 + 1))
+                        .collect();
+                    rows.push((
+                        0,
+                        fk.name.clone(),
+                        schema_oid(cat, &t.schema),
+                        "f",
+                        t.id as i64,
+                        0,
+                        fk.ref_table as i64,
+                        fk.columns.iter().map(attnum).collect(),
+                        fnum,
+                    ));
+                }
+            }
+            let n = rows.len();
+            table(vec![
+                ("oid", i64s(rows.iter().map(|r| r.0).collect())),
+                ("conname", text(rows.iter().map(|r| Some(r.1.clone())).collect())),
+                ("connamespace", i64s(rows.iter().map(|r| r.2).collect())),
+                ("contype", text(rows.iter().map(|r| s(r.3)).collect())),
+                ("condeferrable", bools(vec![false; n])),
+                ("condeferred", bools(vec![false; n])),
+                ("convalidated", bools(vec![true; n])),
+                ("conrelid", i64s(rows.iter().map(|r| r.4).collect())),
+                ("contypid", i64s(vec![0; n])),
+                ("conindid", i64s(rows.iter().map(|r| r.5).collect())),
+                ("conparentid", i64s(vec![0; n])),
+                ("confrelid", i64s(rows.iter().map(|r| r.6).collect())),
+                ("confupdtype", text(vec![s("a"); n])),
+                ("confdeltype", text(vec![s("a"); n])),
+                ("confmatchtype", text(vec![s("s"); n])),
+                ("conislocal", bools(vec![true; n])),
+                ("coninhcount", i32s(vec![0; n])),
+                ("connoinherit", bools(vec![true; n])),
+                (
+                    "conkey",
+                    Arc::new(ListArray::from_iter_primitive::<Int16Type, _, _>(rows.iter().map(|r| Some(r.7.clone())))),
+                ),
+                (
+                    "confkey",
+                    Arc::new(ListArray::from_iter_primitive::<Int16Type, _, _>(rows.iter().map(|r| Some(r.8.clone())))),
+                ),
+            ])?
+        }
+        "pg_attrdef" => {
+            let mut rows = Vec::new();
+            for t in cat.tables.values() {
+                for (n, (_, c)) in t.live_columns().enumerate() {
+                    if let Some(bkg_kernel::ColumnDefault::Expr(e)) = &c.default {
+                        rows.push((t.id as i64, n as i16 + 1, e.clone()));
+                    }
+                }
+            }
+            table(vec![
+                ("oid", i64s(rows.iter().map(|r| r.0 * 1000 + r.1 as i64).collect())),
+                ("adrelid", i64s(rows.iter().map(|r| r.0).collect())),
+                ("adnum", i16s(rows.iter().map(|r| r.1).collect())),
+                ("adbin", text(rows.iter().map(|r| Some(r.2.clone())).collect())),
+            ])?
+        }
+        "pg_tables" | "pg_views" | "pg_indexes" => {
+            let mut schema = Vec::new();
+            let mut tname = Vec::new();
+            let mut third = Vec::new();
+            match name {
+                "pg_tables" => {
+                    for t in cat.tables.values() {
+                        schema.push(Some(t.schema.clone()));
+                        tname.push(Some(t.name.clone()));
+                        third.push(Some(t.indexes.is_empty().to_string()));
+                    }
+                    let n = schema.len();
+                    table(vec![
+                        ("schemaname", text(schema)),
+                        ("tablename", text(tname)),
+                        ("tableowner", text(vec![s("postgres"); n])),
+                        ("tablespace", text(vec![None; n])),
+                        ("hasindexes", bools(third.iter().map(|x| x.as_deref() == Some("false")).collect())),
+                        ("hasrules", bools(vec![false; n])),
+                        ("hastriggers", bools(vec![false; n])),
+                        ("rowsecurity", bools(vec![false; n])),
+                    ])?
+                }
+                "pg_views" => {
+                    for v in cat.views.values() {
+                        schema.push(Some(v.schema.clone()));
+                        tname.push(Some(v.name.clone()));
+                        third.push(Some(v.sql.clone()));
+                    }
+                    let n = schema.len();
+                    table(vec![
+                        ("schemaname", text(schema)),
+                        ("viewname", text(tname)),
+                        ("viewowner", text(vec![s("postgres"); n])),
+                        ("definition", text(third)),
+                    ])?
+                }
+                _ => {
+                    let mut iname = Vec::new();
+                    for t in cat.tables.values() {
+                        for i in &t.indexes {
+                            schema.push(Some(t.schema.clone()));
+                            tname.push(Some(t.name.clone()));
+                            iname.push(Some(i.name.clone()));
+                            third.push(Some(index_def(cat, t, i)));
+                        }
+                    }
+                    let n = schema.len();
+                    table(vec![
+                        ("schemaname", text(schema)),
+                        ("tablename", text(tname)),
+                        ("indexname", text(iname)),
+                        ("tablespace", text(vec![None; n])),
+                        ("indexdef", text(third)),
+                    ])?
+                }
+            }
+        }
+        "pg_tablespace" => table(vec![
+            ("oid", i64s(vec![1663, 1664])),
+            ("spcname", text(vec![s("pg_default"), s("pg_global")])),
+            ("spcowner", i64s(vec![10, 10])),
+        ])?,
+        "pg_collation" => table(vec![
+            ("oid", i64s(vec![100, 950])),
+            ("collname", text(vec![s("default"), s("C")])),
+            ("collnamespace", i64s(vec![NS_PG_CATALOG, NS_PG_CATALOG])),
+            ("collprovider", text(vec![s("d"), s("c")])),
+        ])?,
+        "pg_settings" => table(vec![
+            ("name", text(vec![s("max_connections"), s("server_version"), s("server_encoding")])),
+            ("setting", text(vec![s("100"), s("15.0"), s("UTF8")])),
+            ("unit", text(vec![None, None, None])),
+            ("category", text(vec![None, None, None])),
+            ("short_desc", text(vec![None, None, None])),
+            ("context", text(vec![s("postmaster"), s("internal"), s("internal")])),
+            ("vartype", text(vec![s("integer"), s("string"), s("string")])),
+            ("source", text(vec![s("default"), s("default"), s("default")])),
+        ])?,
+        // Catalogs with no rows here (yet): right columns, so client queries plan and return nothing.
+        "pg_proc" => empty(&[
+            ("oid", A::Int64),
+            ("proname", A::Utf8),
+            ("pronamespace", A::Int64),
+            ("proowner", A::Int64),
+            ("prolang", A::Int64),
+            ("prokind", A::Utf8),
+            ("prosecdef", A::Boolean),
+            ("proretset", A::Boolean),
+            ("provolatile", A::Utf8),
+            ("pronargs", A::Int16),
+            ("prorettype", A::Int64),
+            ("proargtypes", A::Utf8),
+            ("proallargtypes", A::Utf8),
+            ("proargmodes", A::Utf8),
+            ("proargnames", A::Utf8),
+            ("prosrc", A::Utf8),
+            ("proacl", A::Utf8),
+        ])?,
+        "pg_description" => {
+            empty(&[("objoid", A::Int64), ("classoid", A::Int64), ("objsubid", A::Int32), ("description", A::Utf8)])?
+        }
+        "pg_inherits" => empty(&[
+            ("inhrelid", A::Int64),
+            ("inhparent", A::Int64),
+            ("inhseqno", A::Int32),
+            ("inhdetachpending", A::Boolean),
+        ])?,
+        "pg_policy" => empty(&[
+            ("oid", A::Int64),
+            ("polname", A::Utf8),
+            ("polrelid", A::Int64),
+            ("polcmd", A::Utf8),
+            ("polpermissive", A::Boolean),
+            ("polroles", A::Utf8),
+            ("polqual", A::Utf8),
+            ("polwithcheck", A::Utf8),
+        ])?,
+        "pg_trigger" => empty(&[
+            ("oid", A::Int64),
+            ("tgrelid", A::Int64),
+            ("tgname", A::Utf8),
+            ("tgisinternal", A::Boolean),
+            ("tgenabled", A::Utf8),
+        ])?,
+        "pg_rewrite" => {
+            empty(&[("oid", A::Int64), ("rulename", A::Utf8), ("ev_class", A::Int64), ("ev_type", A::Utf8)])?
+        }
+        "pg_statistic_ext" => empty(&[
+            ("oid", A::Int64),
+            ("stxrelid", A::Int64),
+            ("stxname", A::Utf8),
+            ("stxnamespace", A::Int64),
+            ("stxkind", A::Utf8),
+            ("stxstattarget", A::Int32),
+        ])?,
+        "pg_publication" => empty(&[("oid", A::Int64), ("pubname", A::Utf8), ("puballtables", A::Boolean)])?,
+        "pg_publication_rel" => empty(&[("oid", A::Int64), ("prpubid", A::Int64), ("prrelid", A::Int64)])?,
+        "pg_partitioned_table" => empty(&[("partrelid", A::Int64), ("partstrat", A::Utf8)])?,
+        "pg_extension" => {
+            empty(&[("oid", A::Int64), ("extname", A::Utf8), ("extversion", A::Utf8), ("extnamespace", A::Int64)])?
+        }
+        "pg_range" => empty(&[("rngtypid", A::Int64), ("rngsubtype", A::Int64)])?,
+        "pg_enum" => {
+            empty(&[("oid", A::Int64), ("enumtypid", A::Int64), ("enumsortorder", A::Float32), ("enumlabel", A::Utf8)])?
+        }
+        "pg_foreign_table" => empty(&[("ftrelid", A::Int64), ("ftserver", A::Int64)])?,
+        "pg_sequence" => empty(&[("seqrelid", A::Int64), ("seqtypid", A::Int64)])?,
+        _ => return Ok(None),
+    };
+    Ok(Some(t))
+}
+
+fn empty(cols: &[(&str, A)]) -> DfResult<Arc<dyn TableProvider>> {
+    let schema: SchemaRef =
+        Arc::new(Schema::new(cols.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+fn index_def(cat: &Catalog, t: &bkg_kernel::TableDef, i: &bkg_kernel::IndexDef) -> String {
+    let _ = cat;
+    let cols: Vec<&str> = i.columns.iter().map(|&c| t.columns[c].name.as_str()).collect();
+    format!(
+        "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+        if i.unique { "UNIQUE " } else { "" },
+        i.name,
+        t.schema,
+        t.name,
+        cols.join(", ")
+    )
+}
+
+fn constraint_def(cat: &Catalog, oid: i64) -> Option<String> {
+    for t in cat.tables.values() {
+        for i in &t.indexes {
+            if i.id as i64 == oid {
+                let cols: Vec<&str> = i.columns.iter().map(|&c| t.columns[c].name.as_str()).collect();
+                return Some(format!("{} ({})", if i.primary { "PRIMARY KEY" } else { "UNIQUE" }, cols.join(", ")));
+            }
+        }
+    }
+    None
+}
+
+type RowFn = dyn Fn(&[Option<String>]) -> Option<String> + Send + Sync;
+
+/// A scalar function evaluated row by row on the text form of its arguments.
+struct PgFn {
+    name: String,
+    sig: Signature,
+    ret: A,
+    f: Arc<RowFn>,
+}
+
+impl std::fmt::Debug for PgFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgFn({})", self.name)
+    }
+}
+impl PartialEq for PgFn {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+impl Eq for PgFn {}
+impl Hash for PgFn {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.name.hash(h)
+    }
+}
+
+impl ScalarUDFImpl for PgFn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+    fn return_type(&self, _: &[A]) -> DfResult<A> {
+        Ok(self.ret.clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts: Vec<ArrayRef> =
+            arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &A::Utf8)).collect::<Result<_, _>>()?;
+        let mut out: Vec<Option<String>> = Vec::with_capacity(n.max(1));
+        for r in 0..n.max(if arrays.is_empty() { 1 } else { 0 }) {
+            let row: Vec<Option<String>> = texts
+                .iter()
+                .map(|t| {
+                    let s = t.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+                    if s.is_null(r) { None } else { Some(s.value(r).to_string()) }
+                })
+                .collect();
+            out.push((self.f)(&row));
+        }
+        let arr: ArrayRef = Arc::new(StringArray::from(out));
+        let arr = datafusion::arrow::compute::cast(&arr, &self.ret)?;
+        if arrays.is_empty() || args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&arr, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(arr))
+        }
+    }
+}
+
+use datafusion::arrow::array::Array;
+
+fn udf(
+    name: &str,
+    sig: Signature,
+    ret: A,
+    f: impl Fn(&[Option<String>]) -> Option<String> + Send + Sync + 'static,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgFn { name: name.to_string(), sig, ret, f: Arc::new(f) })
+}
+
+/// What the session-bound functions read: the user and the current schema.
+pub struct SessionInfo {
+    pub user: String,
+    pub schema: RwLock<String>,
+    pub backend_pid: i32,
+}
+
+/// The PostgreSQL compatibility functions of one session.
+pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version: &str) -> Vec<ScalarUDF> {
+    let st = Volatility::Stable;
+    let any = |n: usize| Signature::any(n, Volatility::Stable);
+    let var = Signature::variadic_any(Volatility::Stable);
+    let version = format!(
+        "PostgreSQL {server_version} (bkg-db {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION")
+    );
+    let v2 = view.clone();
+    let v3 = view.clone();
+    let v4 = view.clone();
+    let i1 = info.clone();
+    let i2 = info.clone();
+    let i3 = info.clone();
+    let i4 = info.clone();
+    let i5 = info.clone();
+    let v5 = view.clone();
+    vec![
+        udf("version", Signature::nullary(st), A::Utf8, move |_| Some(version.clone())),
+        udf("current_user", Signature::nullary(st), A::Utf8, move |_| Some(i1.user.clone())),
+        udf("session_user", Signature::nullary(st), A::Utf8, move |_| Some(i2.user.clone())),
+        udf("current_schema", Signature::nullary(st), A::Utf8, move |_| Some(i3.schema.read().clone())),
+        udf("current_database", Signature::nullary(st), A::Utf8, |_| s(super::provider::DATABASE_NAME)),
+        udf("pg_backend_pid", Signature::nullary(st), A::Int32, move |_| Some(i4.backend_pid.to_string())),
+        udf("pg_get_userbyid", any(1), A::Utf8, |_| s("postgres")),
+        udf("pg_table_is_visible", any(1), A::Boolean, move |a| {
+            // Visible when its schema is the one unqualified names resolve to.
+            let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+            let cat = v5.get();
+            let schema = cat
+                .tables
+                .values()
+                .find_map(|t| (t.id == oid || t.indexes.iter().any(|i| i.id == oid)).then(|| t.schema.clone()))
+                .or_else(|| cat.views.get(&oid).map(|v| v.schema.clone()))?;
+            Some((schema == *i5.schema.read()).to_string())
+        }),
+        udf("pg_type_is_visible", any(1), A::Boolean, |_| s("true")),
+        udf("pg_function_is_visible", any(1), A::Boolean, |_| s("true")),
+        udf("has_table_privilege", var.clone(), A::Boolean, |_| s("true")),
+        udf("has_schema_privilege", var.clone(), A::Boolean, |_| s("true")),
+        udf("has_database_privilege", var.clone(), A::Boolean, |_| s("true")),
+        udf("pg_encoding_to_char", any(1), A::Utf8, |_| s("UTF8")),
+        udf("obj_description", var.clone(), A::Utf8, |_| None),
+        udf("col_description", var.clone(), A::Utf8, |_| None),
+        udf("shobj_description", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_expr", var.clone(), A::Utf8, |a| a.first().cloned().flatten()),
+        udf("pg_get_partkeydef", var.clone(), A::Utf8, |_| None),
+        udf("pg_relation_size", var.clone(), A::Int64, |_| s("0")),
+        udf("pg_total_relation_size", var.clone(), A::Int64, |_| s("0")),
+        udf("pg_size_pretty", any(1), A::Utf8, |a| a[0].as_ref().map(|b| format!("{b} bytes"))),
+        udf("format_type", any(2), A::Utf8, |a| {
+            let oid = a[0].as_deref()?.parse().ok()?;
+            format_type(oid, a[1].as_deref().and_then(|m| m.parse().ok()).unwrap_or(-1))
+        }),
+        udf("pg_get_indexdef", var.clone(), A::Utf8, move |a| {
+            let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+            let cat = v2.get();
+            cat.tables.values().find_map(|t| t.indexes.iter().find(|i| i.id == oid).map(|i| index_def(&cat, t, i)))
+        }),
+        udf("pg_get_constraintdef", var.clone(), A::Utf8, move |a| {
+            let oid: i64 = a.first()?.as_deref()?.parse().ok()?;
+            constraint_def(&v3.get(), oid)
+        }),
+        udf("pg_get_viewdef", var.clone(), A::Utf8, move |a| {
+            let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+            v4.get().views.get(&oid).map(|v| v.sql.clone())
+        }),
+        udf("pg_get_function_result", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_function_arguments", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_function_identity_arguments", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_triggerdef", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_ruledef", var.clone(), A::Utf8, |_| None),
+        udf("pg_get_statisticsobjdef_columns", var.clone(), A::Utf8, |_| None),
+        udf("pg_is_in_recovery", Signature::nullary(st), A::Boolean, |_| s("false")),
+        udf("txid_current", Signature::nullary(Volatility::Volatile), A::Int64, |_| s("1")),
+        udf("pg_tablespace_location", var, A::Utf8, |_| s("")),
+    ]
+}
+
+/// Rewrites PostgreSQL catalog idioms the planner does not know into plain SQL.
+pub fn rewrite(stmt: &mut Statement, cat: &Catalog, current_schema: &str) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        rewrite_expr(e, cat, current_schema);
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    // `pg_catalog.fn(...)` → `fn(...)` also for table functions and in FROM.
+}
+
+fn strip_pg_catalog(name: &mut ast::ObjectName) {
+    if name.0.len() == 2 && name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(PG_CATALOG)) {
+        name.0.remove(0);
+    }
+}
+
+fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
+    match e {
+        Expr::Function(f) => {
+            let n = f.name.0.len();
+            if n == 2 && f.name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(PG_CATALOG)) {
+                f.name.0.remove(0);
+            }
+        }
+        Expr::BinaryOp { op, .. } => {
+            if let ast::BinaryOperator::PGCustomBinaryOperator(parts) = op {
+                let sym = parts.last().cloned().unwrap_or_default();
+                let new = match sym.as_str() {
+                    "~" => Some(ast::BinaryOperator::PGRegexMatch),
+                    "~*" => Some(ast::BinaryOperator::PGRegexIMatch),
+                    "!~" => Some(ast::BinaryOperator::PGRegexNotMatch),
+                    "!~*" => Some(ast::BinaryOperator::PGRegexNotIMatch),
+                    "=" => Some(ast::BinaryOperator::Eq),
+                    "<>" => Some(ast::BinaryOperator::NotEq),
+                    "<" => Some(ast::BinaryOperator::Lt),
+                    ">" => Some(ast::BinaryOperator::Gt),
+                    "~~" => None,
+                    _ => None,
+                };
+                if let Some(n) = new {
+                    *op = n;
+                }
+            }
+        }
+        Expr::Subquery(q) => aggregate_catalog_subquery(q),
+        Expr::Collate { expr, .. } => {
+            let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+            *e = inner;
+        }
+        Expr::Cast { expr, data_type, .. } => {
+            let tname = match data_type {
+                ast::DataType::Custom(n, _) => {
+                    strip_pg_catalog(n);
+                    n.to_string().to_lowercase()
+                }
+                ast::DataType::Regclass => "regclass".into(),
+                _ => String::new(),
+            };
+            match tname.as_str() {
+                "regclass" => {
+                    // 'name'::regclass → the relation's oid.
+                    if let Expr::Value(v) = expr.as_ref()
+                        && let ast::Value::SingleQuotedString(name) = &v.value
+                    {
+                        let (schema, rel) = match name.split_once('.') {
+                            Some((s, r)) => (s.trim_matches('"').to_string(), r.trim_matches('"').to_string()),
+                            None => (current_schema.to_string(), name.trim_matches('"').to_string()),
+                        };
+                        let oid = cat
+                            .find_table(&schema, &rel)
+                            .map(|t| t.id)
+                            .or_else(|| cat.find_view(&schema, &rel).map(|v| v.id))
+                            .or_else(|| cat.find_index(&schema, &rel).map(|(t, i)| cat.tables[&t].indexes[i].id))
+                            .map(|x| x as i64)
+                            .unwrap_or(0);
+                        *e = Expr::value(ast::Value::Number(oid.to_string(), false));
+                    } else {
+                        let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+                        *e = inner;
+                    }
+                }
+                "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" | "oid" => {
+                    let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+                    *e = Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(inner),
+                        data_type: ast::DataType::BigInt(None),
+                        array: false,
+                        format: None,
+                    };
+                }
+                "text" | "name" | "char" | "\"char\"" => {
+                    *data_type = ast::DataType::Text;
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Catalog queries use scalar subqueries that return at most one row without aggregating
+/// (`(SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid ...)`); the planner only
+/// decorrelates aggregated ones, so wrap the single item in `max()`, which is the same value.
+fn aggregate_catalog_subquery(q: &mut ast::Query) {
+    let ast::SetExpr::Select(sel) = q.body.as_mut() else { return };
+    let reads_catalog = sel.from.iter().any(|f| match &f.relation {
+        ast::TableFactor::Table { name, .. } => {
+            name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.starts_with("pg_"))
+        }
+        _ => false,
+    });
+    if !reads_catalog
+        || sel.projection.len() != 1
+        || !matches!(sel.group_by, ast::GroupByExpr::Expressions(ref v, _) if v.is_empty())
+    {
+        return;
+    }
+    let wrap = |e: &mut Expr| {
+        let inner = std::mem::replace(e, Expr::value(ast::Value::Null));
+        let text = format!("max({inner})");
+        *e =
+            datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_expr())
+                .unwrap_or(inner);
+    };
+    match &mut sel.projection[0] {
+        ast::SelectItem::UnnamedExpr(e) if !matches!(e, Expr::Function(_)) || !is_aggregate(e) => wrap(e),
+        ast::SelectItem::ExprWithAlias { expr, .. } if !is_aggregate(expr) => wrap(expr),
+        _ => {}
+    }
+}
+
+fn is_aggregate(e: &Expr) -> bool {
+    matches!(e, Expr::Function(f) if ["count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or"]
+        .contains(&f.name.to_string().to_lowercase().as_str()))
+}
+
+/// Kernel value of a catalog constant, for tests.
+pub fn value_text(v: &Value) -> String {
+    bkg_kernel::db::render_value(v)
+}
