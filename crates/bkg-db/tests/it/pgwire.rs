@@ -168,3 +168,23 @@ async fn hostile_statements_get_errors_not_crashes() {
     let v: i64 = c.query_one(moderate.as_str(), &[]).await.unwrap().get(0);
     assert_eq!(v, 501);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_and_memory_limit_give_their_sqlstates() {
+    let server = TestServer::start_with(&[("BKG_DB_QUERY_MEMORY_MB", "16")]);
+    let c = server.connect().await;
+    c.batch_execute("SET statement_timeout = 200").await.unwrap();
+    let err = c.batch_execute("SELECT count(*) FROM generate_series(1, 2000000000) a").await.unwrap_err();
+    assert_eq!(code(&err), "57014");
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    // A hash join whose build side is far larger than the 16 MiB pool fails with 53200 instead of
+    // exhausting memory (sorts and aggregates spill to disk instead).
+    let err = c
+        .batch_execute("SELECT count(*) FROM generate_series(1, 4000000) AS x(a) JOIN generate_series(1, 4000000) AS y(b) ON a = b")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "53200", "{err:?}");
+    // The session and the server carry on.
+    let one: i64 = c.query_one("SELECT count(*) FROM generate_series(1, 10) a", &[]).await.unwrap().get(0);
+    assert_eq!(one, 10);
+}
