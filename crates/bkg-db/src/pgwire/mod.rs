@@ -50,6 +50,9 @@ pub struct PgServer {
     pub auth: Arc<PasswordAuth>,
     pub max_connections: usize,
     active: AtomicUsize,
+    /// Connections by backend key, for cancel requests.
+    connections: Arc<pgwire::api::ConnectionManager>,
+    cancel: Arc<pgwire::api::cancel::DefaultCancelHandler>,
 }
 
 /// The superuser's SCRAM secret, derived once at start-up.
@@ -267,13 +270,23 @@ fn to_response(out: Output, format: &Format) -> Response {
 
 #[async_trait]
 impl SimpleQueryHandler for ConnHandlers {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // DEALLOCATE name drops a statement prepared over the extended protocol (psycopg does this).
+        let words: Vec<&str> = query.trim().trim_end_matches(';').split_whitespace().collect();
+        if let Some(first) = words.first()
+            && first.eq_ignore_ascii_case("deallocate")
+        {
+            let name = words.iter().skip(1).find(|w| !w.eq_ignore_ascii_case("prepare")).map(|w| w.trim_matches('"'));
+            if let Some(n) = name.filter(|n| !n.eq_ignore_ascii_case("all")) {
+                client.portal_store().rm_statement(n);
+            }
+        }
         let mut session = self.session.lock().await;
         let results = session.execute(query).await;
         let mut out = Vec::with_capacity(results.len());
@@ -417,7 +430,15 @@ impl PgWireServerHandlers for ConnHandlers {
         params.server_version = self.server.engine.config.server_version.clone();
         let mut scram = ScramAuth::new(self.server.auth.clone());
         scram.set_iterations(SCRAM_ITERATIONS);
-        Arc::new(SASLAuthStartupHandler::new(Arc::new(params)).with_scram(scram))
+        Arc::new(
+            SASLAuthStartupHandler::new(Arc::new(params))
+                .with_scram(scram)
+                .with_connection_manager(self.server.connections.clone()),
+        )
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.server.cancel.clone()
     }
 }
 
@@ -428,7 +449,9 @@ impl PgServer {
         auth: Arc<PasswordAuth>,
         max_connections: usize,
     ) -> Arc<PgServer> {
-        Arc::new(PgServer { engine, metrics, auth, max_connections, active: AtomicUsize::new(0) })
+        let connections = Arc::new(pgwire::api::ConnectionManager::new());
+        let cancel = Arc::new(pgwire::api::cancel::DefaultCancelHandler::new(connections.clone()));
+        Arc::new(PgServer { engine, metrics, auth, max_connections, active: AtomicUsize::new(0), connections, cancel })
     }
 
     /// Accepts connections until `shutdown` resolves.

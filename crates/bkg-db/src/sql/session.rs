@@ -390,6 +390,12 @@ impl Session {
                 Ok(Output::command("RESET"))
             }
             Statement::Discard { .. } => Ok(Output::command("DISCARD ALL")),
+            // Protocol-level prepared statements are dropped by the front door; nothing to do here.
+            Statement::Deallocate { name, .. } => Ok(Output::command(if name.value.eq_ignore_ascii_case("all") {
+                "DEALLOCATE ALL"
+            } else {
+                "DEALLOCATE"
+            })),
             Statement::Vacuum(_) => {
                 self.engine.db.vacuum();
                 Ok(Output::command("VACUUM"))

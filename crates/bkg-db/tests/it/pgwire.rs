@@ -188,3 +188,21 @@ async fn statement_timeout_and_memory_limit_give_their_sqlstates() {
     let one: i64 = c.query_one("SELECT count(*) FROM generate_series(1, 10) a", &[]).await.unwrap().get(0);
     assert_eq!(one, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let err = c.batch_execute("SELECT count(*) FROM generate_series(1, 3000000000) AS t(a)").await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(code(&err), "57014");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let v: i64 = c.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+    assert_eq!(v, 42, "the connection is usable after the cancel");
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Driver tests with real client libraries against the built server:
+#   - Python psycopg 3 (pytest), in a venv under $HOME/.cache/bkg-venv (created or reused)
+#   - Node.js `pg` (node --test), installed from tests/clients/node/package-lock.json
+# Both suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
+# free loopback ports and stop it again. Exits non-zero if either suite fails.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/bkg-target}
+export BKG_DB_BIN=${BKG_DB_BIN:-$CARGO_TARGET_DIR/debug/bkg-db}
+venv=${BKG_VENV:-$HOME/.cache/bkg-venv}
+
+# Verified versions; bump together with a run of this script.
+PSYCOPG_VERSION=3.3.9
+PYTEST_VERSION=9.2.0
+
+if [[ ! -x $BKG_DB_BIN ]]; then
+  echo "test-clients: server binary $BKG_DB_BIN not found (run 'make build' or set BKG_DB_BIN)" >&2
+  exit 1
+fi
+
+status=0
+
+# ---- Python / psycopg 3
+python_suite() {
+  if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv"; then
+      echo "test-clients: 'python3 -m venv' failed; install python3-venv (scripts/install-test-deps.sh)" >&2
+      return 1
+    fi
+  fi
+  if ! "$venv/bin/python" -c "
+import importlib.metadata as m, sys
+want = {'psycopg': '$PSYCOPG_VERSION', 'psycopg-binary': '$PSYCOPG_VERSION', 'pytest': '$PYTEST_VERSION'}
+sys.exit(any(m.version(k) != v for k, v in want.items()))" >/dev/null 2>&1; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "psycopg[binary]==$PSYCOPG_VERSION" "pytest==$PYTEST_VERSION" || return 1
+  fi
+  echo "== psycopg $PSYCOPG_VERSION (pytest) against $BKG_DB_BIN"
+  (cd "$root" && "$venv/bin/python" -m pytest -p no:cacheprovider tests/clients/python)
+}
+
+# ---- Node.js / pg
+node_suite() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "test-clients: node and npm are required (scripts/install-test-deps.sh)" >&2
+    return 1
+  fi
+  cd "$root/tests/clients/node" || return 1
+  if [[ -f package-lock.json ]]; then
+    npm ci --no-audit --no-fund --loglevel=error || return 1
+  else
+    npm install --no-audit --no-fund --loglevel=error || return 1
+  fi
+  echo "== node $(node --version), pg $(node -p "require('pg/package.json').version") (node --test) against $BKG_DB_BIN"
+  node --test test_pg.mjs
+}
+
+python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }
+node_suite || { status=1; echo "test-clients: node pg suite FAILED" >&2; }
+
+if ((status == 0)); then
+  echo "test-clients: all driver suites passed"
+fi
+exit $status
