@@ -300,26 +300,7 @@ async fn upsert(
         Arc::new(MemTable::try_new(existing_schema.clone(), vec![existing])?),
     )?;
     ctx.register_table("excluded", Arc::new(MemTable::try_new(existing_schema.clone(), vec![excluded])?))?;
-    let mut targets = Vec::new();
-    let mut exprs = Vec::new();
-    for a in &du.assignments {
-        let col = match &a.target {
-            ast::AssignmentTarget::ColumnName(n) => {
-                n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
-            }
-            ast::AssignmentTarget::Tuple(_) => {
-                return Err(SqlError::unsupported("tuple assignment in ON CONFLICT DO UPDATE"));
-            }
-        };
-        let pos = def.column_index(&col).ok_or_else(|| {
-            SqlError::new(
-                codes::UNDEFINED_COLUMN,
-                format!("column \"{col}\" of relation \"{}\" does not exist", def.name),
-            )
-        })?;
-        targets.push(pos);
-        exprs.push(format!("({})", a.value));
-    }
+    let (targets, exprs) = assignments(def, &du.assignments, false)?;
     let quoted = format!("\"{}\"", target.replace('"', "\"\""));
     let mut sql = format!("SELECT {quoted}.\"{ROWID_COLUMN}\"");
     for e in &exprs {
@@ -388,6 +369,35 @@ pub async fn returning_schema(def: &TableDef, items: &[ast::SelectItem], alias: 
     }
 }
 
+/// Resolves SET assignments to physical column positions and their expressions as SQL text.
+/// Identity columns GENERATED ALWAYS may not be set by UPDATE.
+fn assignments(def: &TableDef, list: &[ast::Assignment], check_identity: bool) -> SqlResult<(Vec<usize>, Vec<String>)> {
+    let mut targets = Vec::with_capacity(list.len());
+    let mut exprs = Vec::with_capacity(list.len());
+    for a in list {
+        let col = match &a.target {
+            ast::AssignmentTarget::ColumnName(n) => {
+                n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
+            }
+            ast::AssignmentTarget::Tuple(_) => {
+                return Err(SqlError::unsupported("tuple assignment (SET (a, b) = ...)"));
+            }
+        };
+        let pos = def.column_index(&col).ok_or_else(|| {
+            SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{col}\" of relation \"{}\" does not exist", def.name),
+            )
+        })?;
+        if check_identity && let Some(ColumnDefault::Identity { always: true }) = def.columns[pos].default {
+            return Err(SqlError::new("428C9", format!("column \"{col}\" can only be updated to DEFAULT")));
+        }
+        targets.push(pos);
+        exprs.push(format!("({})", a.value));
+    }
+    Ok((targets, exprs))
+}
+
 fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, String)> {
     if !tw.joins.is_empty() {
         return Err(SqlError::unsupported("JOIN in the target of UPDATE/DELETE (use FROM/USING)"));
@@ -444,29 +454,7 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     let (name, alias) = target_relation(&upd.table)?;
     let table = resolve_table(session, &name)?;
     let def = table_def(session, table)?;
-    let mut targets = Vec::new();
-    let mut exprs = Vec::new();
-    for a in &upd.assignments {
-        let col = match &a.target {
-            ast::AssignmentTarget::ColumnName(n) => {
-                n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
-            }
-            ast::AssignmentTarget::Tuple(_) => {
-                return Err(SqlError::unsupported("tuple assignment in UPDATE"));
-            }
-        };
-        let pos = def.column_index(&col).ok_or_else(|| {
-            SqlError::new(
-                codes::UNDEFINED_COLUMN,
-                format!("column \"{col}\" of relation \"{}\" does not exist", def.name),
-            )
-        })?;
-        if let Some(ColumnDefault::Identity { always: true }) = def.columns[pos].default {
-            return Err(SqlError::new("428C9", format!("column \"{col}\" can only be updated to DEFAULT")));
-        }
-        targets.push(pos);
-        exprs.push(format!("({})", a.value));
-    }
+    let (targets, exprs) = assignments(&def, &upd.assignments, true)?;
     let from: Vec<ast::TableWithJoins> = match &upd.from {
         None => vec![],
         Some(ast::UpdateTableFromKind::BeforeSet(v)) | Some(ast::UpdateTableFromKind::AfterSet(v)) => v.clone(),
