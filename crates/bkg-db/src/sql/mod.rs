@@ -10,6 +10,7 @@ pub mod ddl;
 pub mod describe;
 pub mod dml;
 pub mod pg_catalog;
+pub mod pg_semantics;
 pub mod provider;
 pub mod session;
 pub mod types;

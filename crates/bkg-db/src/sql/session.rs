@@ -207,6 +207,7 @@ impl Session {
             backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
         let mut state = state;
+        state.add_analyzer_rule(Arc::new(super::pg_semantics::CheckedIntegerArithmetic::default()));
         for f in super::pg_catalog::functions(view.clone(), info.clone(), &engine.config.server_version) {
             let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f));
         }

@@ -94,7 +94,14 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
     } else {
         let opts = CastOptions { safe: false, ..Default::default() };
         cast_with_options(array, &target, &opts).map_err(|e| {
+            let msg = e.to_string();
             let mut err = SqlError::from(e);
+            if msg.contains("Can't cast value") || msg.contains("too large to store") {
+                err = SqlError::new(
+                    codes::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("value out of range for type {}", dt.pg_name()),
+                );
+            }
             if err.code == codes::INTERNAL {
                 err = SqlError::new(
                     codes::DATATYPE_MISMATCH,

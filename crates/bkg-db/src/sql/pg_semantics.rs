@@ -1,0 +1,144 @@
+//! PostgreSQL semantics the planner does not give by default.
+//!
+//! Integer `+`, `-` and `*` wrap on overflow in DataFusion; PostgreSQL raises
+//! `22003 numeric_value_out_of_range`. An analyzer rule (after type coercion, so operand types are
+//! final) replaces those operators on integer operands with checked functions that keep the
+//! operator's name and type, so result columns are named and typed as before.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+#[derive(Debug)]
+struct CheckedOp {
+    op: Operator,
+    name: String,
+    sig: Signature,
+}
+
+impl PartialEq for CheckedOp {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+impl Eq for CheckedOp {}
+impl Hash for CheckedOp {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.name.hash(h)
+    }
+}
+
+impl ScalarUDFImpl for CheckedOp {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(format!("{} {} {}", args[0].schema_name(), self.op, args[1].schema_name()))
+    }
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(format!("{} {} {}", args[0], self.op, args[1]))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out = match self.op {
+            Operator::Plus => numeric::add(&arrays[0], &arrays[1])?,
+            Operator::Minus => numeric::sub(&arrays[0], &arrays[1])?,
+            _ => numeric::mul(&arrays[0], &arrays[1])?,
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// Replaces wrapping integer arithmetic with checked arithmetic.
+#[derive(Debug)]
+pub struct CheckedIntegerArithmetic {
+    add: Arc<ScalarUDF>,
+    sub: Arc<ScalarUDF>,
+    mul: Arc<ScalarUDF>,
+}
+
+impl Default for CheckedIntegerArithmetic {
+    fn default() -> Self {
+        let udf = |op: Operator, name: &str| {
+            Arc::new(ScalarUDF::new_from_impl(CheckedOp {
+                op,
+                name: name.into(),
+                sig: Signature::any(2, Volatility::Immutable),
+            }))
+        };
+        CheckedIntegerArithmetic {
+            add: udf(Operator::Plus, "int_add_checked"),
+            sub: udf(Operator::Minus, "int_sub_checked"),
+            mul: udf(Operator::Multiply, "int_mul_checked"),
+        }
+    }
+}
+
+fn is_int(t: &DataType) -> bool {
+    matches!(t, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+impl CheckedIntegerArithmetic {
+    fn rewrite(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        e.transform_up(|e| {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
+            let udf = match op {
+                Operator::Plus => &self.add,
+                Operator::Minus => &self.sub,
+                Operator::Multiply => &self.mul,
+                _ => return Ok(Transformed::no(e)),
+            };
+            let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+                return Ok(Transformed::no(e));
+            };
+            if lt != rt || !is_int(&lt) {
+                return Ok(Transformed::no(e));
+            }
+            let args = vec![left.as_ref().clone(), right.as_ref().clone()];
+            Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), args))))
+        })
+    }
+}
+
+impl AnalyzerRule for CheckedIntegerArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| {
+            let inputs = p.inputs();
+            if inputs.is_empty() {
+                return Ok(Transformed::no(p));
+            }
+            let mut schema = inputs[0].schema().as_ref().clone();
+            for other in &inputs[1..] {
+                schema.merge(other.schema());
+            }
+            p.map_expressions(|e| self.rewrite(e, &schema))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "checked_integer_arithmetic"
+    }
+}
