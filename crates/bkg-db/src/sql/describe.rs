@@ -53,6 +53,7 @@ pub fn count_placeholders(stmt: &Statement) -> usize {
 impl Session {
     async fn plan_params(&mut self, mut stmt: Statement, params: &mut Vec<Option<ArrowType>>) -> SqlResult<SchemaRef> {
         super::pg_catalog::rewrite(&mut stmt, &self.catalog_view(), &self.current_schema());
+        super::output_names::assign(&mut stmt);
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         let types: HashMap<String, Option<ArrowType>> = plan.get_parameter_types()?;
@@ -63,7 +64,7 @@ impl Session {
                 merge(params, i - 1, t);
             }
         }
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
+        Ok(super::output_names::restore(&Arc::new(plan.schema().as_arrow().clone())))
     }
 
     /// Parameter types and result columns of `stmt`, without running it.

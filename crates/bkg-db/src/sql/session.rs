@@ -735,6 +735,7 @@ impl Session {
     pub async fn query(&mut self, mut stmt: Statement) -> SqlResult<Output> {
         self.sync_view();
         super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema());
+        super::output_names::assign(&mut stmt);
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         SQLOptions::new()
@@ -743,8 +744,20 @@ impl Session {
             .with_allow_statements(false)
             .verify_plan(&plan)?;
         let physical = state.create_physical_plan(&plan).await?;
-        let schema = physical.schema();
-        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        let schema = super::output_names::restore(&physical.schema());
+        let mut batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        if !Arc::ptr_eq(&schema, &batches.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone())) {
+            batches = batches
+                .into_iter()
+                .map(|b| {
+                    RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        b.columns().to_vec(),
+                        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+                    )
+                })
+                .collect::<Result<_, _>>()?;
+        }
         *self.view.planner.write() = None;
         Ok(Output::Rows { schema, batches, tag: "SELECT".into() })
     }

@@ -206,3 +206,20 @@ async fn cancel_request_stops_a_running_query() {
     let v: i64 = c.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
     assert_eq!(v, 42, "the connection is usable after the cancel");
 }
+
+#[tokio::test]
+async fn result_columns_are_named_as_postgresql_names_them() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE nm (a int, b text); INSERT INTO nm VALUES (1, 'x')").await.unwrap();
+    let rows = c
+        .query("SELECT count(*), 1, a + 1, upper(b), a::text, a, a, b AS label FROM nm GROUP BY a, b", &[])
+        .await
+        .unwrap();
+    let names: Vec<&str> = rows[0].columns().iter().map(|col| col.name()).collect();
+    assert_eq!(names, ["count", "?column?", "?column?", "upper", "a", "a", "a", "label"]);
+    let rows = c.query("SELECT 1 AS one, 2 AS one", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0) + rows[0].get::<_, i64>(1), 3);
+    let n: i64 = c.query_one("SELECT count(*) AS n FROM nm ORDER BY n", &[]).await.unwrap().get("n");
+    assert_eq!(n, 1);
+}
