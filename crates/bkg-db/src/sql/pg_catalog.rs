@@ -1001,12 +1001,51 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
 /// decorrelates aggregated ones, so wrap the single item in `max()`, which is the same value.
 fn aggregate_catalog_subquery(q: &mut ast::Query) {
     let ast::SetExpr::Select(sel) = q.body.as_mut() else { return };
+    // There are no collations besides the default: psql's per-column collation lookup (a
+    // subquery the planner cannot decorrelate) is always NULL.
+    let reads = |t: &str| {
+        sel.from.iter().any(|f| {
+            matches!(&f.relation, ast::TableFactor::Table { name, .. }
+                if name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == t))
+        })
+    };
+    if reads("pg_collation") && sel.projection.len() == 1 {
+        sel.projection[0] = ast::SelectItem::UnnamedExpr(Expr::value(ast::Value::Null));
+        sel.selection = None;
+        sel.from.clear();
+        return;
+    }
     let reads_catalog = sel.from.iter().any(|f| match &f.relation {
         ast::TableFactor::Table { name, .. } => {
             name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.starts_with("pg_"))
         }
         _ => false,
     });
+    if reads_catalog && let Some(w) = sel.selection.take() {
+        // A bare boolean column of the outer query as a conjunct (`... AND a.atthasdef`) stops
+        // decorrelation; in catalog lookups it only guards rows that do not exist anyway.
+        let local: Vec<String> = sel
+            .from
+            .iter()
+            .filter_map(|f| match &f.relation {
+                ast::TableFactor::Table { name, alias, .. } => Some(
+                    alias
+                        .as_ref()
+                        .map(|a| a.name.value.clone())
+                        .unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default()),
+                ),
+                _ => None,
+            })
+            .collect();
+        let mut conjuncts = Vec::new();
+        split_and(w, &mut conjuncts);
+        conjuncts.retain(|c| !matches!(c, Expr::CompoundIdentifier(p) if p.len() == 2 && !local.contains(&p[0].value)));
+        sel.selection = conjuncts.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: ast::BinaryOperator::And,
+            right: Box::new(b),
+        });
+    }
     if !reads_catalog
         || sel.projection.len() != 1
         || !matches!(sel.group_by, ast::GroupByExpr::Expressions(ref v, _) if v.is_empty())
@@ -1026,6 +1065,16 @@ fn aggregate_catalog_subquery(q: &mut ast::Query) {
         ast::SelectItem::UnnamedExpr(e) if !matches!(e, Expr::Function(_)) || !is_aggregate(e) => wrap(e),
         ast::SelectItem::ExprWithAlias { expr, .. } if !is_aggregate(expr) => wrap(expr),
         _ => {}
+    }
+}
+
+fn split_and(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
+            split_and(*left, out);
+            split_and(*right, out);
+        }
+        other => out.push(other),
     }
 }
 
