@@ -197,6 +197,7 @@ pub const TABLES: &[&str] = &[
     "pg_enum",
     "pg_foreign_table",
     "pg_sequence",
+    "pg_auth_members",
 ];
 
 /// Builds one pg_catalog table from `cat`.
@@ -665,9 +666,16 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
             ("polrelid", A::Int64),
             ("polcmd", A::Utf8),
             ("polpermissive", A::Boolean),
-            ("polroles", A::Utf8),
+            ("polroles", A::List(Arc::new(Field::new("item", A::Int64, true)))),
             ("polqual", A::Utf8),
             ("polwithcheck", A::Utf8),
+        ])?,
+        "pg_auth_members" => empty(&[
+            ("oid", A::Int64),
+            ("roleid", A::Int64),
+            ("member", A::Int64),
+            ("grantor", A::Int64),
+            ("admin_option", A::Boolean),
         ])?,
         "pg_trigger" => empty(&[
             ("oid", A::Int64),
@@ -917,6 +925,26 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             let n = f.name.0.len();
             if n == 2 && f.name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(PG_CATALOG)) {
                 f.name.0.remove(0);
+            }
+            // ARRAY(SELECT x FROM ...) → (SELECT array_agg(x) FROM ...)
+            if f.name.to_string().eq_ignore_ascii_case("array")
+                && let ast::FunctionArguments::Subquery(q) = &f.args
+            {
+                let mut q = q.as_ref().clone();
+                if let ast::SetExpr::Select(sel) = q.body.as_mut()
+                    && sel.projection.len() == 1
+                    && let ast::SelectItem::UnnamedExpr(item) | ast::SelectItem::ExprWithAlias { expr: item, .. } =
+                        &sel.projection[0]
+                    && let Ok(agg) = datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql(&format!("array_agg({item})"))
+                    .and_then(|mut p| p.parse_expr())
+                {
+                    sel.projection[0] = ast::SelectItem::UnnamedExpr(agg);
+                    q.order_by = None;
+                    *e = Expr::Subquery(Box::new(q));
+                }
             }
         }
         Expr::BinaryOp { op, .. } => {
