@@ -312,25 +312,8 @@ async fn upsert(
         sql.push_str(&format!(" WHERE {w}"));
     }
     let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut changes = Vec::new();
-    for b in &batches {
-        let ids = rowids(b)?;
-        let mut cols = Vec::with_capacity(targets.len());
-        for (i, &p) in targets.iter().enumerate() {
-            cols.push(column_values(b.column(i + 1), &def.columns[p].data_type, &def.columns[p].name)?);
-        }
-        for r in 0..b.num_rows() {
-            let id = ids.value(r);
-            let old = &conflicts.iter().find(|(_, x, _)| *x == id).expect("joined on it").2;
-            let mut row: Vec<Value> = (0..def.columns.len())
-                .map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone()))
-                .collect();
-            for (i, &p) in targets.iter().enumerate() {
-                row[p] = cols[i][r].clone();
-            }
-            changes.push((id, row));
-        }
-    }
+    let changes =
+        new_rows(def, &targets, &batches, |id| Ok(conflicts.iter().find(|(_, x, _)| *x == id).map(|c| c.2.clone())))?;
     session.with_txn(|t| Ok(t.update(table, changes)?))
 }
 
@@ -367,6 +350,40 @@ pub async fn returning_schema(def: &TableDef, items: &[ast::SelectItem], alias: 
         Output::Rows { schema, .. } => Ok(schema),
         _ => Err(SqlError::internal("RETURNING produced no schema")),
     }
+}
+
+/// Builds the new version of each selected row: batches hold the row id, then one column per
+/// assigned target; `old` fetches the current row. A row selected twice is changed once.
+fn new_rows(
+    def: &TableDef,
+    targets: &[usize],
+    batches: &[RecordBatch],
+    mut old: impl FnMut(u64) -> SqlResult<Option<Row>>,
+) -> SqlResult<Vec<(u64, Vec<Value>)>> {
+    let mut seen = HashSet::new();
+    let mut changes = Vec::new();
+    for b in batches {
+        let ids = rowids(b)?;
+        let mut cols = Vec::with_capacity(targets.len());
+        for (i, &p) in targets.iter().enumerate() {
+            cols.push(column_values(b.column(i + 1), &def.columns[p].data_type, &def.columns[p].name)?);
+        }
+        for r in 0..b.num_rows() {
+            let id = ids.value(r);
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(current) = old(id)? else { continue };
+            let mut row: Vec<Value> = (0..def.columns.len())
+                .map(|c| current.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone()))
+                .collect();
+            for (i, &p) in targets.iter().enumerate() {
+                row[p] = cols[i][r].clone();
+            }
+            changes.push((id, row));
+        }
+    }
+    Ok(changes)
 }
 
 /// Resolves SET assignments to physical column positions and their expressions as SQL text.
@@ -460,31 +477,7 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
         Some(ast::UpdateTableFromKind::BeforeSet(v)) | Some(ast::UpdateTableFromKind::AfterSet(v)) => v.clone(),
     };
     let batches = select_targets(session, table, &alias, &from, &upd.selection, &exprs).await?;
-    let mut seen = HashSet::new();
-    let mut changes = Vec::new();
-    for b in &batches {
-        let ids = rowids(b)?;
-        let mut cols = Vec::with_capacity(targets.len());
-        for (i, &p) in targets.iter().enumerate() {
-            cols.push(column_values(b.column(i + 1), &def.columns[p].data_type, &def.columns[p].name)?);
-        }
-        for r in 0..b.num_rows() {
-            let id = ids.value(r);
-            if !seen.insert(id) {
-                continue;
-            }
-            let Some(old) = session.with_txn(|t| Ok(t.row(table, id)))? else {
-                continue;
-            };
-            let mut row: Vec<Value> = (0..def.columns.len())
-                .map(|c| old.get(c).cloned().unwrap_or_else(|| def.columns[c].missing.clone()))
-                .collect();
-            for (i, &p) in targets.iter().enumerate() {
-                row[p] = cols[i][r].clone();
-            }
-            changes.push((id, row));
-        }
-    }
+    let changes = new_rows(&def, &targets, &batches, |id| session.with_txn(|t| Ok(t.row(table, id))))?;
     let new_rows = session.with_txn(|t| Ok(t.update(table, changes)?))?;
     match &upd.returning {
         Some(items) => returning(&def, &new_rows, items, "UPDATE", &alias).await,
