@@ -5,7 +5,7 @@ Run with `scripts/test-clients.sh` (or `make test-clients`). The server binary c
 
 Things psycopg does that bkg-db does not support yet are left out on purpose:
 - interval parameters (text `'1 day 2:03:04'` and binary), savepoints (nested
-  `conn.transaction()`), named cursors, COPY in binary format,   `TypeInfo.fetch` (no `to_regtype()`), text-format uuid parameters in comparisons,
+  `conn.transaction()`), named cursors, COPY in binary format,   text-format uuid parameters in comparisons,
   `SELECT %b` (the result column is typed text).
 - Where bkg-db differs from PostgreSQL, nothing is asserted: statements of a pipeline before
   an error (PostgreSQL rolls them back up to the Sync) and the transaction status after a
@@ -746,3 +746,15 @@ def test_default_prepare_threshold_with_rollback_and_ddl(connect):
     assert counts == [8, 7, 6, 5, 4, 3, 2, 1]
     c.execute(f"DROP TABLE {tbl}")
     c.commit()
+
+
+def test_typeinfo_fetch_reads_the_catalog(conn):
+    """psycopg's TypeInfo.fetch queries pg_type with to_regtype() and ::regtype."""
+    from psycopg.types import TypeInfo
+
+    expected = {"json": (114, 199, "json"), "int4": (23, 1007, "integer"), "uuid": (2950, 2951, "uuid")}
+    for name, (oid, array_oid, regtype) in expected.items():
+        info = TypeInfo.fetch(conn, name)
+        assert info is not None, name
+        assert (info.oid, info.array_oid, info.regtype) == (oid, array_oid, regtype)
+    assert TypeInfo.fetch(conn, "no_such_type") is None

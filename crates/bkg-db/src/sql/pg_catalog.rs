@@ -898,6 +898,7 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("pg_get_triggerdef", var.clone(), A::Utf8, |_| None),
         udf("pg_get_ruledef", var.clone(), A::Utf8, |_| None),
         udf("pg_get_statisticsobjdef_columns", var.clone(), A::Utf8, |_| None),
+        udf("to_regtype", any(1), A::Int64, |a| type_oid_by_name(a[0].as_deref()?).map(|o| o.to_string())),
         udf("pg_is_in_recovery", Signature::nullary(st), A::Boolean, |_| s("false")),
         udf("txid_current", Signature::nullary(Volatility::Volatile), A::Int64, |_| s("1")),
         udf("pg_tablespace_location", var, A::Utf8, |_| s("")),
@@ -1004,7 +1005,18 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                         *e = inner;
                     }
                 }
-                "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" | "oid" => {
+                // 'json'::regtype is the type's oid; a column cast to regtype is shown by name.
+                "regtype" => {
+                    let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+                    *e = match &inner {
+                        Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)) => {
+                            let ast::Value::SingleQuotedString(name) = &v.value else { unreachable!() };
+                            Expr::value(ast::Value::Number(type_oid_by_name(name).unwrap_or(0).to_string(), false))
+                        }
+                        _ => call("format_type", vec![inner, Expr::value(ast::Value::Number("-1".into(), false))]),
+                    };
+                }
+                "regproc" | "regprocedure" | "regnamespace" | "regrole" | "oid" => {
                     let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
                     *e = Expr::Cast {
                         kind: ast::CastKind::DoubleColon,
@@ -1022,6 +1034,47 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
         }
         _ => {}
     }
+}
+
+/// The oid of a built-in type given by name (`int4`, `integer`, `json`, `_text`, ...).
+pub fn type_oid_by_name(name: &str) -> Option<i64> {
+    let n = name.trim().trim_start_matches("pg_catalog.").trim_matches('"').to_lowercase();
+    let alias = match n.as_str() {
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "boolean" => "bool",
+        "real" => "float4",
+        "double precision" => "float8",
+        "character varying" => "varchar",
+        "character" => "bpchar",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "time without time zone" => "time",
+        "decimal" => "numeric",
+        other => other,
+    };
+    if let Some(elem) = alias.strip_prefix('_').or_else(|| alias.strip_suffix("[]")) {
+        return TYPES.iter().find(|t| t.1 == elem).map(|t| t.3);
+    }
+    TYPES.iter().find(|t| t.1 == alias).map(|t| t.0)
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a))).collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 /// Catalog queries use scalar subqueries that return at most one row without aggregating
