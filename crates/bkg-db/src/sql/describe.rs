@@ -9,6 +9,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement};
 
 use super::ddl::{ident_name, resolve_table};
+use super::dml::{assignments, target_relation, targets_sql};
 use super::session::Session;
 use crate::error::SqlResult;
 
@@ -67,6 +68,12 @@ impl Session {
         Ok(super::output_names::restore(&Arc::new(plan.schema().as_arrow().clone())))
     }
 
+    fn described_table(&self, name: &ast::ObjectName) -> crate::error::SqlResult<bkg_kernel::TableDef> {
+        let table = resolve_table(self, name)?;
+        self.with_txn(|t| Ok(t.catalog().table(table).cloned()))?
+            .ok_or_else(|| crate::error::SqlError::internal("table vanished"))
+    }
+
     /// Parameter types and result columns of `stmt`, without running it.
     pub async fn describe(&mut self, stmt: &Statement) -> SqlResult<Described> {
         let had_txn = self.with_txn(|_| Ok(())).is_ok();
@@ -104,10 +111,7 @@ impl Session {
                 let ast::TableObject::TableName(name) = &ins.table else {
                     return Ok(Described::default());
                 };
-                let table = resolve_table(self, name)?;
-                let def = self
-                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
-                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
+                let def = self.described_table(name)?;
                 let targets: Vec<usize> = if ins.columns.is_empty() {
                     def.live_columns().map(|(p, _)| p).collect()
                 } else {
@@ -138,44 +142,21 @@ impl Session {
                 Ok(Described { params, schema })
             }
             Statement::Update(upd) => {
-                let ast::TableFactor::Table { name, alias, .. } = &upd.table.relation else {
-                    return Ok(Described::default());
+                let (name, alias) = target_relation(&upd.table)?;
+                let def = self.described_table(&name)?;
+                let (targets, exprs) = assignments(&def, &upd.assignments, false)?;
+                for (a, pos) in upd.assignments.iter().zip(targets) {
+                    if let Some(p) = placeholder_index(&a.value) {
+                        merge(&mut params, p, def.columns[pos].data_type.arrow_type());
+                    }
+                }
+                let from = match &upd.from {
+                    Some(ast::UpdateTableFromKind::BeforeSet(v) | ast::UpdateTableFromKind::AfterSet(v)) => {
+                        v.as_slice()
+                    }
+                    None => &[],
                 };
-                let table = resolve_table(self, name)?;
-                let def = self
-                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
-                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
-                let alias = alias
-                    .as_ref()
-                    .map(|a| a.name.to_string())
-                    .unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
-                let mut exprs = Vec::new();
-                for a in &upd.assignments {
-                    if let ast::AssignmentTarget::ColumnName(n) = &a.target
-                        && let Some(pos) =
-                            n.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i)))
-                    {
-                        if let Some(p) = placeholder_index(&a.value) {
-                            merge(&mut params, p, def.columns[pos].data_type.arrow_type());
-                        }
-                        exprs.push(format!("({})", a.value));
-                    }
-                }
-                let mut sql = format!(
-                    "SELECT {} FROM \"{}\".\"t{table}\" AS {alias}",
-                    if exprs.is_empty() { "1".to_string() } else { exprs.join(", ") },
-                    super::provider::DML_SCHEMA
-                );
-                if let Some(ast::UpdateTableFromKind::BeforeSet(v) | ast::UpdateTableFromKind::AfterSet(v)) = &upd.from
-                {
-                    for f in v {
-                        sql.push_str(&format!(", {f}"));
-                    }
-                }
-                if let Some(w) = &upd.selection {
-                    sql.push_str(&format!(" WHERE {w}"));
-                }
-                let q = Session::parse(&sql)?.remove(0);
+                let q = Session::parse(&targets_sql(def.id, &alias, from, &upd.selection, &exprs))?.remove(0);
                 let _ = self.plan_params(q, &mut params).await;
                 let schema = match &upd.returning {
                     Some(items) => Some(super::dml::returning_schema(&def, items, &alias).await?),
@@ -187,25 +168,11 @@ impl Session {
                 let from = match &del.from {
                     ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
                 };
-                let Some(ast::TableFactor::Table { name, alias, .. }) = from.first().map(|t| &t.relation) else {
-                    return Ok(Described::default());
-                };
-                let table = resolve_table(self, name)?;
-                let def = self
-                    .with_txn(|t| Ok(t.catalog().table(table).cloned()))?
-                    .ok_or_else(|| crate::error::SqlError::internal("table vanished"))?;
-                let alias = alias
-                    .as_ref()
-                    .map(|a| a.name.to_string())
-                    .unwrap_or_else(|| name.0.last().map(|p| p.to_string()).unwrap_or_default());
-                let mut sql = format!("SELECT 1 FROM \"{}\".\"t{table}\" AS {alias}", super::provider::DML_SCHEMA);
-                for f in del.using.iter().flatten() {
-                    sql.push_str(&format!(", {f}"));
-                }
-                if let Some(w) = &del.selection {
-                    sql.push_str(&format!(" WHERE {w}"));
-                }
-                let q = Session::parse(&sql)?.remove(0);
+                let Some(target) = from.first() else { return Ok(Described::default()) };
+                let (name, alias) = target_relation(target)?;
+                let def = self.described_table(&name)?;
+                let using = del.using.clone().unwrap_or_default();
+                let q = Session::parse(&targets_sql(def.id, &alias, &using, &del.selection, &[]))?.remove(0);
                 let _ = self.plan_params(q, &mut params).await;
                 let schema = match &del.returning {
                     Some(items) => Some(super::dml::returning_schema(&def, items, &alias).await?),

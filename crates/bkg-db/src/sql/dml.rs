@@ -388,7 +388,11 @@ fn new_rows(
 
 /// Resolves SET assignments to physical column positions and their expressions as SQL text.
 /// Identity columns GENERATED ALWAYS may not be set by UPDATE.
-fn assignments(def: &TableDef, list: &[ast::Assignment], check_identity: bool) -> SqlResult<(Vec<usize>, Vec<String>)> {
+pub(crate) fn assignments(
+    def: &TableDef,
+    list: &[ast::Assignment],
+    check_identity: bool,
+) -> SqlResult<(Vec<usize>, Vec<String>)> {
     let mut targets = Vec::with_capacity(list.len());
     let mut exprs = Vec::with_capacity(list.len());
     for a in list {
@@ -415,7 +419,7 @@ fn assignments(def: &TableDef, list: &[ast::Assignment], check_identity: bool) -
     Ok((targets, exprs))
 }
 
-fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, String)> {
+pub(crate) fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, String)> {
     if !tw.joins.is_empty() {
         return Err(SqlError::unsupported("JOIN in the target of UPDATE/DELETE (use FROM/USING)"));
     }
@@ -431,15 +435,15 @@ fn target_relation(tw: &ast::TableWithJoins) -> SqlResult<(ast::ObjectName, Stri
     }
 }
 
-/// Runs the row-selecting SELECT of an UPDATE/DELETE; returns batches whose first column is the row id.
-async fn select_targets(
-    session: &mut Session,
+/// The row-selecting SELECT of an UPDATE/DELETE: the target's row id, then `exprs`, over the
+/// target's DML view, the extra FROM/USING tables and the WHERE clause.
+pub(crate) fn targets_sql(
     table: u64,
     alias: &str,
     extra_from: &[ast::TableWithJoins],
     selection: &Option<ast::Expr>,
     exprs: &[String],
-) -> SqlResult<Vec<RecordBatch>> {
+) -> String {
     let mut sql = format!("SELECT {alias}.\"{ROWID_COLUMN}\"");
     for e in exprs {
         sql.push_str(", ");
@@ -453,6 +457,19 @@ async fn select_targets(
     if let Some(w) = selection {
         sql.push_str(&format!(" WHERE {w}"));
     }
+    sql
+}
+
+/// Runs the row-selecting SELECT of an UPDATE/DELETE; returns batches whose first column is the row id.
+async fn select_targets(
+    session: &mut Session,
+    table: u64,
+    alias: &str,
+    extra_from: &[ast::TableWithJoins],
+    selection: &Option<ast::Expr>,
+    exprs: &[String],
+) -> SqlResult<Vec<RecordBatch>> {
+    let sql = targets_sql(table, alias, extra_from, selection, exprs);
     let (_, batches) = session.query_sql(&sql).await?;
     Ok(batches)
 }

@@ -7,7 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use bkg_kernel::{Catalog, DataType, Value};
+use bkg_kernel::{Catalog, DataType};
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float32Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
@@ -596,7 +596,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                             schema.push(Some(t.schema.clone()));
                             tname.push(Some(t.name.clone()));
                             iname.push(Some(i.name.clone()));
-                            third.push(Some(index_def(cat, t, i)));
+                            third.push(Some(index_def(t, i)));
                         }
                     }
                     let n = schema.len();
@@ -718,8 +718,7 @@ fn empty(cols: &[(&str, A)]) -> DfResult<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
 }
 
-fn index_def(cat: &Catalog, t: &bkg_kernel::TableDef, i: &bkg_kernel::IndexDef) -> String {
-    let _ = cat;
+fn index_def(t: &bkg_kernel::TableDef, i: &bkg_kernel::IndexDef) -> String {
     let cols: Vec<&str> = i.columns.iter().map(|&c| t.columns[c].name.as_str()).collect();
     format!(
         "CREATE {}INDEX {} ON {}.{} USING btree ({})",
@@ -882,7 +881,7 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("pg_get_indexdef", var.clone(), A::Utf8, move |a| {
             let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
             let cat = v2.get();
-            cat.tables.values().find_map(|t| t.indexes.iter().find(|i| i.id == oid).map(|i| index_def(&cat, t, i)))
+            cat.tables.values().find_map(|t| t.indexes.iter().find(|i| i.id == oid).map(|i| index_def(t, i)))
         }),
         udf("pg_get_constraintdef", var.clone(), A::Utf8, move |a| {
             let oid: i64 = a.first()?.as_deref()?.parse().ok()?;
@@ -1162,9 +1161,4 @@ fn split_and(e: Expr, out: &mut Vec<Expr>) {
 fn is_aggregate(e: &Expr) -> bool {
     matches!(e, Expr::Function(f) if ["count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or"]
         .contains(&f.name.to_string().to_lowercase().as_str()))
-}
-
-/// Kernel value of a catalog constant, for tests.
-pub fn value_text(v: &Value) -> String {
-    bkg_kernel::db::render_value(v)
 }

@@ -6,7 +6,6 @@
 //! closed). Scans never report exact statistics, so aggregates are always computed from the rows
 //! the snapshot really sees.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -350,11 +349,5 @@ impl TableProvider for MvccTable {
         let batches = rows_to_batches(&self.def, &projected, &positions, &rows)?;
         let exec = MemorySourceConfig::try_new_exec(&[batches], projected, None)?;
         Ok(exec)
-    }
-}
-
-impl MvccTable {
-    pub fn as_any(&self) -> &dyn Any {
-        self
     }
 }

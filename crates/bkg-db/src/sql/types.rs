@@ -184,8 +184,3 @@ pub fn normalize_uuid(s: &str) -> SqlResult<String> {
     let h = hex.to_lowercase();
     Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
 }
-
-/// Number of rows of an array, to keep clippy from seeing `len()` on `ArrayRef` as ambiguous.
-pub fn array_len(a: &ArrayRef) -> usize {
-    a.len()
-}
