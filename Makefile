@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run test test-deps test-rust test-clients smoke lint fmt bench
+.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients smoke lint fmt bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ build: ## Build the server (debug)
 run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
 	cargo run -p bkg-db -- serve
 
-test: test-deps lint test-rust test-clients smoke ## Install what the tests need, then run every test
+test: test-deps lint test-rust test-slt-postgres test-clients smoke ## Install what the tests need, then run every test
 	@echo "make test: all suites passed"
 
 test-deps: ## Install the tools the tests drive (psql, curl, cargo-nextest)
@@ -28,6 +28,9 @@ test-rust: ## Unit, kernel, crash, SQL logic (engine + pgwire) and driver tests
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+
+test-slt-postgres: ## Check the .slt files' expected results against a throwaway PostgreSQL
+	@scripts/with-postgres.sh cargo nextest run --workspace --run-ignored only slt_against_postgresql
 
 test-clients: build ## Driver tests with real clients: Python psycopg 3 (pytest) and Node.js pg (node --test)
 	@scripts/test-clients.sh

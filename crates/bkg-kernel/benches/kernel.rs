@@ -91,12 +91,33 @@ fn reads(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(20);
-    g.bench_function("full_scan_200k_rows", |b| {
+    g.bench_function("full_scan_200k_rows_in_memory_versions", |b| {
         let txn = db.begin(RR);
+        let columns: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2)];
         b.iter(|| {
-            let mut n = 0u64;
-            txn.scan(t, |_, _| n += 1);
-            assert_eq!(n, rows as u64);
+            let chunks = txn.scan_columns(t, &columns, None, usize::MAX).unwrap();
+            assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), rows as usize);
+        });
+    });
+    // After a checkpoint the rows are the columnar base read from Parquet.
+    db.checkpoint().unwrap();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("point_lookup_pk_columnar_base", |b| {
+        let txn = db.begin(RR);
+        let mut k = 0i64;
+        b.iter(|| {
+            k = (k + 7919) % rows;
+            let r = txn.lookup(t, pk, &[Value::Int64(k)]).unwrap();
+            assert_eq!(r.len(), 1);
+        });
+    });
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("full_scan_200k_rows_columnar_base", |b| {
+        let txn = db.begin(RR);
+        let columns: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2)];
+        b.iter(|| {
+            let chunks = txn.scan_columns(t, &columns, None, usize::MAX).unwrap();
+            assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), rows as usize);
         });
     });
     g.finish();
@@ -106,15 +127,15 @@ fn snapshot_and_recovery(c: &mut Criterion) {
     let rows = 200_000i64;
     let (dir, db, t) = setup(rows);
     let def = db.catalog().table(t).unwrap().clone();
-    let mut all = Vec::new();
-    db.begin(RR).scan(t, |r, row| all.push((r, row.clone())));
-    let bytes = bkg_kernel::snapshot::write_table_parquet(&def, &all, 128 * 1024).unwrap().len();
-    let raw_bytes: usize = all.len() * (8 + 8 + 8 + 21);
+    let columns = bkg_kernel::snapshot::snapshot_columns(&def);
+    let all = db.begin(RR).scan_columns(t, &columns, None, usize::MAX).unwrap();
+    let bytes = bkg_kernel::snapshot::write_table_parquet(&def, all.clone(), 128 * 1024).unwrap().0.len();
+    let raw_bytes: usize = rows as usize * (8 + 8 + 8 + 21);
     let mut g = c.benchmark_group("durability");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(raw_bytes as u64));
     g.bench_function("snapshot_write_200k_rows", |b| {
-        b.iter(|| bkg_kernel::snapshot::write_table_parquet(&def, &all, 128 * 1024).unwrap());
+        b.iter(|| bkg_kernel::snapshot::write_table_parquet(&def, all.clone(), 128 * 1024).unwrap());
     });
     eprintln!("snapshot of {rows} rows: {bytes} bytes of Parquet from about {raw_bytes} bytes of values");
     let wal_bytes = db.stats().wal_bytes;

@@ -10,9 +10,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::catalog::{Catalog, ColumnDefault, TableDef};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::mvcc::{TableStore, Version, index_key};
+use crate::mvcc::{Chunk, ScanSpec, TableStore, Version, columns_from_rows, index_key};
 use crate::record::{Change, ChangeKind, CommitRecord, Op};
-use crate::snapshot::{self, Manifest, SnapshotFile};
+use crate::snapshot::{self, Manifest, SnapshotFile, SnapshotStore};
 use crate::value::{Row, Value};
 use crate::vfs::{Clock, StdVfs, SystemClock, Vfs};
 use crate::wal::{self, FsyncFailure, WalRequest, WalStats, WalWriter, WriterState};
@@ -31,6 +31,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub on_fsync_failure: FsyncFailure,
+    /// Where snapshot files go; `None` = the data directory's local file system.
+    pub snapshot_store: Option<Arc<dyn object_store::ObjectStore>>,
 }
 
 impl Options {
@@ -41,6 +43,7 @@ impl Options {
             clock: Arc::new(SystemClock),
             limits: Limits::default(),
             on_fsync_failure: FsyncFailure::Abort,
+            snapshot_store: None,
         }
     }
 }
@@ -66,6 +69,7 @@ pub struct RecoveryInfo {
 pub(crate) struct Shared {
     opts: Options,
     wal_dir: PathBuf,
+    snapshots: SnapshotStore,
     /// Committed catalogs by commit timestamp (oldest first). A snapshot at `read_ts` uses the
     /// newest entry with `ts <= read_ts`; DDL appends before its fsync, invisible until then.
     catalogs: Arc<RwLock<Vec<(u64, Arc<Catalog>)>>>,
@@ -115,6 +119,10 @@ impl Database {
         for d in [&dir, &wal_dir, &snap_dir] {
             vfs.create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
+        let snapshots = match &opts.snapshot_store {
+            Some(store) => SnapshotStore::remote(store.clone()),
+            None => SnapshotStore::local(&dir)?,
+        };
         let mut info = RecoveryInfo::default();
         // 1. The manifest and its snapshot files.
         let mpath = manifest_path(&dir);
@@ -127,7 +135,7 @@ impl Database {
             }
             for f in &m.files {
                 let path = dir.join(&f.path);
-                let bytes = vfs.read(&path).map_err(|e| Error::io(&path, e))?;
+                let bytes = snapshots.get(&f.path)?;
                 if bytes.len() as u64 != f.bytes || crc32c::crc32c(&bytes) != f.crc32c {
                     return Err(Error::Corruption {
                         path,
@@ -140,8 +148,8 @@ impl Database {
                     offset: 0,
                     reason: format!("manifest lists table {} that its catalog lacks", f.table_id),
                 })?;
-                let rows = snapshot::read_table_parquet(&path, def, bytes)?;
-                stores[&def.id].install(def, &rows, &[], m.checkpoint_ts);
+                let base = snapshot::read_base_segment(&f.path, def, bytes, m.checkpoint_ts)?;
+                stores[&def.id].replace_base(def, base);
             }
             info.checkpoint_ts = m.checkpoint_ts;
             (m.catalog.clone(), stores, m.checkpoint_ts, m.next_rowid, m.wal_start_lsn, Some(m))
@@ -150,14 +158,8 @@ impl Database {
         };
         // Leftovers of an interrupted checkpoint.
         let _ = vfs.remove_file(&dir.join("MANIFEST.tmp"));
-        if let Ok(entries) = vfs.list(&snap_dir) {
-            for p in entries {
-                let keep = manifest.as_ref().is_some_and(|m| m.files.iter().any(|f| dir.join(&f.path).starts_with(&p)));
-                if !keep {
-                    let _ = vfs.remove_dir_all(&p);
-                }
-            }
-        }
+        let listed = |p: &str| manifest.as_ref().is_some_and(|m| m.files.iter().any(|f| f.path == p));
+        remove_stale_snapshots(vfs.as_ref(), &snapshots, &dir, &listed);
         // 2. Replay the WAL after the checkpoint.
         let contents = wal::read_wal(vfs.as_ref(), &wal_dir, &opts.limits, true)?;
         info.torn_bytes_cut = contents.truncated_bytes;
@@ -232,6 +234,7 @@ impl Database {
         });
         let shared = Shared {
             wal_dir,
+            snapshots,
             catalogs: Arc::new(RwLock::new(vec![(last_ts, Arc::new(catalog))])),
             stores: RwLock::new(stores),
             commit_lock: tokio::sync::Mutex::new(last_ts),
@@ -354,31 +357,39 @@ impl Database {
         let dir = &s.opts.dir;
         let rel_dir = format!("snapshots/{ts:020}");
         let snap_dir = dir.join(&rel_dir);
-        vfs.create_dir_all(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
+        if s.snapshots.is_local() {
+            vfs.create_dir_all(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
+        }
         let mut files = Vec::new();
+        let mut written = Vec::new();
         let mut info = CheckpointInfo { checkpoint_ts: ts, wal_start_lsn, ..Default::default() };
         for def in catalog.tables.values() {
             let Some(store) = stores.get(&def.id) else {
                 continue;
             };
-            let mut rows = Vec::new();
-            store.for_each_visible(ts, |rowid, row| rows.push((rowid, row.clone())));
-            let bytes = snapshot::write_table_parquet(def, &rows, s.opts.limits.snapshot_row_group_rows)?;
+            let columns = snapshot::snapshot_columns(def);
+            let spec = ScanSpec { read_ts: ts, columns: &columns, skip: None, prune: None, limit: usize::MAX };
+            let chunks = store.scan_columns(def, &spec)?;
+            let (bytes, rows) = snapshot::write_table_parquet(def, chunks, s.opts.limits.snapshot_row_group_rows)?;
             let rel = format!("{rel_dir}/t{}.parquet", def.id);
-            snapshot::write_durable(vfs, &dir.join(&rel), &bytes)?;
+            let bytes = bytes::Bytes::from(bytes);
+            s.snapshots.put(vfs, &rel, bytes.to_vec())?;
             info.tables += 1;
-            info.rows += rows.len() as u64;
+            info.rows += rows;
             info.bytes += bytes.len() as u64;
             files.push(SnapshotFile {
                 table_id: def.id,
-                path: rel,
-                rows: rows.len() as u64,
+                path: rel.clone(),
+                rows,
                 bytes: bytes.len() as u64,
                 crc32c: crc32c::crc32c(&bytes),
             });
+            written.push((def.id, rel, bytes));
         }
-        vfs.sync_dir(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
-        vfs.sync_dir(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))?;
+        if s.snapshots.is_local() {
+            vfs.sync_dir(&snap_dir).map_err(|e| Error::io(&snap_dir, e))?;
+            vfs.sync_dir(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))?;
+        }
         info.wall_ms = s.opts.clock.now_ms();
         let manifest = Manifest {
             checkpoint_ts: ts,
@@ -399,13 +410,20 @@ impl Database {
             }
         }
         vfs.sync_dir(&s.wal_dir).map_err(|e| Error::io(&s.wal_dir, e))?;
-        for p in vfs.list(&dir.join("snapshots")).map_err(|e| Error::io(dir, e))? {
-            if p != snap_dir {
-                let _ = vfs.remove_dir_all(&p);
-            }
-        }
+        let listed = |p: &str| manifest.files.iter().any(|f| f.path == p);
+        remove_stale_snapshots(vfs, &s.snapshots, dir, &listed);
         *s.last_checkpoint.lock() = Some(info.clone());
         s.last_checkpoint_ms.store(info.wall_ms, Ordering::SeqCst);
+        // The files just written become the tables' columnar base, once no snapshot older than
+        // the checkpoint is in use (otherwise the in-memory versions stay until the next one).
+        if self.gc_horizon() >= ts {
+            for (table_id, rel, bytes) in written {
+                if let (Some(def), Some(store)) = (catalog.table(table_id), stores.get(&table_id)) {
+                    let base = snapshot::read_base_segment(&rel, def, bytes, ts)?;
+                    store.replace_base(def, base);
+                }
+            }
+        }
         drop(_pin);
         self.vacuum();
         tracing::info!(
@@ -489,9 +507,10 @@ impl Database {
     /// Next value of an identity/serial column.
     pub fn next_identity(&self, table_id: u64, col: usize) -> i64 {
         let mut seqs = self.shared.sequences.lock();
-        let next = seqs
-            .entry((table_id, col))
-            .or_insert_with(|| self.store(table_id).and_then(|s| s.max_int(col)).unwrap_or(0) + 1);
+        let next = seqs.entry((table_id, col)).or_insert_with(|| {
+            let def = self.catalog().table(table_id).cloned();
+            def.and_then(|d| self.store(table_id).and_then(|s| s.max_int(&d, col))).unwrap_or(0) + 1
+        });
         let v = *next;
         *next += 1;
         v
@@ -508,6 +527,29 @@ pub struct DbStats {
     pub wal_bytes_since_checkpoint: u64,
     pub visible_ts: u64,
     pub active_snapshots: usize,
+}
+
+/// Removes snapshot files and directories the manifest does not list (best effort: leftovers
+/// are retried at the next checkpoint or open).
+fn remove_stale_snapshots(vfs: &dyn Vfs, snapshots: &SnapshotStore, dir: &Path, listed: &dyn Fn(&str) -> bool) {
+    if snapshots.is_local() {
+        let Ok(entries) = vfs.list(&dir.join("snapshots")) else {
+            return;
+        };
+        for p in entries {
+            // A checkpoint directory stays while it holds a listed file.
+            let holds_listed = vfs
+                .list(&p)
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f.strip_prefix(dir).ok().and_then(|r| r.to_str()).is_some_and(listed));
+            if !holds_listed {
+                let _ = vfs.remove_dir_all(&p);
+            }
+        }
+    } else {
+        let _ = snapshots.delete_unless("snapshots", listed);
+    }
 }
 
 fn apply_ops(
@@ -691,14 +733,16 @@ impl Transaction {
     /// Calls `f` with every row of `table` this transaction sees.
     pub fn scan(&self, table: u64, mut f: impl FnMut(u64, &Row)) {
         let w = self.writes.get(&table);
-        if let Some(store) = self.shared.stores.read().get(&table).cloned() {
+        if let Some(store) = self.shared.stores.read().get(&table).cloned()
+            && let Some(def) = self.catalog.table(table)
+        {
             match w {
-                Some(w) if !w.deletes.is_empty() => store.for_each_visible(self.read_ts, |r, row| {
+                Some(w) if !w.deletes.is_empty() => store.for_each_visible(def, self.read_ts, |r, row| {
                     if !w.deletes.contains_key(&r) {
                         f(r, row)
                     }
                 }),
-                _ => store.for_each_visible(self.read_ts, &mut f),
+                _ => store.for_each_visible(def, self.read_ts, &mut f),
             }
         }
         if let Some(w) = w {
@@ -706,6 +750,45 @@ impl Transaction {
                 f(*r, row);
             }
         }
+    }
+
+    /// The rows of `table` this transaction sees, column by column: `columns` are physical
+    /// positions (`None` = the row id); `prune` may rule out row groups of the columnar base
+    /// from their statistics; at most `limit` rows.
+    pub fn scan_columns(
+        &self,
+        table: u64,
+        columns: &[Option<usize>],
+        prune: Option<&(dyn Fn(&crate::mvcc::BaseSegment) -> Vec<bool> + Sync)>,
+        limit: usize,
+    ) -> Result<Vec<Chunk>> {
+        let def = self.table_def(table)?;
+        let w = self.writes.get(&table);
+        let skip = |r: u64| w.is_some_and(|w| w.deletes.contains_key(&r));
+        let mut out = match self.store(table) {
+            Some(store) => {
+                let spec = ScanSpec {
+                    read_ts: self.read_ts,
+                    columns,
+                    skip: if w.is_some_and(|w| !w.deletes.is_empty()) { Some(&skip) } else { None },
+                    prune,
+                    limit,
+                };
+                store.scan_columns(def, &spec)?
+            }
+            None => Vec::new(),
+        };
+        let left = limit.saturating_sub(out.iter().map(|c| c.0).sum());
+        if let Some(w) = w
+            && left > 0
+            && !w.inserts.is_empty()
+        {
+            let rows: Vec<(u64, Row)> = w.inserts.iter().take(left).map(|(r, row)| (*r, row.clone())).collect();
+            for chunk in rows.chunks(crate::mvcc::CHUNK_ROWS) {
+                out.push((chunk.len(), columns_from_rows(def, columns, chunk)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Rows whose key on index `index_id` equals `key` (values in index column order).
@@ -728,7 +811,7 @@ impl Transaction {
         if let Some(store) = self.store(table)
             && store.has_index(index_id)
         {
-            for v in store.lookup(index_id, &enc) {
+            for v in store.lookup(def, index_id, &enc) {
                 if v.visible_at(self.read_ts) && !w.is_some_and(|w| w.deletes.contains_key(&v.rowid)) {
                     out.push((v.rowid, v.row));
                 }
@@ -765,7 +848,8 @@ impl Transaction {
         if w.is_some_and(|w| w.deletes.contains_key(&rowid)) {
             return None;
         }
-        self.store(table)?.version(rowid).filter(|v| v.visible_at(self.read_ts)).map(|v| v.row)
+        let def = self.catalog.table(table)?;
+        self.store(table)?.version(def, rowid).filter(|v| v.visible_at(self.read_ts)).map(|v| v.row)
     }
 
     /// Finds an existing row colliding with `row` on a unique index, seen from this transaction.
@@ -789,7 +873,7 @@ impl Transaction {
             }
             if let Some(store) = store {
                 if store.has_index(idx.id) {
-                    for v in store.lookup(idx.id, &key) {
+                    for v in store.lookup(def, idx.id, &key) {
                         if w.is_some_and(|w| w.deletes.contains_key(&v.rowid)) {
                             continue;
                         }
@@ -799,7 +883,7 @@ impl Transaction {
                     }
                 } else {
                     let mut hit = None;
-                    store.for_each_visible(self.read_ts, |r, existing| {
+                    store.for_each_visible(def, self.read_ts, |r, existing| {
                         if hit.is_none()
                             && !w.is_some_and(|w| w.deletes.contains_key(&r))
                             && index_key(existing, &idx.columns, def).as_deref() == Some(&key[..])
@@ -901,6 +985,7 @@ impl Transaction {
     }
 
     fn delete_one(&mut self, table: u64, rowid: u64, store: Option<&TableStore>) -> Result<Option<Row>> {
+        let catalog = self.catalog.clone();
         let w = self.writes.entry(table).or_default();
         if let Some(row) = w.inserts.remove(&rowid) {
             for m in w.keys.values_mut() {
@@ -913,7 +998,8 @@ impl Transaction {
         if w.deletes.contains_key(&rowid) {
             return Ok(None);
         }
-        let Some(v) = store.and_then(|s| s.version(rowid)) else {
+        let def = catalog.table(table).ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))?;
+        let Some(v) = store.and_then(|s| s.version(def, rowid)) else {
             return Ok(None);
         };
         if !v.visible_at(self.read_ts) {
@@ -996,7 +1082,7 @@ impl Transaction {
 
     /// Commits from synchronous code.
     pub fn commit_blocking(self) -> Result<CommitInfo> {
-        futures_lite_block_on(self.commit())
+        crate::util::block_on(self.commit())
     }
 
     /// Commits: validates, writes the WAL record, waits for its fsync, then makes it visible.
@@ -1075,7 +1161,7 @@ impl Transaction {
                             continue;
                         };
                         let clash = store
-                            .lookup(idx.id, &key)
+                            .lookup(def, idx.id, &key)
                             .into_iter()
                             .any(|v: Version| v.live() && !w.deletes.contains_key(&v.rowid));
                         if clash {
@@ -1199,25 +1285,5 @@ pub fn render_value(v: &Value) -> String {
         Value::Time(t) => t.to_string(),
         Value::Timestamp(t) => t.to_string(),
         Value::Interval { months, days, nanos } => format!("{months} mons {days} days {nanos} ns"),
-    }
-}
-
-/// A minimal executor for the blocking API: the futures involved only wait on channels.
-fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
     }
 }

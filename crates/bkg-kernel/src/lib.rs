@@ -27,6 +27,7 @@ pub mod mvcc;
 pub mod record;
 pub mod snapshot;
 pub mod testutil;
+pub mod util;
 pub mod value;
 pub mod vfs;
 pub mod wal;

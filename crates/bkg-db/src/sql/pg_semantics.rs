@@ -3,7 +3,8 @@
 //! Integer `+`, `-` and `*` wrap on overflow in DataFusion; PostgreSQL raises
 //! `22003 numeric_value_out_of_range`. An analyzer rule (after type coercion, so operand types are
 //! final) replaces those operators on integer operands with checked functions that keep the
-//! operator's name and type, so result columns are named and typed as before.
+//! operator's name and type, so result columns are named and typed as before. The same rule makes
+//! `text::bytea` decode PostgreSQL's bytea input formats.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
@@ -71,9 +72,40 @@ impl ScalarUDFImpl for CheckedOp {
     }
 }
 
+/// `text::bytea` as PostgreSQL reads bytea input (hex or escape format), instead of Arrow's
+/// cast that keeps the text's bytes.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ByteaIn {
+    sig: Signature,
+}
+
+impl ScalarUDFImpl for ByteaIn {
+    fn name(&self) -> &str {
+        "bytea_in"
+    }
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out = super::types::bytea_from_text(&arrays[0])
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        if scalar {
+            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
 /// Replaces wrapping integer arithmetic with checked arithmetic.
 #[derive(Debug)]
 pub struct CheckedIntegerArithmetic {
+    bytea_in: Arc<ScalarUDF>,
     add: Arc<ScalarUDF>,
     sub: Arc<ScalarUDF>,
     mul: Arc<ScalarUDF>,
@@ -89,6 +121,7 @@ impl Default for CheckedIntegerArithmetic {
             }))
         };
         CheckedIntegerArithmetic {
+            bytea_in: Arc::new(ScalarUDF::new_from_impl(ByteaIn { sig: Signature::any(1, Volatility::Immutable) })),
             add: udf(Operator::Plus, "int_add_checked"),
             sub: udf(Operator::Minus, "int_sub_checked"),
             mul: udf(Operator::Multiply, "int_mul_checked"),
@@ -103,6 +136,14 @@ fn is_int(t: &DataType) -> bool {
 impl CheckedIntegerArithmetic {
     fn rewrite(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         e.transform_up(|e| {
+            if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = &e
+                && matches!(field.data_type(), DataType::Binary | DataType::BinaryView | DataType::LargeBinary)
+                && matches!(expr.get_type(schema), Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8))
+            {
+                let f =
+                    Expr::ScalarFunction(ScalarFunction::new_udf(self.bytea_in.clone(), vec![expr.as_ref().clone()]));
+                return Ok(Transformed::yes(f.alias_if_changed(e.schema_name().to_string())?));
+            }
             let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
             let udf = match op {
                 Operator::Plus => &self.add,

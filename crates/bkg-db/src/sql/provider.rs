@@ -9,17 +9,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bkg_kernel::arrow_conv::column_from_values;
+use bkg_kernel::mvcc::{BaseSegment, ColumnStats, columns_from_rows};
 use bkg_kernel::{Catalog, DataType, Database, Row, TableDef, Transaction, Value};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, DFSchema, DataFusionError, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::ViewTable;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::{Mutex, RwLock};
 
@@ -253,33 +256,64 @@ pub fn rows_to_batches(
     positions: &[Option<usize>],
     rows: &[(u64, Row)],
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
-    let mut out = Vec::new();
-    for chunk in rows.chunks(BATCH_ROWS) {
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(positions.len());
-        for p in positions {
-            match p {
-                Some(pos) => {
-                    let c = &def.columns[*pos];
-                    let arr =
-                        column_from_values(&c.data_type, chunk.iter().map(|(_, r)| r.get(*pos).unwrap_or(&c.missing)))
-                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    cols.push(arr);
-                }
-                None => cols.push(Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(r, _)| *r)))),
-            }
-        }
-        let batch = if cols.is_empty() {
-            RecordBatch::try_new_with_options(
-                schema.clone(),
-                cols,
-                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(chunk.len())),
-            )?
-        } else {
-            RecordBatch::try_new(schema.clone(), cols)?
-        };
-        out.push(batch);
+    rows.chunks(BATCH_ROWS)
+        .map(|chunk| {
+            let cols = columns_from_rows(def, positions, chunk).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            chunk_to_batch(schema, chunk.len(), cols)
+        })
+        .collect()
+}
+
+fn chunk_to_batch(schema: &SchemaRef, rows: usize, cols: Vec<ArrayRef>) -> Result<RecordBatch, DataFusionError> {
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        cols,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
+}
+
+/// The Parquet row-group statistics of a table's columnar base, as DataFusion's pruning sees
+/// them: one container per row group.
+struct BaseStatistics<'a> {
+    base: &'a BaseSegment,
+    def: &'a TableDef,
+}
+
+impl BaseStatistics<'_> {
+    fn column(&self, c: &Column) -> Option<&ColumnStats> {
+        self.base.stats.get(&self.def.column_index(&c.name)?)
     }
-    Ok(out)
+}
+
+impl PruningStatistics for BaseStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.column(column).map(|s| s.mins.clone())
+    }
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.column(column).map(|s| s.maxes.clone())
+    }
+    fn num_containers(&self) -> usize {
+        self.base.groups.len()
+    }
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.column(column).map(|s| Arc::new(s.null_counts.clone()) as ArrayRef)
+    }
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(UInt64Array::from_iter_values(self.base.groups.iter().map(|g| g.num_rows() as u64))))
+    }
+    fn contained(&self, _: &Column, _: &std::collections::HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
+
+impl MvccTable {
+    /// A pruning predicate over the table's columns from the pushed-down filters, if any apply.
+    fn pruning_predicate(&self, state: &dyn Session, filters: &[Expr]) -> Option<Arc<PruningPredicate>> {
+        let expr = conjunction(filters.iter().cloned())?;
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone()).ok()?;
+        let physical = state.create_physical_expr(expr, &df_schema).ok()?;
+        PruningPredicateBuilder::new().with_file_schema(self.schema.clone()).build(physical)
+    }
 }
 
 #[async_trait]
@@ -296,19 +330,9 @@ impl TableProvider for MvccTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Filters only narrow what the scan reads (point lookups); DataFusion re-checks them.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                let mut eqs = Vec::new();
-                collect_equalities(f, &self.def, &mut eqs);
-                if eqs.is_empty() {
-                    TableProviderFilterPushDown::Unsupported
-                } else {
-                    TableProviderFilterPushDown::Inexact
-                }
-            })
-            .collect())
+        // Filters only narrow what the scan reads (point lookups, row-group pruning);
+        // DataFusion re-checks them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(
@@ -322,23 +346,6 @@ impl TableProvider for MvccTable {
             .config()
             .get_extension::<ScanContext>()
             .ok_or_else(|| DataFusionError::Plan("no transaction is bound to this statement".into()))?;
-        let guard = ctx.txn.lock();
-        let txn = guard.as_ref().ok_or_else(|| DataFusionError::Plan("no transaction is open".into()))?;
-        let mut rows: Vec<(u64, Row)> = Vec::new();
-        match self.point_lookup(filters) {
-            Some((index, key)) => {
-                rows = txn.lookup(self.def.id, index, &key).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            }
-            None => {
-                let max = if filters.is_empty() { limit.unwrap_or(usize::MAX) } else { usize::MAX };
-                txn.scan(self.def.id, |r, row| {
-                    if rows.len() < max {
-                        rows.push((r, row.clone()))
-                    }
-                });
-            }
-        }
-        drop(guard);
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let proj = projection.unwrap_or(&all);
         let positions: Vec<Option<usize>> = proj
@@ -346,8 +353,41 @@ impl TableProvider for MvccTable {
             .map(|&i| if self.with_rowid && i == self.positions.len() { None } else { Some(self.positions[i]) })
             .collect();
         let projected = Arc::new(self.schema.project(proj)?);
-        let batches = rows_to_batches(&self.def, &projected, &positions, &rows)?;
-        let exec = MemorySourceConfig::try_new_exec(&[batches], projected, None)?;
+        let point = self.point_lookup(filters);
+        let predicate = if point.is_none() { self.pruning_predicate(state, filters) } else { None };
+        let prune = |base: &BaseSegment| -> Vec<bool> {
+            let stats = BaseStatistics { base, def: &self.def };
+            match &predicate {
+                Some(p) => p.prune(&stats).unwrap_or_else(|_| vec![true; base.groups.len()]),
+                None => vec![true; base.groups.len()],
+            }
+        };
+        let guard = ctx.txn.lock();
+        let txn = guard.as_ref().ok_or_else(|| DataFusionError::Plan("no transaction is open".into()))?;
+        let external = |e: bkg_kernel::Error| DataFusionError::External(Box::new(e));
+        let batches = match point {
+            Some((index, key)) => {
+                let rows = txn.lookup(self.def.id, index, &key).map_err(external)?;
+                drop(guard);
+                rows_to_batches(&self.def, &projected, &positions, &rows)?
+            }
+            None => {
+                let max = if filters.is_empty() { limit.unwrap_or(usize::MAX) } else { usize::MAX };
+                let chunks = txn
+                    .scan_columns(self.def.id, &positions, predicate.as_ref().map(|_| &prune as _), max)
+                    .map_err(external)?;
+                drop(guard);
+                chunks.into_iter().map(|(n, cols)| chunk_to_batch(&projected, n, cols)).collect::<Result<_, _>>()?
+            }
+        };
+        // Spread the batches over the configured number of partitions so operators above the
+        // scan run in parallel.
+        let parts = state.config().target_partitions().clamp(1, batches.len().max(1));
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
+        for (i, b) in batches.into_iter().enumerate() {
+            partitions[i % parts].push(b);
+        }
+        let exec = MemorySourceConfig::try_new_exec(&partitions, projected, None)?;
         Ok(exec)
     }
 }

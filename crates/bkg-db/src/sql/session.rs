@@ -274,6 +274,9 @@ impl Session {
 
     /// Runs every statement of `sql`; stops at the first error, which is the last element.
     pub async fn execute(&mut self, sql: &str) -> Vec<SqlResult<Output>> {
+        if is_checkpoint(sql) {
+            return vec![self.checkpoint().await];
+        }
         let stmts = match Session::parse(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -319,6 +322,9 @@ impl Session {
 
     /// Runs one SQL text that must hold exactly one statement.
     pub async fn execute_one(&mut self, sql: &str) -> SqlResult<Output> {
+        if is_checkpoint(sql) {
+            return self.checkpoint().await;
+        }
         let mut stmts = Session::parse(sql)?;
         match stmts.len() {
             1 => self.execute_statement(stmts.remove(0)).await,
@@ -338,6 +344,21 @@ impl Session {
             },
             None => self.execute_statement_inner(stmt).await,
         }
+    }
+
+    /// `CHECKPOINT`: writes the column snapshots now (the parser does not know the statement).
+    async fn checkpoint(&mut self) -> SqlResult<Output> {
+        if self.failed {
+            return Err(SqlError::new(
+                codes::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let db = self.engine.db.clone();
+        tokio::task::spawn_blocking(move || db.checkpoint())
+            .await
+            .map_err(|e| SqlError::internal(format!("checkpoint task: {e}")))??;
+        Ok(Output::command("CHECKPOINT"))
     }
 
     fn on_error(&mut self) {
@@ -804,6 +825,10 @@ fn compat_rewrite(sql: &str) -> Option<String> {
         out = VACUUM.replace(&out, "VACUUM ").into_owned();
     }
     (out != sql).then_some(out)
+}
+
+fn is_checkpoint(sql: &str) -> bool {
+    sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint")
 }
 
 /// Longest SQL text accepted in one message.

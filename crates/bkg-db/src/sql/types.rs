@@ -89,7 +89,9 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
 /// varchar(n)/char(n) lengths as PostgreSQL does (char(n) pads with blanks).
 pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<Vec<Value>> {
     let target = dt.arrow_type();
-    let cast = if array.data_type() == &target {
+    let cast = if matches!(dt, DataType::Bytea) && is_text(array.data_type()) {
+        bytea_from_text(array)?
+    } else if array.data_type() == &target {
         array.clone()
     } else {
         let opts = CastOptions { safe: false, ..Default::default() };
@@ -183,4 +185,88 @@ pub fn normalize_uuid(s: &str) -> SqlResult<String> {
     }
     let h = hex.to_lowercase();
     Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+fn is_text(t: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType as A;
+    matches!(t, A::Utf8 | A::LargeUtf8 | A::Utf8View)
+}
+
+/// Text to `bytea` as PostgreSQL reads it: the hex format `\x0a1b...` or the escape format
+/// (`\\` for a backslash, `\ooo` for an octal byte, anything else as is).
+pub fn decode_bytea(s: &str) -> SqlResult<Vec<u8>> {
+    let invalid = |m: &str| SqlError::new(codes::INVALID_TEXT_REPRESENTATION, m.to_string());
+    if let Some(hex) = s.strip_prefix("\\x") {
+        // PostgreSQL reports bad hex input as invalid_parameter_value.
+        let invalid = |m: &str| SqlError::new("22023", m.to_string());
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let nibble = |b: u8| {
+            (b as char)
+                .to_digit(16)
+                .map(|d| d as u8)
+                .ok_or_else(|| invalid(&format!("invalid hexadecimal digit: \"{}\"", b as char)))
+        };
+        if digits.len() % 2 == 1 {
+            return Err(invalid("invalid hexadecimal data: odd number of digits"));
+        }
+        return digits.chunks(2).map(|p| Ok(nibble(p[0])? << 4 | nibble(p[1])?)).collect();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if let Some(oct) = bytes.get(i + 1..i + 4)
+            && matches!(oct[0], b'0'..=b'3')
+            && oct[1..].iter().all(|b| matches!(b, b'0'..=b'7'))
+        {
+            out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+            i += 4;
+        } else {
+            return Err(invalid("invalid input syntax for type bytea"));
+        }
+    }
+    Ok(out)
+}
+
+/// A text column decoded as `bytea` values.
+pub fn bytea_from_text(array: &ArrayRef) -> SqlResult<ArrayRef> {
+    use datafusion::arrow::array::BinaryBuilder;
+    use datafusion::arrow::datatypes::DataType as A;
+    let text = cast_with_options(array, &A::Utf8, &CastOptions::default()).map_err(SqlError::from)?;
+    let text = text
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .ok_or_else(|| SqlError::internal("text column is not Utf8"))?;
+    let mut b = BinaryBuilder::with_capacity(text.len(), text.value_data().len());
+    for i in 0..text.len() {
+        if text.is_null(i) {
+            b.append_null();
+        } else {
+            b.append_value(decode_bytea(text.value(i))?);
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_bytea;
+
+    #[test]
+    fn bytea_input_formats() {
+        assert_eq!(decode_bytea("\\x0102ff").unwrap(), vec![1, 2, 255]);
+        assert_eq!(decode_bytea("\\x01 02").unwrap(), vec![1, 2]);
+        assert_eq!(decode_bytea("\\x").unwrap(), Vec::<u8>::new());
+        assert_eq!(decode_bytea("a\\\\b\\001").unwrap(), vec![b'a', b'\\', b'b', 1]);
+        assert_eq!(decode_bytea("plain").unwrap(), b"plain".to_vec());
+        assert_eq!(decode_bytea("\\x012").unwrap_err().code, "22023");
+        assert_eq!(decode_bytea("\\xzz").unwrap_err().code, "22023");
+        assert_eq!(decode_bytea("\\q").unwrap_err().code, "22P02");
+    }
 }

@@ -121,6 +121,19 @@ impl AsyncDB for PgDb {
     }
 }
 
+/// Label of the runs against bkg-db: `onlyif bkg-db` marks records where bkg-db deliberately
+/// differs from PostgreSQL (documented in `testdata/slt/KNOWN-GAPS.md`).
+const LABEL: &str = "bkg-db";
+
+async fn pg_runner(conn: String) -> Result<PgDb, TestError> {
+    let (client, c) =
+        tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.map_err(|e| TestError(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = c.await;
+    });
+    Ok(PgDb { client })
+}
+
 fn slt_files() -> Vec<PathBuf> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/slt"));
     let mut out = Vec::new();
@@ -151,6 +164,7 @@ async fn slt_through_the_engine() {
             async move { Ok::<_, TestError>(EngineDb { session: engine.session("postgres") }) }
         });
         runner.with_column_validator(|_, _| true);
+        runner.add_label(LABEL);
         if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{}: {e}", file.display()));
         }
@@ -164,23 +178,55 @@ async fn slt_through_pgwire() {
     for file in slt_files() {
         let server = TestServer::start();
         let conn = server.conn_string();
-        let mut runner = sqllogictest::Runner::new(move || {
-            let conn = conn.clone();
-            async move {
-                let (client, c) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| TestError(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = c.await;
-                });
-                Ok::<_, TestError>(PgDb { client })
-            }
-        });
+        let mut runner = sqllogictest::Runner::new(move || pg_runner(conn.clone()));
         runner.with_column_validator(|_, _| true);
+        runner.add_label(LABEL);
         if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{}: {e}", file.display()));
         }
         drop(server);
+    }
+    assert!(failures.is_empty(), "{} file(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Runs the same files against a real PostgreSQL, to keep their expected results honest:
+/// `BKG_SLT_POSTGRES_DSN=... cargo nextest run --workspace --run-ignored only slt_against_postgresql`
+/// (`make slt-postgres` starts a throwaway PostgreSQL 15 and does this). Each file starts from an
+/// empty database (every user schema dropped); records marked `onlyif bkg-db` are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server in BKG_SLT_POSTGRES_DSN"]
+async fn slt_against_postgresql() {
+    let dsn =
+        std::env::var("BKG_SLT_POSTGRES_DSN").expect("BKG_SLT_POSTGRES_DSN names the PostgreSQL to check against");
+    let mut failures = Vec::new();
+    for file in slt_files() {
+        let admin = pg_runner(dsn.clone()).await.unwrap();
+        admin
+            .client
+            .batch_execute(
+                "DO $$DECLARE s text; BEGIN \
+                   FOR s IN SELECT nspname FROM pg_namespace \
+                            WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP \
+                     EXECUTE format('DROP SCHEMA %I CASCADE', s); \
+                   END LOOP; END$$; \
+                 CREATE SCHEMA public",
+            )
+            .await
+            .unwrap();
+        let conn = dsn.clone();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let conn = conn.clone();
+            async move {
+                let db = pg_runner(conn).await?;
+                db.client.batch_execute("SET TIME ZONE 'UTC'").await.map_err(|e| TestError(e.to_string()))?;
+                Ok(db)
+            }
+        });
+        runner.with_column_validator(|_, _| true);
+        runner.add_label("postgres");
+        if let Err(e) = runner.run_file_async(&file).await {
+            failures.push(format!("{}: {e}", file.display()));
+        }
     }
     assert!(failures.is_empty(), "{} file(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
