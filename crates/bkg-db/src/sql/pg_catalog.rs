@@ -187,6 +187,7 @@ pub const TABLES: &[&str] = &[
     "pg_statistic_ext",
     "pg_publication",
     "pg_publication_rel",
+    "pg_publication_namespace",
     "pg_partitioned_table",
     "pg_extension",
     "pg_tables",
@@ -697,6 +698,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
         ])?,
         "pg_publication" => empty(&[("oid", A::Int64), ("pubname", A::Utf8), ("puballtables", A::Boolean)])?,
         "pg_publication_rel" => empty(&[("oid", A::Int64), ("prpubid", A::Int64), ("prrelid", A::Int64)])?,
+        "pg_publication_namespace" => empty(&[("oid", A::Int64), ("pnpubid", A::Int64), ("pnnspid", A::Int64)])?,
         "pg_partitioned_table" => empty(&[("partrelid", A::Int64), ("partstrat", A::Utf8)])?,
         "pg_extension" => {
             empty(&[("oid", A::Int64), ("extname", A::Utf8), ("extversion", A::Utf8), ("extnamespace", A::Int64)])?
@@ -947,7 +949,15 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 }
             }
         }
-        Expr::BinaryOp { op, .. } => {
+        Expr::BinaryOp { left, op, right } => {
+            // `array_column = '{0}'`: an array literal in PostgreSQL's text form.
+            if matches!(op, ast::BinaryOperator::Eq | ast::BinaryOperator::NotEq) {
+                for side in [left.as_mut(), right.as_mut()] {
+                    if let Some(arr) = array_literal(side) {
+                        *side = arr;
+                    }
+                }
+            }
             if let ast::BinaryOperator::PGCustomBinaryOperator(parts) = op {
                 let sym = parts.last().cloned().unwrap_or_default();
                 let new = match sym.as_str() {
@@ -1036,6 +1046,134 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
 }
 
 /// The oid of a built-in type given by name (`int4`, `integer`, `json`, `_text`, ...).
+/// Catalog tables that hold no rows in bkg-db (no policies, triggers, statistics objects,
+/// publications or inheritance yet).
+const ALWAYS_EMPTY: &[&str] = &[
+    "pg_policy",
+    "pg_trigger",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_publication_namespace",
+    "pg_inherits",
+];
+
+/// The output column names of `q` if it provably returns no rows because every branch reads an
+/// always-empty catalog table in a position that empties the result (the base of a FROM item
+/// without RIGHT/FULL joins, or an inner join), without aggregates. Clients' catalog queries
+/// about features bkg-db lacks (psql's `\d` asks for policies, statistics objects and
+/// publications) then answer without planning expressions the planner cannot handle.
+pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
+    fn is_empty_table(f: &ast::TableFactor) -> bool {
+        let ast::TableFactor::Table { name, .. } = f else { return false };
+        let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident().map(|i| i.value.to_lowercase())).collect();
+        match parts.as_slice() {
+            [t] => ALWAYS_EMPTY.contains(&t.as_str()),
+            [s, t] => s == PG_CATALOG && ALWAYS_EMPTY.contains(&t.as_str()),
+            _ => false,
+        }
+    }
+    fn has_aggregate(sel: &ast::Select) -> bool {
+        // Aggregates of the select itself, not of subqueries inside it.
+        struct Finder {
+            depth: usize,
+            found: bool,
+        }
+        impl ast::Visitor for Finder {
+            type Break = ();
+            fn pre_visit_query(&mut self, _q: &ast::Query) -> std::ops::ControlFlow<()> {
+                self.depth += 1;
+                std::ops::ControlFlow::Continue(())
+            }
+            fn post_visit_query(&mut self, _q: &ast::Query) -> std::ops::ControlFlow<()> {
+                self.depth -= 1;
+                std::ops::ControlFlow::Continue(())
+            }
+            fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+                self.found |= self.depth == 0 && is_aggregate(e);
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        let mut finder = Finder { depth: 0, found: false };
+        let _ = ast::Visit::visit(&sel.projection, &mut finder);
+        finder.found
+            || sel.having.is_some()
+            || !matches!(&sel.group_by, ast::GroupByExpr::Expressions(v, _) if v.is_empty())
+    }
+    fn empty_body(b: &ast::SetExpr) -> bool {
+        match b {
+            ast::SetExpr::Select(sel) => {
+                !has_aggregate(sel)
+                    && sel.from.iter().any(|twj| {
+                        let outer = twj.joins.iter().any(|j| {
+                            matches!(
+                                j.join_operator,
+                                ast::JoinOperator::RightOuter(_)
+                                    | ast::JoinOperator::FullOuter(_)
+                                    | ast::JoinOperator::Right(_)
+                            )
+                        });
+                        (is_empty_table(&twj.relation) && !outer)
+                            || twj.joins.iter().any(|j| {
+                                is_empty_table(&j.relation)
+                                    && matches!(
+                                        j.join_operator,
+                                        ast::JoinOperator::Inner(_)
+                                            | ast::JoinOperator::Join(_)
+                                            | ast::JoinOperator::CrossJoin(_)
+                                    )
+                            })
+                    })
+            }
+            ast::SetExpr::Query(q) => empty_body(&q.body),
+            ast::SetExpr::SetOperation { op, left, right, .. } => match op {
+                ast::SetOperator::Union => empty_body(left) && empty_body(right),
+                ast::SetOperator::Intersect => empty_body(left) || empty_body(right),
+                _ => empty_body(left),
+            },
+            _ => false,
+        }
+    }
+    if q.with.is_some() || !empty_body(&q.body) {
+        return None;
+    }
+    let mut first = q.body.as_ref();
+    loop {
+        match first {
+            ast::SetExpr::SetOperation { left, .. } => first = left,
+            ast::SetExpr::Query(q) => first = &q.body,
+            _ => break,
+        }
+    }
+    let ast::SetExpr::Select(sel) = first else { return None };
+    sel.projection
+        .iter()
+        .map(|item| match item {
+            ast::SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.value.clone()),
+            ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(|i| i.value.clone()),
+            ast::SelectItem::UnnamedExpr(_) => Some("?column?".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `'{1,2}'` (an array in PostgreSQL's text form, integers only) as `ARRAY[1,2]`.
+fn array_literal(e: &Expr) -> Option<Expr> {
+    let Expr::Value(v) = e else { return None };
+    let ast::Value::SingleQuotedString(text) = &v.value else { return None };
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let elem = if inner.trim().is_empty() {
+        vec![]
+    } else {
+        inner
+            .split(',')
+            .map(|x| x.trim().parse::<i64>().ok().map(|n| Expr::value(ast::Value::Number(n.to_string(), false))))
+            .collect::<Option<Vec<_>>>()?
+    };
+    Some(Expr::Array(ast::Array { elem, named: true }))
+}
+
 pub fn type_oid_by_name(name: &str) -> Option<i64> {
     let n = name.trim().trim_start_matches("pg_catalog.").trim_matches('"').to_lowercase();
     let alias = match n.as_str() {
@@ -1161,4 +1299,77 @@ fn split_and(e: Expr, out: &mut Vec<Expr>) {
 fn is_aggregate(e: &Expr) -> bool {
     matches!(e, Expr::Function(f) if ["count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or"]
         .contains(&f.name.to_string().to_lowercase().as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn array_literals_compare_with_array_columns() {
+        let mut stmt =
+            super::super::session::Session::parse("SELECT polroles = '{0}' FROM pg_policy").unwrap().remove(0);
+        super::rewrite(&mut stmt, &bkg_kernel::Catalog::default(), "public");
+        assert_eq!(stmt.to_string(), "SELECT polroles = ARRAY[0] FROM pg_policy");
+    }
+
+    #[test]
+    fn catalog_queries_over_always_empty_tables_need_no_plan() {
+        let empty = |sql: &str| {
+            let stmt = super::super::session::Session::parse(sql).unwrap().remove(0);
+            let ast::Statement::Query(q) = stmt else { panic!("not a query") };
+            super::provably_empty(&q)
+        };
+        use datafusion::sql::sqlparser::ast;
+        assert_eq!(
+            empty("SELECT pol.polname AS n, x FROM pg_catalog.pg_policy pol WHERE pol.polrelid = 1"),
+            Some(vec!["n".to_string(), "x".to_string()])
+        );
+        assert!(
+            empty("SELECT a FROM pg_class c JOIN pg_publication p ON true UNION SELECT b FROM pg_trigger").is_some()
+        );
+        // Not provable: an aggregate, an outer join that keeps rows, a branch with rows.
+        assert!(empty("SELECT count(*) FROM pg_policy").is_none());
+        assert!(empty("SELECT 1 FROM pg_class c LEFT JOIN pg_policy p ON true").is_none());
+        assert!(empty("SELECT 1 FROM pg_policy p RIGHT JOIN pg_class c ON true").is_none());
+        assert!(empty("SELECT 1 FROM pg_policy UNION SELECT 2").is_none());
+        assert!(empty("SELECT 1 FROM pg_class").is_none());
+        // psql 15's `\\d t`: statistics objects and publications.
+        assert!(empty(PSQL_STATISTICS).is_some());
+        assert!(empty(PSQL_PUBLICATIONS).is_some());
+    }
+
+    const PSQL_STATISTICS: &str = r#"SELECT oid, stxrelid::pg_catalog.regclass, stxnamespace::pg_catalog.regnamespace::pg_catalog.text AS nsp, stxname,
+pg_catalog.pg_get_statisticsobjdef_columns(oid) AS columns,
+  'd' = any(stxkind) AS ndist_enabled,
+  'f' = any(stxkind) AS deps_enabled,
+  'm' = any(stxkind) AS mcv_enabled,
+stxstattarget
+FROM pg_catalog.pg_statistic_ext
+WHERE stxrelid = '18920'
+ORDER BY nsp, stxname;"#;
+    const PSQL_PUBLICATIONS: &str = r#"SELECT pubname
+     , NULL
+     , NULL
+FROM pg_catalog.pg_publication p
+     JOIN pg_catalog.pg_publication_namespace pn ON p.oid = pn.pnpubid
+     JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.pnnspid
+WHERE pc.oid ='18920' and pg_catalog.pg_relation_is_publishable('18920')
+UNION
+SELECT pubname
+     , pg_get_expr(pr.prqual, c.oid)
+     , (CASE WHEN pr.prattrs IS NOT NULL THEN
+         (SELECT string_agg(attname, ', ')
+           FROM pg_catalog.generate_series(0, pg_catalog.array_upper(pr.prattrs::pg_catalog.int2[], 1)) s,
+                pg_catalog.pg_attribute
+          WHERE attrelid = pr.prrelid AND attnum = prattrs[s])
+        ELSE NULL END) FROM pg_catalog.pg_publication p
+     JOIN pg_catalog.pg_publication_rel pr ON p.oid = pr.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid
+WHERE pr.prrelid = '18920'
+UNION
+SELECT pubname
+     , NULL
+     , NULL
+FROM pg_catalog.pg_publication p
+WHERE p.puballtables AND pg_catalog.pg_relation_is_publishable('18920')
+ORDER BY 1;"#;
 }
