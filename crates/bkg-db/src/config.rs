@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// Seconds to let open connections finish after SIGTERM/SIGINT.
     #[arg(long, env = "BKG_DB_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
+    /// Close connections idle inside a transaction block this long (seconds, 0 = never); the
+    /// session default of `idle_in_transaction_session_timeout`. An open transaction holds its
+    /// snapshot, which keeps old row versions in memory.
+    #[arg(long, env = "BKG_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", default_value_t = 600)]
+    pub idle_in_transaction_timeout_s: u64,
+    /// Close connections idle outside a transaction this long (seconds, 0 = never); the session
+    /// default of `idle_session_timeout`.
+    #[arg(long, env = "BKG_DB_IDLE_SESSION_TIMEOUT_S", default_value_t = 0)]
+    pub idle_session_timeout_s: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "BKG_DB_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -22,7 +22,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let mut opts = Options::new(&dir);
     opts.limits = limits;
-    let config = EngineConfig { query_memory_bytes_max: args.query_memory_mb << 20, ..Default::default() };
+    let config = EngineConfig {
+        query_memory_bytes_max: args.query_memory_mb << 20,
+        idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_s * 1000,
+        idle_session_timeout_ms: args.idle_session_timeout_s * 1000,
+        ..Default::default()
+    };
     let started = Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(opts, config))
         .await

@@ -492,6 +492,34 @@ impl PgServer {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                 };
+                // A second handle on the socket, to say why an idle connection is closed.
+                let (socket, notice) = match socket.into_std().and_then(|s| {
+                    let dup = s.try_clone()?;
+                    Ok((tokio::net::TcpStream::from_std(s)?, tokio::net::TcpStream::from_std(dup)?))
+                }) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot set up the connection");
+                        server.active.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                let idle_timeout = async {
+                    loop {
+                        let wait = match session.try_lock() {
+                            Ok(s) => match s.idle_deadline() {
+                                Some((at, code, message)) if std::time::Instant::now() >= at => {
+                                    return (code, message);
+                                }
+                                Some((at, ..)) => at.saturating_duration_since(std::time::Instant::now()),
+                                None => std::time::Duration::from_secs(1),
+                            },
+                            // A statement is running.
+                            Err(_) => std::time::Duration::from_secs(1),
+                        };
+                        tokio::time::sleep(wait.min(std::time::Duration::from_secs(1))).await;
+                    }
+                };
                 tokio::select! {
                     r = pgwire::tokio::process_socket(socket, None, handlers) => {
                         if let Err(e) = r {
@@ -499,6 +527,10 @@ impl PgServer {
                         }
                     }
                     _ = idle_at_shutdown => tracing::debug!(%peer, "connection closed for shutdown"),
+                    (code, message) = idle_timeout => {
+                        tracing::info!(%peer, code, "{message}");
+                        send_fatal(notice, code, message).await;
+                    }
                 }
                 server.active.fetch_sub(1, Ordering::SeqCst);
             });
@@ -508,6 +540,32 @@ impl PgServer {
     pub fn active_connections(&self) -> usize {
         self.active.load(Ordering::SeqCst)
     }
+}
+
+/// An ErrorResponse of severity FATAL.
+fn fatal_frame(code: &str, message: &str) -> BytesMut {
+    let mut msg = BytesMut::new();
+    for (k, v) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', message)] {
+        msg.put_u8(k);
+        msg.put_slice(v.as_bytes());
+        msg.put_u8(0);
+    }
+    msg.put_u8(0);
+    let mut out = BytesMut::new();
+    out.put_u8(b'E');
+    out.put_i32(msg.len() as i32 + 4);
+    out.put_slice(&msg);
+    out
+}
+
+/// Tells the client why its connection ends, then closes it.
+async fn send_fatal(mut socket: tokio::net::TcpStream, code: &str, message: &str) {
+    use tokio::io::AsyncWriteExt;
+    let fut = async {
+        socket.write_all(&fatal_frame(code, message)).await?;
+        socket.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fut).await;
 }
 
 /// Answers a connection beyond the limit with FATAL 53300, as PostgreSQL does.
@@ -529,23 +587,7 @@ async fn reject_too_many(mut socket: tokio::net::TcpStream) {
             body = read_packet(&mut socket).await?;
         }
         let _ = body;
-        let mut msg = BytesMut::new();
-        for (k, v) in [
-            (b'S', "FATAL"),
-            (b'V', "FATAL"),
-            (b'C', codes::TOO_MANY_CONNECTIONS),
-            (b'M', "sorry, too many clients already"),
-        ] {
-            msg.put_u8(k);
-            msg.put_slice(v.as_bytes());
-            msg.put_u8(0);
-        }
-        msg.put_u8(0);
-        let mut out = BytesMut::new();
-        out.put_u8(b'E');
-        out.put_i32(msg.len() as i32 + 4);
-        out.put_slice(&msg);
-        socket.write_all(&out).await?;
+        socket.write_all(&fatal_frame(codes::TOO_MANY_CONNECTIONS, "sorry, too many clients already")).await?;
         socket.shutdown().await
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fut).await;

@@ -30,11 +30,20 @@ pub struct EngineConfig {
     pub query_memory_bytes_max: usize,
     pub target_partitions: usize,
     pub server_version: String,
+    /// Defaults of `idle_in_transaction_session_timeout` and `idle_session_timeout` (ms, 0 = off).
+    pub idle_in_transaction_timeout_ms: u64,
+    pub idle_session_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { query_memory_bytes_max: 4 << 30, target_partitions: 2, server_version: "16.6".into() }
+        EngineConfig {
+            query_memory_bytes_max: 4 << 30,
+            target_partitions: 2,
+            server_version: "16.6".into(),
+            idle_in_transaction_timeout_ms: 0,
+            idle_session_timeout_ms: 0,
+        }
     }
 }
 
@@ -134,6 +143,8 @@ pub struct Session {
     view: Arc<CatalogView>,
     txn: Arc<Mutex<Option<Transaction>>>,
     explicit: bool,
+    /// When the last statement started or ended (for the idle timeouts).
+    last_active: std::time::Instant,
     /// Inside a multi-statement simple query run as one implicit transaction.
     implicit_block: bool,
     failed: bool,
@@ -158,7 +169,6 @@ fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
     for (k, val) in [
         ("search_path", "\"$user\", public"),
         ("statement_timeout", "0"),
-        ("idle_in_transaction_session_timeout", "0"),
         ("client_encoding", "UTF8"),
         ("server_encoding", "UTF8"),
         ("datestyle", "ISO, MDY"),
@@ -175,6 +185,8 @@ fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
         v.insert(k.to_string(), val.to_string());
     }
     v.insert("server_version".into(), engine.config.server_version.clone());
+    v.insert("idle_in_transaction_session_timeout".into(), engine.config.idle_in_transaction_timeout_ms.to_string());
+    v.insert("idle_session_timeout".into(), engine.config.idle_session_timeout_ms.to_string());
     v
 }
 
@@ -218,6 +230,7 @@ impl Session {
             view,
             txn: Arc::new(Mutex::new(None)),
             explicit: false,
+            last_active: std::time::Instant::now(),
             implicit_block: false,
             failed: false,
             pending_copy: None,
@@ -243,8 +256,25 @@ impl Session {
     }
 
     pub fn statement_timeout(&self) -> Option<Duration> {
-        let v = self.vars.get("statement_timeout")?;
+        self.duration_var("statement_timeout")
+    }
+
+    fn duration_var(&self, name: &str) -> Option<Duration> {
+        let v = self.vars.get(name)?;
         parse_duration_ms(v).filter(|ms| *ms > 0).map(Duration::from_millis)
+    }
+
+    /// When an idle connection is to be closed, with the SQLSTATE and message to close it with:
+    /// `idle_in_transaction_session_timeout` inside a transaction block, `idle_session_timeout`
+    /// outside one. Measured from the end of the last statement.
+    pub fn idle_deadline(&self) -> Option<(std::time::Instant, &'static str, &'static str)> {
+        if self.explicit {
+            let t = self.duration_var("idle_in_transaction_session_timeout")?;
+            Some((self.last_active + t, "25P03", "terminating connection due to idle-in-transaction timeout"))
+        } else {
+            let t = self.duration_var("idle_session_timeout")?;
+            Some((self.last_active + t, "57P05", "terminating connection due to idle-session timeout"))
+        }
     }
 
     /// Parses SQL text into statements (PostgreSQL dialect).
@@ -334,6 +364,13 @@ impl Session {
     }
 
     pub async fn execute_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.last_active = std::time::Instant::now();
+        let r = self.execute_statement_timed(stmt).await;
+        self.last_active = std::time::Instant::now();
+        r
+    }
+
+    async fn execute_statement_timed(&mut self, stmt: Statement) -> SqlResult<Output> {
         match self.statement_timeout() {
             Some(t) => match tokio::time::timeout(t, self.execute_statement_inner(stmt)).await {
                 Ok(r) => r,

@@ -223,3 +223,33 @@ async fn result_columns_are_named_as_postgresql_names_them() {
     let n: i64 = c.query_one("SELECT count(*) AS n FROM nm ORDER BY n", &[]).await.unwrap().get("n");
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_with_their_sqlstate() {
+    let server = TestServer::start_with(&[("BKG_DB_IDLE_SESSION_TIMEOUT_S", "0")]);
+    // Idle inside a transaction block: FATAL 25P03, and the transaction is rolled back.
+    let (c, conn) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    c.batch_execute("CREATE TABLE idle_t (id int PRIMARY KEY)").await.unwrap();
+    let shown: String = c.query_one("SHOW idle_in_transaction_session_timeout", &[]).await.unwrap().get(0);
+    assert_ne!(shown, "0", "the server default (600 s) applies");
+    c.batch_execute("SET idle_in_transaction_session_timeout = 500; BEGIN; INSERT INTO idle_t VALUES (1)")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await.expect("closed in time");
+    let err = ended.unwrap().unwrap_err();
+    assert_eq!(code(&err), "25P03", "{err:?}");
+    assert!(c.batch_execute("SELECT 1").await.is_err());
+    // Idle outside a transaction: FATAL 57P05. A long statement is not idleness.
+    let (c2, conn2) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls).await.unwrap();
+    let conn2 = tokio::spawn(conn2);
+    let n: i64 = c2.query_one("SELECT count(*) FROM idle_t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the idle transaction was rolled back");
+    c2.batch_execute("SET idle_session_timeout = 700").await.unwrap();
+    c2.batch_execute("SELECT count(*) FROM generate_series(1, 30000000)").await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn2).await.expect("closed in time");
+    assert_eq!(code(&ended.unwrap().unwrap_err()), "57P05");
+    // Other connections carry on.
+    let c3 = server.connect().await;
+    c3.batch_execute("SELECT 1").await.unwrap();
+}
