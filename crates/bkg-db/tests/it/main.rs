@@ -3,5 +3,6 @@
 mod pgbench;
 mod pgwire;
 mod psql;
+mod scan;
 mod server;
 mod slt;
