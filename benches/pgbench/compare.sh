@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# pgbench side by side: bkg-db and a throwaway PostgreSQL on this machine, in one run.
+#
+#   cargo build --release -p bkg-db && benches/pgbench/compare.sh
+#
+# For each server: `pgbench -i -s $SCALE`, then TPC-B-like and select-only (-S), each with the
+# simple and the prepared protocol (-M), $CLIENTS clients on 2 pgbench threads for $DURATION
+# seconds. Both servers are reached over TCP on loopback and both fsync their commits. Prints a
+# Markdown table (TPS, p50/p99 latency from pgbench's per-transaction log, ratio bkg-db /
+# PostgreSQL) and keeps it in bench-results/. "failed" counts transactions pgbench gave up on
+# (serialization failures: bkg-db resolves write conflicts first-committer-wins, see docs).
+#
+# Environment: BKG_BIN (default target/release/bkg-db), SCALE (10), CLIENTS (8), DURATION (30).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-8}
+DURATION=${DURATION:-30}
+modes=("tpcb simple" "tpcb prepared" "select simple" "select prepared")
+
+# One server: initialise, then run every mode; prints "mode tps p50_ms p99_ms" lines.
+suite() {
+  local logs
+  logs=$(mktemp -d)
+  pgbench -i -s "$SCALE" -q postgres >"$logs/init.log" 2>&1 || { cat "$logs/init.log" >&2; exit 1; }
+  for m in "${modes[@]}"; do
+    read -r script proto <<<"$m"
+    local extra=()
+    [[ $script == select ]] && extra=(-S)
+    rm -f "$logs"/pgbench_log.*
+    pgbench -n "${extra[@]}" -M "$proto" -c "$CLIENTS" -j 2 -T "$DURATION" -l --log-prefix="$logs/pgbench_log" \
+      postgres >"$logs/run.log" 2>&1 || { cat "$logs/run.log" >&2; exit 1; }
+    local tps
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$logs/run.log")
+    # Per-transaction log: field 3 is the latency in microseconds.
+    # Failed transactions (serialization failures) log "failed" there and are left out.
+    read -r p50 p99 < <(cat "$logs"/pgbench_log.* | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n |
+      awk '{v[NR]=$1} END {printf "%.2f %.2f\n", v[int(NR*0.50)+1]/1000, v[int(NR*0.99)+1]/1000}')
+    local failed
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$logs/run.log")
+    printf '%s %s %.0f %s %s %s\n' "$script" "$proto" "${tps:-0}" "$p50" "$p99" "${failed:-0}"
+  done
+  rm -rf "$logs"
+}
+
+if [[ ${1:-} == --suite ]]; then
+  suite
+  exit 0
+fi
+
+BKG_BIN=${BKG_BIN:-$root/target/release/bkg-db}
+[[ -x $BKG_BIN ]] || { echo "compare: $BKG_BIN missing (cargo build --release -p bkg-db)" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "compare: pgbench missing (apt-get install postgresql)" >&2; exit 1; }
+work=$(mktemp -d /tmp/bkg-pgbench.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+BKG_DB_PASSWORD=bench "$BKG_BIN" serve --data-dir "$work/data" --pg-listen "127.0.0.1:$port" \
+  --http-listen "127.0.0.1:$((port + 1))" --flight-listen "127.0.0.1:$((port + 2))" >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$((port + 1))/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "bkg-db: $("$BKG_BIN" --version 2>/dev/null || echo "$BKG_BIN")" >&2
+bkg=$(PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGPASSWORD=bench suite)
+pg=$(BKG_PG_REF_TCP=1 "$root/scripts/with-postgres.sh" "$0" --suite)
+
+mkdir -p "$root/bench-results"
+out="$root/bench-results/pgbench-$(date +%Y%m%d-%H%M%S).md"
+{
+  echo "pgbench scale $SCALE, $CLIENTS clients, 2 threads, ${DURATION} s per mode; $(nproc) CPUs; $(date -u +%Y-%m-%d)"
+  echo
+  echo "| Mode | bkg-db TPS | p50 ms | p99 ms | failed | PostgreSQL TPS | p50 ms | p99 ms | bkg-db / PostgreSQL |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  paste -d' ' <(echo "$bkg") <(echo "$pg") | while read -r s p btps b50 b99 bfail _ _ ptps p50 p99 _; do
+    ratio=$(awk -v a="$btps" -v b="$ptps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "| $s $p | $btps | $b50 | $b99 | $bfail | $ptps | $p50 | $p99 | $ratio |"
+  done
+} | tee "$out"
