@@ -50,6 +50,7 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    let body = s.metrics.render(&s.engine.db, s.pg.active_connections());
+    let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
+    let body = s.metrics.render(&s.engine.db, s.pg.active_connections(), fast);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

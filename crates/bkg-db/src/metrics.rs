@@ -14,7 +14,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self, db: &Database, active_connections: usize) -> String {
+    pub fn render(&self, db: &Database, active_connections: usize, fast_path_queries: u64) -> String {
         let s = db.stats();
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -46,6 +46,12 @@ impl Metrics {
             self.http_requests.load(Ordering::Relaxed),
         );
         metric("bkg_commits_total", "counter", "Transactions committed with writes.", s.commits);
+        metric(
+            "bkg_fast_path_queries_total",
+            "counter",
+            "Point queries on a unique key answered without the query planner.",
+            fast_path_queries,
+        );
         metric(
             "bkg_serialization_failures_total",
             "counter",

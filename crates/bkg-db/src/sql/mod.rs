@@ -9,6 +9,7 @@ pub mod copy;
 pub mod ddl;
 pub mod describe;
 pub mod dml;
+pub mod fast_path;
 pub mod output_names;
 pub mod pg_catalog;
 pub mod pg_semantics;

@@ -53,6 +53,8 @@ pub struct Engine {
     pub config: EngineConfig,
     runtime: Arc<RuntimeEnv>,
     pub recovery: RecoveryInfo,
+    /// Point queries answered by the fast path (see [`super::fast_path`]).
+    pub fast_path_queries: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -71,7 +73,7 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.query_memory_bytes_max)))
             .build_arc()?;
-        Ok(Arc::new(Engine { db, config, runtime, recovery }))
+        Ok(Arc::new(Engine { db, config, runtime, recovery, fast_path_queries: Default::default() }))
     }
 
     pub fn session(self: &Arc<Self>, user: &str) -> Session {
@@ -797,6 +799,11 @@ impl Session {
         {
             let fields: Vec<Field> = names.iter().map(|n| Field::new(n, ArrowType::Utf8, true)).collect();
             return Ok(Output::Rows { schema: Arc::new(Schema::new(fields)), batches: vec![], tag: "SELECT".into() });
+        }
+        if let Statement::Query(q) = &stmt
+            && let Some(out) = super::fast_path::point_select(self, q)?
+        {
+            return Ok(out);
         }
         super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema());
         super::output_names::assign(&mut stmt);

@@ -1,0 +1,195 @@
+//! The OLTP fast path: point queries answered from the kernel without DataFusion.
+//!
+//! `SELECT columns FROM table WHERE key = literal [AND ...]`, where the equalities cover every
+//! column of a unique index (the primary key, typically), is a hash-index lookup plus a
+//! projection. Planning such a statement through DataFusion costs far more than running it, so
+//! the session recognises this shape on the parsed statement and answers directly. Anything
+//! else, or any doubt (an expression, a literal that needs a real cast, a view, a join), goes the
+//! normal way; results are identical either way.
+
+use std::sync::Arc;
+
+use bkg_kernel::mvcc::columns_from_rows;
+use bkg_kernel::{DataType, TableDef, Value};
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, TableFactor};
+
+use super::ddl::{ident_name, split_name};
+use super::session::{Output, Session};
+use crate::error::{SqlError, SqlResult};
+
+/// Answers `q` if it is a point query on a unique index; `None` means "plan it normally".
+pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Output>> {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
+    {
+        return Ok(None);
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else { return Ok(None) };
+    let plain = sel.distinct.is_none()
+        && sel.top.is_none()
+        && sel.into.is_none()
+        && sel.lateral_views.is_empty()
+        && sel.having.is_none()
+        && sel.named_window.is_empty()
+        && sel.qualify.is_none()
+        && sel.cluster_by.is_empty()
+        && sel.distribute_by.is_empty()
+        && sel.sort_by.is_empty()
+        && matches!(&sel.group_by, ast::GroupByExpr::Expressions(v, m) if v.is_empty() && m.is_empty());
+    let ([from], Some(selection), true) = (sel.from.as_slice(), &sel.selection, plain) else { return Ok(None) };
+    if !from.joins.is_empty() {
+        return Ok(None);
+    }
+    let TableFactor::Table { name, alias, args: None, with_hints, .. } = &from.relation else { return Ok(None) };
+    if !with_hints.is_empty() || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+        return Ok(None);
+    }
+    let Ok((schema, table)) = split_name(session, name) else { return Ok(None) };
+    let catalog = session.with_txn(|t| Ok(t.catalog().clone()))?;
+    let Some(def) = catalog.find_table(&schema, &table) else { return Ok(None) };
+    let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
+    let column = |e: &Expr| -> Option<usize> {
+        match e {
+            Expr::Identifier(i) => def.column_index(&ident_name(i)),
+            Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == qualifier => {
+                def.column_index(&ident_name(&p[1]))
+            }
+            _ => None,
+        }
+    };
+    // Output columns.
+    let mut outputs: Vec<(usize, String)> = Vec::new();
+    for item in &sel.projection {
+        match item {
+            SelectItem::Wildcard(o) if *o == Default::default() => {
+                outputs.extend(def.live_columns().map(|(p, c)| (p, c.name.clone())));
+            }
+            SelectItem::UnnamedExpr(e) => match column(e) {
+                Some(p) => outputs.push((p, def.columns[p].name.clone())),
+                None => return Ok(None),
+            },
+            SelectItem::ExprWithAlias { expr, alias } => match column(expr) {
+                Some(p) => outputs.push((p, ident_name(alias))),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+    }
+    // `column = literal` conjuncts.
+    let mut eqs: Vec<(usize, Value)> = Vec::new();
+    if !equalities(selection, &column, def, &mut eqs) {
+        return Ok(None);
+    }
+    let Some(index) =
+        def.indexes.iter().filter(|i| i.unique).find(|i| i.columns.iter().all(|c| eqs.iter().any(|(p, _)| p == c)))
+    else {
+        return Ok(None);
+    };
+    let key: Vec<Value> =
+        index.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).expect("covered").1.clone()).collect();
+    let rows = session.with_txn(|t| Ok(t.lookup(def.id, index.id, &key)?))?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, row)| {
+            eqs.iter().all(|(p, v)| {
+                let have = row.get(*p).unwrap_or(&def.columns[*p].missing);
+                !have.is_null() && !v.is_null() && have.total_cmp(v).is_eq()
+            })
+        })
+        .collect();
+    let positions: Vec<Option<usize>> = outputs.iter().map(|(p, _)| Some(*p)).collect();
+    let fields: Vec<Field> =
+        outputs.iter().map(|(p, n)| def.columns[*p].data_type.arrow_field(n, def.columns[*p].nullable)).collect();
+    let schema = Arc::new(Schema::new(fields));
+    let cols = columns_from_rows(def, &positions, &rows)?;
+    let batch = RecordBatch::try_new_with_options(
+        schema.clone(),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    session.engine.fast_path_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(Output::Rows { schema, batches: vec![batch], tag: "SELECT".into() }))
+}
+
+/// Collects `column = literal` conjuncts of `e`; false if `e` holds anything else.
+fn equalities(
+    e: &Expr,
+    column: &dyn Fn(&Expr) -> Option<usize>,
+    def: &TableDef,
+    out: &mut Vec<(usize, Value)>,
+) -> bool {
+    match e {
+        Expr::Nested(inner) => equalities(inner, column, def, out),
+        Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
+            equalities(left, column, def, out) && equalities(right, column, def, out)
+        }
+        Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } => {
+            let (pos, lit) = match (column(left), column(right)) {
+                (Some(p), None) => (p, right.as_ref()),
+                (None, Some(p)) => (p, left.as_ref()),
+                _ => return false,
+            };
+            match literal(lit, &def.columns[pos].data_type) {
+                Some(v) => {
+                    out.push((pos, v));
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The value of a literal (as clients and bound parameters write them) for a column of type
+/// `dt`, when it is exactly representable without a real cast.
+fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
+    let int = |s: &str| -> Option<Value> {
+        let n: i64 = s.trim().parse().ok()?;
+        match dt {
+            DataType::Int16 => i16::try_from(n).ok().map(Value::Int16),
+            DataType::Int32 => i32::try_from(n).ok().map(Value::Int32),
+            DataType::Int64 => Some(Value::Int64(n)),
+            _ => None,
+        }
+    };
+    let is_int = matches!(dt, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    let is_text = matches!(dt, DataType::Text | DataType::Varchar(_));
+    match e {
+        Expr::Nested(inner) => literal(inner, dt),
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, false) if is_int => int(n),
+            ast::Value::SingleQuotedString(s) if is_int => int(s),
+            ast::Value::SingleQuotedString(s) if is_text => Some(Value::Text(Arc::from(s.as_str()))),
+            _ => None,
+        },
+        Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } if is_int => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, false) => int(&format!("-{n}")),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::Cast {
+            kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
+            expr,
+            data_type,
+            format: None,
+            array: false,
+        } => {
+            use ast::DataType as T;
+            let int_cast = matches!(
+                data_type,
+                T::SmallInt(_) | T::Int(_) | T::Integer(_) | T::BigInt(_) | T::Int2(_) | T::Int4(_) | T::Int8(_)
+            );
+            let text_cast = matches!(data_type, T::Text | T::Varchar(None) | T::CharacterVarying(None));
+            match (int_cast && is_int, text_cast && is_text) {
+                (true, _) | (_, true) => literal(expr, dt),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
