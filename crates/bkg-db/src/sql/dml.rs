@@ -489,6 +489,14 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     let table = resolve_table(session, &name)?;
     let def = table_def(session, table)?;
     let (targets, exprs) = assignments(&def, &upd.assignments, true)?;
+    if upd.from.is_none() && upd.returning.is_none() {
+        let values: Vec<&ast::Expr> = upd.assignments.iter().map(|a| &a.value).collect();
+        if let Some(n) =
+            super::fast_path::point_update(session, &def, &alias, &targets, &values, upd.selection.as_ref())?
+        {
+            return Ok(Output::count("UPDATE", n));
+        }
+    }
     let from: Vec<ast::TableWithJoins> = match &upd.from {
         None => vec![],
         Some(ast::UpdateTableFromKind::BeforeSet(v)) | Some(ast::UpdateTableFromKind::AfterSet(v)) => v.clone(),

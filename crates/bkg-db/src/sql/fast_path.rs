@@ -3,14 +3,17 @@
 //! `SELECT columns FROM table WHERE key = literal [AND ...]`, where the equalities cover every
 //! column of a unique index (the primary key, typically), is a hash-index lookup plus a
 //! projection. Planning such a statement through DataFusion costs far more than running it, so
-//! the session recognises this shape on the parsed statement and answers directly. Anything
-//! else, or any doubt (an expression, a literal that needs a real cast, a view, a join), goes the
-//! normal way; results are identical either way.
+//! the session recognises this shape on the parsed statement and answers directly. Likewise
+//! `UPDATE table SET intcol = intcol + literal, ... WHERE key = literal` (pgbench's TPC-B-like
+//! updates). Anything else, or any doubt (an expression, a literal that needs a real cast, a
+//! view, a join, RETURNING), goes the normal way; results are identical either way.
+//!
+//! Row-level security, once it lands, must keep tables with policies off this path.
 
 use std::sync::Arc;
 
 use bkg_kernel::mvcc::columns_from_rows;
-use bkg_kernel::{DataType, TableDef, Value};
+use bkg_kernel::{DataType, Row, TableDef, Value};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, TableFactor};
@@ -49,15 +52,7 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
     let catalog = session.with_txn(|t| Ok(t.catalog().clone()))?;
     let Some(def) = catalog.find_table(&schema, &table) else { return Ok(None) };
     let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
-    let column = |e: &Expr| -> Option<usize> {
-        match e {
-            Expr::Identifier(i) => def.column_index(&ident_name(i)),
-            Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == qualifier => {
-                def.column_index(&ident_name(&p[1]))
-            }
-            _ => None,
-        }
-    };
+    let column = resolver(def, &qualifier);
     // Output columns.
     let mut outputs: Vec<(usize, String)> = Vec::new();
     for item in &sel.projection {
@@ -76,28 +71,7 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
             _ => return Ok(None),
         }
     }
-    // `column = literal` conjuncts.
-    let mut eqs: Vec<(usize, Value)> = Vec::new();
-    if !equalities(selection, &column, def, &mut eqs) {
-        return Ok(None);
-    }
-    let Some(index) =
-        def.indexes.iter().filter(|i| i.unique).find(|i| i.columns.iter().all(|c| eqs.iter().any(|(p, _)| p == c)))
-    else {
-        return Ok(None);
-    };
-    let key: Vec<Value> =
-        index.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).expect("covered").1.clone()).collect();
-    let rows = session.with_txn(|t| Ok(t.lookup(def.id, index.id, &key)?))?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|(_, row)| {
-            eqs.iter().all(|(p, v)| {
-                let have = row.get(*p).unwrap_or(&def.columns[*p].missing);
-                !have.is_null() && !v.is_null() && have.total_cmp(v).is_eq()
-            })
-        })
-        .collect();
+    let Some(rows) = point_rows(session, def, &column, selection)? else { return Ok(None) };
     let positions: Vec<Option<usize>> = outputs.iter().map(|(p, _)| Some(*p)).collect();
     let fields: Vec<Field> =
         outputs.iter().map(|(p, n)| def.columns[*p].data_type.arrow_field(n, def.columns[*p].nullable)).collect();
@@ -111,6 +85,137 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
     .map_err(|e| SqlError::internal(e.to_string()))?;
     session.engine.fast_path_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Some(Output::Rows { schema, batches: vec![batch], tag: "SELECT".into() }))
+}
+
+/// Resolves `col` and `qualifier.col` to physical column positions of `def`.
+fn resolver<'a>(def: &'a TableDef, qualifier: &'a str) -> impl Fn(&Expr) -> Option<usize> + 'a {
+    move |e: &Expr| match e {
+        Expr::Identifier(i) => def.column_index(&ident_name(i)),
+        Expr::CompoundIdentifier(p) if p.len() == 2 && ident_name(&p[0]) == qualifier => {
+            def.column_index(&ident_name(&p[1]))
+        }
+        _ => None,
+    }
+}
+
+/// The rows `selection` picks when it is `column = literal` conjuncts covering a unique index;
+/// `None` when it is anything else.
+fn point_rows(
+    session: &Session,
+    def: &TableDef,
+    column: &dyn Fn(&Expr) -> Option<usize>,
+    selection: &Expr,
+) -> SqlResult<Option<Vec<(u64, Row)>>> {
+    let mut eqs: Vec<(usize, Value)> = Vec::new();
+    if !equalities(selection, column, def, &mut eqs) {
+        return Ok(None);
+    }
+    let Some(index) =
+        def.indexes.iter().filter(|i| i.unique).find(|i| i.columns.iter().all(|c| eqs.iter().any(|(p, _)| p == c)))
+    else {
+        return Ok(None);
+    };
+    let key: Vec<Value> =
+        index.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).expect("covered").1.clone()).collect();
+    let rows = session.with_txn(|t| Ok(t.lookup(def.id, index.id, &key)?))?;
+    Ok(Some(
+        rows.into_iter()
+            .filter(|(_, row)| {
+                eqs.iter().all(|(p, v)| {
+                    let have = row.get(*p).unwrap_or(&def.columns[*p].missing);
+                    !have.is_null() && !v.is_null() && have.total_cmp(v).is_eq()
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn is_int(dt: &DataType) -> bool {
+    matches!(dt, DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+fn int_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int16(x) => Some(*x as i64),
+        Value::Int32(x) => Some(*x as i64),
+        Value::Int64(x) => Some(*x),
+        _ => None,
+    }
+}
+
+enum Assign {
+    Const(Value),
+    /// Column `.0` plus `.1`.
+    Add(usize, i64),
+}
+
+/// `UPDATE` of integer columns to literals or `column ± literal`, on the rows of a unique key.
+/// Returns the number of rows updated, or `None` to take the normal path. `targets` and `values`
+/// are the assignments (physical positions, checked by the caller).
+pub fn point_update(
+    session: &Session,
+    def: &TableDef,
+    qualifier: &str,
+    targets: &[usize],
+    values: &[&Expr],
+    selection: Option<&Expr>,
+) -> SqlResult<Option<u64>> {
+    let Some(selection) = selection else { return Ok(None) };
+    let column = resolver(def, qualifier);
+    let mut plan = Vec::with_capacity(targets.len());
+    for (&t, e) in targets.iter().zip(values) {
+        if !is_int(&def.columns[t].data_type) {
+            return Ok(None);
+        }
+        let assign = match e {
+            Expr::BinaryOp { left, op: op @ (ast::BinaryOperator::Plus | ast::BinaryOperator::Minus), right } => {
+                let (Some(c), Some(Value::Int64(n))) = (column(left), literal(right, &DataType::Int64)) else {
+                    return Ok(None);
+                };
+                if !is_int(&def.columns[c].data_type) {
+                    return Ok(None);
+                }
+                let n = if matches!(op, ast::BinaryOperator::Minus) { n.checked_neg() } else { Some(n) };
+                let Some(n) = n else { return Ok(None) };
+                Assign::Add(c, n)
+            }
+            e => match literal(e, &def.columns[t].data_type) {
+                Some(v) => Assign::Const(v),
+                None => return Ok(None),
+            },
+        };
+        plan.push((t, assign));
+    }
+    let Some(rows) = point_rows(session, def, &column, selection)? else { return Ok(None) };
+    let mut changes = Vec::with_capacity(rows.len());
+    for (rowid, row) in rows {
+        let mut new: Vec<Value> = row.to_vec();
+        new.resize(def.columns.len(), Value::Null);
+        for (t, assign) in &plan {
+            new[*t] = match assign {
+                Assign::Const(v) => v.clone(),
+                Assign::Add(c, n) => match int_of(row.get(*c).unwrap_or(&def.columns[*c].missing)) {
+                    None => Value::Null,
+                    Some(old) => int_value(&def.columns[*t].data_type, old.checked_add(*n))?,
+                },
+            };
+        }
+        changes.push((rowid, new));
+    }
+    let updated = session.with_txn(|t| Ok(t.update(def.id, changes)?))?;
+    session.engine.fast_path_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(updated.len() as u64))
+}
+
+/// An integer result stored in a column of type `dt` (22003 when it does not fit).
+fn int_value(dt: &DataType, v: Option<i64>) -> SqlResult<Value> {
+    let out =
+        |name: &str| SqlError::new(crate::error::codes::NUMERIC_VALUE_OUT_OF_RANGE, format!("{name} out of range"));
+    match dt {
+        DataType::Int16 => v.and_then(|v| i16::try_from(v).ok()).map(Value::Int16).ok_or_else(|| out("smallint")),
+        DataType::Int32 => v.and_then(|v| i32::try_from(v).ok()).map(Value::Int32).ok_or_else(|| out("integer")),
+        _ => v.map(Value::Int64).ok_or_else(|| out("bigint")),
+    }
 }
 
 /// Collects `column = literal` conjuncts of `e`; false if `e` holds anything else.

@@ -53,6 +53,11 @@ async fn filters_skip_row_groups_of_the_snapshot() {
     assert_eq!(pruned(&store), before);
 }
 
+/// One statement, its future boxed (the test's own future stays small).
+async fn run(s: &mut bkg_db::Session, sql: &str) -> Result<Output, bkg_db::SqlError> {
+    Box::pin(s.execute(sql)).await.pop().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_queries_take_the_fast_path_with_the_same_answers() {
     use std::sync::atomic::Ordering::Relaxed;
@@ -111,6 +116,28 @@ async fn point_queries_take_the_fast_path_with_the_same_answers() {
         let out = s.execute(sql).await.pop().unwrap().unwrap();
         assert_eq!(text(out), want, "{sql}");
         assert_eq!(fast(&engine), before, "{sql} is planned");
+    }
+    // Point updates of integer columns by literals and `column ± literal`.
+    for (sql, tag) in [
+        ("UPDATE acc SET n = n + 5 WHERE id = 1", "UPDATE 1"),
+        ("UPDATE acc a SET n = a.n - 2, id = 4 WHERE a.id = 1", "UPDATE 1"),
+        ("UPDATE acc SET n = 7 WHERE id = 99", "UPDATE 0"),
+    ] {
+        let before = fast(&engine);
+        assert_eq!(run(&mut s, sql).await.unwrap().tag_text(), tag, "{sql}");
+        assert_eq!(fast(&engine), before + 1, "{sql} should take the fast path");
+    }
+    let out = run(&mut s, "SELECT id, n FROM acc WHERE id = 4").await.unwrap();
+    assert_eq!(text(out), ["id,n", "4,13"]);
+    let err = run(&mut s, "UPDATE acc SET id = id + 2147483647 WHERE id = 4").await.unwrap_err();
+    assert_eq!(err.code, "22003", "{err:?}");
+    let err = run(&mut s, "UPDATE acc SET id = 2 WHERE id = 4").await.unwrap_err();
+    assert_eq!(err.code, "23505", "{err:?}");
+    let before = fast(&engine);
+    assert_eq!(run(&mut s, "UPDATE acc SET n = n + 1 WHERE id = 4 RETURNING n").await.unwrap().tag_text(), "UPDATE 1");
+    assert_eq!(fast(&engine), before, "RETURNING is planned");
+    for r in s.execute("UPDATE acc SET id = 1, n = 10 WHERE id = 4").await {
+        r.unwrap();
     }
     // Inside a transaction, its own writes are seen.
     for r in s.execute("BEGIN; UPDATE acc SET n = 21 WHERE id = 2").await {
