@@ -217,9 +217,12 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     };
     let rows = match &ins.source {
         Some(q) => {
-            let batches = match session.query(Statement::Query(q.clone())).await? {
-                Output::Rows { batches, .. } => batches,
-                _ => vec![],
+            let batches = match super::fast_path::literal_values(session, q)? {
+                Some(batch) => vec![batch],
+                None => match session.query(Statement::Query(q.clone())).await? {
+                    Output::Rows { batches, .. } => batches,
+                    _ => vec![],
+                },
             };
             build_rows(session, table, target, &batches).await?
         }

@@ -298,3 +298,135 @@ fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
         _ => None,
     }
 }
+
+/// The rows of `VALUES (...), (...)` whose items are all literals (numbers, strings, booleans,
+/// NULL, `CURRENT_TIMESTAMP`/`now()`, and the CASTs bound parameters become), as one batch typed
+/// the way the planner would type it; `None` for anything else. INSERT then converts the columns
+/// to the target types exactly as it does with planned rows.
+pub fn literal_values(session: &Session, q: &ast::Query) -> SqlResult<Option<RecordBatch>> {
+    use datafusion::arrow::array::{
+        ArrayRef, BooleanArray, Int64Array, NullArray, StringArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType as A, TimeUnit};
+    #[derive(Clone, PartialEq)]
+    enum Lit {
+        Null,
+        Int(i64),
+        Str(String),
+        Bool(bool),
+        Now,
+    }
+    fn lit(e: &Expr) -> Option<Lit> {
+        match e {
+            Expr::Nested(inner) => lit(inner),
+            Expr::Value(v) => match &v.value {
+                ast::Value::Null => Some(Lit::Null),
+                ast::Value::Number(n, false) => n.parse().ok().map(Lit::Int),
+                ast::Value::SingleQuotedString(s) => Some(Lit::Str(s.clone())),
+                ast::Value::Boolean(b) => Some(Lit::Bool(*b)),
+                _ => None,
+            },
+            Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => match lit(expr)? {
+                Lit::Int(n) => n.checked_neg().map(Lit::Int),
+                _ => None,
+            },
+            Expr::Cast {
+                kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
+                expr,
+                data_type,
+                format: None,
+                array: false,
+            } => {
+                use ast::DataType as T;
+                match (data_type, lit(expr)?) {
+                    (
+                        T::SmallInt(_)
+                        | T::Int(_)
+                        | T::Integer(_)
+                        | T::BigInt(_)
+                        | T::Int2(_)
+                        | T::Int4(_)
+                        | T::Int8(_),
+                        Lit::Int(n),
+                    ) => Some(Lit::Int(n)),
+                    (
+                        T::SmallInt(_)
+                        | T::Int(_)
+                        | T::Integer(_)
+                        | T::BigInt(_)
+                        | T::Int2(_)
+                        | T::Int4(_)
+                        | T::Int8(_),
+                        Lit::Str(s),
+                    ) => s.trim().parse().ok().map(Lit::Int),
+                    (T::Text | T::Varchar(None) | T::CharacterVarying(None), Lit::Str(s)) => Some(Lit::Str(s)),
+                    _ => None,
+                }
+            }
+            Expr::Function(f)
+                if matches!(f.name.to_string().to_lowercase().as_str(), "current_timestamp" | "now")
+                    && match &f.args {
+                        ast::FunctionArguments::None => true,
+                        ast::FunctionArguments::List(l) => l.args.is_empty(),
+                        _ => false,
+                    } =>
+            {
+                Some(Lit::Now)
+            }
+            _ => None,
+        }
+    }
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return Ok(None);
+    }
+    let SetExpr::Values(values) = q.body.as_ref() else { return Ok(None) };
+    let Some(width) = values.rows.first().map(|r| r.len()) else { return Ok(None) };
+    let mut cols: Vec<Vec<Lit>> = vec![Vec::with_capacity(values.rows.len()); width];
+    for row in &values.rows {
+        if row.len() != width {
+            return Ok(None);
+        }
+        for (i, e) in row.iter().enumerate() {
+            match lit(e) {
+                Some(l) => cols[i].push(l),
+                None => return Ok(None),
+            }
+        }
+    }
+    let now = session.statement_now_micros();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
+    let mut fields = Vec::with_capacity(width);
+    for (i, col) in cols.iter().enumerate() {
+        let kind = col.iter().find(|l| **l != Lit::Null);
+        let same = |f: fn(&Lit) -> bool| col.iter().all(|l| *l == Lit::Null || f(l));
+        let array: ArrayRef = match kind {
+            None => Arc::new(NullArray::new(col.len())),
+            Some(Lit::Int(_)) if same(|l| matches!(l, Lit::Int(_))) => {
+                Arc::new(col.iter().map(|l| if let Lit::Int(n) = l { Some(*n) } else { None }).collect::<Int64Array>())
+            }
+            Some(Lit::Str(_)) if same(|l| matches!(l, Lit::Str(_))) => Arc::new(
+                col.iter().map(|l| if let Lit::Str(s) = l { Some(s.as_str()) } else { None }).collect::<StringArray>(),
+            ),
+            Some(Lit::Bool(_)) if same(|l| matches!(l, Lit::Bool(_))) => Arc::new(
+                col.iter().map(|l| if let Lit::Bool(b) = l { Some(*b) } else { None }).collect::<BooleanArray>(),
+            ),
+            Some(Lit::Now) if same(|l| matches!(l, Lit::Now)) => Arc::new(
+                col.iter()
+                    .map(|l| (*l == Lit::Now).then_some(now))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("+00:00"),
+            ),
+            _ => return Ok(None),
+        };
+        let dt = match array.data_type() {
+            A::Timestamp(_, _) => A::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            other => other.clone(),
+        };
+        fields.push(Field::new(format!("column{}", i + 1), dt, true));
+        arrays.push(array);
+    }
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| SqlError::internal(e.to_string()))?;
+    session.engine.fast_path_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Some(batch))
+}

@@ -266,6 +266,11 @@ impl Session {
         parse_duration_ms(v).filter(|ms| *ms > 0).map(Duration::from_millis)
     }
 
+    /// `now()` of the current statement: the transaction's start, in microseconds since 1970.
+    pub(crate) fn statement_now_micros(&self) -> i64 {
+        self.txn_started.timestamp_micros()
+    }
+
     /// When an idle connection is to be closed, with the SQLSTATE and message to close it with:
     /// `idle_in_transaction_session_timeout` inside a transaction block, `idle_session_timeout`
     /// outside one. Measured from the end of the last statement.

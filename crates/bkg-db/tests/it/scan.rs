@@ -139,6 +139,44 @@ async fn point_queries_take_the_fast_path_with_the_same_answers() {
     for r in s.execute("UPDATE acc SET id = 1, n = 10 WHERE id = 4").await {
         r.unwrap();
     }
+    // INSERT ... VALUES of literals (and bound parameters) skips planning its VALUES.
+    let before = fast(&engine);
+    assert_eq!(
+        run(&mut s, "INSERT INTO acc VALUES (5, 'x', 50), (6, NULL, -60)").await.unwrap().tag_text(),
+        "INSERT 0 2"
+    );
+    assert_eq!(
+        run(&mut s, "INSERT INTO acc (n, id) VALUES (CAST(70 AS BIGINT), CAST('7' AS INTEGER))")
+            .await
+            .unwrap()
+            .tag_text(),
+        "INSERT 0 1"
+    );
+    assert_eq!(fast(&engine), before + 2);
+    let out = run(&mut s, "SELECT id, region, n FROM acc WHERE id >= 5 ORDER BY id").await.unwrap();
+    assert_eq!(text(out), ["id,region,n", "5,x,50", "6,NULL,-60", "7,NULL,70"]);
+    let err = run(&mut s, "INSERT INTO acc VALUES (8, 'y', 1), (5, 'dup', 2)").await.unwrap_err();
+    assert_eq!(err.code, "23505");
+    let err = run(&mut s, "INSERT INTO acc VALUES (99999999999, 'big', 1)").await.unwrap_err();
+    assert_eq!(err.code, "22003", "{err:?}");
+    let before = fast(&engine);
+    assert_eq!(run(&mut s, "INSERT INTO acc VALUES (11, 'e', 5 * 2)").await.unwrap().tag_text(), "INSERT 0 1");
+    assert_eq!(fast(&engine), before, "an expression is planned");
+    run(&mut s, "CREATE TABLE ev (id int, at timestamptz, day date)").await.unwrap();
+    for r in s
+        .execute(
+            "BEGIN; INSERT INTO ev VALUES (1, CURRENT_TIMESTAMP, '2024-02-29'), (2, now(), NULL);
+             SELECT count(*) FROM ev WHERE at = now() AND (day = DATE '2024-02-29' OR day IS NULL)",
+        )
+        .await
+    {
+        let out = r.unwrap();
+        if let Output::Rows { .. } = out {
+            assert_eq!(text(out), ["count", "2"]);
+        }
+    }
+    run(&mut s, "COMMIT").await.unwrap();
+    run(&mut s, "DELETE FROM acc WHERE id >= 5").await.unwrap();
     // Inside a transaction, its own writes are seen.
     for r in s.execute("BEGIN; UPDATE acc SET n = 21 WHERE id = 2").await {
         r.unwrap();
