@@ -248,6 +248,33 @@ fn equalities(
     }
 }
 
+enum CastTo {
+    Int,
+    Text,
+}
+
+/// `CAST(x AS <integer or text type>)` / `x::type`, as bound parameters arrive: the operand and
+/// the kind of target type.
+fn plain_cast(e: &Expr) -> Option<(&Expr, CastTo)> {
+    use ast::DataType as T;
+    let Expr::Cast {
+        kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
+        expr,
+        data_type,
+        format: None,
+        array: false,
+    } = e
+    else {
+        return None;
+    };
+    let to = match data_type {
+        T::SmallInt(_) | T::Int(_) | T::Integer(_) | T::BigInt(_) | T::Int2(_) | T::Int4(_) | T::Int8(_) => CastTo::Int,
+        T::Text | T::Varchar(None) | T::CharacterVarying(None) => CastTo::Text,
+        _ => return None,
+    };
+    Some((expr, to))
+}
+
 /// The value of a literal (as clients and bound parameters write them) for a column of type
 /// `dt`, when it is exactly representable without a real cast.
 fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
@@ -262,6 +289,12 @@ fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
     };
     let is_int = matches!(dt, DataType::Int16 | DataType::Int32 | DataType::Int64);
     let is_text = matches!(dt, DataType::Text | DataType::Varchar(_));
+    if let Some((inner, to)) = plain_cast(e) {
+        return match (to, is_int, is_text) {
+            (CastTo::Int, true, _) | (CastTo::Text, _, true) => literal(inner, dt),
+            _ => None,
+        };
+    }
     match e {
         Expr::Nested(inner) => literal(inner, dt),
         Expr::Value(v) => match &v.value {
@@ -277,24 +310,6 @@ fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
             },
             _ => None,
         },
-        Expr::Cast {
-            kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
-            expr,
-            data_type,
-            format: None,
-            array: false,
-        } => {
-            use ast::DataType as T;
-            let int_cast = matches!(
-                data_type,
-                T::SmallInt(_) | T::Int(_) | T::Integer(_) | T::BigInt(_) | T::Int2(_) | T::Int4(_) | T::Int8(_)
-            );
-            let text_cast = matches!(data_type, T::Text | T::Varchar(None) | T::CharacterVarying(None));
-            match (int_cast && is_int, text_cast && is_text) {
-                (true, _) | (_, true) => literal(expr, dt),
-                _ => None,
-            }
-        }
         _ => None,
     }
 }
@@ -317,6 +332,14 @@ pub fn literal_values(session: &Session, q: &ast::Query) -> SqlResult<Option<Rec
         Now,
     }
     fn lit(e: &Expr) -> Option<Lit> {
+        if let Some((inner, to)) = plain_cast(e) {
+            return match (to, lit(inner)?) {
+                (CastTo::Int, Lit::Int(n)) => Some(Lit::Int(n)),
+                (CastTo::Int, Lit::Str(s)) => s.trim().parse().ok().map(Lit::Int),
+                (CastTo::Text, Lit::Str(s)) => Some(Lit::Str(s)),
+                _ => None,
+            };
+        }
         match e {
             Expr::Nested(inner) => lit(inner),
             Expr::Value(v) => match &v.value {
@@ -330,39 +353,6 @@ pub fn literal_values(session: &Session, q: &ast::Query) -> SqlResult<Option<Rec
                 Lit::Int(n) => n.checked_neg().map(Lit::Int),
                 _ => None,
             },
-            Expr::Cast {
-                kind: ast::CastKind::Cast | ast::CastKind::DoubleColon,
-                expr,
-                data_type,
-                format: None,
-                array: false,
-            } => {
-                use ast::DataType as T;
-                match (data_type, lit(expr)?) {
-                    (
-                        T::SmallInt(_)
-                        | T::Int(_)
-                        | T::Integer(_)
-                        | T::BigInt(_)
-                        | T::Int2(_)
-                        | T::Int4(_)
-                        | T::Int8(_),
-                        Lit::Int(n),
-                    ) => Some(Lit::Int(n)),
-                    (
-                        T::SmallInt(_)
-                        | T::Int(_)
-                        | T::Integer(_)
-                        | T::BigInt(_)
-                        | T::Int2(_)
-                        | T::Int4(_)
-                        | T::Int8(_),
-                        Lit::Str(s),
-                    ) => s.trim().parse().ok().map(Lit::Int),
-                    (T::Text | T::Varchar(None) | T::CharacterVarying(None), Lit::Str(s)) => Some(Lit::Str(s)),
-                    _ => None,
-                }
-            }
             Expr::Function(f)
                 if matches!(f.name.to_string().to_lowercase().as_str(), "current_timestamp" | "now")
                     && match &f.args {
