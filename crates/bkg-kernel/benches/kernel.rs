@@ -79,47 +79,33 @@ fn reads(c: &mut Criterion) {
     let (_dir, db, t) = setup(rows);
     let pk = db.catalog().table(t).unwrap().primary_key().unwrap().id;
     let mut g = c.benchmark_group("read");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("point_lookup_pk", |b| {
-        let txn = db.begin(RR);
-        let mut k = 0i64;
-        b.iter(|| {
-            k = (k + 7919) % rows;
-            let r = txn.lookup(t, pk, &[Value::Int64(k)]).unwrap();
-            assert_eq!(r.len(), 1);
-        });
-    });
-    g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(20);
-    g.bench_function("full_scan_200k_rows_in_memory_versions", |b| {
-        let txn = db.begin(RR);
-        let columns: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2)];
-        b.iter(|| {
-            let chunks = txn.scan_columns(t, &columns, None, usize::MAX).unwrap();
-            assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), rows as usize);
+    // First over in-memory versions, then after a checkpoint over the columnar base read from
+    // Parquet.
+    for phase in ["in_memory_versions", "columnar_base"] {
+        if phase == "columnar_base" {
+            db.checkpoint().unwrap();
+        }
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("point_lookup_pk_{phase}"), |b| {
+            let txn = db.begin(RR);
+            let mut k = 0i64;
+            b.iter(|| {
+                k = (k + 7919) % rows;
+                let r = txn.lookup(t, pk, &[Value::Int64(k)]).unwrap();
+                assert_eq!(r.len(), 1);
+            });
         });
-    });
-    // After a checkpoint the rows are the columnar base read from Parquet.
-    db.checkpoint().unwrap();
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("point_lookup_pk_columnar_base", |b| {
-        let txn = db.begin(RR);
-        let mut k = 0i64;
-        b.iter(|| {
-            k = (k + 7919) % rows;
-            let r = txn.lookup(t, pk, &[Value::Int64(k)]).unwrap();
-            assert_eq!(r.len(), 1);
+        g.throughput(Throughput::Elements(rows as u64));
+        g.bench_function(format!("full_scan_200k_rows_{phase}"), |b| {
+            let txn = db.begin(RR);
+            let columns: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2)];
+            b.iter(|| {
+                let chunks = txn.scan_columns(t, &columns, None, usize::MAX).unwrap();
+                assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), rows as usize);
+            });
         });
-    });
-    g.throughput(Throughput::Elements(rows as u64));
-    g.bench_function("full_scan_200k_rows_columnar_base", |b| {
-        let txn = db.begin(RR);
-        let columns: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2)];
-        b.iter(|| {
-            let chunks = txn.scan_columns(t, &columns, None, usize::MAX).unwrap();
-            assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), rows as usize);
-        });
-    });
+    }
     g.finish();
 }
 

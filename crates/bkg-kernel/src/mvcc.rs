@@ -223,6 +223,13 @@ impl TableData {
         }
     }
 
+    fn xmax(&self, loc: Loc) -> u64 {
+        match loc {
+            Loc::Delta(s) => self.versions[s].xmax,
+            Loc::Base(g, i) => self.base_xmax[g][i],
+        }
+    }
+
     fn xmax_mut(&mut self, loc: Loc) -> &mut u64 {
         match loc {
             Loc::Delta(s) => &mut self.versions[s].xmax,
@@ -343,10 +350,7 @@ impl TableStore {
             let mut col = Vec::with_capacity(ids.len());
             for &r in ids.values() {
                 // Deletions committed (or pending) after the checkpoint carry over.
-                let x = d.locate(r).map_or(0, |loc| match loc {
-                    Loc::Delta(s) => d.versions[s].xmax,
-                    Loc::Base(g0, i0) => d.base_xmax[g0][i0],
-                });
+                let x = d.locate(r).map_or(0, |loc| d.xmax(loc));
                 let x = if x != 0 && x <= ts { 0 } else { x };
                 base_dead += usize::from(x != 0);
                 col.push(x);
@@ -485,15 +489,7 @@ impl TableStore {
     /// `xmax` of each row id (`None` if unknown), read under one lock.
     pub fn xmaxes(&self, rowids: impl Iterator<Item = u64>) -> Vec<(u64, Option<u64>)> {
         let d = self.data.read();
-        rowids
-            .map(|r| {
-                let x = d.locate(r).map(|loc| match loc {
-                    Loc::Delta(s) => d.versions[s].xmax,
-                    Loc::Base(g, i) => d.base_xmax[g][i],
-                });
-                (r, x)
-            })
-            .collect()
+        rowids.map(|r| (r, d.locate(r).map(|loc| d.xmax(loc)))).collect()
     }
 
     /// Installs a commit: new versions with `xmin = ts`, and `xmax = ts` on deleted ones.
@@ -526,7 +522,7 @@ impl TableStore {
         let mut d = self.data.write();
         for &r in deletes {
             if let Some(loc) = d.locate(r)
-                && *d.xmax_mut(loc) == ts
+                && d.xmax(loc) == ts
             {
                 *d.xmax_mut(loc) = 0;
                 match loc {
