@@ -39,6 +39,19 @@ pub struct ServeArgs {
     /// Password of the `postgres` superuser. Required unless every listener is on loopback.
     #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// PEM certificate chain for TLS on the PostgreSQL wire listener (with --pg-tls-key).
+    #[arg(long, env = "BKG_DB_PG_TLS_CERT")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the PostgreSQL wire listener (with --pg-tls-cert).
+    #[arg(long, env = "BKG_DB_PG_TLS_KEY")]
+    pub pg_tls_key: Option<PathBuf>,
+    /// Refuse PostgreSQL wire connections that do not use TLS.
+    #[arg(long, env = "BKG_DB_PG_TLS_REQUIRED", default_value_t = false)]
+    pub pg_tls_required: bool,
+    /// Ask TLS clients for their password in cleartext instead of SCRAM, so a token (JWT) can be
+    /// given as the password. Needs TLS; plain connections keep using SCRAM-SHA-256.
+    #[arg(long, env = "BKG_DB_PG_CLEARTEXT_OVER_TLS", default_value_t = false)]
+    pub pg_cleartext_over_tls: bool,
     /// Most PostgreSQL wire connections at once; more are refused with SQLSTATE 53300.
     #[arg(long, env = "BKG_DB_MAX_CONNECTIONS", default_value_t = 100)]
     pub max_connections: usize,
@@ -80,6 +93,14 @@ impl ServeArgs {
         }
         if !["text", "json"].contains(&self.log_format.as_str()) {
             return Err(format!("BKG_DB_LOG_FORMAT must be text or json, not {}", self.log_format));
+        }
+        if self.pg_tls_cert.is_some() != self.pg_tls_key.is_some() {
+            return Err("BKG_DB_PG_TLS_CERT and BKG_DB_PG_TLS_KEY must be set together".into());
+        }
+        if (self.pg_tls_required || self.pg_cleartext_over_tls) && self.pg_tls_cert.is_none() {
+            return Err(
+                "BKG_DB_PG_TLS_REQUIRED and BKG_DB_PG_CLEARTEXT_OVER_TLS need TLS (BKG_DB_PG_TLS_CERT and _KEY)".into(),
+            );
         }
         if self.max_connections == 0 {
             return Err("BKG_DB_MAX_CONNECTIONS must be at least 1".into());

@@ -8,7 +8,7 @@ use bkg_kernel::{Limits, Options};
 use crate::config::ServeArgs;
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
-use crate::pgwire::{PasswordAuth, PgServer};
+use crate::pgwire::{CatalogAuth, PgServer, TlsSettings};
 use crate::sql::{Engine, EngineConfig};
 
 /// Runs until SIGTERM/SIGINT, then drains and exits cleanly.
@@ -41,8 +41,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         "database open"
     );
     let metrics = Arc::new(Metrics::default());
-    let auth = Arc::new(PasswordAuth::new("postgres", &password));
-    let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections);
+    let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, None));
+    let tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut t = TlsSettings::load(cert, key)?;
+            t.required = args.pg_tls_required;
+            t.cleartext_over_tls = args.pg_cleartext_over_tls;
+            Some(t)
+        }
+        _ => None,
+    };
+    let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections, tls);
     let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.pg_listen))?;

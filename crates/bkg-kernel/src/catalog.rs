@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclItem, RoleDef, default_roles, privilege};
 use crate::error::{Error, Result};
 use crate::value::{DataType, Value};
 
@@ -65,6 +66,16 @@ pub struct TableDef {
     pub indexes: Vec<IndexDef>,
     #[serde(default)]
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// The owning role's oid.
+    #[serde(default = "bootstrap_owner")]
+    pub owner: u64,
+    /// Privileges granted to others (the owner's are implicit).
+    #[serde(default)]
+    pub acl: Vec<AclItem>,
+}
+
+fn bootstrap_owner() -> u64 {
+    crate::acl::BOOTSTRAP_SUPERUSER
 }
 
 impl TableDef {
@@ -93,12 +104,20 @@ pub struct ViewDef {
     pub name: String,
     /// The defining query, as PostgreSQL-dialect SQL text.
     pub sql: String,
+    #[serde(default = "bootstrap_owner")]
+    pub owner: u64,
+    #[serde(default)]
+    pub acl: Vec<AclItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchemaDef {
     pub id: u64,
     pub name: String,
+    #[serde(default = "bootstrap_owner")]
+    pub owner: u64,
+    #[serde(default)]
+    pub acl: Vec<AclItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,13 +128,29 @@ pub struct Catalog {
     pub schemas: BTreeMap<String, SchemaDef>,
     pub tables: BTreeMap<u64, TableDef>,
     pub views: BTreeMap<u64, ViewDef>,
+    /// Roles (users and groups) by oid.
+    #[serde(default = "default_roles")]
+    pub roles: BTreeMap<u64, RoleDef>,
 }
 
 impl Default for Catalog {
     fn default() -> Self {
         let mut schemas = BTreeMap::new();
-        schemas.insert("public".to_string(), SchemaDef { id: 2200, name: "public".into() });
-        Catalog { version: 1, next_oid: FIRST_USER_OID, schemas, tables: BTreeMap::new(), views: BTreeMap::new() }
+        // As in PostgreSQL 15: everyone may use `public`, only its owner may create in it.
+        let public_usage =
+            AclItem { grantee: crate::acl::PUBLIC, privileges: privilege::USAGE, grantor: bootstrap_owner() };
+        schemas.insert(
+            "public".to_string(),
+            SchemaDef { id: 2200, name: "public".into(), owner: bootstrap_owner(), acl: vec![public_usage] },
+        );
+        Catalog {
+            version: 1,
+            next_oid: FIRST_USER_OID,
+            schemas,
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            roles: default_roles(),
+        }
     }
 }
 
@@ -144,12 +179,12 @@ impl Catalog {
             || self.tables.values().any(|t| t.schema == schema && t.indexes.iter().any(|i| i.name == name))
     }
 
-    pub fn create_schema(&mut self, name: &str, if_not_exists: bool) -> Result<bool> {
+    pub fn create_schema(&mut self, name: &str, if_not_exists: bool, owner: u64) -> Result<bool> {
         if self.schemas.contains_key(name) {
             return if if_not_exists { Ok(false) } else { Err(Error::DuplicateSchema(name.into())) };
         }
         let id = self.alloc_oid();
-        self.schemas.insert(name.to_string(), SchemaDef { id, name: name.into() });
+        self.schemas.insert(name.to_string(), SchemaDef { id, name: name.into(), owner, acl: vec![] });
         Ok(true)
     }
 
@@ -232,7 +267,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn create_view(&mut self, schema: &str, name: &str, sql: &str, or_replace: bool) -> Result<u64> {
+    pub fn create_view(&mut self, schema: &str, name: &str, sql: &str, or_replace: bool, owner: u64) -> Result<u64> {
         if !self.schemas.contains_key(schema) {
             return Err(Error::UndefinedSchema(schema.into()));
         }
@@ -248,7 +283,8 @@ impl Catalog {
             return Err(Error::DuplicateTable(name.into()));
         }
         let id = self.alloc_oid();
-        self.views.insert(id, ViewDef { id, schema: schema.into(), name: name.into(), sql: sql.into() });
+        self.views
+            .insert(id, ViewDef { id, schema: schema.into(), name: name.into(), sql: sql.into(), owner, acl: vec![] });
         Ok(id)
     }
 

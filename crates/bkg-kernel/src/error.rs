@@ -19,6 +19,7 @@ pub enum ErrorCode {
     DuplicateObject,
     DependentObjects,
     InvalidDefinition,
+    InvalidGrant,
     DiskFull,
     Io,
     Corruption,
@@ -43,6 +44,7 @@ impl ErrorCode {
             ErrorCode::DuplicateObject => "42710",
             ErrorCode::DependentObjects => "2BP01",
             ErrorCode::InvalidDefinition => "42P16",
+            ErrorCode::InvalidGrant => "0LP01",
             ErrorCode::DiskFull => "53100",
             ErrorCode::Io => "58030",
             ErrorCode::Corruption => "XX001",
@@ -80,6 +82,9 @@ pub enum Error {
     DependentObjects { what: String, detail: String },
     #[error("invalid definition: {0}")]
     InvalidDefinition(String),
+    /// A role grant that would make a role a member of itself, or similar.
+    #[error("{0}")]
+    InvalidGrant(String),
     #[error("could not write to {path}: no space left on device")]
     DiskFull { path: PathBuf },
     #[error("I/O error on {path}: {source}")]
@@ -108,6 +113,7 @@ impl Error {
             Error::DuplicateObject { .. } => ErrorCode::DuplicateObject,
             Error::DependentObjects { .. } => ErrorCode::DependentObjects,
             Error::InvalidDefinition(_) => ErrorCode::InvalidDefinition,
+            Error::InvalidGrant(_) => ErrorCode::InvalidGrant,
             Error::DiskFull { .. } => ErrorCode::DiskFull,
             Error::Io { .. } => ErrorCode::Io,
             Error::Corruption { .. } => ErrorCode::Corruption,

@@ -18,6 +18,7 @@
 //! [`Value`]s, a catalog, transactions with snapshot isolation, durability and a change feed.
 //! All file access goes through [`vfs::Vfs`] and time through [`vfs::Clock`], so tests inject faults.
 
+pub mod acl;
 pub mod arrow_conv;
 pub mod catalog;
 pub mod db;
@@ -32,6 +33,7 @@ pub mod value;
 pub mod vfs;
 pub mod wal;
 
+pub use acl::{AclItem, AclObject, BOOTSTRAP_SUPERUSER, PUBLIC, RoleDef, privilege};
 pub use catalog::{Catalog, ColumnDef, ColumnDefault, IndexDef, TableDef, ViewDef};
 pub use db::{
     CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo,

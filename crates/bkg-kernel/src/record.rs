@@ -6,8 +6,9 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::value::Value;
 
-/// Payload format version, first byte of every record payload.
-pub const RECORD_VERSION: u8 = 1;
+/// Payload format version, first byte of every record payload. Version 2 carries the catalog as
+/// JSON, so fields added to it later (with serde defaults) keep old records readable.
+pub const RECORD_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
@@ -23,6 +24,7 @@ pub struct CommitRecord {
     /// Wall-clock time of the commit, milliseconds since the Unix epoch.
     pub wall_ms: u64,
     /// The whole catalog after the transaction, when it ran DDL.
+    #[serde(with = "catalog_json")]
     pub catalog: Option<Catalog>,
     pub ops: Vec<Op>,
 }
@@ -39,6 +41,10 @@ impl CommitRecord {
             Some(&RECORD_VERSION) => {
                 bincode::deserialize(&buf[1..]).map_err(|e| Error::Internal(format!("decoding a WAL record: {e}")))
             }
+            Some(1) => Err(Error::Internal(
+                "WAL record of format 1 (bkg-db before roles were added): dump with the older binary and restore"
+                    .into(),
+            )),
             other => Err(Error::Internal(format!("unknown WAL record version {other:?}"))),
         }
     }
@@ -64,4 +70,26 @@ pub struct Change {
     pub kind: ChangeKind,
     pub old: Option<Vec<Value>>,
     pub new: Option<Vec<Value>>,
+}
+
+/// The catalog inside a record, as JSON bytes (schema-tolerant, unlike the rest of the record).
+mod catalog_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::catalog::Catalog;
+
+    pub fn serialize<S: Serializer>(c: &Option<Catalog>, s: S) -> Result<S::Ok, S::Error> {
+        match c {
+            Some(c) => {
+                let bytes = serde_json::to_vec(c).map_err(serde::ser::Error::custom)?;
+                s.serialize_some(&bytes)
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Catalog>, D::Error> {
+        let bytes: Option<Vec<u8>> = Option::deserialize(d)?;
+        bytes.map(|b| serde_json::from_slice(&b).map_err(serde::de::Error::custom)).transpose()
+    }
 }

@@ -24,6 +24,8 @@ pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
         ],
         indexes: vec![IndexDef { id: 0, name: format!("{name}_pkey"), columns: vec![0], unique: true, primary: true }],
         foreign_keys: vec![],
+        owner: crate::acl::BOOTSTRAP_SUPERUSER,
+        acl: vec![],
     };
     Ok(txn.catalog_mut().create_table(def, false)?.expect("new table"))
 }

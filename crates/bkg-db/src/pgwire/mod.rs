@@ -19,8 +19,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::Sink;
 use futures::stream;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::sasl::scram::{ScramAuth, ScramSecret};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -30,70 +31,172 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::error::{SqlError, codes};
 use crate::metrics::Metrics;
 use crate::sql::describe::bind_params;
+use crate::sql::roles::ScramVerifier;
 use crate::sql::{Engine, Output, Session, TxnEvent};
-
-const SCRAM_ITERATIONS: usize = 4096;
 
 /// Everything connections share.
 pub struct PgServer {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
-    pub auth: Arc<PasswordAuth>,
+    pub auth: Arc<CatalogAuth>,
     pub max_connections: usize,
+    pub tls: Option<TlsSettings>,
     active: AtomicUsize,
     /// Connections by backend key, for cancel requests.
     connections: Arc<pgwire::api::ConnectionManager>,
     cancel: Arc<pgwire::api::cancel::DefaultCancelHandler>,
 }
 
-/// The superuser's SCRAM secret, derived once at start-up.
-#[derive(Debug)]
-pub struct PasswordAuth {
-    user: String,
-    salt: Vec<u8>,
-    salted: Vec<u8>,
+/// TLS on the wire listener.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub acceptor: pgwire::tokio::TlsAcceptor,
+    /// The certificate chain in PEM, for SCRAM channel binding (SCRAM-SHA-256-PLUS).
+    pub cert_pem: Vec<u8>,
+    /// Ask for the password in cleartext on TLS connections (so a token can be given as the
+    /// password); plain connections always use SCRAM.
+    pub cleartext_over_tls: bool,
+    /// Refuse connections that did not negotiate TLS.
+    pub required: bool,
 }
 
-impl PasswordAuth {
-    pub fn new(user: &str, password: &str) -> PasswordAuth {
-        let salt: [u8; 16] = rand_bytes();
-        PasswordAuth {
-            user: user.to_string(),
-            salted: gen_salted_password(password, &salt, SCRAM_ITERATIONS),
-            salt: salt.to_vec(),
+impl TlsSettings {
+    /// Loads a PEM certificate chain and private key.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsSettings, String> {
+        use pgwire::tokio::tokio_rustls::rustls;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad certificate in {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("no certificate in {}", cert.display()));
         }
+        let key =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("bad private key in {}: {e}", key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("certificate and key do not fit: {e}"))?;
+        Ok(TlsSettings {
+            acceptor: pgwire::tokio::TlsAcceptor::from(Arc::new(config)),
+            cert_pem,
+            cleartext_over_tls: false,
+            required: false,
+        })
     }
 }
 
-fn rand_bytes() -> [u8; 16] {
-    rand::random()
+/// Accepts a password that is not the role's own, such as a JWT presented by an application.
+/// Asked only for passwords sent in cleartext, which happens only over TLS.
+pub trait PasswordHook: Send + Sync {
+    /// True when `password` lets `user` in.
+    fn verify(&self, user: &str, password: &str) -> bool;
 }
 
-#[async_trait]
-impl AuthSource for PasswordAuth {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        if login.user() != Some(self.user.as_str()) {
-            return Err(user_error(SqlError::new(
-                codes::INVALID_PASSWORD,
-                format!("password authentication failed for user \"{}\"", login.user().unwrap_or_default()),
-            )));
+/// Password checks against the roles in the catalog (their SCRAM-SHA-256 verifiers).
+#[derive(Clone)]
+pub struct CatalogAuth {
+    engine: Arc<Engine>,
+    /// The `postgres` superuser's verifier while it has no stored password (BKG_DB_PASSWORD).
+    bootstrap: ScramVerifier,
+    /// A verifier no password matches, for unknown roles: the exchange runs its full course, so
+    /// a client cannot tell a missing role from a wrong password.
+    decoy: ScramVerifier,
+    hook: Option<Arc<dyn PasswordHook>>,
+}
+
+impl Debug for CatalogAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogAuth").finish_non_exhaustive()
+    }
+}
+
+impl CatalogAuth {
+    pub fn new(engine: Arc<Engine>, bootstrap_password: &str, hook: Option<Arc<dyn PasswordHook>>) -> CatalogAuth {
+        let decoy_password: [u8; 16] = rand::random();
+        CatalogAuth {
+            engine,
+            bootstrap: ScramVerifier::new(bootstrap_password),
+            decoy: ScramVerifier::new(&format!("{decoy_password:x?}")),
+            hook,
         }
+    }
+
+    /// The verifier to check `user` against, or `None` when the role may not log in.
+    fn verifier(&self, user: &str) -> Option<ScramVerifier> {
+        let catalog = self.engine.db.catalog();
+        let role = catalog.find_role(user).filter(|r| r.login)?;
+        match &role.password {
+            Some(text) => ScramVerifier::parse(text),
+            None if role.oid == bkg_kernel::BOOTSTRAP_SUPERUSER => Some(self.bootstrap.clone()),
+            None => None,
+        }
+    }
+
+    fn check_database(login: &LoginInfo) -> PgWireResult<()> {
         if login.database().is_some_and(|d| d != crate::sql::provider::DATABASE_NAME) {
             return Err(user_error(SqlError::new(
                 "3D000",
                 format!("database \"{}\" does not exist", login.database().unwrap_or_default()),
             )));
         }
-        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuthSource for CatalogAuth {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned()))
+    }
+
+    async fn verify_password(&self, login: &LoginInfo, presented: &[u8]) -> PgWireResult<Option<()>> {
+        Self::check_database(login)?;
+        let user = login.user().unwrap_or_default();
+        let presented = std::str::from_utf8(presented).unwrap_or_default();
+        if self.verifier(user).is_some_and(|v| v.matches(presented)) {
+            return Ok(None);
+        }
+        if self.engine.db.catalog().find_role(user).is_some_and(|r| r.login)
+            && self.hook.as_ref().is_some_and(|h| h.verify(user, presented))
+        {
+            return Ok(None);
+        }
+        Err(PgWireError::InvalidPassword(user.to_owned()))
+    }
+
+    async fn get_scram_secret(&self, login: &LoginInfo) -> PgWireResult<(ScramSecret, Option<()>)> {
+        Self::check_database(login)?;
+        let v = self.verifier(login.user().unwrap_or_default()).unwrap_or_else(|| self.decoy.clone());
+        Ok((
+            ScramSecret::Verifier {
+                salt: v.salt,
+                iterations: v.iterations as usize,
+                stored_key: v.stored_key,
+                server_key: v.server_key,
+            },
+            None,
+        ))
+    }
+}
+
+/// Points the session at the role the connection authenticated as.
+fn bind_user<C: ClientInfo>(session: &mut Session, client: &C) {
+    if let Some(user) = client.metadata().get(pgwire::api::METADATA_USER) {
+        session.login(user);
     }
 }
 
@@ -137,7 +240,7 @@ fn arrow_to_param_type(t: &datafusion::arrow::datatypes::DataType) -> Type {
 impl QueryParser for BkgQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -149,6 +252,7 @@ impl QueryParser for BkgQueryParser {
             return Ok(None);
         };
         let mut session = self.session.lock().await;
+        bind_user(&mut session, client);
         let described = if session.in_failed_transaction() {
             Default::default()
         } else {
@@ -288,6 +392,7 @@ impl SimpleQueryHandler for ConnHandlers {
             }
         }
         let mut session = self.session.lock().await;
+        bind_user(&mut session, client);
         let results = session.execute(query).await;
         let mut out = Vec::with_capacity(results.len());
         for r in results {
@@ -315,7 +420,7 @@ impl ExtendedQueryHandler for ConnHandlers {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -346,6 +451,7 @@ impl ExtendedQueryHandler for ConnHandlers {
         }
         bind_params(&mut stmt, &values).map_err(user_error)?;
         let mut session = self.session.lock().await;
+        bind_user(&mut session, client);
         match session.execute_statement(stmt).await {
             Ok(o) => Ok(to_response(o, &portal.result_column_format)),
             Err(e) => {
@@ -426,15 +532,35 @@ impl PgWireServerHandlers for ConnHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        let mut params = DefaultServerParameterProvider::default();
-        params.server_version = self.server.engine.config.server_version.clone();
-        let mut scram = ScramAuth::new(self.server.auth.clone());
-        scram.set_iterations(SCRAM_ITERATIONS);
-        Arc::new(
-            SASLAuthStartupHandler::new(Arc::new(params))
+        let server_version = self.server.engine.config.server_version.clone();
+        let params_of = || {
+            let mut p = DefaultServerParameterProvider::default();
+            p.server_version = server_version.clone();
+            p
+        };
+        let scram = ScramAuth::new(self.server.auth.clone());
+        // On TLS connections SCRAM-SHA-256-PLUS binds the exchange to the certificate.
+        let scram_tls = self.server.tls.as_ref().map(|tls| {
+            let mut s = ScramAuth::new(self.server.auth.clone());
+            if let Err(e) = s.configure_certificate(&tls.cert_pem) {
+                tracing::warn!(error = %e, "SCRAM channel binding is off: the certificate was not usable for it");
+            }
+            SASLAuthStartupHandler::new(Arc::new(params_of()))
+                .with_scram(s)
+                .with_connection_manager(self.server.connections.clone())
+        });
+        let cleartext = self.server.tls.as_ref().is_some_and(|t| t.cleartext_over_tls).then(|| {
+            CleartextPasswordAuthStartupHandler::new((*self.server.auth).clone(), params_of())
+                .with_connection_manager(self.server.connections.clone())
+        });
+        Arc::new(BkgStartup {
+            scram: SASLAuthStartupHandler::new(Arc::new(params_of()))
                 .with_scram(scram)
                 .with_connection_manager(self.server.connections.clone()),
-        )
+            cleartext,
+            scram_tls,
+            tls_required: self.server.tls.as_ref().is_some_and(|t| t.required),
+        })
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -442,16 +568,69 @@ impl PgWireServerHandlers for ConnHandlers {
     }
 }
 
+/// Chooses how a connection authenticates: SCRAM-SHA-256, or a cleartext password on TLS
+/// connections when that is configured; refuses plain connections when TLS is required.
+struct BkgStartup {
+    scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    cleartext: Option<CleartextPasswordAuthStartupHandler<CatalogAuth, DefaultServerParameterProvider>>,
+    scram_tls: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+    tls_required: bool,
+}
+
+#[async_trait]
+impl StartupHandler for BkgStartup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.tls_required && !client.is_secure() {
+            let mut info = ErrorInfo::new("FATAL".into(), "28000".into(), "SSL connection is required".into());
+            info.hint = Some("Connect with sslmode=require.".into());
+            return Err(PgWireError::UserError(Box::new(info)));
+        }
+        let r = match (&self.cleartext, &self.scram_tls) {
+            (Some(c), _) if client.is_secure() => c.on_startup(client, message).await,
+            (_, Some(s)) if client.is_secure() => s.on_startup(client, message).await,
+            _ => self.scram.on_startup(client, message).await,
+        };
+        match r {
+            // PostgreSQL's wording, with the user's name (the SCRAM exchange does not know it).
+            Err(PgWireError::InvalidPassword(_)) => {
+                let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                let message = format!("password authentication failed for user \"{user}\"");
+                Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    codes::INVALID_PASSWORD.into(),
+                    message,
+                ))))
+            }
+            other => other,
+        }
+    }
+}
+
 impl PgServer {
     pub fn new(
         engine: Arc<Engine>,
         metrics: Arc<Metrics>,
-        auth: Arc<PasswordAuth>,
+        auth: Arc<CatalogAuth>,
         max_connections: usize,
+        tls: Option<TlsSettings>,
     ) -> Arc<PgServer> {
         let connections = Arc::new(pgwire::api::ConnectionManager::new());
         let cancel = Arc::new(pgwire::api::cancel::DefaultCancelHandler::new(connections.clone()));
-        Arc::new(PgServer { engine, metrics, auth, max_connections, active: AtomicUsize::new(0), connections, cancel })
+        Arc::new(PgServer {
+            engine,
+            metrics,
+            auth,
+            max_connections,
+            tls,
+            active: AtomicUsize::new(0),
+            connections,
+            cancel,
+        })
     }
 
     /// Accepts connections until `shutdown` resolves.
@@ -521,7 +700,7 @@ impl PgServer {
                     }
                 };
                 tokio::select! {
-                    r = pgwire::tokio::process_socket(socket, None, handlers) => {
+                    r = pgwire::tokio::process_socket(socket, server.tls.as_ref().map(|t| t.acceptor.clone()), handlers) => {
                         if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }

@@ -127,8 +127,10 @@ impl Session {
                     self.begin_internal();
                 }
                 self.sync_view();
-                let resolved = resolve_table(self, &table_name)
-                    .and_then(|t| Ok((t, self.with_txn(|x| Ok(x.catalog().table(t).cloned()))?)));
+                let resolved = resolve_table(self, &table_name).and_then(|t| {
+                    self.require_relation(t, bkg_kernel::privilege::INSERT)?;
+                    Ok((t, self.with_txn(|x| Ok(x.catalog().table(t).cloned()))?))
+                });
                 if !had_txn {
                     self.end_internal();
                 }

@@ -1,8 +1,9 @@
 //! DDL against the kernel catalog, inside the session's transaction.
 
-use bkg_kernel::{ColumnDef, ColumnDefault, IndexDef, TableDef, Value};
+use bkg_kernel::{AclObject, ColumnDef, ColumnDefault, IndexDef, TableDef, Value, privilege};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, Statement, TableConstraint};
 
+use super::roles::require_owner_in;
 use super::session::{Output, Session};
 use super::types::map_type;
 use crate::error::{SqlError, SqlResult, codes};
@@ -125,14 +126,43 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
     match stmt {
         Statement::CreateTable(ct) => create_table(session, ct).await,
         Statement::CreateSchema { schema_name, if_not_exists, .. } => {
-            let name = match &schema_name {
-                ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => {
-                    n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
+            let (name, authorization) = match &schema_name {
+                ast::SchemaName::Simple(n) => {
+                    (n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(), None)
                 }
-                ast::SchemaName::UnnamedAuthorization(i) => ident_name(i),
+                ast::SchemaName::NamedAuthorization(n, a) => {
+                    (n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(), Some(ident_name(a)))
+                }
+                ast::SchemaName::UnnamedAuthorization(i) => (ident_name(i), Some(ident_name(i))),
             };
-            session.with_txn(|t| Ok(t.catalog_mut().create_schema(&name, if_not_exists)?))?;
+            let cat = session.catalog_view();
+            // The database's CREATE privilege: superusers and CREATEDB roles.
+            if !cat.role(session.role).is_some_and(|r| r.superuser || r.create_db) {
+                return Err(SqlError::new(
+                    codes::INSUFFICIENT_PRIVILEGE,
+                    format!("permission denied for database {}", super::provider::DATABASE_NAME),
+                ));
+            }
+            let owner = match authorization {
+                Some(a) => {
+                    let oid = cat.find_role(&a).map(|r| r.oid).ok_or_else(|| {
+                        SqlError::new(codes::UNDEFINED_OBJECT, format!("role \"{a}\" does not exist"))
+                    })?;
+                    if !cat.is_superuser(session.role) && !cat.member_closure(session.role).contains(&oid) {
+                        return Err(SqlError::new(
+                            codes::INSUFFICIENT_PRIVILEGE,
+                            format!("must be able to SET ROLE \"{a}\""),
+                        ));
+                    }
+                    oid
+                }
+                None => session.role,
+            };
+            session.with_txn(|t| Ok(t.catalog_mut().create_schema(&name, if_not_exists, owner)?))?;
             Ok(Output::command("CREATE SCHEMA"))
+        }
+        Statement::Drop { object_type: ObjectType::Role | ObjectType::User, if_exists, names, .. } => {
+            super::roles::drop_roles(session, &names, if_exists)
         }
         Statement::Drop { object_type, if_exists, names, cascade, .. } => {
             drop(session, object_type, if_exists, &names, cascade)
@@ -144,6 +174,7 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
                 return Err(SqlError::unsupported("materialized views"));
             }
             let (schema, name) = split_name(session, &cv.name)?;
+            session.require_create_in(&schema)?;
             let sql = cv.query.to_string();
             // Plan it once now so a broken view is refused at CREATE time.
             session
@@ -158,13 +189,23 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
                     options: None,
                 })
                 .await?;
-            session.with_txn(|t| Ok(t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace)?))?;
+            let owner = session.role;
+            session.with_txn(|t| {
+                if cv.or_replace
+                    && let Some(v) = t.catalog().find_view(&schema, &name)
+                {
+                    require_owner_in(t.catalog(), owner, AclObject::Relation(v.id))?;
+                }
+                Ok(t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace, owner)?)
+            })?;
             Ok(Output::command("CREATE VIEW"))
         }
         Statement::Truncate(tr) => {
             let mut ids = Vec::new();
             for target in &tr.table_names {
-                ids.push(resolve_table(session, &target.name)?);
+                let id = resolve_table(session, &target.name)?;
+                session.require_relation(id, privilege::TRUNCATE)?;
+                ids.push(id);
             }
             for id in ids {
                 session.with_txn(|t| Ok(t.truncate(id)?))?;
@@ -177,6 +218,7 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
 
 async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<Output> {
     let (schema, name) = split_name(session, &ct.name)?;
+    session.require_create_in(&schema)?;
     if ct.query.is_some() && !ct.columns.is_empty() {
         return Err(SqlError::unsupported("CREATE TABLE with both columns and AS"));
     }
@@ -223,8 +265,16 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
-    let mut def =
-        TableDef { id: 0, schema: schema.clone(), name: name.clone(), columns, indexes: vec![], foreign_keys: vec![] };
+    let mut def = TableDef {
+        id: 0,
+        schema: schema.clone(),
+        name: name.clone(),
+        columns,
+        indexes: vec![],
+        foreign_keys: vec![],
+        owner: session.role,
+        acl: vec![],
+    };
     if !pk.is_empty() {
         let cols = positions(&def, &pk)?;
         def.indexes.push(IndexDef { id: 0, name: format!("{name}_pkey"), columns: cols, unique: true, primary: true });
@@ -240,6 +290,9 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
     let mut fk_defs = Vec::new();
     for (cols, fk) in fks {
         let (rs, rn) = split_name(session, &fk.foreign_table)?;
+        if let Some(target) = session.catalog_view().find_table(&rs, &rn) {
+            session.require_relation(target.id, privilege::REFERENCES)?;
+        }
         let local = positions(&def, &cols)?;
         let fk_name = fk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{name}_{}_fkey", cols.join("_")));
         fk_defs.push((fk_name, local, rs, rn, fk.referred_columns.iter().map(ident_name).collect::<Vec<_>>()));
@@ -328,6 +381,7 @@ fn drop(
     names: &[ObjectName],
     cascade: bool,
 ) -> SqlResult<Output> {
+    let role = session.role;
     match object_type {
         ObjectType::Table => {
             for n in names {
@@ -335,7 +389,10 @@ fn drop(
                 session.with_txn(|t| {
                     let cat = t.catalog_mut();
                     match cat.find_table(&schema, &name).map(|d| d.id) {
-                        Some(id) => Ok(cat.drop_table(id, cascade)?),
+                        Some(id) => {
+                            require_owner_in(cat, role, AclObject::Relation(id))?;
+                            Ok(cat.drop_table(id, cascade)?)
+                        }
                         None if cat.find_view(&schema, &name).is_some() => {
                             Err(SqlError::new(codes::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a table"))
                                 .with_hint("Use DROP VIEW to remove a view."))
@@ -352,6 +409,9 @@ fn drop(
                 let (schema, name) = split_name(session, n)?;
                 session.with_txn(|t| {
                     let cat = t.catalog_mut();
+                    if let Some(v) = cat.find_view(&schema, &name) {
+                        require_owner_in(cat, role, AclObject::Relation(v.id))?;
+                    }
                     match cat.drop_view(&schema, &name, if_exists) {
                         Err(bkg_kernel::Error::UndefinedTable(_)) => {
                             Err(SqlError::new(codes::UNDEFINED_TABLE, format!("view \"{name}\" does not exist")))
@@ -365,7 +425,12 @@ fn drop(
         ObjectType::Schema => {
             for n in names {
                 let name = n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
-                session.with_txn(|t| Ok(t.catalog_mut().drop_schema(&name, if_exists, cascade)?))?;
+                session.with_txn(|t| {
+                    if t.catalog().schemas.contains_key(&name) {
+                        require_owner_in(t.catalog(), role, AclObject::Schema(&name))?;
+                    }
+                    Ok(t.catalog_mut().drop_schema(&name, if_exists, cascade)?)
+                })?;
             }
             Ok(Output::command("DROP SCHEMA"))
         }
@@ -376,6 +441,7 @@ fn drop(
                     let cat = t.catalog_mut();
                     match cat.find_index(&schema, &name) {
                         Some((table, pos)) => {
+                            require_owner_in(cat, role, AclObject::Relation(table))?;
                             let def = cat.table_mut(table)?;
                             if def.indexes[pos].primary {
                                 return Err(SqlError::new(
@@ -431,6 +497,7 @@ fn create_index(session: &mut Session, ci: ast::CreateIndex) -> SqlResult<Output
         return Err(SqlError::unsupported("partial indexes"));
     }
     let table = resolve_table(session, &ci.table_name)?;
+    session.require_owner(AclObject::Relation(table))?;
     let cols = index_column_names(&ci.columns)?;
     session.with_txn(|t| {
         let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
@@ -460,6 +527,7 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
         }
         Err(e) => return Err(e),
     };
+    session.require_owner(AclObject::Relation(table))?;
     for op in at.operations {
         use ast::AlterTableOperation as Op;
         match op {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bkg_kernel::{ColumnDefault, OnConflict, Row, TableDef, Value};
+use bkg_kernel::{ColumnDefault, OnConflict, Row, TableDef, Value, privilege};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::MemTable;
@@ -140,6 +140,15 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
         other => return Err(SqlError::unsupported(format!("INSERT into {other}"))),
     };
     let table = resolve_table(session, &name)?;
+    let mut needed = privilege::INSERT;
+    if let Some(ast::OnInsert::OnConflict(ast::OnConflict { action: ast::OnConflictAction::DoUpdate(_), .. })) = &ins.on
+    {
+        needed |= privilege::UPDATE;
+    }
+    if ins.returning.is_some() {
+        needed |= privilege::SELECT;
+    }
+    session.require_relation(table, needed)?;
     let def = table_def(session, table)?;
     let target: Option<Vec<usize>> = if ins.columns.is_empty() {
         None
@@ -490,6 +499,9 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     }
     let (name, alias) = target_relation(&upd.table)?;
     let table = resolve_table(session, &name)?;
+    // As in PostgreSQL, reading rows (WHERE, RETURNING) needs SELECT as well.
+    let reads = upd.selection.is_some() || upd.returning.is_some();
+    session.require_relation(table, privilege::UPDATE | if reads { privilege::SELECT } else { 0 })?;
     let def = table_def(session, table)?;
     let (targets, exprs) = assignments(&def, &upd.assignments, true)?;
     if upd.from.is_none() && upd.returning.is_none() {
@@ -528,6 +540,8 @@ pub async fn delete(session: &mut Session, del: ast::Delete) -> SqlResult<Output
     };
     let (name, alias) = target_relation(target)?;
     let table = resolve_table(session, &name)?;
+    let reads = del.selection.is_some() || del.returning.is_some();
+    session.require_relation(table, privilege::DELETE | if reads { privilege::SELECT } else { 0 })?;
     let def = table_def(session, table)?;
     let using = del.using.clone().unwrap_or_default();
     let batches = select_targets(session, table, &alias, &using, &del.selection, &[]).await?;

@@ -51,6 +51,7 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
     let Ok((schema, table)) = split_name(session, name) else { return Ok(None) };
     let catalog = session.with_txn(|t| Ok(t.catalog().clone()))?;
     let Some(def) = catalog.find_table(&schema, &table) else { return Ok(None) };
+    session.require_relation(def.id, bkg_kernel::privilege::SELECT)?;
     let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
     let column = resolver(def, &qualifier);
     // Output columns.

@@ -14,6 +14,7 @@ pub mod output_names;
 pub mod pg_catalog;
 pub mod pg_semantics;
 pub mod provider;
+pub mod roles;
 pub mod session;
 pub mod types;
 

@@ -151,6 +151,23 @@ fn null_list(n: usize) -> ArrayRef {
     datafusion::arrow::array::new_null_array(&A::List(field), n)
 }
 
+/// A `text[]` column (PostgreSQL's aclitem[] is shown as text).
+fn text_lists(v: Vec<Option<Vec<String>>>) -> ArrayRef {
+    let mut b = datafusion::arrow::array::ListBuilder::new(datafusion::arrow::array::StringBuilder::new());
+    for item in v {
+        match item {
+            Some(items) => {
+                for i in items {
+                    b.values().append_value(i);
+                }
+                b.append(true);
+            }
+            None => b.append(false),
+        }
+    }
+    Arc::new(b.finish())
+}
+
 fn s(x: &str) -> Option<String> {
     Some(x.to_string())
 }
@@ -203,19 +220,27 @@ pub const TABLES: &[&str] = &[
 
 /// Builds one pg_catalog table from `cat`.
 pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-    let mut schemas: Vec<(i64, String)> =
-        vec![(NS_PG_CATALOG, PG_CATALOG.into()), (NS_INFORMATION_SCHEMA, "information_schema".into())];
-    schemas.extend(cat.schemas.values().map(|s| (s.id as i64, s.name.clone())));
+    let mut schemas: Vec<(i64, String, i64, Option<Vec<String>>)> = vec![
+        (NS_PG_CATALOG, PG_CATALOG.into(), SUPERUSER_OID, None),
+        (NS_INFORMATION_SCHEMA, "information_schema".into(), SUPERUSER_OID, None),
+    ];
+    schemas.extend(
+        cat.schemas.values().map(|s| {
+            (s.id as i64, s.name.clone(), s.owner as i64, cat.acl_items(bkg_kernel::AclObject::Schema(&s.name)))
+        }),
+    );
+    let roles: Vec<&bkg_kernel::RoleDef> = cat.roles.values().collect();
+    let masked = |r: &bkg_kernel::RoleDef| r.password.as_ref().map(|_| "********".to_string());
     let t = match name {
         "pg_namespace" => table(vec![
             ("oid", i64s(schemas.iter().map(|s| s.0).collect())),
             ("nspname", text(schemas.iter().map(|s| Some(s.1.clone())).collect())),
-            ("nspowner", i64s(vec![SUPERUSER_OID; schemas.len()])),
-            ("nspacl", null_list(schemas.len())),
+            ("nspowner", i64s(schemas.iter().map(|s| s.2).collect())),
+            ("nspacl", text_lists(schemas.iter().map(|s| s.3.clone()).collect())),
         ])?,
         "pg_class" => {
-            // (oid, name, namespace, kind, natts, has_index, am)
-            let mut rows: Vec<(i64, String, i64, &str, i16, bool, i64)> = Vec::new();
+            // (oid, name, namespace, kind, natts, has_index, am, owner, acl)
+            let mut rows: Vec<(i64, String, i64, &str, i16, bool, i64, i64, Option<Vec<String>>)> = Vec::new();
             for t in cat.tables.values() {
                 rows.push((
                     t.id as i64,
@@ -225,6 +250,8 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                     t.live_columns().count() as i16,
                     !t.indexes.is_empty(),
                     2,
+                    t.owner as i64,
+                    cat.acl_items(bkg_kernel::AclObject::Relation(t.id)),
                 ));
                 for i in &t.indexes {
                     rows.push((
@@ -235,11 +262,23 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                         i.columns.len() as i16,
                         false,
                         403,
+                        t.owner as i64,
+                        None,
                     ));
                 }
             }
             for v in cat.views.values() {
-                rows.push((v.id as i64, v.name.clone(), schema_oid(cat, &v.schema), "v", 0, false, 0));
+                rows.push((
+                    v.id as i64,
+                    v.name.clone(),
+                    schema_oid(cat, &v.schema),
+                    "v",
+                    0,
+                    false,
+                    0,
+                    v.owner as i64,
+                    cat.acl_items(bkg_kernel::AclObject::Relation(v.id)),
+                ));
             }
             let n = rows.len();
             table(vec![
@@ -248,7 +287,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                 ("relnamespace", i64s(rows.iter().map(|r| r.2).collect())),
                 ("reltype", i64s(vec![0; n])),
                 ("reloftype", i64s(vec![0; n])),
-                ("relowner", i64s(vec![SUPERUSER_OID; n])),
+                ("relowner", i64s(rows.iter().map(|r| r.7).collect())),
                 ("relam", i64s(rows.iter().map(|r| r.6).collect())),
                 ("relfilenode", i64s(rows.iter().map(|r| r.0).collect())),
                 ("reltablespace", i64s(vec![0; n])),
@@ -271,7 +310,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                 ("relreplident", text(vec![s("d"); n])),
                 ("relispartition", bools(vec![false; n])),
                 ("relrewrite", i64s(vec![0; n])),
-                ("relacl", null_list(n)),
+                ("relacl", text_lists(rows.iter().map(|r| r.8.clone()).collect())),
                 ("reloptions", null_list(n)),
                 ("relpartbound", text(vec![None; n])),
             ])?
@@ -401,32 +440,36 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
             ("dattablespace", i64s(vec![1663])),
             ("datacl", null_list(1)),
         ])?,
+        // Passwords are masked in all three: the catalog tables are readable by every role.
         "pg_roles" | "pg_authid" => table(vec![
-            ("oid", i64s(vec![SUPERUSER_OID])),
-            ("rolname", text(vec![s("postgres")])),
-            ("rolsuper", bools(vec![true])),
-            ("rolinherit", bools(vec![true])),
-            ("rolcreaterole", bools(vec![true])),
-            ("rolcreatedb", bools(vec![true])),
-            ("rolcanlogin", bools(vec![true])),
-            ("rolreplication", bools(vec![true])),
-            ("rolconnlimit", i32s(vec![-1])),
-            ("rolpassword", text(vec![s("********")])),
-            ("rolvaliduntil", text(vec![None])),
-            ("rolbypassrls", bools(vec![true])),
-            ("rolconfig", null_list(1)),
+            ("oid", i64s(roles.iter().map(|r| r.oid as i64).collect())),
+            ("rolname", text(roles.iter().map(|r| Some(r.name.clone())).collect())),
+            ("rolsuper", bools(roles.iter().map(|r| r.superuser).collect())),
+            ("rolinherit", bools(roles.iter().map(|r| r.inherit).collect())),
+            ("rolcreaterole", bools(roles.iter().map(|r| r.create_role).collect())),
+            ("rolcreatedb", bools(roles.iter().map(|r| r.create_db).collect())),
+            ("rolcanlogin", bools(roles.iter().map(|r| r.login).collect())),
+            ("rolreplication", bools(roles.iter().map(|r| r.oid == bkg_kernel::BOOTSTRAP_SUPERUSER).collect())),
+            ("rolconnlimit", i32s(roles.iter().map(|r| r.connection_limit).collect())),
+            ("rolpassword", text(roles.iter().map(|r| masked(r)).collect())),
+            ("rolvaliduntil", text(vec![None; roles.len()])),
+            ("rolbypassrls", bools(roles.iter().map(|r| r.bypass_rls).collect())),
+            ("rolconfig", null_list(roles.len())),
         ])?,
-        "pg_user" => table(vec![
-            ("usename", text(vec![s("postgres")])),
-            ("usesysid", i64s(vec![SUPERUSER_OID])),
-            ("usecreatedb", bools(vec![true])),
-            ("usesuper", bools(vec![true])),
-            ("userepl", bools(vec![true])),
-            ("usebypassrls", bools(vec![true])),
-            ("passwd", text(vec![s("********")])),
-            ("valuntil", text(vec![None])),
-            ("useconfig", null_list(1)),
-        ])?,
+        "pg_user" => {
+            let users: Vec<&&bkg_kernel::RoleDef> = roles.iter().filter(|r| r.login).collect();
+            table(vec![
+                ("usename", text(users.iter().map(|r| Some(r.name.clone())).collect())),
+                ("usesysid", i64s(users.iter().map(|r| r.oid as i64).collect())),
+                ("usecreatedb", bools(users.iter().map(|r| r.create_db).collect())),
+                ("usesuper", bools(users.iter().map(|r| r.superuser).collect())),
+                ("userepl", bools(users.iter().map(|r| r.oid == bkg_kernel::BOOTSTRAP_SUPERUSER).collect())),
+                ("usebypassrls", bools(users.iter().map(|r| r.bypass_rls).collect())),
+                ("passwd", text(users.iter().map(|r| masked(r)).collect())),
+                ("valuntil", text(vec![None; users.len()])),
+                ("useconfig", null_list(users.len())),
+            ])?
+        }
         "pg_am" => table(vec![
             ("oid", i64s(vec![2, 403, 405])),
             ("amname", text(vec![s("heap"), s("btree"), s("hash")])),
@@ -671,13 +714,17 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
             ("polqual", A::Utf8),
             ("polwithcheck", A::Utf8),
         ])?,
-        "pg_auth_members" => empty(&[
-            ("oid", A::Int64),
-            ("roleid", A::Int64),
-            ("member", A::Int64),
-            ("grantor", A::Int64),
-            ("admin_option", A::Boolean),
-        ])?,
+        "pg_auth_members" => {
+            let pairs: Vec<(i64, i64)> =
+                roles.iter().flat_map(|r| r.member_of.iter().map(|m| (*m as i64, r.oid as i64))).collect();
+            table(vec![
+                ("oid", i64s((0..pairs.len() as i64).map(|i| 1_000_000 + i).collect())),
+                ("roleid", i64s(pairs.iter().map(|p| p.0).collect())),
+                ("member", i64s(pairs.iter().map(|p| p.1).collect())),
+                ("grantor", i64s(vec![SUPERUSER_OID; pairs.len()])),
+                ("admin_option", bools(vec![false; pairs.len()])),
+            ])?
+        }
         "pg_trigger" => empty(&[
             ("oid", A::Int64),
             ("tgrelid", A::Int64),
@@ -818,9 +865,52 @@ fn udf(
     ScalarUDF::new_from_impl(PgFn { name: name.to_string(), sig, ret, f: Arc::new(f) })
 }
 
+/// `has_table_privilege([user,] table, privileges)` / `has_schema_privilege([user,] schema, privileges)`:
+/// objects and users by name or oid, privileges as a comma-separated list.
+fn has_privilege(cat: &Catalog, info: &SessionInfo, args: &[Option<String>], schema: bool) -> Option<String> {
+    let (user, object, privs) = match args {
+        [object, privs] => (info.user.read().clone(), object.clone()?, privs.clone()?),
+        [user, object, privs] => (user.clone()?, object.clone()?, privs.clone()?),
+        _ => return None,
+    };
+    let role = match user.parse::<u64>() {
+        Ok(oid) => oid,
+        Err(_) => cat.find_role(&user)?.oid,
+    };
+    let mut bits = 0;
+    for p in privs.split(',') {
+        let p = p.trim().to_uppercase();
+        let p = p.trim_end_matches(" WITH GRANT OPTION");
+        bits |=
+            bkg_kernel::privilege::LETTERS.iter().map(|(b, _)| *b).find(|b| bkg_kernel::privilege::name(*b) == p)?;
+    }
+    let held = if schema {
+        let name = match object.parse::<i64>() {
+            Ok(oid) => cat.schemas.values().find(|s| s.id as i64 == oid)?.name.clone(),
+            Err(_) => object.trim_matches('"').to_string(),
+        };
+        cat.privileges(role, bkg_kernel::AclObject::Schema(&name)).ok()?
+    } else {
+        let id = match object.parse::<u64>() {
+            Ok(oid) => oid,
+            Err(_) => {
+                let (schema, name) = match object.split_once('.') {
+                    Some((s, n)) => (s.trim_matches('"').to_string(), n.trim_matches('"').to_string()),
+                    None => (info.schema.read().clone(), object.trim_matches('"').to_string()),
+                };
+                cat.find_table(&schema, &name).map(|t| t.id).or_else(|| cat.find_view(&schema, &name).map(|v| v.id))?
+            }
+        };
+        cat.privileges(role, bkg_kernel::AclObject::Relation(id)).ok()?
+    };
+    Some((held & bits == bits).to_string())
+}
+
 /// What the session-bound functions read: the user and the current schema.
 pub struct SessionInfo {
-    pub user: String,
+    /// `current_user`: changes with SET ROLE.
+    pub user: RwLock<String>,
+    pub session_user: RwLock<String>,
     pub schema: RwLock<String>,
     pub backend_pid: i32,
 }
@@ -845,12 +935,18 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
     let v5 = view.clone();
     vec![
         udf("version", Signature::nullary(st), A::Utf8, move |_| Some(version.clone())),
-        udf("current_user", Signature::nullary(st), A::Utf8, move |_| Some(i1.user.clone())),
-        udf("session_user", Signature::nullary(st), A::Utf8, move |_| Some(i2.user.clone())),
+        udf("current_user", Signature::nullary(st), A::Utf8, move |_| Some(i1.user.read().clone())),
+        udf("session_user", Signature::nullary(st), A::Utf8, move |_| Some(i2.session_user.read().clone())),
         udf("current_schema", Signature::nullary(st), A::Utf8, move |_| Some(i3.schema.read().clone())),
         udf("current_database", Signature::nullary(st), A::Utf8, |_| s(super::provider::DATABASE_NAME)),
         udf("pg_backend_pid", Signature::nullary(st), A::Int32, move |_| Some(i4.backend_pid.to_string())),
-        udf("pg_get_userbyid", any(1), A::Utf8, |_| s("postgres")),
+        udf("pg_get_userbyid", any(1), A::Utf8, {
+            let v = view.clone();
+            move |a| {
+                let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+                Some(v.get().role(oid).map(|r| r.name.clone()).unwrap_or_else(|| format!("unknown (OID={oid})")))
+            }
+        }),
         udf("pg_table_is_visible", any(1), A::Boolean, move |a| {
             // Visible when its schema is the one unqualified names resolve to.
             let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
@@ -864,8 +960,14 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         }),
         udf("pg_type_is_visible", any(1), A::Boolean, |_| s("true")),
         udf("pg_function_is_visible", any(1), A::Boolean, |_| s("true")),
-        udf("has_table_privilege", var.clone(), A::Boolean, |_| s("true")),
-        udf("has_schema_privilege", var.clone(), A::Boolean, |_| s("true")),
+        udf("has_table_privilege", var.clone(), A::Boolean, {
+            let (v, i) = (view.clone(), info.clone());
+            move |a| has_privilege(&v.get(), &i, a, false)
+        }),
+        udf("has_schema_privilege", var.clone(), A::Boolean, {
+            let (v, i) = (view.clone(), info.clone());
+            move |a| has_privilege(&v.get(), &i, a, true)
+        }),
         udf("has_database_privilege", var.clone(), A::Boolean, |_| s("true")),
         udf("pg_encoding_to_char", any(1), A::Utf8, |_| s("UTF8")),
         udf("obj_description", var.clone(), A::Utf8, |_| None),
@@ -932,6 +1034,18 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             if f.name.to_string().eq_ignore_ascii_case("array")
                 && let ast::FunctionArguments::Subquery(q) = &f.args
             {
+                // Over a catalog table bkg-db keeps empty: an empty array, without planning the
+                // (often correlated, nested) subquery.
+                if provably_empty(q).is_some()
+                    && let Ok(empty) = datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql("CAST(make_array() AS text[])")
+                    .and_then(|mut p| p.parse_expr())
+                {
+                    *e = empty;
+                    return;
+                }
                 let mut q = q.as_ref().clone();
                 if let ast::SetExpr::Select(sel) = q.body.as_mut()
                     && sel.projection.len() == 1
@@ -945,7 +1059,14 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 {
                     sel.projection[0] = ast::SelectItem::UnnamedExpr(agg);
                     q.order_by = None;
-                    *e = Expr::Subquery(Box::new(q));
+                    // ARRAY() of no rows is an empty array, not NULL.
+                    let sub = Expr::Subquery(Box::new(q));
+                    *e = datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql(&format!("coalesce({sub}, make_array())"))
+                    .and_then(|mut p| p.parse_expr())
+                    .unwrap_or(sub);
                 }
             }
         }

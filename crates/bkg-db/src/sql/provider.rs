@@ -142,7 +142,7 @@ impl SchemaProvider for BkgSchema {
             };
             let stmt = state.sql_to_statement(&v.sql, &datafusion::config::Dialect::PostgreSQL)?;
             let plan = Box::pin(state.statement_to_plan(stmt)).await?;
-            return Ok(Some(Arc::new(ViewTable::new(plan, Some(v.sql.clone())))));
+            return Ok(Some(Arc::new(BkgView { id: v.id, inner: ViewTable::new(plan, Some(v.sql.clone())) })));
         }
         let _ = &self.db;
         // As in PostgreSQL, pg_catalog is searched for unqualified names too.
@@ -154,6 +154,49 @@ impl SchemaProvider for BkgSchema {
         cat.find_table(&self.name, name).is_some()
             || cat.find_view(&self.name, name).is_some()
             || (self.name == super::pg_catalog::PG_CATALOG && super::pg_catalog::TABLES.contains(&name))
+    }
+}
+
+/// A catalog view: DataFusion's view table plus the view's id, for privilege checks.
+#[derive(Debug)]
+pub struct BkgView {
+    pub id: u64,
+    inner: ViewTable,
+}
+
+#[async_trait]
+impl TableProvider for BkgView {
+    fn get_logical_plan(&'_ self) -> Option<std::borrow::Cow<'_, datafusion::logical_expr::LogicalPlan>> {
+        self.inner.get_logical_plan()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        self.inner.get_table_definition()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
     }
 }
 
@@ -179,6 +222,11 @@ impl MvccTable {
             fields.push(Field::new(ROWID_COLUMN, datafusion::arrow::datatypes::DataType::UInt64, false));
         }
         MvccTable { schema: Arc::new(Schema::new(fields)), positions, def, with_rowid }
+    }
+
+    /// True for the row-id-carrying view UPDATE and DELETE select their target rows through.
+    pub fn is_dml_view(&self) -> bool {
+        self.with_rowid
     }
 
     /// `column = literal` on every column of a unique index gives a point lookup.

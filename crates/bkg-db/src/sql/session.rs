@@ -140,7 +140,12 @@ impl Output {
 /// One connection's state.
 pub struct Session {
     pub engine: Arc<Engine>,
+    /// The role that logged in (`session_user`).
     pub user: String,
+    /// Oid of the logged-in role; [`NO_ROLE`] when the name is not a role.
+    pub(crate) session_role: u64,
+    /// Oid of the role privileges are checked against (`current_user`; changed by SET ROLE).
+    pub(crate) role: u64,
     state: SessionState,
     view: Arc<CatalogView>,
     txn: Arc<Mutex<Option<Transaction>>>,
@@ -151,7 +156,7 @@ pub struct Session {
     implicit_block: bool,
     failed: bool,
     pub(crate) pending_copy: Option<super::copy::PendingCopy>,
-    info: Arc<super::pg_catalog::SessionInfo>,
+    pub(crate) info: Arc<super::pg_catalog::SessionInfo>,
     txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
 }
@@ -165,6 +170,9 @@ impl Drop for Session {
         }
     }
 }
+
+/// The role oid of a session whose user name is not a role: it holds only what PUBLIC holds.
+pub const NO_ROLE: u64 = u64::MAX;
 
 fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -183,6 +191,7 @@ fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
         ("intervalstyle", "postgres"),
         ("transaction_isolation", "repeatable read"),
         ("max_identifier_length", "63"),
+        ("role", "none"),
     ] {
         v.insert(k.to_string(), val.to_string());
     }
@@ -215,8 +224,10 @@ impl Session {
             .build();
         let vars = default_vars(&engine);
         static NEXT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
+        let role = engine.db.catalog().find_role(user).map(|r| r.oid).unwrap_or(NO_ROLE);
         let info = Arc::new(super::pg_catalog::SessionInfo {
-            user: user.to_string(),
+            user: parking_lot::RwLock::new(user.to_string()),
+            session_user: parking_lot::RwLock::new(user.to_string()),
             schema: parking_lot::RwLock::new("public".into()),
             backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
@@ -228,6 +239,8 @@ impl Session {
         Session {
             engine,
             user: user.to_string(),
+            session_role: role,
+            role,
             state,
             view,
             txn: Arc::new(Mutex::new(None)),
@@ -240,6 +253,19 @@ impl Session {
             txn_started: chrono::Utc::now(),
             vars,
         }
+    }
+
+    /// Binds the session to the role that authenticated (front doors call this after login).
+    pub fn login(&mut self, user: &str) {
+        if self.user == user && self.session_role != NO_ROLE {
+            return;
+        }
+        let role = self.engine.db.catalog().find_role(user).map(|r| r.oid).unwrap_or(NO_ROLE);
+        self.user = user.to_string();
+        self.session_role = role;
+        self.role = role;
+        *self.info.user.write() = user.to_string();
+        *self.info.session_user.write() = user.to_string();
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -295,7 +321,12 @@ impl Session {
         let parse = |text: &str| {
             Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(text)?.parse_statements()
         };
-        let stmts = match parse(sql) {
+        let (role_text, from_user) = match super::roles::rewrite_role_statements(sql) {
+            Some((text, from_user)) => (Some(text), from_user),
+            None => (None, vec![]),
+        };
+        let sql = role_text.as_deref().unwrap_or(sql);
+        let mut stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => match compat_rewrite(sql) {
                 // Forms the parser does not know but clients send (pgbench, pg_dump).
@@ -303,6 +334,16 @@ impl Session {
                 None => return Err(e.into()),
             },
         };
+        // CREATE USER is CREATE ROLE with LOGIN unless it says otherwise.
+        let mut from_user = from_user.into_iter();
+        for s in stmts.iter_mut() {
+            if let Statement::CreateRole(cr) = s
+                && from_user.next().unwrap_or(false)
+                && cr.login.is_none()
+            {
+                cr.login = Some(true);
+            }
+        }
         for s in &stmts {
             check_depth(s)?;
         }
@@ -439,7 +480,13 @@ impl Session {
             Statement::ShowVariable { variable } => self.show(&variable),
             Statement::Reset(r) => {
                 match r.reset {
-                    ast::Reset::ALL => self.vars = default_vars(&self.engine),
+                    ast::Reset::ALL => {
+                        self.vars = default_vars(&self.engine);
+                        self.set_role(None)?;
+                    }
+                    ast::Reset::ConfigurationParameter(name) if name.to_string().eq_ignore_ascii_case("role") => {
+                        self.set_role(None)?;
+                    }
                     ast::Reset::ConfigurationParameter(name) => {
                         let key = name.to_string().to_lowercase();
                         match default_vars(&self.engine).get(&key) {
@@ -574,6 +621,13 @@ impl Session {
             }
             ast::Set::SetTimeZone { value, .. } => self.set_var("timezone", expr_setting_text(&value))?,
             ast::Set::SetNames { charset_name, .. } => self.set_var("client_encoding", charset_name.value)?,
+            ast::Set::SetRole { role_name, context_modifier } => {
+                if matches!(context_modifier, Some(ast::ContextModifier::Local)) {
+                    return Err(SqlError::unsupported("SET LOCAL ROLE"));
+                }
+                let name = role_name.as_ref().map(super::ddl::ident_name);
+                self.set_role(name.as_deref().filter(|n| *n != "none"))?;
+            }
             ast::Set::SetTransaction { modes, session, .. } => {
                 for m in modes {
                     if let ast::TransactionMode::IsolationLevel(l) = m {
@@ -725,6 +779,9 @@ impl Session {
             | Statement::CreateIndex(_)
             | Statement::CreateView(_)
             | Statement::Truncate(_) => super::ddl::execute(self, stmt).await,
+            Statement::CreateRole(_) | Statement::AlterRole { .. } | Statement::Grant(_) | Statement::Revoke(_) => {
+                super::roles::execute(self, stmt).await
+            }
             Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
             other => {
                 let text = other.to_string();
@@ -814,6 +871,7 @@ impl Session {
         super::output_names::assign(&mut stmt);
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        self.check_plan_privileges(&plan)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -112,7 +112,7 @@ fn psql_meta_commands_list_objects() {
         ("\\dv", &["public|item_ids|view|postgres"], &["|items|"]),
         ("\\d", &["public|item_ids|view|postgres", "public|items|table|postgres"], &[]),
         ("\\df", &[], &["ERROR"]),
-        ("\\du", &["postgres|Superuser, Create role, Create DB, Replication, Bypass RLS|"], &["ERROR"]),
+        ("\\du", &["postgres|Superuser, Create role, Create DB, Replication, Bypass RLS|{}"], &["ERROR"]),
         ("SELECT current_user, current_database(), current_schema()", &["postgres|postgres|public"], &[]),
     ];
     for (cmd, must, must_not) in cases {
