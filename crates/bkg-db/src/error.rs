@@ -12,6 +12,17 @@ pub struct SqlError {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// Set when running the statement again may succeed (a row lock or a write conflict).
+    pub retry: Option<Retry>,
+}
+
+/// Why a statement may be run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// (table, rowid, holder): wait for the holder, then run again.
+    LockWait(u64, u64, u64),
+    /// A row was changed by a transaction that committed after the statement's snapshot.
+    Conflict,
 }
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
@@ -46,7 +57,7 @@ pub mod codes {
 
 impl SqlError {
     pub fn new(code: &'static str, message: impl Into<String>) -> SqlError {
-        SqlError { code, message: message.into(), detail: None, hint: None }
+        SqlError { code, message: message.into(), detail: None, hint: None, retry: None }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> SqlError {
         self.detail = Some(detail.into());
@@ -83,6 +94,11 @@ impl From<bkg_kernel::Error> for SqlError {
         }
         let mut out = SqlError::new(code.sqlstate(), e.to_string());
         out.detail = e.detail();
+        out.retry = match e {
+            bkg_kernel::Error::LockWait { table, rowid, holder } => Some(Retry::LockWait(table, rowid, holder)),
+            bkg_kernel::Error::SerializationFailure { .. } => Some(Retry::Conflict),
+            _ => None,
+        };
         out
     }
 }

@@ -55,9 +55,18 @@ impl Metrics {
         metric(
             "bkg_serialization_failures_total",
             "counter",
-            "Transactions refused by first-committer-wins.",
+            "Row changes refused because a transaction that committed after the snapshot changed the row (40001; under READ COMMITTED most are retried).",
             s.serialization_failures,
         );
+        let (locks_held, lock_waits, deadlocks) = db.lock_stats();
+        metric("bkg_row_locks_held", "gauge", "Row write locks held by open transactions.", locks_held as u64);
+        metric(
+            "bkg_lock_waits_total",
+            "counter",
+            "Statements that waited for another transaction's row lock.",
+            lock_waits,
+        );
+        metric("bkg_deadlocks_total", "counter", "Lock waits refused with 40P01 (deadlock detected).", deadlocks);
         metric(
             "bkg_wal_fsyncs_total",
             "counter",

@@ -91,6 +91,32 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     pub(crate) commits: AtomicU64,
     pub(crate) conflicts: AtomicU64,
+    locks: RowLocks,
+}
+
+/// Row write locks. A transaction locks a row before it deletes or replaces it and keeps the
+/// lock until it ends, so a second writer waits for the first instead of both racing to commit.
+#[derive(Default)]
+struct RowLocks {
+    /// (table, rowid) -> holding transaction id.
+    held: Mutex<HashMap<(u64, u64), u64>>,
+    /// Waiting transaction -> the transaction it waits for (for deadlock detection).
+    waits: Mutex<HashMap<u64, u64>>,
+    released: tokio::sync::Notify,
+    pub(crate) waited: AtomicU64,
+    pub(crate) deadlocks: AtomicU64,
+}
+
+/// Removes a wait edge when the wait ends, also when the waiting future is dropped (cancel).
+struct WaitEdge<'a> {
+    locks: &'a RowLocks,
+    waiter: u64,
+}
+
+impl Drop for WaitEdge<'_> {
+    fn drop(&mut self) {
+        self.locks.waits.lock().remove(&self.waiter);
+    }
 }
 
 /// An open database. Cheap to clone; every clone shares the same state.
@@ -241,6 +267,7 @@ impl Database {
             visible_ts,
             next_rowid: AtomicU64::new(next_rowid),
             next_txn_id: AtomicU64::new(1),
+            locks: RowLocks::default(),
             sequences: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
             writer,
@@ -313,7 +340,71 @@ impl Database {
             writes: BTreeMap::new(),
             rows_written: 0,
             finished: false,
+            locked: Vec::new(),
         }
+    }
+
+    /// Waits until `holder` no longer holds the lock on `(table, rowid)` (it committed or
+    /// rolled back). Fails with [`Error::Deadlock`] when `holder` waits, directly or through
+    /// others, for `waiter`, and with [`Error::LockTimeout`] after `timeout`.
+    pub async fn wait_for_row_lock(
+        &self,
+        waiter: u64,
+        (table, rowid, holder): (u64, u64, u64),
+        timeout: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let locks = &self.shared.locks;
+        {
+            let mut waits = locks.waits.lock();
+            let mut at = holder;
+            let mut chain = vec![holder];
+            while let Some(&next) = waits.get(&at) {
+                if next == waiter {
+                    locks.deadlocks.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::Deadlock {
+                        detail: format!(
+                            "transaction {waiter} waits for {}, which waits for transaction {waiter}",
+                            chain
+                                .iter()
+                                .map(|t| format!("transaction {t}"))
+                                .collect::<Vec<_>>()
+                                .join(", which waits for ")
+                        ),
+                    });
+                }
+                if chain.len() > 10_000 {
+                    break;
+                }
+                chain.push(next);
+                at = next;
+            }
+            waits.insert(waiter, holder);
+        }
+        let _edge = WaitEdge { locks, waiter };
+        locks.waited.fetch_add(1, Ordering::Relaxed);
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let released = locks.released.notified();
+            if locks.held.lock().get(&(table, rowid)) != Some(&holder) {
+                return Ok(());
+            }
+            // Re-check now and then as well, so a missed wake-up cannot stall a waiter.
+            let mut wait = std::time::Duration::from_millis(250);
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(Error::LockTimeout);
+                }
+                wait = wait.min(left);
+            }
+            let _ = tokio::time::timeout(wait, released).await;
+        }
+    }
+
+    /// Row locks held now, and how many lock waits and deadlocks there were since start.
+    pub fn lock_stats(&self) -> (usize, u64, u64) {
+        let l = &self.shared.locks;
+        (l.held.lock().len(), l.waited.load(Ordering::Relaxed), l.deadlocks.load(Ordering::Relaxed))
     }
 
     /// Oldest snapshot any transaction still reads at.
@@ -673,6 +764,8 @@ pub struct Transaction {
     writes: BTreeMap<u64, TableWrites>,
     rows_written: usize,
     finished: bool,
+    /// Row locks this transaction holds.
+    locked: Vec<(u64, u64)>,
 }
 
 impl Drop for Transaction {
@@ -680,6 +773,7 @@ impl Drop for Transaction {
         if !self.finished {
             unpin_locked(&mut self.shared.active.lock(), self.read_ts);
         }
+        self.release_locks();
     }
 }
 
@@ -692,6 +786,62 @@ impl std::fmt::Debug for Transaction {
 impl Transaction {
     pub fn read_ts(&self) -> u64 {
         self.read_ts
+    }
+    /// This transaction's id (the holder named in lock waits).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn release_locks(&mut self) {
+        if self.locked.is_empty() {
+            return;
+        }
+        {
+            let mut held = self.shared.locks.held.lock();
+            for k in self.locked.drain(..) {
+                if held.get(&k) == Some(&self.id) {
+                    held.remove(&k);
+                }
+            }
+        }
+        self.shared.locks.released.notify_waiters();
+    }
+
+    /// Locks the rows of `table` this statement is about to delete or replace, and checks that
+    /// none was changed by a transaction that committed after this one's snapshot. Runs before
+    /// any of them is written, so a [`Error::LockWait`] or a conflict leaves nothing behind.
+    fn lock_rows(&mut self, table: u64, rowids: impl Iterator<Item = u64>, store: Option<&TableStore>) -> Result<()> {
+        let def = self.table_def(table)?.clone();
+        let Some(store) = store else { return Ok(()) };
+        for rowid in rowids {
+            if let Some(w) = self.writes.get(&table)
+                && (w.inserts.contains_key(&rowid) || w.deletes.contains_key(&rowid))
+            {
+                continue;
+            }
+            {
+                let mut held = self.shared.locks.held.lock();
+                match held.get(&(table, rowid)) {
+                    Some(&h) if h == self.id => {}
+                    Some(&holder) => return Err(Error::LockWait { table, rowid, holder }),
+                    None => {
+                        held.insert((table, rowid), self.id);
+                        self.locked.push((table, rowid));
+                    }
+                }
+            }
+            // With the lock held, no commit can change the row under us any more.
+            if let Some(v) = store.version(&def, rowid)
+                && v.visible_at(self.read_ts)
+                && v.xmax != 0
+            {
+                self.shared.conflicts.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::SerializationFailure {
+                    detail: format!("row {rowid} was changed by a transaction that committed after this one started"),
+                });
+            }
+        }
+        Ok(())
     }
     pub fn isolation(&self) -> IsolationLevel {
         self.isolation
@@ -1019,6 +1169,7 @@ impl Transaction {
     pub fn delete(&mut self, table: u64, rowids: &[u64]) -> Result<usize> {
         self.table_def(table)?;
         let store = self.store(table);
+        self.lock_rows(table, rowids.iter().copied(), store.as_deref())?;
         self.count_rows(rowids.len())?;
         let mut n = 0;
         for &r in rowids {
@@ -1033,6 +1184,7 @@ impl Transaction {
     pub fn update(&mut self, table: u64, changes: Vec<(u64, Vec<Value>)>) -> Result<Vec<(u64, Row)>> {
         let def = self.table_def(table)?.clone();
         let store = self.store(table);
+        self.lock_rows(table, changes.iter().map(|(r, _)| *r), store.as_deref())?;
         self.count_rows(changes.len())?;
         let mut out = Vec::with_capacity(changes.len());
         for (old, row) in changes {
@@ -1076,6 +1228,7 @@ impl Transaction {
     }
 
     pub fn rollback(mut self) {
+        self.release_locks();
         self.finished = true;
         unpin_locked(&mut self.shared.active.lock(), self.read_ts);
     }
@@ -1090,6 +1243,8 @@ impl Transaction {
         self.finished = true;
         let shared = self.shared.clone();
         let result = self.commit_inner().await;
+        // After the commit is visible (or failed): waiters then see the new versions.
+        self.release_locks();
         unpin_locked(&mut shared.active.lock(), self.read_ts);
         if matches!(result, Ok(CommitInfo { commit_ts, .. }) if commit_ts > 0) {
             shared.commits.fetch_add(1, Ordering::Relaxed);

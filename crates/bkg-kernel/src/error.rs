@@ -20,6 +20,8 @@ pub enum ErrorCode {
     DependentObjects,
     InvalidDefinition,
     InvalidGrant,
+    LockNotAvailable,
+    Deadlock,
     DiskFull,
     Io,
     Corruption,
@@ -45,6 +47,8 @@ impl ErrorCode {
             ErrorCode::DependentObjects => "2BP01",
             ErrorCode::InvalidDefinition => "42P16",
             ErrorCode::InvalidGrant => "0LP01",
+            ErrorCode::LockNotAvailable => "55P03",
+            ErrorCode::Deadlock => "40P01",
             ErrorCode::DiskFull => "53100",
             ErrorCode::Io => "58030",
             ErrorCode::Corruption => "XX001",
@@ -93,6 +97,15 @@ pub enum Error {
     Corruption { path: PathBuf, offset: u64, reason: String },
     #[error("{what} exceeds the limit of {limit}")]
     ProgramLimit { what: String, limit: u64 },
+    /// Another transaction holds the row's write lock. The caller waits for it with
+    /// [`Database::wait_for_row_lock`](crate::Database::wait_for_row_lock) and then retries
+    /// the statement; nothing of the failed call was written.
+    #[error("row {rowid} of table {table} is locked by transaction {holder}")]
+    LockWait { table: u64, rowid: u64, holder: u64 },
+    #[error("canceling statement due to lock timeout")]
+    LockTimeout,
+    #[error("deadlock detected")]
+    Deadlock { detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -114,6 +127,8 @@ impl Error {
             Error::DependentObjects { .. } => ErrorCode::DependentObjects,
             Error::InvalidDefinition(_) => ErrorCode::InvalidDefinition,
             Error::InvalidGrant(_) => ErrorCode::InvalidGrant,
+            Error::LockWait { .. } | Error::LockTimeout => ErrorCode::LockNotAvailable,
+            Error::Deadlock { .. } => ErrorCode::Deadlock,
             Error::DiskFull { .. } => ErrorCode::DiskFull,
             Error::Io { .. } => ErrorCode::Io,
             Error::Corruption { .. } => ErrorCode::Corruption,
@@ -127,6 +142,7 @@ impl Error {
         match self {
             Error::UniqueViolation { detail, .. }
             | Error::SerializationFailure { detail }
+            | Error::Deadlock { detail }
             | Error::DependentObjects { detail, .. } => Some(detail.clone()),
             _ => None,
         }

@@ -116,7 +116,7 @@ fn long_reader_keeps_its_snapshot_while_writers_proceed() {
 }
 
 #[test]
-fn first_committer_wins() {
+fn writers_lock_rows_and_the_first_committer_wins() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let t = setup(&db);
@@ -126,11 +126,17 @@ fn first_committer_wins() {
     let (ra, _) = kv_get(&a, t, 1).unwrap();
     let (rb, _) = kv_get(&b, t, 1).unwrap();
     a.update(t, vec![(ra, kv_row(1, 10, "a"))]).unwrap();
-    b.update(t, vec![(rb, kv_row(1, 20, "b"))]).unwrap();
+    // b meets a's row lock; once a committed, b's snapshot is too old for the row.
+    let err = b.update(t, vec![(rb, kv_row(1, 20, "b"))]).unwrap_err();
+    assert!(matches!(err, bkg_kernel::Error::LockWait { holder, .. } if holder == a.id()), "{err}");
+    assert_eq!(err.code().sqlstate(), "55P03");
+    assert_eq!(db.lock_stats().0, 1);
     a.commit_blocking().unwrap();
-    let err = b.commit_blocking().unwrap_err();
+    assert_eq!(db.lock_stats().0, 0, "commit releases the row locks");
+    let err = b.update(t, vec![(rb, kv_row(1, 20, "b"))]).unwrap_err();
     assert_eq!(err.code(), ErrorCode::SerializationFailure);
     assert_eq!(err.code().sqlstate(), "40001");
+    b.rollback();
     assert_eq!(contents(&db, t), vec![(1, 10)]);
     // A writer that starts after the commit sees it and may update.
     let mut c = db.begin(RR);
@@ -553,9 +559,21 @@ fn checkpoint_turns_rows_into_a_columnar_base() {
     let (ra, _) = kv_get(&a, t, 9).unwrap();
     let (rb, _) = kv_get(&b, t, 9).unwrap();
     a.update(t, vec![(ra, kv_row(9, 90, "a"))]).unwrap();
-    b.delete(t, &[rb]).unwrap();
+    // b finds a's row lock: it must wait (here: time out), and nothing of its call is written.
+    let key = match b.delete(t, &[rb]).unwrap_err() {
+        bkg_kernel::Error::LockWait { table, rowid, holder } => (table, rowid, holder),
+        other => panic!("expected a lock wait, got {other}"),
+    };
+    assert_eq!(key, (t, rb, a.id()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let waited = rt.block_on(db.wait_for_row_lock(b.id(), key, Some(std::time::Duration::from_millis(50))));
+    assert_eq!(waited.unwrap_err().code(), ErrorCode::LockNotAvailable);
+    assert!(!b.has_writes());
     a.commit_blocking().unwrap();
-    assert_eq!(b.commit_blocking().unwrap_err().code(), ErrorCode::SerializationFailure);
+    rt.block_on(db.wait_for_row_lock(b.id(), key, None)).unwrap();
+    // a committed a newer version: b's retry is a serialization failure (REPEATABLE READ).
+    assert_eq!(b.delete(t, &[rb]).unwrap_err().code(), ErrorCode::SerializationFailure);
+    drop(b);
     // The primary key still covers base rows.
     let mut dup = db.begin(RR);
     let err = dup.insert(t, vec![kv_row(42, 0, "dup")], OnConflict::Error).unwrap_err();

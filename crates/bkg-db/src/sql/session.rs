@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use parking_lot::Mutex;
 
 use super::provider::{BkgCatalogList, CatalogView, DATABASE_NAME, ScanContext};
-use crate::error::{SqlError, SqlResult, codes};
+use crate::error::{Retry, SqlError, SqlResult, codes};
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -184,12 +184,12 @@ fn default_vars(engine: &Engine) -> BTreeMap<String, String> {
         ("datestyle", "ISO, MDY"),
         ("timezone", "UTC"),
         ("application_name", ""),
-        ("default_transaction_isolation", "repeatable read"),
+        ("default_transaction_isolation", "read committed"),
         ("extra_float_digits", "1"),
         ("standard_conforming_strings", "on"),
         ("integer_datetimes", "on"),
         ("intervalstyle", "postgres"),
-        ("transaction_isolation", "repeatable read"),
+        ("transaction_isolation", "read committed"),
         ("max_identifier_length", "63"),
         ("role", "none"),
     ] {
@@ -449,6 +449,10 @@ impl Session {
     fn on_error(&mut self) {
         if self.explicit {
             self.failed = true;
+            // Nothing of it can commit any more: give its row locks and snapshot back now.
+            if let Some(t) = self.txn.lock().take() {
+                t.rollback();
+            }
         } else if self.implicit_block {
             // The whole block is rolled back at its end.
         } else if let Some(t) = self.txn.lock().take() {
@@ -526,7 +530,7 @@ impl Session {
                 } else if let Some(t) = self.txn.lock().as_mut() {
                     t.statement_start();
                 }
-                let r = self.run_in_txn(other).await;
+                let r = self.run_with_retries(other).await;
                 match (r, implicit) {
                     (Ok(out), true) => {
                         let txn = self.txn.lock().take();
@@ -590,8 +594,10 @@ impl Session {
         self.explicit = false;
         self.failed = false;
         match txn {
-            Some(t) if was_failed => {
-                t.rollback();
+            _ if was_failed => {
+                if let Some(t) = txn {
+                    t.rollback();
+                }
                 Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
             }
             Some(t) => {
@@ -762,6 +768,46 @@ impl Session {
         let schema = Arc::new(Schema::new(vec![Field::new(key.clone(), ArrowType::Utf8, false)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
         Ok(Output::Rows { schema, batches: vec![batch], tag: "SHOW".into() })
+    }
+
+    /// Runs a statement inside the open transaction. An UPDATE or DELETE that meets a row
+    /// another transaction has locked waits for that transaction to end and runs again: under
+    /// READ COMMITTED on a new snapshot, so it acts on the row's newest version (as PostgreSQL
+    /// re-checks it); under REPEATABLE READ the rerun fails with 40001 if the other committed.
+    async fn run_with_retries(&mut self, stmt: Statement) -> SqlResult<Output> {
+        let restartable = matches!(stmt, Statement::Update(_) | Statement::Delete(_));
+        let mut stmt = stmt;
+        let mut attempts = 0u32;
+        loop {
+            let again = restartable.then(|| stmt.clone());
+            let err = match Box::pin(self.run_in_txn(stmt)).await {
+                Ok(out) => return Ok(out),
+                Err(e) => e,
+            };
+            let read_committed =
+                self.txn.lock().as_ref().is_some_and(|t| t.isolation() == IsolationLevel::ReadCommitted);
+            match err.retry {
+                Some(Retry::LockWait(table, rowid, holder)) => {
+                    let me = self.with_txn(|t| Ok(t.id()))?;
+                    let timeout = self
+                        .vars
+                        .get("lock_timeout")
+                        .and_then(|v| parse_duration_ms(v))
+                        .filter(|ms| *ms > 0)
+                        .map(Duration::from_millis);
+                    self.engine.db.wait_for_row_lock(me, (table, rowid, holder), timeout).await?;
+                }
+                Some(Retry::Conflict) if read_committed && again.is_some() => {}
+                _ => return Err(err),
+            }
+            attempts += 1;
+            let Some(next) = again.filter(|_| attempts < 1000) else {
+                // An INSERT … ON CONFLICT met the lock: rows may be written already, no rerun.
+                return Err(SqlError::new("40001", "could not serialize access due to concurrent update"));
+            };
+            self.statement_start();
+            stmt = next;
+        }
     }
 
     /// Runs a statement inside the open transaction.

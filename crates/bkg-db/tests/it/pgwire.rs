@@ -88,19 +88,64 @@ async fn errors_carry_sqlstate_and_failed_transactions_stay_failed() {
 }
 
 #[tokio::test]
-async fn serialization_failure_between_two_connections() {
+async fn concurrent_writers_wait_for_row_locks_as_in_postgresql() {
     let server = TestServer::start();
     let a = server.connect().await;
-    let b = server.connect().await;
-    a.batch_execute("CREATE TABLE acct (id int PRIMARY KEY, bal int); INSERT INTO acct VALUES (1, 100)").await.unwrap();
+    let b = std::sync::Arc::new(server.connect().await);
+    a.batch_execute("CREATE TABLE acct (id int PRIMARY KEY, bal int); INSERT INTO acct VALUES (1, 100), (2, 100)")
+        .await
+        .unwrap();
+    // REPEATABLE READ: the second writer waits for the first, then fails with 40001.
     a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
     b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
     a.batch_execute("UPDATE acct SET bal = bal - 10 WHERE id = 1").await.unwrap();
-    b.batch_execute("UPDATE acct SET bal = bal - 20 WHERE id = 1").await.unwrap();
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.batch_execute("UPDATE acct SET bal = bal - 20 WHERE id = 1").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second writer must wait for the row lock");
     a.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(code(&b.batch_execute("COMMIT").await.unwrap_err()), "40001");
-    let bal: i32 = b.query_one("SELECT bal FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
-    assert_eq!(bal, 90);
+    assert_eq!(code(&waiting.await.unwrap().unwrap_err()), "40001");
+    b.batch_execute("ROLLBACK").await.unwrap();
+    let v: i32 = b.query_one("SELECT bal FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(v, 90);
+    // READ COMMITTED (the default): the waiter then updates the newest version; nothing is lost.
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    a.batch_execute("UPDATE acct SET bal = bal - 10 WHERE id = 1").await.unwrap();
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.batch_execute("UPDATE acct SET bal = bal - 20 WHERE id = 1").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    a.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+    let v: i32 = a.query_one("SELECT bal FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(v, 60);
+    // A rolled-back holder lets the waiter go on the same row.
+    a.batch_execute("BEGIN; DELETE FROM acct WHERE id = 2").await.unwrap();
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.execute("UPDATE acct SET bal = 1 WHERE id = 2", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+    // Deadlock: one of the two gets 40P01 and its transaction ends, the other goes on.
+    a.batch_execute("BEGIN; UPDATE acct SET bal = 0 WHERE id = 1").await.unwrap();
+    b.batch_execute("BEGIN; UPDATE acct SET bal = 0 WHERE id = 2").await.unwrap();
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move { b2.batch_execute("UPDATE acct SET bal = 5 WHERE id = 1").await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(code(&a.batch_execute("UPDATE acct SET bal = 5 WHERE id = 2").await.unwrap_err()), "40P01");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+    let rows: Vec<i32> =
+        a.query("SELECT bal FROM acct ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(rows, vec![5, 0]);
+    // lock_timeout bounds the wait (55P03).
+    a.batch_execute("BEGIN; UPDATE acct SET bal = 7 WHERE id = 1").await.unwrap();
+    b.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    assert_eq!(code(&b.batch_execute("UPDATE acct SET bal = 8 WHERE id = 1").await.unwrap_err()), "55P03");
+    a.batch_execute("COMMIT").await.unwrap();
 }
 
 #[tokio::test]
