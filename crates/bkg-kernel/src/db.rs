@@ -668,7 +668,8 @@ fn apply_ops(
     }
     for (table, (ins, del)) in per_table {
         if let (Some(def), Some(store)) = (catalog.table(table), stores.get(&table)) {
-            store.install(def, &ins, &del, ts);
+            // Replay: nobody reads yet, every version deleted before this commit is dead.
+            store.install(def, &ins, &del, ts, ts - 1);
         }
     }
     Ok(())
@@ -1364,6 +1365,11 @@ impl Transaction {
         // Install with xmin/xmax = ts: invisible until the watermark reaches ts.
         let mut new_stores: HashMap<u64, Arc<TableStore>> = HashMap::new();
         let mut installed: Vec<(Arc<TableStore>, Vec<u64>, Vec<u64>)> = Vec::new();
+        let horizon = {
+            let active = shared.active.lock();
+            let visible = shared.visible_ts.load(Ordering::SeqCst);
+            active.keys().next().copied().unwrap_or(visible).min(visible)
+        };
         for (t, w) in &self.writes {
             let Some(def) = final_catalog.table(*t) else {
                 continue;
@@ -1374,7 +1380,7 @@ impl Transaction {
             };
             let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
             let del: Vec<u64> = w.deletes.keys().copied().collect();
-            store.install(def, &ins, &del, ts);
+            store.install(def, &ins, &del, ts, horizon);
             installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
         }
         // DDL: stores of new tables and new indexes exist before the catalog that names them,

@@ -493,7 +493,11 @@ impl TableStore {
     }
 
     /// Installs a commit: new versions with `xmin = ts`, and `xmax = ts` on deleted ones.
-    pub fn install(&self, def: &TableDef, inserts: &[(u64, Row)], deletes: &[u64], ts: u64) {
+    ///
+    /// `horizon` is the oldest snapshot anyone may still read at: an index entry that gets a new
+    /// row id also drops the row ids of versions deleted at or before it (no snapshot sees them),
+    /// so a hot key's list stays short between vacuums instead of growing with every update.
+    pub fn install(&self, def: &TableDef, inserts: &[(u64, Row)], deletes: &[u64], ts: u64, horizon: u64) {
         let mut d = self.data.write();
         for &r in deletes {
             if let Some(loc) = d.locate(r) {
@@ -510,7 +514,17 @@ impl TableStore {
             d.by_rowid.insert(*rowid, slot);
             for i in 0..d.indexes.len() {
                 if let Some(k) = index_key(row, &d.indexes[i].columns, def) {
-                    d.indexes[i].map.entry(k).or_default().push(*rowid);
+                    let mut ids = d.indexes[i].map.remove(&k).unwrap_or_default();
+                    if ids.len() >= 4 {
+                        ids.retain(|r| {
+                            d.locate(*r).is_some_and(|loc| {
+                                let x = d.xmax(loc);
+                                x == 0 || x > horizon
+                            })
+                        });
+                    }
+                    ids.push(*rowid);
+                    d.indexes[i].map.insert(k, ids);
                 }
             }
         }

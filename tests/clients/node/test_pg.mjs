@@ -267,7 +267,7 @@ test('transactions commit, roll back, and fail after an error until ROLLBACK', a
   assert.deepEqual((await c.query({ text: 'SELECT $1::text AS ok', values: ['usable'] })).rows, [{ ok: 'usable' }]);
 });
 
-test('concurrent updates of one row: the second COMMIT fails with 40001', async () => {
+test('concurrent updates of one row: the second waits, then fails with 40001', async () => {
   const a = await connect();
   const b = await connect();
   const t = tableName('ser');
@@ -276,9 +276,13 @@ test('concurrent updates of one row: the second COMMIT fails with 40001', async 
   await a.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   await b.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   assert.equal((await a.query(`UPDATE ${t} SET v = $1 WHERE id = 1`, [10])).rowCount, 1);
-  assert.equal((await b.query(`UPDATE ${t} SET v = $1 WHERE id = 1`, [20])).rowCount, 1);
+  // b waits for a's row lock; once a commits, b's UPDATE fails (REPEATABLE READ).
+  let settled = false;
+  const second = b.query(`UPDATE ${t} SET v = $1 WHERE id = 1`, [20]).finally(() => { settled = true; });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(settled, false, 'the second writer must wait for the row lock');
   await a.query('COMMIT');
-  await rejectsWithCode(b.query('COMMIT'), '40001');
+  await rejectsWithCode(second, '40001');
   await b.query('ROLLBACK');
   assert.deepEqual((await a.query(`SELECT v FROM ${t}`)).rows, [{ v: 10 }]);
 });

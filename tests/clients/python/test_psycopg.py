@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -516,13 +517,26 @@ def test_serialization_failure_between_two_connections(conn, connect):
     for c in (a, b):
         c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
 
-    # Both update the same row; the first COMMIT wins, the second gets 40001.
+    # Both update the same row: the second waits for the first's row lock and, once the first
+    # committed, fails with 40001 (REPEATABLE READ, as in PostgreSQL).
     assert a.execute(f"UPDATE {tbl} SET v = %s WHERE id = %s", (100, 2)).rowcount == 1
-    assert b.execute(f"UPDATE {tbl} SET v = %s WHERE id = %s", (200, 2)).rowcount == 1
+    outcome = {}
+
+    def second():
+        try:
+            b.execute(f"UPDATE {tbl} SET v = %s WHERE id = %s", (200, 2))
+            outcome["ok"] = True
+        except errors.SerializationFailure as e:
+            outcome["error"] = e
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive(), "the second writer must wait for the row lock"
     a.commit()
-    with pytest.raises(errors.SerializationFailure) as exc:
-        b.commit()
-    assert exc.value.sqlstate == "40001"
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert outcome["error"].sqlstate == "40001"
     b.rollback()
     assert conn.execute(f"SELECT id, v FROM {tbl} ORDER BY id").fetchall() == [(1, 0), (2, 100)]
 
