@@ -8,7 +8,7 @@
 # seconds. Both servers are reached over TCP on loopback and both fsync their commits. Prints a
 # Markdown table (TPS, p50/p99 latency from pgbench's per-transaction log, ratio bkg-db /
 # PostgreSQL) and keeps it in bench-results/. "failed" counts transactions pgbench gave up on
-# (serialization failures: bkg-db resolves write conflicts first-committer-wins, see docs).
+# (serialization failures or deadlocks).
 #
 # Environment: BKG_BIN (default target/release/bkg-db), SCALE (10), CLIENTS (8), DURATION (30).
 set -euo pipefail
