@@ -80,6 +80,33 @@ pub fn column_from_values<'a>(dt: &DataType, vals: impl Iterator<Item = &'a Valu
         }
         DataType::Interval => prim!(IntervalMonthDayNanoBuilder,
             Value::Interval { months, days, nanos } => IntervalMonthDayNano::new(*months, *days, *nanos)),
+        DataType::Array(elem) => {
+            let mut offsets = vec![0i32];
+            let mut valid = Vec::new();
+            let mut items: Vec<&Value> = Vec::new();
+            for v in vals {
+                match v {
+                    Value::Null => valid.push(false),
+                    Value::Array(xs) => {
+                        valid.push(true);
+                        items.extend(xs.iter());
+                    }
+                    other => return Err(mismatch(dt, other)),
+                }
+                offsets.push(i32::try_from(items.len()).map_err(|_| Error::Internal("array column too large".into()))?);
+            }
+            let child = column_from_values(elem, items.into_iter())?;
+            let field = Arc::new(elem.arrow_field("item", true));
+            Arc::new(
+                ListArray::try_new(
+                    field,
+                    arrow::buffer::OffsetBuffer::new(offsets.into()),
+                    child,
+                    Some(arrow::buffer::NullBuffer::from(valid)),
+                )
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            )
+        }
     })
 }
 
@@ -118,5 +145,17 @@ pub fn values_from_column(dt: &DataType, col: &ArrayRef) -> Result<Vec<Value>> {
         DataType::Interval => prim!(IntervalMonthDayNanoArray, |v: IntervalMonthDayNano| {
             Value::Interval { months: v.months, days: v.days, nanos: v.nanoseconds }
         }),
+        DataType::Array(elem) => {
+            let a = col.as_any().downcast_ref::<ListArray>().ok_or_else(wrong)?;
+            let mut out = Vec::with_capacity(a.len());
+            for i in 0..a.len() {
+                out.push(if a.is_null(i) {
+                    Value::Null
+                } else {
+                    Value::Array(values_from_column(elem, &a.value(i))?.into())
+                });
+            }
+            out
+        }
     })
 }

@@ -1446,5 +1446,6 @@ pub fn render_value(v: &Value) -> String {
         Value::Time(t) => t.to_string(),
         Value::Timestamp(t) => t.to_string(),
         Value::Interval { months, days, nanos } => format!("{months} mons {days} days {nanos} ns"),
+        Value::Array(items) => format!("{{{}}}", items.iter().map(render_value).collect::<Vec<_>>().join(",")),
     }
 }

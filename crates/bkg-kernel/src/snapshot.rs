@@ -246,7 +246,7 @@ pub fn read_base_segment(path: &str, def: &TableDef, bytes: Bytes, ts: u64) -> R
     }
     let mut stats = HashMap::new();
     for &pos in columns.keys() {
-        if matches!(def.columns[pos].data_type, DataType::Interval) {
+        if matches!(def.columns[pos].data_type, DataType::Interval | DataType::Array(_)) {
             continue;
         }
         let Ok(conv) = StatisticsConverter::try_new(&format!("c{pos}"), &schema, meta.parquet_schema()) else {

@@ -38,6 +38,8 @@ pub enum DataType {
     Uuid,
     Json,
     Jsonb,
+    /// A one-dimensional array (`int[]`, `text[]`, …) of a non-array element type.
+    Array(Box<DataType>),
 }
 
 impl DataType {
@@ -65,6 +67,7 @@ impl DataType {
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
             DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
             DataType::Interval => ArrowType::Interval(IntervalUnit::MonthDayNano),
+            DataType::Array(elem) => ArrowType::List(Arc::new(elem.arrow_field("item", true))),
         }
     }
 
@@ -91,6 +94,7 @@ impl DataType {
             DataType::Uuid => "uuid".into(),
             DataType::Json => "json".into(),
             DataType::Jsonb => "jsonb".into(),
+            DataType::Array(elem) => format!("{}[]", elem.pg_name()),
         }
     }
 
@@ -141,6 +145,8 @@ pub enum Value {
         days: i32,
         nanos: i64,
     },
+    /// The elements of a one-dimensional array (each may be `Null`).
+    Array(Arc<[Value]>),
 }
 
 impl Value {
@@ -205,6 +211,13 @@ impl Value {
                 out.extend_from_slice(&months.to_be_bytes());
                 out.extend_from_slice(&days.to_be_bytes());
                 out.extend_from_slice(&nanos.to_be_bytes())
+            }
+            Value::Array(items) => {
+                out.push(11);
+                out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+                for v in items.iter() {
+                    v.encode_key(out);
+                }
             }
         }
     }

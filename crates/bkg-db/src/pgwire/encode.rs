@@ -40,20 +40,29 @@ fn base_type(dt: &A, tag: Option<&str>) -> Type {
         A::Timestamp(_, None) => Type::TIMESTAMP,
         A::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         A::Interval(_) | A::Duration(_) => Type::INTERVAL,
-        A::List(f) | A::LargeList(f) | A::FixedSizeList(f, _) => match base_type(f.data_type(), None) {
-            Type::BOOL => Type::BOOL_ARRAY,
-            Type::INT2 => Type::INT2_ARRAY,
-            Type::INT4 => Type::INT4_ARRAY,
-            Type::INT8 => Type::INT8_ARRAY,
-            Type::FLOAT4 => Type::FLOAT4_ARRAY,
-            Type::FLOAT8 => Type::FLOAT8_ARRAY,
-            Type::NUMERIC => Type::NUMERIC_ARRAY,
-            Type::BYTEA => Type::BYTEA_ARRAY,
-            Type::DATE => Type::DATE_ARRAY,
-            Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
-            Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
-            _ => Type::TEXT_ARRAY,
-        },
+        A::List(f) | A::LargeList(f) | A::FixedSizeList(f, _) => {
+            match base_type(f.data_type(), f.metadata().get(PG_TYPE_METADATA_KEY).map(|s| s.as_str())) {
+                Type::VARCHAR => Type::VARCHAR_ARRAY,
+                Type::BPCHAR => Type::BPCHAR_ARRAY,
+                Type::UUID => Type::UUID_ARRAY,
+                Type::JSON => Type::JSON_ARRAY,
+                Type::JSONB => Type::JSONB_ARRAY,
+                Type::TIME => Type::TIME_ARRAY,
+                Type::INTERVAL => Type::INTERVAL_ARRAY,
+                Type::BOOL => Type::BOOL_ARRAY,
+                Type::INT2 => Type::INT2_ARRAY,
+                Type::INT4 => Type::INT4_ARRAY,
+                Type::INT8 => Type::INT8_ARRAY,
+                Type::FLOAT4 => Type::FLOAT4_ARRAY,
+                Type::FLOAT8 => Type::FLOAT8_ARRAY,
+                Type::NUMERIC => Type::NUMERIC_ARRAY,
+                Type::BYTEA => Type::BYTEA_ARRAY,
+                Type::DATE => Type::DATE_ARRAY,
+                Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+                Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            }
+        }
         _ => Type::TEXT,
     }
 }
@@ -173,7 +182,7 @@ fn format_interval(months: i32, days: i32, nanos: i64) -> String {
 fn quote_array_elem(s: &str) -> String {
     if s.is_empty()
         || s.eq_ignore_ascii_case("null")
-        || s.chars().any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\' | ' '))
+        || s.chars().any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace())
     {
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
@@ -256,12 +265,12 @@ pub fn text_value(arr: &dyn Array, i: usize) -> SqlResult<Option<String>> {
 
 fn list_text(values: &ArrayRef) -> SqlResult<String> {
     let mut parts = Vec::with_capacity(values.len());
-    let quote = matches!(values.data_type(), A::Utf8 | A::LargeUtf8 | A::Utf8View);
+    // As PostgreSQL: any element whose text has a space, comma, brace, quote or backslash (a
+    // timestamp, say) is quoted, whatever its type.
     for j in 0..values.len() {
         parts.push(match text_value(values.as_ref(), j)? {
             None => "NULL".to_string(),
-            Some(s) if quote => quote_array_elem(&s),
-            Some(s) => s,
+            Some(s) => quote_array_elem(&s),
         });
     }
     Ok(format!("{{{}}}", parts.join(",")))
@@ -321,6 +330,36 @@ fn numeric_binary_from_text(text: &str, out: &mut BytesMut) {
 }
 
 /// Binary form of row `i` of `arr` for PostgreSQL type `ty`.
+/// The element type of a PostgreSQL array type (`int4[]` → `int4`).
+pub fn array_elem(ty: &Type) -> Option<Type> {
+    let oid = ty.oid() as i64;
+    let elem = crate::sql::pg_catalog::TYPES.iter().find(|t| t.3 == oid && t.3 != 0)?.0;
+    Type::from_oid(elem as u32)
+}
+
+/// PostgreSQL's binary array format, one dimension: ndim, has-nulls flag, element oid, then
+/// (length, lower bound 1) and each element as length-prefixed binary (-1 for NULL).
+fn array_binary(values: &dyn Array, elem: &Type, out: &mut BytesMut) -> SqlResult<()> {
+    let n = values.len();
+    out.put_i32(if n == 0 { 0 } else { 1 });
+    out.put_i32((0..n).any(|j| values.is_null(j)) as i32);
+    out.put_u32(elem.oid());
+    if n > 0 {
+        out.put_i32(n as i32);
+        out.put_i32(1);
+    }
+    for j in 0..n {
+        let mut v = BytesMut::new();
+        if binary_value(values, j, elem, &mut v)? {
+            out.put_i32(v.len() as i32);
+            out.put_slice(&v);
+        } else {
+            out.put_i32(-1);
+        }
+    }
+    Ok(())
+}
+
 pub fn binary_value(arr: &dyn Array, i: usize, ty: &Type, out: &mut BytesMut) -> SqlResult<bool> {
     if arr.is_null(i) {
         return Ok(false);
@@ -356,6 +395,11 @@ pub fn binary_value(arr: &dyn Array, i: usize, ty: &Type, out: &mut BytesMut) ->
             out.put_i64(v.nanoseconds / 1000);
             out.put_i32(v.days);
             out.put_i32(v.months);
+        }
+        A::List(_) => {
+            let l = arr.as_any().downcast_ref::<ListArray>().expect("list");
+            let elem = array_elem(ty).unwrap_or(Type::TEXT);
+            array_binary(l.value(i).as_ref(), &elem, out)?;
         }
         A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => {
             let text = text_value(arr, i)?.unwrap_or_default();
@@ -421,6 +465,9 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
             format!("invalid binary value for parameter of type {}: {what}", ty.name()),
         )
     };
+    if let Some(elem) = array_elem(ty) {
+        return array_param(raw, ty, &elem, binary);
+    }
     if !binary {
         let text = std::str::from_utf8(raw)
             .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
@@ -492,6 +539,57 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
         }
         _ => sql_string(std::str::from_utf8(raw).map_err(|_| bad("not UTF-8"))?),
     })
+}
+
+/// An array parameter as `CAST(ARRAY[…] AS elem[])`, each element checked as a parameter of
+/// the element type. Text form `{1,2,NULL}`; binary form with one dimension (or none).
+fn array_param(raw: &[u8], ty: &Type, elem: &Type, binary: bool) -> SqlResult<String> {
+    let bad = |what: &str| {
+        SqlError::new(
+            codes::INVALID_TEXT_REPRESENTATION,
+            format!("invalid binary value for parameter of type {}: {what}", ty.name()),
+        )
+    };
+    let mut items = Vec::new();
+    if binary {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> SqlResult<&[u8]> {
+            let s = raw.get(at..at + n).ok_or_else(|| bad("truncated array"))?;
+            at += n;
+            Ok(s)
+        };
+        let i32_of = |b: &[u8]| i32::from_be_bytes(b.try_into().expect("4 bytes"));
+        let ndim = i32_of(take(4)?);
+        let _has_null = take(4)?;
+        let _elem_oid = take(4)?;
+        let len = match ndim {
+            0 => 0,
+            1 => {
+                let n = i32_of(take(4)?);
+                let _lower = take(4)?;
+                usize::try_from(n).map_err(|_| bad("negative length"))?
+            }
+            _ => return Err(SqlError::unsupported("multidimensional arrays")),
+        };
+        if len > raw.len() {
+            return Err(bad("length beyond the message"));
+        }
+        for _ in 0..len {
+            let n = i32_of(take(4)?);
+            items.push(if n < 0 { None } else { Some(take(n as usize)?.to_vec()) });
+        }
+    } else {
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+        items = crate::sql::types::parse_pg_array(text)?.into_iter().map(|x| x.map(String::into_bytes)).collect();
+    }
+    let elems: Vec<String> =
+        items.iter().map(|x| param_literal(x.as_deref(), elem, binary)).collect::<SqlResult<_>>()?;
+    let elem_sql = match *elem {
+        Type::NUMERIC => "DECIMAL(38,10)",
+        _ => cast_name(elem).unwrap_or("TEXT"),
+    };
+    Ok(format!("CAST(ARRAY[{}] AS {elem_sql}[])", elems.join(", ")))
 }
 
 fn numeric_from_binary(raw: &[u8]) -> Option<String> {

@@ -224,6 +224,56 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
         }
         Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
     };
+    // '{…}' text for an array column becomes ARRAY[…], so VALUES rows mixing both forms agree
+    // on a type (PostgreSQL types such literals from the column).
+    let mut ins = ins;
+    if let Some(q) = ins.source.as_mut()
+        && let ast::SetExpr::Values(values) = q.body.as_mut()
+    {
+        let positions: Vec<usize> = match &target {
+            Some(t) => t.clone(),
+            None => def.live_columns().map(|(p, _)| p).collect(),
+        };
+        let array_types: Vec<Option<ast::DataType>> = positions
+            .iter()
+            .map(|&pos| match &def.columns[pos].data_type {
+                bkg_kernel::DataType::Array(elem) => {
+                    // The planner's view of the type: text-like elements travel as text.
+                    let name = match elem.as_ref() {
+                        bkg_kernel::DataType::Uuid
+                        | bkg_kernel::DataType::Json
+                        | bkg_kernel::DataType::Jsonb
+                        | bkg_kernel::DataType::Varchar(_)
+                        | bkg_kernel::DataType::Char(_) => "text[]".to_string(),
+                        e => format!("{}[]", e.pg_name()),
+                    };
+                    datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    )
+                    .try_with_sql(&name)
+                    .and_then(|mut p| p.parse_data_type())
+                    .ok()
+                }
+                _ => None,
+            })
+            .collect();
+        for row in values.rows.iter_mut() {
+            for (j, e) in row.iter_mut().enumerate() {
+                let Some(Some(data_type)) = array_types.get(j) else { continue };
+                if matches!(e, ast::Expr::Value(v) if matches!(v.value, ast::Value::Null)) {
+                    continue;
+                }
+                let inner = super::pg_catalog::array_text_literal(e).unwrap_or_else(|| e.clone());
+                *e = ast::Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(inner),
+                    data_type: data_type.clone(),
+                    array: false,
+                    format: None,
+                };
+            }
+        }
+    }
     let rows = match &ins.source {
         Some(q) => {
             let batches = match super::fast_path::literal_values(session, q)? {

@@ -74,6 +74,10 @@ pub fn type_oid(dt: &DataType) -> (i64, i32) {
         DataType::Uuid => (2950, -1),
         DataType::Json => (114, -1),
         DataType::Jsonb => (3802, -1),
+        DataType::Array(elem) => {
+            let (oid, typmod) = type_oid(elem);
+            (TYPES.iter().find(|t| t.0 == oid).map(|t| t.3).unwrap_or(1009), typmod)
+        }
     }
 }
 
@@ -1103,6 +1107,12 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
             *e = inner;
         }
+        Expr::Cast { expr, data_type: ast::DataType::Array(_), .. } => {
+            // '{1,2}'::int[]: the text form becomes ARRAY['1','2'], which casts element-wise.
+            if let Some(arr) = array_text_literal(expr) {
+                **expr = arr;
+            }
+        }
         Expr::Cast { expr, data_type, .. } => {
             let tname = match data_type {
                 ast::DataType::Custom(n, _) => {
@@ -1280,6 +1290,21 @@ pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
 }
 
 /// `'{1,2}'` (an array in PostgreSQL's text form, integers only) as `ARRAY[1,2]`.
+/// `'{a,"b c",NULL}'` as `ARRAY['a', 'b c', NULL]` (elements stay text; a cast types them).
+pub fn array_text_literal(e: &Expr) -> Option<Expr> {
+    let Expr::Value(v) = e else { return None };
+    let ast::Value::SingleQuotedString(text) = &v.value else { return None };
+    let items = super::types::parse_pg_array(text).ok()?;
+    let elem = items
+        .into_iter()
+        .map(|x| match x {
+            Some(s) => Expr::value(ast::Value::SingleQuotedString(s)),
+            None => Expr::value(ast::Value::Null),
+        })
+        .collect();
+    Some(Expr::Array(ast::Array { elem, named: true }))
+}
+
 fn array_literal(e: &Expr) -> Option<Expr> {
     let Expr::Value(v) = e else { return None };
     let ast::Value::SingleQuotedString(text) = &v.value else { return None };

@@ -69,6 +69,19 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
         T::Uuid => plain(DataType::Uuid),
         T::JSON => plain(DataType::Json),
         T::JSONB => plain(DataType::Jsonb),
+        T::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) => {
+            let elem = map_type(inner)?;
+            match elem.data_type {
+                _ if elem.serial => Err(SqlError::unsupported("arrays of serial")),
+                DataType::Array(_) => Err(SqlError::unsupported("multidimensional arrays")),
+                DataType::Interval => Err(SqlError::unsupported("interval[]")),
+                e => plain(DataType::Array(Box::new(e))),
+            }
+        }
         T::Custom(name, _) => {
             let n = name.to_string().to_lowercase();
             match n.trim_matches('"') {
@@ -88,6 +101,41 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
 /// Casts a result column to the column's storage type and reads its values, enforcing
 /// varchar(n)/char(n) lengths as PostgreSQL does (char(n) pads with blanks).
 pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<Vec<Value>> {
+    // Array text ('{1,2}'): parse the elements, then read them as the element type.
+    if let DataType::Array(elem) = dt
+        && is_text(array.data_type())
+    {
+        let text = cast_with_options(array, &datafusion::arrow::datatypes::DataType::Utf8, &CastOptions::default())?;
+        let text = text
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .ok_or_else(|| SqlError::internal("text column of another type"))?;
+        let mut out = Vec::with_capacity(text.len());
+        for i in 0..text.len() {
+            if text.is_null(i) {
+                out.push(Value::Null);
+                continue;
+            }
+            let items = parse_pg_array(text.value(i))?;
+            let items: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(items));
+            out.push(Value::Array(column_values(&items, elem, column)?.into()));
+        }
+        return Ok(out);
+    }
+    // A list: read its elements as the element type (with that type's checks), then regroup.
+    if let DataType::Array(elem) = dt
+        && let Some(list) = array.as_any().downcast_ref::<datafusion::arrow::array::ListArray>()
+    {
+        let mut out = Vec::with_capacity(list.len());
+        for i in 0..list.len() {
+            if list.is_null(i) {
+                out.push(Value::Null);
+            } else {
+                out.push(Value::Array(column_values(&list.value(i), elem, column)?.into()));
+            }
+        }
+        return Ok(out);
+    }
     let target = dt.arrow_type();
     let cast = if matches!(dt, DataType::Bytea) && is_text(array.data_type()) {
         bytea_from_text(array)?
@@ -172,6 +220,78 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
         _ => {}
     }
     Ok(values)
+}
+
+/// The elements of a one-dimensional array in PostgreSQL's text form: `{1,2,NULL}`,
+/// `{"a b","c\"d",e}`. Unquoted `NULL` is a null; quoted elements take backslash escapes.
+pub fn parse_pg_array(text: &str) -> SqlResult<Vec<Option<String>>> {
+    let malformed = |why: &str| {
+        SqlError::new(codes::INVALID_TEXT_REPRESENTATION, format!("malformed array literal: \"{text}\""))
+            .with_detail(why.to_string())
+    };
+    let t = text.trim();
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(|| malformed("Array value must start with \"{\" and end with \"}\"."))?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.peek() {
+            Some('{') => return Err(SqlError::unsupported("multidimensional arrays")),
+            Some('"') => {
+                chars.next();
+                let mut s = String::new();
+                loop {
+                    match chars.next() {
+                        Some('\\') => s.push(chars.next().ok_or_else(|| malformed("Unexpected end of input."))?),
+                        Some('"') => break,
+                        Some(c) => s.push(c),
+                        None => return Err(malformed("Unexpected end of input.")),
+                    }
+                }
+                out.push(Some(s));
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            _ => {
+                let mut s = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' {
+                        break;
+                    }
+                    if c == '"' || c == '{' || c == '}' {
+                        return Err(malformed("Unexpected array element."));
+                    }
+                    if c == '\\' {
+                        chars.next();
+                        s.push(chars.next().ok_or_else(|| malformed("Unexpected end of input."))?);
+                        continue;
+                    }
+                    s.push(c);
+                    chars.next();
+                }
+                let s = s.trim_end().to_string();
+                if s.is_empty() {
+                    return Err(malformed("Unexpected \",\" character."));
+                }
+                out.push(if s.eq_ignore_ascii_case("null") { None } else { Some(s) });
+            }
+        }
+        match chars.next() {
+            Some(',') => continue,
+            None => break,
+            Some(_) => return Err(malformed("Unexpected array element.")),
+        }
+    }
+    Ok(out)
 }
 
 /// Canonical lower-case hyphenated form of a UUID; error 22P02 if it is not one.

@@ -298,3 +298,25 @@ async fn idle_connections_are_closed_with_their_sqlstate() {
     let c3 = server.connect().await;
     c3.batch_execute("SELECT 1").await.unwrap();
 }
+
+#[tokio::test]
+async fn arrays_travel_as_parameters_and_results_in_binary() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE arr (id int PRIMARY KEY, nums int[], tags text[], big bigint[])").await.unwrap();
+    // tokio-postgres sends and reads arrays in the binary format, with their array type oids.
+    let nums: Vec<i32> = vec![3, 1, 2];
+    let tags: Vec<Option<String>> = vec![Some("a b".into()), None, Some("{}".into())];
+    let empty: Vec<i64> = vec![];
+    c.execute("INSERT INTO arr VALUES ($1, $2, $3, $4)", &[&1i32, &nums, &tags, &empty]).await.unwrap();
+    let row = c.query_one("SELECT nums, tags, big FROM arr WHERE id = $1", &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, Vec<i32>>(0), nums);
+    assert_eq!(row.get::<_, Vec<Option<String>>>(1), tags);
+    assert_eq!(row.get::<_, Vec<i64>>(2), empty);
+    let n: i64 = c.query_one("SELECT count(*) FROM arr WHERE nums = $1", &[&nums]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    // Text form, as psql shows it.
+    let text = c.simple_query("SELECT tags FROM arr").await.unwrap();
+    let tokio_postgres::SimpleQueryMessage::Row(r) = &text[1] else { panic!("no row: {text:?}") };
+    assert_eq!(r.get(0), Some(r#"{"a b",NULL,"{}"}"#));
+}
