@@ -126,6 +126,13 @@ pub fn format_type(oid: i64, typmod: i64) -> Option<String> {
     })
 }
 
+/// True when table `id` has a foreign key or is referenced by one.
+fn has_fk(cat: &Catalog, id: u64) -> bool {
+    cat.tables
+        .values()
+        .any(|t| (t.id == id && !t.foreign_keys.is_empty()) || t.foreign_keys.iter().any(|f| f.ref_table == id))
+}
+
 fn schema_oid(cat: &Catalog, name: &str) -> i64 {
     match name {
         PG_CATALOG => NS_PG_CATALOG,
@@ -306,7 +313,9 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                 ("relnatts", i16s(rows.iter().map(|r| r.4).collect())),
                 ("relchecks", i16s(vec![0; n])),
                 ("relhasrules", bools(vec![false; n])),
-                ("relhastriggers", bools(vec![false; n])),
+                // PostgreSQL enforces foreign keys with triggers, and psql lists a table's foreign
+                // keys (and the ones referencing it) only when this is set.
+                ("relhastriggers", bools(rows.iter().map(|r| r.3 == "r" && has_fk(cat, r.0 as u64)).collect())),
                 ("relhassubclass", bools(vec![false; n])),
                 ("relrowsecurity", bools(vec![false; n])),
                 ("relforcerowsecurity", bools(vec![false; n])),
@@ -532,7 +541,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                         vec![],
                     ));
                 }
-                for fk in &t.foreign_keys {
+                for (k, fk) in t.foreign_keys.iter().enumerate() {
                     let fref = cat.table(fk.ref_table);
                     let flive: Vec<usize> =
                         fref.map(|r| r.live_columns().map(|(p, _)| p).collect()).unwrap_or_default();
@@ -542,7 +551,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                         .map(|c| flive.iter().position(|p| p == c).map(|x| x as i16 + 1))
                         .collect();
                     rows.push((
-                        0,
+                        fk_oid(t.id, k),
                         fk.name.clone(),
                         schema_oid(cat, &t.schema),
                         "f",
@@ -783,7 +792,28 @@ fn index_def(t: &bkg_kernel::TableDef, i: &bkg_kernel::IndexDef) -> String {
     )
 }
 
+/// Foreign keys have no oid of their own: a synthetic one from the table and the key's position.
+const FK_OID_BASE: i64 = 1 << 40;
+
+fn fk_oid(table: u64, k: usize) -> i64 {
+    FK_OID_BASE | ((table as i64) << 8) | (k as i64 & 0xff)
+}
+
 fn constraint_def(cat: &Catalog, oid: i64) -> Option<String> {
+    if oid >= FK_OID_BASE {
+        let t = cat.table(((oid - FK_OID_BASE) >> 8) as u64)?;
+        let fk = t.foreign_keys.get((oid & 0xff) as usize)?;
+        let r = cat.table(fk.ref_table)?;
+        let names = |def: &bkg_kernel::TableDef, cols: &[usize]| {
+            cols.iter().map(|&c| def.columns[c].name.clone()).collect::<Vec<_>>().join(", ")
+        };
+        let rname = if r.schema == "public" { r.name.clone() } else { format!("{}.{}", r.schema, r.name) };
+        return Some(format!(
+            "FOREIGN KEY ({}) REFERENCES {rname}({})",
+            names(t, &fk.columns),
+            names(r, &fk.ref_columns)
+        ));
+    }
     for t in cat.tables.values() {
         for i in &t.indexes {
             if i.id as i64 == oid {
@@ -979,6 +1009,26 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("shobj_description", var.clone(), A::Utf8, |_| None),
         udf("pg_get_expr", var.clone(), A::Utf8, |a| a.first().cloned().flatten()),
         udf("pg_get_partkeydef", var.clone(), A::Utf8, |_| None),
+        // No partitions: no relation has a partition root.
+        udf("pg_partition_root", any(1), A::Int64, |_| None),
+        // In a select list: the relation itself, its only ancestor.
+        udf("pg_partition_ancestors", any(1), A::Int64, |a| {
+            a.first()?.as_deref()?.parse::<i64>().ok().map(|o| o.to_string())
+        }),
+        udf("pg_regclass_name", any(1), A::Utf8, {
+            let (v, i) = (view.clone(), info.clone());
+            move |a| {
+                let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+                let cat = v.get();
+                let (schema, name) = cat
+                    .tables
+                    .values()
+                    .find(|t| t.id == oid)
+                    .map(|t| (t.schema.clone(), t.name.clone()))
+                    .or_else(|| cat.views.get(&oid).map(|v| (v.schema.clone(), v.name.clone())))?;
+                Some(if schema == *i.schema.read() { name } else { format!("{schema}.{name}") })
+            }
+        }),
         udf("pg_relation_size", var.clone(), A::Int64, |_| s("0")),
         udf("pg_total_relation_size", var.clone(), A::Int64, |_| s("0")),
         udf("pg_size_pretty", any(1), A::Utf8, |a| a[0].as_ref().map(|b| format!("{b} bytes"))),
@@ -1014,11 +1064,69 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
 
 /// Rewrites PostgreSQL catalog idioms the planner does not know into plain SQL.
 pub fn rewrite(stmt: &mut Statement, cat: &Catalog, current_schema: &str) {
+    let _ = ast::VisitMut::visit(stmt, &mut CatalogForms);
     let _ = ast::visit_expressions_mut(stmt, |e| {
         rewrite_expr(e, cat, current_schema);
         std::ops::ControlFlow::<()>::Continue(())
     });
     // `pg_catalog.fn(...)` → `fn(...)` also for table functions and in FROM.
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// Catalog forms beyond single expressions: `pg_partition_ancestors(rel)` in FROM (bkg-db has no
+/// partitions, so a relation's only ancestor is itself) and `x::regclass` in a select list,
+/// shown by name as PostgreSQL prints regclass values.
+struct CatalogForms;
+
+impl ast::VisitorMut for CatalogForms {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, tf: &mut ast::TableFactor) -> std::ops::ControlFlow<()> {
+        if let ast::TableFactor::Table { name, args: Some(args), alias, .. } = tf
+            && name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_partition_ancestors"))
+            && let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] = args.args.as_slice()
+        {
+            let alias = alias.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "pg_partition_ancestors".into());
+            let sql = format!("SELECT 1 FROM (SELECT CAST({arg} AS BIGINT) AS relid) AS {alias}");
+            if let Ok(mut stmts) = super::session::Session::parse(&sql)
+                && let Some(Statement::Query(q)) = stmts.pop()
+                && let ast::SetExpr::Select(sel) = *q.body
+                && let Some(from) = sel.from.into_iter().next()
+            {
+                *tf = from.relation;
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        if let ast::SetExpr::Select(sel) = q.body.as_mut() {
+            for item in sel.projection.iter_mut() {
+                let (ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. }) = item else {
+                    continue;
+                };
+                if let Expr::Cast { expr, data_type, .. } = e
+                    && (matches!(data_type, ast::DataType::Regclass)
+                        || matches!(data_type, ast::DataType::Custom(n, _) if n.to_string().to_lowercase().ends_with("regclass")))
+                    && !matches!(expr.as_ref(), Expr::Value(_))
+                    && let Some(call) = parse_expr(&format!("pg_regclass_name({expr})"))
+                {
+                    *e = call;
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 fn strip_pg_catalog(name: &mut ast::ObjectName) {
@@ -1126,6 +1234,12 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 "regclass" => {
                     // 'name'::regclass → the relation's oid.
                     if let Expr::Value(v) = expr.as_ref()
+                        && let ast::Value::SingleQuotedString(name) = &v.value
+                        && let Ok(oid) = name.trim().parse::<i64>()
+                    {
+                        // '16386'::regclass: an oid given as text.
+                        *e = Expr::value(ast::Value::Number(oid.to_string(), false));
+                    } else if let Expr::Value(v) = expr.as_ref()
                         && let ast::Value::SingleQuotedString(name) = &v.value
                     {
                         let (schema, rel) = match name.split_once('.') {

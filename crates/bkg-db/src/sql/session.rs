@@ -761,9 +761,16 @@ impl Session {
                 None => self.vars.get("default_transaction_isolation").cloned().unwrap_or_default(),
             }
         } else {
-            self.vars.get(&key).cloned().ok_or_else(|| {
+            let v = self.vars.get(&key).cloned().ok_or_else(|| {
                 SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
-            })?
+            })?;
+            match key.as_str() {
+                "statement_timeout"
+                | "lock_timeout"
+                | "idle_in_transaction_session_timeout"
+                | "idle_session_timeout" => parse_duration_ms(&v).map(show_duration_ms).unwrap_or(v),
+                _ => v,
+            }
         };
         let schema = Arc::new(Schema::new(vec![Field::new(key.clone(), ArrowType::Utf8, false)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
@@ -1027,6 +1034,20 @@ fn check_depth(stmt: &Statement) -> SqlResult<()> {
         .with_hint("Split long chains of operators, e.g. use IN (...) instead of many ORs."));
     }
     Ok(())
+}
+
+/// A duration setting as PostgreSQL shows it: in the largest unit that divides it (`0`, `250ms`,
+/// `5s`, `2min`, `1h`, `1d`).
+fn show_duration_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0".into();
+    }
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
+        if ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// Parses a PostgreSQL duration setting (`0`, `500`, `5s`, `2min`, `100ms`) into milliseconds.

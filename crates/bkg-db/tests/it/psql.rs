@@ -142,3 +142,25 @@ fn psql_meta_commands_list_objects() {
     let (_, out, _) = psql(&server, &["-c", "SELECT version()"], "");
     assert!(out.starts_with("PostgreSQL "), "{out}");
 }
+
+#[test]
+fn psql_describes_foreign_keys_both_ways() {
+    let server = TestServer::start();
+    let (ok, _, err) = psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent (id));",
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&server, &["-P", "tuples_only=off", "-c", "\\d child"], "");
+    assert!(ok && !err.contains("ERROR"), "{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let at = lines.iter().position(|l| *l == "Foreign-key constraints:").expect("FK footer");
+    assert_eq!(lines[at + 1], "\"child_pid_fkey\" FOREIGN KEY (pid) REFERENCES parent(id)", "{out}");
+    let (ok, out, err) = psql(&server, &["-P", "tuples_only=off", "-c", "\\d parent"], "");
+    assert!(ok && !err.contains("ERROR"), "{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let at = lines.iter().position(|l| *l == "Referenced by:").expect("referenced-by footer");
+    assert_eq!(lines[at + 1], "TABLE \"child\" CONSTRAINT \"child_pid_fkey\" FOREIGN KEY (pid) REFERENCES parent(id)");
+}
