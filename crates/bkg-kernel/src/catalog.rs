@@ -104,6 +104,9 @@ pub struct ViewDef {
     pub name: String,
     /// The defining query, as PostgreSQL-dialect SQL text.
     pub sql: String,
+    /// The view's output columns as planned at CREATE time (for the catalog tables).
+    #[serde(default)]
+    pub columns: Vec<(String, DataType)>,
     #[serde(default = "bootstrap_owner")]
     pub owner: u64,
     #[serde(default)]
@@ -283,8 +286,18 @@ impl Catalog {
             return Err(Error::DuplicateTable(name.into()));
         }
         let id = self.alloc_oid();
-        self.views
-            .insert(id, ViewDef { id, schema: schema.into(), name: name.into(), sql: sql.into(), owner, acl: vec![] });
+        self.views.insert(
+            id,
+            ViewDef {
+                id,
+                schema: schema.into(),
+                name: name.into(),
+                sql: sql.into(),
+                columns: vec![],
+                owner,
+                acl: vec![],
+            },
+        );
         Ok(id)
     }
 

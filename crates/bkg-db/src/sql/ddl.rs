@@ -189,6 +189,23 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
                     options: None,
                 })
                 .await?;
+            let described = session.describe(&Statement::Query(cv.query.clone())).await?;
+            let mut columns: Vec<(String, bkg_kernel::DataType)> = described
+                .schema
+                .map(|sc| {
+                    sc.fields()
+                        .iter()
+                        .map(|f| {
+                            let dt = arrow_to_kernel(f.data_type()).unwrap_or(bkg_kernel::DataType::Text);
+                            (f.name().clone(), dt)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            // CREATE VIEW v (a, b) AS …: the listed names win.
+            for (c, given) in columns.iter_mut().zip(cv.columns.iter()) {
+                c.0 = ident_name(&given.name);
+            }
             let owner = session.role;
             session.with_txn(|t| {
                 if cv.or_replace
@@ -196,7 +213,11 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
                 {
                     require_owner_in(t.catalog(), owner, AclObject::Relation(v.id))?;
                 }
-                Ok(t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace, owner)?)
+                let id = t.catalog_mut().create_view(&schema, &name, &sql, cv.or_replace, owner)?;
+                if let Some(v) = t.catalog_mut().views.get_mut(&id) {
+                    v.columns = columns;
+                }
+                Ok(())
             })?;
             Ok(Output::command("CREATE VIEW"))
         }

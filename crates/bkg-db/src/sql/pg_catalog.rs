@@ -284,7 +284,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                     v.name.clone(),
                     schema_oid(cat, &v.schema),
                     "v",
-                    0,
+                    v.columns.len() as i16,
                     false,
                     0,
                     v.owner as i64,
@@ -357,6 +357,20 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                     len.push(TYPES.iter().find(|x| x.0 == oid).map(|x| x.2).unwrap_or(-1));
                 }
             }
+            for v in cat.views.values() {
+                for (n, (name, dt)) in v.columns.iter().enumerate() {
+                    let (oid, m) = type_oid(dt);
+                    rel.push(v.id as i64);
+                    names.push(Some(name.clone()));
+                    typ.push(oid);
+                    typmod.push(m);
+                    num.push(n as i16 + 1);
+                    notnull.push(false);
+                    hasdef.push(false);
+                    identity.push(s(""));
+                    len.push(TYPES.iter().find(|x| x.0 == oid).map(|x| x.2).unwrap_or(-1));
+                }
+            }
             let n = rel.len();
             table(vec![
                 ("attrelid", i64s(rel)),
@@ -374,6 +388,7 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                 ("attnotnull", bools(notnull)),
                 ("atthasdef", bools(hasdef)),
                 ("atthasmissing", bools(vec![false; n])),
+                ("attcompression", text(vec![s(""); n])),
                 ("attidentity", text(identity)),
                 ("attgenerated", text(vec![s(""); n])),
                 ("attisdropped", bools(vec![false; n])),
@@ -1088,6 +1103,17 @@ impl ast::VisitorMut for CatalogForms {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, tf: &mut ast::TableFactor) -> std::ops::ControlFlow<()> {
+        // `pg_catalog.unnest(…)` and other qualified table functions.
+        if let ast::TableFactor::Table { name, args: Some(_), alias, .. } = tf {
+            strip_pg_catalog(name);
+            // `unnest(a) x`: in PostgreSQL the alias also names the single output column.
+            if name.to_string().eq_ignore_ascii_case("unnest")
+                && let Some(a) = alias
+                && a.columns.is_empty()
+            {
+                a.columns.push(ast::TableAliasColumnDef { name: a.name.clone(), data_type: None });
+            }
+        }
         if let ast::TableFactor::Table { name, args: Some(args), alias, .. } = tf
             && name
                 .0
@@ -1129,6 +1155,20 @@ impl ast::VisitorMut for CatalogForms {
     }
 }
 
+/// `SELECT … FROM unnest(x.reloptions)` (psql's `\d+`): bkg-db has no storage options, so the
+/// array is always NULL and the (correlated, unsupported) subquery is empty.
+fn unnests_unset_options(q: &ast::Query) -> bool {
+    let ast::SetExpr::Select(sel) = q.body.as_ref() else { return false };
+    let [from] = sel.from.as_slice() else { return false };
+    let ast::TableFactor::Table { name, args: Some(args), .. } = &from.relation else { return false };
+    if !name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("unnest")) {
+        return false;
+    }
+    matches!(args.args.as_slice(), [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))]
+        if matches!(e, Expr::CompoundIdentifier(parts) if parts.last().is_some_and(|p| ["reloptions", "attoptions"].contains(&p.value.to_lowercase().as_str())))
+            || matches!(e, Expr::Identifier(p) if ["reloptions", "attoptions"].contains(&p.value.to_lowercase().as_str())))
+}
+
 fn strip_pg_catalog(name: &mut ast::ObjectName) {
     if name.0.len() == 2 && name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(PG_CATALOG)) {
         name.0.remove(0);
@@ -1148,7 +1188,7 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             {
                 // Over a catalog table bkg-db keeps empty: an empty array, without planning the
                 // (often correlated, nested) subquery.
-                if provably_empty(q).is_some()
+                if (provably_empty(q).is_some() || unnests_unset_options(q))
                     && let Ok(empty) = datafusion::sql::sqlparser::parser::Parser::new(
                         &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
                     )

@@ -164,3 +164,25 @@ fn psql_describes_foreign_keys_both_ways() {
     let at = lines.iter().position(|l| *l == "Referenced by:").expect("referenced-by footer");
     assert_eq!(lines[at + 1], "TABLE \"child\" CONSTRAINT \"child_pid_fkey\" FOREIGN KEY (pid) REFERENCES parent(id)");
 }
+
+#[test]
+fn psql_describes_views_and_verbose_tables() {
+    let server = TestServer::start();
+    let (ok, _, err) = psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE TABLE goods (id bigint PRIMARY KEY, name text NOT NULL);
+         CREATE VIEW good_names (gid, label) AS SELECT id, upper(name) FROM goods;",
+    );
+    assert!(ok, "{err}");
+    for cmd in ["\\d good_names", "\\d+ good_names"] {
+        let (ok, out, err) = psql(&server, &["-c", cmd], "");
+        assert!(ok && !err.contains("ERROR"), "{cmd}: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.iter().any(|l| l.starts_with("gid|bigint|")), "{cmd}: {out}");
+        assert!(lines.iter().any(|l| l.starts_with("label|text|")), "{cmd}: {out}");
+    }
+    let (ok, out, err) = psql(&server, &["-c", "\\d+ goods"], "");
+    assert!(ok && !err.contains("ERROR"), "{err}");
+    assert!(out.lines().any(|l| l.starts_with("id|bigint||not null||plain|")), "{out}");
+}
