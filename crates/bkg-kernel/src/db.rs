@@ -853,6 +853,10 @@ impl Transaction {
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
+    /// True once this transaction changed the catalog (its catalog is a private copy).
+    pub fn ran_ddl(&self) -> bool {
+        self.ddl
+    }
     pub fn has_writes(&self) -> bool {
         self.ddl || self.writes.values().any(|w| !w.inserts.is_empty() || !w.deletes.is_empty())
     }

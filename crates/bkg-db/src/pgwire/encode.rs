@@ -541,6 +541,55 @@ pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult
     })
 }
 
+/// A key parameter of a cached point plan as a kernel value of the key column's type
+/// (integers and text, the types point plans take), checked as PostgreSQL would.
+pub fn param_value(
+    raw: Option<&[u8]>,
+    ty: &Type,
+    binary: bool,
+    dt: &bkg_kernel::DataType,
+) -> SqlResult<bkg_kernel::Value> {
+    use bkg_kernel::{DataType as D, Value as V};
+    let Some(raw) = raw else { return Ok(V::Null) };
+    let out_of_range =
+        || SqlError::new(codes::NUMERIC_VALUE_OUT_OF_RANGE, format!("value out of range for type {}", dt.pg_name()));
+    match dt {
+        D::Int16 | D::Int32 | D::Int64 => {
+            let n: i64 = if binary && matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8) {
+                match raw.len() {
+                    2 => i16::from_be_bytes(raw.try_into().expect("2")) as i64,
+                    4 => i32::from_be_bytes(raw.try_into().expect("4")) as i64,
+                    8 => i64::from_be_bytes(raw.try_into().expect("8")),
+                    n => {
+                        return Err(SqlError::new(
+                            codes::INVALID_TEXT_REPRESENTATION,
+                            format!("invalid binary value for parameter of type {}: {n} bytes", ty.name()),
+                        ));
+                    }
+                }
+            } else {
+                let text = std::str::from_utf8(raw).unwrap_or_default().trim();
+                text.parse().map_err(|_| {
+                    SqlError::new(
+                        codes::INVALID_TEXT_REPRESENTATION,
+                        format!("invalid input syntax for type {}: \"{text}\"", dt.pg_name()),
+                    )
+                })?
+            };
+            Ok(match dt {
+                D::Int16 => V::Int16(i16::try_from(n).map_err(|_| out_of_range())?),
+                D::Int32 => V::Int32(i32::try_from(n).map_err(|_| out_of_range())?),
+                _ => V::Int64(n),
+            })
+        }
+        _ => {
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+            Ok(V::Text(std::sync::Arc::from(text)))
+        }
+    }
+}
+
 /// An array parameter as `CAST(ARRAY[…] AS elem[])`, each element checked as a parameter of
 /// the element type. Text form `{1,2,NULL}`; binary form with one dimension (or none).
 fn array_param(raw: &[u8], ty: &Type, elem: &Type, binary: bool) -> SqlResult<String> {

@@ -219,6 +219,8 @@ pub struct Prepared {
     pub stmt: Option<Statement>,
     pub param_types: Vec<Type>,
     pub fields: Vec<FieldInfo>,
+    /// The cached plan of a point query (made at Parse), run with each Bind's values.
+    pub point: Option<Arc<crate::sql::fast_path::PointPlan>>,
 }
 
 pub struct BkgQueryParser {
@@ -269,7 +271,13 @@ impl QueryParser for BkgQueryParser {
             })
             .collect();
         let fields = described.schema.map(|s| fields_of(&s, &Format::UnifiedText)).unwrap_or_default();
-        Ok(Some(Prepared { stmt: Some(stmt), param_types, fields }))
+        let point = match &stmt {
+            Statement::Query(q) => {
+                crate::sql::fast_path::plan_point_select(&session, &session.engine.db.catalog(), q).map(Arc::new)
+            }
+            _ => None,
+        };
+        Ok(Some(Prepared { stmt: Some(stmt), param_types, fields, point }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -490,6 +498,23 @@ impl ExtendedQueryHandler for ConnHandlers {
             return Ok(Response::EmptyQuery);
         };
         self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        if let Some(plan) = &prepared.point {
+            let param = |i: usize, dt: &bkg_kernel::DataType| {
+                let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
+                let raw = portal.parameters.get(i).cloned().flatten();
+                encode::param_value(raw.as_deref(), &ty, portal.parameter_format.is_binary(i), dt)
+            };
+            let mut session = self.session.lock().await;
+            bind_user(&mut session, client);
+            match session.execute_point(plan, &param) {
+                Some(Ok(o)) => return Ok(to_response(o, &portal.result_column_format)),
+                Some(Err(e)) => {
+                    self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(user_error(e));
+                }
+                None => {}
+            }
+        }
         let mut stmt = stmt.clone();
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, p) in portal.parameters.iter().enumerate() {

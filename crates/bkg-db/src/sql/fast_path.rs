@@ -15,20 +15,53 @@ use std::sync::Arc;
 use bkg_kernel::mvcc::columns_from_rows;
 use bkg_kernel::{DataType, Row, TableDef, Value};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, TableFactor};
 
 use super::ddl::{ident_name, split_name};
 use super::session::{Output, Session};
 use crate::error::{SqlError, SqlResult};
 
+/// Where one value of a point query's key comes from.
+#[derive(Debug, Clone)]
+pub enum KeyPart {
+    Const(Value),
+    /// Bound parameter `$n` (zero-based here).
+    Param(usize),
+}
+
+/// A point SELECT analysed once: the table, the unique index, where each key value comes from,
+/// and the columns to return. Prepared statements keep it and run it with each Bind's values.
+#[derive(Debug)]
+pub struct PointPlan {
+    /// The catalog it was made against; a different one means "analyse again".
+    pub catalog_version: u64,
+    def: TableDef,
+    index: u64,
+    /// Every `column = value` conjunct (the index's columns among them).
+    eqs: Vec<(usize, KeyPart)>,
+    positions: Vec<Option<usize>>,
+    schema: SchemaRef,
+}
+
 /// Answers `q` if it is a point query on a unique index; `None` means "plan it normally".
 pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Output>> {
-    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
-    {
+    let catalog = session.with_txn(|t| Ok(t.catalog().clone()))?;
+    let Some(plan) = plan_point_select(session, &catalog, q) else { return Ok(None) };
+    if plan.eqs.iter().any(|(_, k)| matches!(k, KeyPart::Param(_))) {
         return Ok(None);
     }
-    let SetExpr::Select(sel) = q.body.as_ref() else { return Ok(None) };
+    run_point(session, &plan, &|_, _| Err(SqlError::internal("no parameters here"))).map(Some)
+}
+
+/// The point plan of `q`, if it is `SELECT columns FROM t WHERE key = value AND …` covering a
+/// unique index, values being literals or parameters.
+pub fn plan_point_select(session: &Session, catalog: &bkg_kernel::Catalog, q: &ast::Query) -> Option<PointPlan> {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
     let plain = sel.distinct.is_none()
         && sel.top.is_none()
         && sel.into.is_none()
@@ -40,18 +73,16 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
         && sel.distribute_by.is_empty()
         && sel.sort_by.is_empty()
         && matches!(&sel.group_by, ast::GroupByExpr::Expressions(v, m) if v.is_empty() && m.is_empty());
-    let ([from], Some(selection), true) = (sel.from.as_slice(), &sel.selection, plain) else { return Ok(None) };
+    let ([from], Some(selection), true) = (sel.from.as_slice(), &sel.selection, plain) else { return None };
     if !from.joins.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let TableFactor::Table { name, alias, args: None, with_hints, .. } = &from.relation else { return Ok(None) };
+    let TableFactor::Table { name, alias, args: None, with_hints, .. } = &from.relation else { return None };
     if !with_hints.is_empty() || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-        return Ok(None);
+        return None;
     }
-    let Ok((schema, table)) = split_name(session, name) else { return Ok(None) };
-    let catalog = session.with_txn(|t| Ok(t.catalog().clone()))?;
-    let Some(def) = catalog.find_table(&schema, &table) else { return Ok(None) };
-    session.require_relation(def.id, bkg_kernel::privilege::SELECT)?;
+    let (schema, table) = split_name(session, name).ok()?;
+    let def = catalog.find_table(&schema, &table)?;
     let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
     let column = resolver(def, &qualifier);
     // Output columns.
@@ -61,31 +92,58 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
             SelectItem::Wildcard(o) if *o == Default::default() => {
                 outputs.extend(def.live_columns().map(|(p, c)| (p, c.name.clone())));
             }
-            SelectItem::UnnamedExpr(e) => match column(e) {
-                Some(p) => outputs.push((p, def.columns[p].name.clone())),
-                None => return Ok(None),
-            },
-            SelectItem::ExprWithAlias { expr, alias } => match column(expr) {
-                Some(p) => outputs.push((p, ident_name(alias))),
-                None => return Ok(None),
-            },
-            _ => return Ok(None),
+            SelectItem::UnnamedExpr(e) => outputs.push((column(e)?, def.columns[column(e)?].name.clone())),
+            SelectItem::ExprWithAlias { expr, alias } => outputs.push((column(expr)?, ident_name(alias))),
+            _ => return None,
         }
     }
-    let Some(rows) = point_rows(session, def, &column, selection)? else { return Ok(None) };
-    let positions: Vec<Option<usize>> = outputs.iter().map(|(p, _)| Some(*p)).collect();
+    let mut eqs = Vec::new();
+    if !equalities(selection, &column, def, &mut eqs) {
+        return None;
+    }
+    let index =
+        def.indexes.iter().filter(|i| i.unique).find(|i| i.columns.iter().all(|c| eqs.iter().any(|(p, _)| p == c)))?;
     let fields: Vec<Field> =
         outputs.iter().map(|(p, n)| def.columns[*p].data_type.arrow_field(n, def.columns[*p].nullable)).collect();
-    let schema = Arc::new(Schema::new(fields));
-    let cols = columns_from_rows(def, &positions, &rows)?;
+    Some(PointPlan {
+        catalog_version: catalog.version,
+        def: def.clone(),
+        index: index.id,
+        eqs,
+        positions: outputs.iter().map(|(p, _)| Some(*p)).collect(),
+        schema: Arc::new(Schema::new(fields)),
+    })
+}
+
+/// Runs a point plan in the session's transaction; `param(i, type)` gives parameter `i` as a
+/// value of the key column's type.
+pub fn run_point(
+    session: &Session,
+    plan: &PointPlan,
+    param: &dyn Fn(usize, &DataType) -> SqlResult<Value>,
+) -> SqlResult<Output> {
+    let def = &plan.def;
+    session.require_relation(def.id, bkg_kernel::privilege::SELECT)?;
+    let mut eqs = Vec::with_capacity(plan.eqs.len());
+    for (p, k) in &plan.eqs {
+        eqs.push((
+            *p,
+            match k {
+                KeyPart::Const(v) => v.clone(),
+                KeyPart::Param(i) => param(*i, &def.columns[*p].data_type)?,
+            },
+        ));
+    }
+    let rows = lookup_rows(session, def, plan.index, &eqs)?;
+    let cols = columns_from_rows(def, &plan.positions, &rows)?;
     let batch = RecordBatch::try_new_with_options(
-        schema.clone(),
+        plan.schema.clone(),
         cols,
         &RecordBatchOptions::new().with_row_count(Some(rows.len())),
     )
     .map_err(|e| SqlError::internal(e.to_string()))?;
     session.engine.fast_path_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Some(Output::Rows { schema, batches: vec![batch], tag: "SELECT".into() }))
+    Ok(Output::Rows { schema: plan.schema.clone(), batches: vec![batch], tag: "SELECT".into() })
 }
 
 /// Resolves `col` and `qualifier.col` to physical column positions of `def`.
@@ -107,28 +165,40 @@ fn point_rows(
     column: &dyn Fn(&Expr) -> Option<usize>,
     selection: &Expr,
 ) -> SqlResult<Option<Vec<(u64, Row)>>> {
-    let mut eqs: Vec<(usize, Value)> = Vec::new();
-    if !equalities(selection, column, def, &mut eqs) {
+    let mut parts: Vec<(usize, KeyPart)> = Vec::new();
+    if !equalities(selection, column, def, &mut parts) {
         return Ok(None);
+    }
+    let mut eqs = Vec::with_capacity(parts.len());
+    for (p, k) in parts {
+        match k {
+            KeyPart::Const(v) => eqs.push((p, v)),
+            KeyPart::Param(_) => return Ok(None),
+        }
     }
     let Some(index) =
         def.indexes.iter().filter(|i| i.unique).find(|i| i.columns.iter().all(|c| eqs.iter().any(|(p, _)| p == c)))
     else {
         return Ok(None);
     };
+    lookup_rows(session, def, index.id, &eqs).map(Some)
+}
+
+/// The rows of unique index `index` whose key the equalities give, re-checked against all of them.
+fn lookup_rows(session: &Session, def: &TableDef, index: u64, eqs: &[(usize, Value)]) -> SqlResult<Vec<(u64, Row)>> {
+    let idx = def.indexes.iter().find(|i| i.id == index).ok_or_else(|| SqlError::internal("index vanished"))?;
     let key: Vec<Value> =
-        index.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).expect("covered").1.clone()).collect();
-    let rows = session.with_txn(|t| Ok(t.lookup(def.id, index.id, &key)?))?;
-    Ok(Some(
-        rows.into_iter()
-            .filter(|(_, row)| {
-                eqs.iter().all(|(p, v)| {
-                    let have = row.get(*p).unwrap_or(&def.columns[*p].missing);
-                    !have.is_null() && !v.is_null() && have.total_cmp(v).is_eq()
-                })
+        idx.columns.iter().map(|c| eqs.iter().find(|(p, _)| p == c).expect("covered").1.clone()).collect();
+    let rows = session.with_txn(|t| Ok(t.lookup(def.id, index, &key)?))?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, row)| {
+            eqs.iter().all(|(p, v)| {
+                let have = row.get(*p).unwrap_or(&def.columns[*p].missing);
+                !have.is_null() && !v.is_null() && have.total_cmp(v).is_eq()
             })
-            .collect(),
-    ))
+        })
+        .collect())
 }
 
 fn is_int(dt: &DataType) -> bool {
@@ -224,7 +294,7 @@ fn equalities(
     e: &Expr,
     column: &dyn Fn(&Expr) -> Option<usize>,
     def: &TableDef,
-    out: &mut Vec<(usize, Value)>,
+    out: &mut Vec<(usize, KeyPart)>,
 ) -> bool {
     match e {
         Expr::Nested(inner) => equalities(inner, column, def, out),
@@ -237,9 +307,13 @@ fn equalities(
                 (None, Some(p)) => (p, left.as_ref()),
                 _ => return false,
             };
+            if let Some(i) = placeholder(lit) {
+                out.push((pos, KeyPart::Param(i)));
+                return true;
+            }
             match literal(lit, &def.columns[pos].data_type) {
                 Some(v) => {
-                    out.push((pos, v));
+                    out.push((pos, KeyPart::Const(v)));
                     true
                 }
                 None => false,
@@ -278,6 +352,18 @@ fn plain_cast(e: &Expr) -> Option<(&Expr, CastTo)> {
 
 /// The value of a literal (as clients and bound parameters write them) for a column of type
 /// `dt`, when it is exactly representable without a real cast.
+/// `$n` (possibly cast as bound parameters are), as a zero-based parameter index.
+fn placeholder(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+            _ => None,
+        },
+        Expr::Nested(inner) => placeholder(inner),
+        _ => None,
+    }
+}
+
 fn literal(e: &Expr, dt: &DataType) -> Option<Value> {
     let int = |s: &str| -> Option<Value> {
         let n: i64 = s.trim().parse().ok()?;

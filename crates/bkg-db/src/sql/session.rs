@@ -906,6 +906,45 @@ impl Session {
         state
     }
 
+    /// Runs a prepared point query from its cached plan, in the transaction a statement would
+    /// use. `None` when the plan does not apply any more (the catalog changed, or the session
+    /// is in a failed transaction): the caller then runs the statement the normal way.
+    pub fn execute_point(
+        &mut self,
+        plan: &super::fast_path::PointPlan,
+        param: &dyn Fn(usize, &bkg_kernel::DataType) -> SqlResult<bkg_kernel::Value>,
+    ) -> Option<SqlResult<Output>> {
+        if self.failed || self.pending_copy.is_some() {
+            return None;
+        }
+        let implicit = !self.explicit && !self.implicit_block;
+        if implicit {
+            let iso = self.default_isolation();
+            *self.txn.lock() = Some(self.engine.db.begin(iso));
+            self.txn_started = chrono::Utc::now();
+        } else {
+            self.statement_start();
+        }
+        // A transaction that ran DDL has a private catalog whose version has not moved yet.
+        let version = self.txn.lock().as_ref().filter(|t| !t.ran_ddl()).map(|t| t.catalog().version);
+        if version != Some(plan.catalog_version) {
+            if implicit {
+                self.end_internal();
+            }
+            return None;
+        }
+        self.last_active = std::time::Instant::now();
+        let r = super::fast_path::run_point(self, plan, param);
+        if implicit {
+            // Read only: nothing to commit.
+            self.end_internal();
+        } else if r.is_err() {
+            self.on_error();
+        }
+        self.last_active = std::time::Instant::now();
+        Some(r)
+    }
+
     /// Plans and runs a query through DataFusion.
     pub async fn query(&mut self, mut stmt: Statement) -> SqlResult<Output> {
         self.sync_view();

@@ -320,3 +320,58 @@ async fn arrays_travel_as_parameters_and_results_in_binary() {
     let tokio_postgres::SimpleQueryMessage::Row(r) = &text[1] else { panic!("no row: {text:?}") };
     assert_eq!(r.get(0), Some(r#"{"a b",NULL,"{}"}"#));
 }
+
+#[tokio::test]
+async fn prepared_point_queries_run_from_their_cached_plan() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE kv (id bigint PRIMARY KEY, small int UNIQUE, name text, note text);
+         CREATE UNIQUE INDEX kv_name ON kv (name);
+         INSERT INTO kv VALUES (1, 10, 'one', 'a'), (2, 20, 'two', 'b');
+         CREATE USER reader PASSWORD 'r'; GRANT SELECT ON kv TO reader;",
+    )
+    .await
+    .unwrap();
+    let fast = || {
+        let (_, body) = server.http_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix("bkg_fast_path_queries_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    let by_id = c.prepare("SELECT name, note FROM kv WHERE id = $1").await.unwrap();
+    let by_name = c.prepare("SELECT id FROM kv WHERE name = $1 AND small = $2").await.unwrap();
+    let before = fast();
+    for (id, name) in [(1i64, "one"), (2, "two")] {
+        let row = c.query_one(&by_id, &[&id]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), name);
+    }
+    assert!(c.query_opt(&by_id, &[&3i64]).await.unwrap().is_none());
+    let id: i64 = c.query_one(&by_name, &[&"two", &20i32]).await.unwrap().get(0);
+    assert_eq!(id, 2);
+    assert!(c.query_opt(&by_name, &[&"two", &10i32]).await.unwrap().is_none(), "every equality is checked");
+    assert_eq!(fast() - before, 5, "all five ran from the cached point plan");
+    // Inside a transaction the plan sees the transaction's own writes.
+    c.batch_execute("BEGIN; UPDATE kv SET note = 'changed' WHERE id = 1").await.unwrap();
+    let note: String = c.query_one(&by_id, &[&1i64]).await.unwrap().get(1);
+    assert_eq!(note, "changed");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // After DDL the cached plan no longer applies and the statement is planned again.
+    let star = c.prepare("SELECT * FROM kv WHERE id = $1").await.unwrap();
+    c.batch_execute("ALTER TABLE kv ADD COLUMN extra int DEFAULT 7").await.unwrap();
+    let row = c.query_one(&star, &[&1i64]).await;
+    // The row shape changed under the prepared statement: PostgreSQL refuses with 0A000
+    // ("cached plan must not change result type"); either way no stale row may come back.
+    if let Ok(row) = row {
+        assert_eq!(row.len(), 5);
+    }
+    // Privileges are checked at every execution.
+    let dsn = format!("host=127.0.0.1 port={} user=reader password=r dbname=postgres", server.pg_port);
+    let (r, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let stmt = r.prepare("SELECT name FROM kv WHERE id = $1").await.unwrap();
+    assert_eq!(r.query_one(&stmt, &[&2i64]).await.unwrap().get::<_, String>(0), "two");
+    c.batch_execute("REVOKE SELECT ON kv FROM reader").await.unwrap();
+    assert_eq!(code(&r.query_one(&stmt, &[&2i64]).await.unwrap_err()), "42501");
+}
