@@ -812,7 +812,8 @@ impl Transaction {
     /// none was changed by a transaction that committed after this one's snapshot. Runs before
     /// any of them is written, so a [`Error::LockWait`] or a conflict leaves nothing behind.
     fn lock_rows(&mut self, table: u64, rowids: impl Iterator<Item = u64>, store: Option<&TableStore>) -> Result<()> {
-        let def = self.table_def(table)?.clone();
+        let catalog = self.catalog.clone();
+        let def = catalog.table(table).ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))?;
         let Some(store) = store else { return Ok(()) };
         for rowid in rowids {
             if let Some(w) = self.writes.get(&table)
@@ -832,7 +833,7 @@ impl Transaction {
                 }
             }
             // With the lock held, no commit can change the row under us any more.
-            if let Some(v) = store.version(&def, rowid)
+            if let Some(v) = store.version(def, rowid)
                 && v.visible_at(self.read_ts)
                 && v.xmax != 0
             {

@@ -126,11 +126,13 @@ pub fn format_type(oid: i64, typmod: i64) -> Option<String> {
     })
 }
 
-/// True when table `id` has a foreign key or is referenced by one.
-fn has_fk(cat: &Catalog, id: u64) -> bool {
+/// Tables that have a foreign key or are referenced by one.
+fn fk_tables(cat: &Catalog) -> std::collections::HashSet<u64> {
     cat.tables
         .values()
-        .any(|t| (t.id == id && !t.foreign_keys.is_empty()) || t.foreign_keys.iter().any(|f| f.ref_table == id))
+        .filter(|t| !t.foreign_keys.is_empty())
+        .flat_map(|t| std::iter::once(t.id).chain(t.foreign_keys.iter().map(|f| f.ref_table)))
+        .collect()
 }
 
 fn schema_oid(cat: &Catalog, name: &str) -> i64 {
@@ -315,7 +317,10 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                 ("relhasrules", bools(vec![false; n])),
                 // PostgreSQL enforces foreign keys with triggers, and psql lists a table's foreign
                 // keys (and the ones referencing it) only when this is set.
-                ("relhastriggers", bools(rows.iter().map(|r| r.3 == "r" && has_fk(cat, r.0 as u64)).collect())),
+                ("relhastriggers", {
+                    let fk = fk_tables(cat);
+                    bools(rows.iter().map(|r| r.3 == "r" && fk.contains(&(r.0 as u64))).collect())
+                }),
                 ("relhassubclass", bools(vec![false; n])),
                 ("relrowsecurity", bools(vec![false; n])),
                 ("relforcerowsecurity", bools(vec![false; n])),
@@ -1189,11 +1194,7 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 // Over a catalog table bkg-db keeps empty: an empty array, without planning the
                 // (often correlated, nested) subquery.
                 if (provably_empty(q).is_some() || unnests_unset_options(q))
-                    && let Ok(empty) = datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                    )
-                    .try_with_sql("CAST(make_array() AS text[])")
-                    .and_then(|mut p| p.parse_expr())
+                    && let Some(empty) = parse_expr("CAST(make_array() AS text[])")
                 {
                     *e = empty;
                     return;
@@ -1203,22 +1204,13 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                     && sel.projection.len() == 1
                     && let ast::SelectItem::UnnamedExpr(item) | ast::SelectItem::ExprWithAlias { expr: item, .. } =
                         &sel.projection[0]
-                    && let Ok(agg) = datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                    )
-                    .try_with_sql(&format!("array_agg({item})"))
-                    .and_then(|mut p| p.parse_expr())
+                    && let Some(agg) = parse_expr(&format!("array_agg({item})"))
                 {
                     sel.projection[0] = ast::SelectItem::UnnamedExpr(agg);
                     q.order_by = None;
                     // ARRAY() of no rows is an empty array, not NULL.
                     let sub = Expr::Subquery(Box::new(q));
-                    *e = datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                    )
-                    .try_with_sql(&format!("coalesce({sub}, make_array())"))
-                    .and_then(|mut p| p.parse_expr())
-                    .unwrap_or(sub);
+                    *e = parse_expr(&format!("coalesce({sub}, make_array())")).unwrap_or(sub);
                 }
             }
         }

@@ -519,17 +519,7 @@ impl Session {
             }
             Statement::Analyze(_) => Ok(Output::command("ANALYZE")),
             other => {
-                let implicit = !self.explicit && !self.implicit_block;
-                if self.implicit_block && self.txn.lock().is_none() {
-                    self.begin_internal();
-                }
-                if implicit {
-                    let iso = self.default_isolation();
-                    *self.txn.lock() = Some(self.engine.db.begin(iso));
-                    self.txn_started = chrono::Utc::now();
-                } else if let Some(t) = self.txn.lock().as_mut() {
-                    t.statement_start();
-                }
+                let implicit = self.start_statement();
                 let r = self.run_with_retries(other).await;
                 match (r, implicit) {
                     (Ok(out), true) => {
@@ -906,6 +896,23 @@ impl Session {
         state
     }
 
+    /// Opens the transaction a statement runs in: its own when no block is open (returns true:
+    /// the caller ends it), else the block's, where READ COMMITTED takes a new snapshot.
+    fn start_statement(&mut self) -> bool {
+        let implicit = !self.explicit && !self.implicit_block;
+        if self.implicit_block && self.txn.lock().is_none() {
+            self.begin_internal();
+        }
+        if implicit {
+            let iso = self.default_isolation();
+            *self.txn.lock() = Some(self.engine.db.begin(iso));
+            self.txn_started = chrono::Utc::now();
+        } else if let Some(t) = self.txn.lock().as_mut() {
+            t.statement_start();
+        }
+        implicit
+    }
+
     /// Runs a prepared point query from its cached plan, in the transaction a statement would
     /// use. `None` when the plan does not apply any more (the catalog changed, or the session
     /// is in a failed transaction): the caller then runs the statement the normal way.
@@ -917,14 +924,7 @@ impl Session {
         if self.failed || self.pending_copy.is_some() {
             return None;
         }
-        let implicit = !self.explicit && !self.implicit_block;
-        if implicit {
-            let iso = self.default_isolation();
-            *self.txn.lock() = Some(self.engine.db.begin(iso));
-            self.txn_started = chrono::Utc::now();
-        } else {
-            self.statement_start();
-        }
+        let implicit = self.start_statement();
         // A transaction that ran DDL has a private catalog whose version has not moved yet.
         let version = self.txn.lock().as_ref().filter(|t| !t.ran_ddl()).map(|t| t.catalog().version);
         if version != Some(plan.catalog_version) {
