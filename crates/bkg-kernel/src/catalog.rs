@@ -55,6 +55,23 @@ pub struct ForeignKeyDef {
     pub columns: Vec<usize>,
     pub ref_table: u64,
     pub ref_columns: Vec<usize>,
+    /// What deleting a referenced row does.
+    #[serde(default)]
+    pub on_delete: FkAction,
+}
+
+/// `ON DELETE` action of a foreign key. (`ON UPDATE` is always NO ACTION.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FkAction {
+    /// Refuse to remove a referenced key (checked at the end of the statement and at commit).
+    #[default]
+    NoAction,
+    /// As NO ACTION (bkg-db checks both immediately).
+    Restrict,
+    /// Delete the referencing rows too.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +138,10 @@ pub struct SchemaDef {
     pub owner: u64,
     #[serde(default)]
     pub acl: Vec<AclItem>,
+    /// Privileges every table and view created in the schema starts with (PostgreSQL's
+    /// default privileges); the server sets them for the API roles in exposed schemas.
+    #[serde(default)]
+    pub default_acl: Vec<AclItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,7 +165,13 @@ impl Default for Catalog {
             AclItem { grantee: crate::acl::PUBLIC, privileges: privilege::USAGE, grantor: bootstrap_owner() };
         schemas.insert(
             "public".to_string(),
-            SchemaDef { id: 2200, name: "public".into(), owner: bootstrap_owner(), acl: vec![public_usage] },
+            SchemaDef {
+                id: 2200,
+                name: "public".into(),
+                owner: bootstrap_owner(),
+                acl: vec![public_usage],
+                default_acl: vec![],
+            },
         );
         Catalog {
             version: 1,
@@ -187,7 +214,8 @@ impl Catalog {
             return if if_not_exists { Ok(false) } else { Err(Error::DuplicateSchema(name.into())) };
         }
         let id = self.alloc_oid();
-        self.schemas.insert(name.to_string(), SchemaDef { id, name: name.into(), owner, acl: vec![] });
+        self.schemas
+            .insert(name.to_string(), SchemaDef { id, name: name.into(), owner, acl: vec![], default_acl: vec![] });
         Ok(true)
     }
 
@@ -215,8 +243,11 @@ impl Catalog {
 
     /// Adds a table; `def.id` and index ids are assigned here.
     pub fn create_table(&mut self, mut def: TableDef, if_not_exists: bool) -> Result<Option<u64>> {
-        if !self.schemas.contains_key(&def.schema) {
+        let Some(schema) = self.schemas.get(&def.schema) else {
             return Err(Error::UndefinedSchema(def.schema.clone()));
+        };
+        if def.acl.is_empty() {
+            def.acl = schema.default_acl.iter().filter(|a| a.grantee != def.owner).cloned().collect();
         }
         if self.relation_exists(&def.schema, &def.name) {
             return if if_not_exists { Ok(None) } else { Err(Error::DuplicateTable(def.name.clone())) };
@@ -285,18 +316,11 @@ impl Catalog {
         if self.relation_exists(schema, name) {
             return Err(Error::DuplicateTable(name.into()));
         }
+        let acl = self.schemas[schema].default_acl.iter().filter(|a| a.grantee != owner).cloned().collect();
         let id = self.alloc_oid();
         self.views.insert(
             id,
-            ViewDef {
-                id,
-                schema: schema.into(),
-                name: name.into(),
-                sql: sql.into(),
-                columns: vec![],
-                owner,
-                acl: vec![],
-            },
+            ViewDef { id, schema: schema.into(), name: name.into(), sql: sql.into(), columns: vec![], owner, acl },
         );
         Ok(id)
     }

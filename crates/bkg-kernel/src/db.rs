@@ -341,6 +341,7 @@ impl Database {
             rows_written: 0,
             finished: false,
             locked: Vec::new(),
+            fk_since: None,
         }
     }
 
@@ -767,6 +768,8 @@ pub struct Transaction {
     finished: bool,
     /// Row locks this transaction holds.
     locked: Vec<(u64, u64)>,
+    /// Oldest snapshot a statement removed referenced keys with (checked again at commit).
+    fk_since: Option<u64>,
 }
 
 impl Drop for Transaction {
@@ -1115,9 +1118,17 @@ impl Transaction {
         let mut out = InsertOutcome::default();
         for (i, row) in rows.into_iter().enumerate() {
             self.check_row(&def, &row)?;
-            if let Some((index_id, rowid, existing, visible)) =
-                self.find_conflict(&def, store.as_deref(), &row, None)?
-            {
+            // The arbiter index of ON CONFLICT is looked at first, as PostgreSQL's speculative
+            // insertion does: a row that also collides on another index takes the conflict path.
+            let arbiter = match on_conflict {
+                OnConflict::Skip(Some(only)) => self.find_conflict(&def, store.as_deref(), &row, Some(only))?,
+                _ => None,
+            };
+            let conflict = match arbiter {
+                Some(c) => Some(c),
+                None => self.find_conflict(&def, store.as_deref(), &row, None)?,
+            };
+            if let Some((index_id, rowid, existing, visible)) = conflict {
                 match on_conflict {
                     OnConflict::Skip(only) if only.is_none_or(|o| o == index_id) => {
                         if !visible {
@@ -1137,7 +1148,40 @@ impl Transaction {
             self.add_insert(table, rowid, row.clone());
             out.inserted.push((rowid, row));
         }
+        if !def.foreign_keys.is_empty() {
+            self.fk_check_rows(&def, out.inserted.iter().map(|(_, r)| r))?;
+        }
         Ok(out)
+    }
+
+    /// Records that a statement removes referenced keys (see [`crate::fk`]).
+    pub(crate) fn note_key_removal(&mut self) {
+        self.fk_since = Some(self.fk_since.map_or(self.read_ts, |s| s.min(self.read_ts)));
+    }
+
+    /// Locks rows a cascading foreign key action will change.
+    pub(crate) fn lock_for_fk(&mut self, table: u64, rowids: &[u64]) -> Result<()> {
+        let store = self.store(table);
+        self.lock_rows(table, rowids.iter().copied(), store.as_deref())
+    }
+
+    /// Carries out cascading foreign key actions planned before the triggering write.
+    fn apply_fk_work(&mut self, work: Vec<crate::fk::FkWork>) -> Result<()> {
+        for w in work {
+            match w {
+                crate::fk::FkWork::Delete(t, ids) => {
+                    let store = self.store(t);
+                    self.count_rows(ids.len())?;
+                    for r in ids {
+                        self.delete_one(t, r, store.as_deref())?;
+                    }
+                }
+                crate::fk::FkWork::SetNull(t, changes) => {
+                    self.update(t, changes)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn delete_one(&mut self, table: u64, rowid: u64, store: Option<&TableStore>) -> Result<Option<Row>> {
@@ -1177,12 +1221,21 @@ impl Transaction {
         let store = self.store(table);
         self.lock_rows(table, rowids.iter().copied(), store.as_deref())?;
         self.count_rows(rowids.len())?;
+        // Referencing rows are checked (or their cascade planned and locked) before any write.
+        let work = if crate::fk::is_referenced(&self.catalog, table) {
+            let removed: Vec<(u64, Row)> =
+                rowids.iter().filter_map(|&r| self.row(table, r).map(|row| (r, row))).collect();
+            self.fk_plan_removal(table, &removed, true, 0)?
+        } else {
+            vec![]
+        };
         let mut n = 0;
         for &r in rowids {
             if self.delete_one(table, r, store.as_deref())?.is_some() {
                 n += 1;
             }
         }
+        self.apply_fk_work(work)?;
         Ok(n)
     }
 
@@ -1192,8 +1245,41 @@ impl Transaction {
         let store = self.store(table);
         self.lock_rows(table, changes.iter().map(|(r, _)| *r), store.as_deref())?;
         self.count_rows(changes.len())?;
+        // Foreign keys: referenced keys an update changes must not be referenced (ON UPDATE NO
+        // ACTION); referencing columns it changes must point at existing rows (checked below).
+        let referenced_cols: Vec<usize> = {
+            let mut cols: Vec<usize> = self
+                .catalog
+                .tables
+                .values()
+                .flat_map(|t| t.foreign_keys.iter().filter(|fk| fk.ref_table == table))
+                .flat_map(|fk| fk.ref_columns.iter().copied())
+                .collect();
+            cols.sort_unstable();
+            cols.dedup();
+            cols
+        };
+        let fk_cols: Vec<usize> = def.foreign_keys.iter().flat_map(|fk| fk.columns.iter().copied()).collect();
+        let mut fk_changed: HashSet<usize> = HashSet::new();
+        if !referenced_cols.is_empty() || !fk_cols.is_empty() {
+            let mut removed = Vec::new();
+            for (i, (old, new)) in changes.iter().enumerate() {
+                let Some(old_row) = self.row(table, *old) else { continue };
+                let differs = |cols: &[usize]| cols.iter().any(|&c| old_row.get(c) != new.get(c));
+                if differs(&referenced_cols) {
+                    removed.push((*old, old_row.clone()));
+                }
+                if differs(&fk_cols) {
+                    fk_changed.insert(i);
+                }
+            }
+            if !removed.is_empty() {
+                self.fk_plan_removal(table, &removed, false, 0)?;
+            }
+        }
         let mut out = Vec::with_capacity(changes.len());
-        for (old, row) in changes {
+        let mut to_check = Vec::new();
+        for (i, (old, row)) in changes.into_iter().enumerate() {
             self.check_row(&def, &row)?;
             let Some(_) = self.delete_one(table, old, store.as_deref())? else {
                 continue;
@@ -1216,7 +1302,13 @@ impl Transaction {
             if w.deletes.contains_key(&old) {
                 w.updated_from.insert(rowid, old);
             }
+            if fk_changed.contains(&i) {
+                to_check.push(out.len());
+            }
             out.push((rowid, row));
+        }
+        if !to_check.is_empty() {
+            self.fk_check_rows(&def, to_check.iter().map(|&j| &out[j].1))?;
         }
         Ok(out)
     }
@@ -1332,6 +1424,7 @@ impl Transaction {
                 }
             }
         }
+        crate::fk::validate_at_commit(&final_catalog, &stores_now, &self.writes, self.fk_since)?;
         let ts = *guard + 1;
         // Build the record.
         let mut ops = Vec::new();

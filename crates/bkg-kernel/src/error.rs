@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     UniqueViolation,
+    ForeignKeyViolation,
     NotNullViolation,
     SerializationFailure,
     UndefinedTable,
@@ -34,6 +35,7 @@ impl ErrorCode {
     pub fn sqlstate(self) -> &'static str {
         match self {
             ErrorCode::UniqueViolation => "23505",
+            ErrorCode::ForeignKeyViolation => "23503",
             ErrorCode::NotNullViolation => "23502",
             ErrorCode::SerializationFailure => "40001",
             ErrorCode::UndefinedTable => "42P01",
@@ -62,6 +64,9 @@ impl ErrorCode {
 pub enum Error {
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation { constraint: String, detail: String },
+    /// A row references a missing key, or a removed key is still referenced.
+    #[error("{message}")]
+    ForeignKeyViolation { message: String, detail: String },
     #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
     NotNullViolation { table: String, column: String },
     #[error("could not serialize access due to concurrent update")]
@@ -114,6 +119,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::UniqueViolation { .. } => ErrorCode::UniqueViolation,
+            Error::ForeignKeyViolation { .. } => ErrorCode::ForeignKeyViolation,
             Error::NotNullViolation { .. } => ErrorCode::NotNullViolation,
             Error::SerializationFailure { .. } => ErrorCode::SerializationFailure,
             Error::UndefinedTable(_) => ErrorCode::UndefinedTable,
@@ -141,6 +147,7 @@ impl Error {
     pub fn detail(&self) -> Option<String> {
         match self {
             Error::UniqueViolation { detail, .. }
+            | Error::ForeignKeyViolation { detail, .. }
             | Error::SerializationFailure { detail }
             | Error::Deadlock { detail }
             | Error::DependentObjects { detail, .. } => Some(detail.clone()),

@@ -23,6 +23,7 @@ pub mod arrow_conv;
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod fk;
 pub mod limits;
 pub mod mvcc;
 pub mod record;
@@ -34,7 +35,7 @@ pub mod vfs;
 pub mod wal;
 
 pub use acl::{AclItem, AclObject, BOOTSTRAP_SUPERUSER, PUBLIC, RoleDef, privilege};
-pub use catalog::{Catalog, ColumnDef, ColumnDefault, IndexDef, TableDef, ViewDef};
+pub use catalog::{Catalog, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, TableDef, ViewDef};
 pub use db::{
     CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo,
     Transaction,

@@ -390,6 +390,29 @@ impl TableStore {
         }
     }
 
+    /// Calls `f` for every live row (in the newest state, commits still waiting for their fsync
+    /// included) that was committed after `since`.
+    pub fn for_each_live_since(&self, def: &TableDef, since: u64, mut f: impl FnMut(u64, &Row)) {
+        let d = self.data.read();
+        if let Some(base) = &d.base
+            && base.ts > since
+        {
+            for g in 0..base.groups.len() {
+                let ids = base.rowids(g);
+                for i in 0..ids.len() {
+                    if d.base_xmax[g][i] == 0 {
+                        f(ids.value(i), &base.row(def, g, i));
+                    }
+                }
+            }
+        }
+        for v in &d.versions {
+            if v.xmin > since && v.live() {
+                f(v.rowid, &v.row);
+            }
+        }
+    }
+
     /// Reads the rows visible at `spec.read_ts` column by column: base row groups (after
     /// pruning) filtered by visibility, then the in-memory versions.
     pub fn scan_columns(&self, def: &TableDef, spec: &ScanSpec<'_>) -> Result<Vec<Chunk>> {

@@ -316,11 +316,42 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         }
         let local = positions(&def, &cols)?;
         let fk_name = fk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{name}_{}_fkey", cols.join("_")));
-        fk_defs.push((fk_name, local, rs, rn, fk.referred_columns.iter().map(ident_name).collect::<Vec<_>>()));
+        let on_delete = match fk.on_delete {
+            None | Some(ast::ReferentialAction::NoAction) => bkg_kernel::FkAction::NoAction,
+            Some(ast::ReferentialAction::Restrict) => bkg_kernel::FkAction::Restrict,
+            Some(ast::ReferentialAction::Cascade) => bkg_kernel::FkAction::Cascade,
+            Some(ast::ReferentialAction::SetNull) => bkg_kernel::FkAction::SetNull,
+            Some(ast::ReferentialAction::SetDefault) => return Err(SqlError::unsupported("ON DELETE SET DEFAULT")),
+        };
+        if !matches!(
+            fk.on_update,
+            None | Some(ast::ReferentialAction::NoAction) | Some(ast::ReferentialAction::Restrict)
+        ) {
+            return Err(SqlError::unsupported("ON UPDATE actions other than NO ACTION and RESTRICT"));
+        }
+        if fk.characteristics.as_ref().is_some_and(|c| c.deferrable == Some(true)) {
+            return Err(SqlError::unsupported("DEFERRABLE foreign keys"));
+        }
+        if on_delete == bkg_kernel::FkAction::SetNull
+            && let Some(c) = local.iter().find(|&&c| !def.columns[c].nullable)
+        {
+            return Err(SqlError::new(
+                "42P16",
+                format!("ON DELETE SET NULL on column \"{}\", which is NOT NULL", def.columns[*c].name),
+            ));
+        }
+        fk_defs.push((
+            fk_name,
+            local,
+            rs,
+            rn,
+            fk.referred_columns.iter().map(ident_name).collect::<Vec<_>>(),
+            on_delete,
+        ));
     }
     let id = session.with_txn(|t| {
         let cat = t.catalog_mut();
-        for (fk_name, local, rs, rn, refcols) in fk_defs {
+        for (fk_name, local, rs, rn, refcols, on_delete) in fk_defs {
             let target = if rs == schema && rn == name {
                 None
             } else {
@@ -351,6 +382,7 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
                 columns: local,
                 ref_table: target.map(|t| t.id).unwrap_or(0),
                 ref_columns: refpos,
+                on_delete,
             });
         }
         let created = cat.create_table(def.clone(), ct.if_not_exists)?;
