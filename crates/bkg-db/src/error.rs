@@ -126,6 +126,7 @@ impl From<datafusion::arrow::error::ArrowError> for SqlError {
             A::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
                 SqlError::new(codes::NUMERIC_VALUE_OUT_OF_RANGE, m)
             }
+            A::ComputeError(m) if is_regex_error(&m) => invalid_regex(&m),
             A::ExternalError(inner) => match inner.downcast::<SqlError>() {
                 Ok(s) => *s,
                 Err(other) => SqlError::internal(other.to_string()),
@@ -168,13 +169,18 @@ impl From<DataFusionError> for SqlError {
                     Ok(k) => SqlError::from(*k),
                     Err(inner) => match inner.downcast::<DataFusionError>() {
                         Ok(d) => SqlError::from(*d),
-                        Err(other) => SqlError::internal(other.to_string()),
+                        Err(inner) => match inner.downcast::<datafusion::arrow::error::ArrowError>() {
+                            Ok(a) => SqlError::from(*a),
+                            Err(other) if is_regex_error(&other.to_string()) => invalid_regex(&other.to_string()),
+                            Err(other) => SqlError::internal(other.to_string()),
+                        },
                     },
                 },
             },
             DataFusionError::Plan(m) => plan_error(m),
             DataFusionError::Execution(m) => execution_error(m),
             DataFusionError::ExecutionJoin(e) => SqlError::internal(e.to_string()),
+            other if is_regex_error(&other.to_string()) => invalid_regex(&other.to_string()),
             other => SqlError::internal(other.to_string()),
         }
     }
@@ -197,7 +203,19 @@ fn plan_error(m: String) -> SqlError {
     SqlError::new(codes::SYNTAX_ERROR, m)
 }
 
+fn is_regex_error(m: &str) -> bool {
+    m.contains("regex parse error") || m.contains("Regular expression did not compile")
+}
+
+/// 2201B, with the regex engine's message (its first line) as the detail.
+fn invalid_regex(m: &str) -> SqlError {
+    SqlError::new("2201B", "invalid regular expression").with_detail(m.lines().take(4).collect::<Vec<_>>().join(" "))
+}
+
 fn execution_error(m: String) -> SqlError {
+    if is_regex_error(&m) {
+        return invalid_regex(&m);
+    }
     let lower = m.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return SqlError::new(codes::DIVISION_BY_ZERO, "division by zero");

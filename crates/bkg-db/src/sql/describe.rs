@@ -53,7 +53,7 @@ pub fn count_placeholders(stmt: &Statement) -> usize {
 
 impl Session {
     async fn plan_params(&mut self, mut stmt: Statement, params: &mut Vec<Option<ArrowType>>) -> SqlResult<SchemaRef> {
-        super::pg_catalog::rewrite(&mut stmt, &self.catalog_view(), &self.current_schema());
+        super::pg_catalog::rewrite(&mut stmt, &self.catalog_view(), &self.current_schema())?;
         super::output_names::assign(&mut stmt);
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

@@ -263,7 +263,7 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
                 if matches!(e, ast::Expr::Value(v) if matches!(v.value, ast::Value::Null)) {
                     continue;
                 }
-                let inner = super::pg_catalog::array_text_literal(e).unwrap_or_else(|| e.clone());
+                let inner = super::pg_catalog::array_text_literal_checked(e)?.unwrap_or_else(|| e.clone());
                 *e = ast::Expr::Cast {
                     kind: ast::CastKind::Cast,
                     expr: Box::new(inner),

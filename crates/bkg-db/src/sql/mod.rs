@@ -10,6 +10,7 @@ pub mod ddl;
 pub mod describe;
 pub mod dml;
 pub mod fast_path;
+pub mod json;
 pub mod output_names;
 pub mod pg_catalog;
 pub mod pg_semantics;

@@ -910,7 +910,7 @@ impl ScalarUDFImpl for PgFn {
 
 use datafusion::arrow::array::Array;
 
-fn udf(
+pub(crate) fn udf(
     name: &str,
     sig: Signature,
     ret: A,
@@ -1083,12 +1083,24 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
 }
 
 /// Rewrites PostgreSQL catalog idioms the planner does not know into plain SQL.
-pub fn rewrite(stmt: &mut Statement, cat: &Catalog, current_schema: &str) {
+pub fn rewrite(stmt: &mut Statement, cat: &Catalog, current_schema: &str) -> crate::error::SqlResult<()> {
     let _ = ast::VisitMut::visit(stmt, &mut CatalogForms);
+    let mut err = None;
     let _ = ast::visit_expressions_mut(stmt, |e| {
+        // A malformed array literal in a cast is an error, as in PostgreSQL.
+        if let Expr::Cast { expr, data_type: ast::DataType::Array(_), .. } = e
+            && let Err(x) = array_text_literal_checked(expr)
+        {
+            err = Some(x);
+            return std::ops::ControlFlow::Break(());
+        }
         rewrite_expr(e, cat, current_schema);
         std::ops::ControlFlow::<()>::Continue(())
     });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(())
     // `pg_catalog.fn(...)` → `fn(...)` also for table functions and in FROM.
 }
 
@@ -1181,6 +1193,7 @@ fn strip_pg_catalog(name: &mut ast::ObjectName) {
 }
 
 fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
+    super::json::rewrite_operator(e);
     match e {
         Expr::Function(f) => {
             let n = f.name.0.len();
@@ -1437,6 +1450,16 @@ pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
 
 /// `'{1,2}'` (an array in PostgreSQL's text form, integers only) as `ARRAY[1,2]`.
 /// `'{a,"b c",NULL}'` as `ARRAY['a', 'b c', NULL]` (elements stay text; a cast types them).
+/// As [`array_text_literal`], but a string that is not an array's text form is an error (22P02).
+pub fn array_text_literal_checked(e: &Expr) -> crate::error::SqlResult<Option<Expr>> {
+    if let Expr::Value(v) = e
+        && let ast::Value::SingleQuotedString(text) = &v.value
+    {
+        super::types::parse_pg_array(text)?;
+    }
+    Ok(array_text_literal(e))
+}
+
 pub fn array_text_literal(e: &Expr) -> Option<Expr> {
     let Expr::Value(v) = e else { return None };
     let ast::Value::SingleQuotedString(text) = &v.value else { return None };
@@ -1599,7 +1622,7 @@ mod tests {
     fn array_literals_compare_with_array_columns() {
         let mut stmt =
             super::super::session::Session::parse("SELECT polroles = '{0}' FROM pg_policy").unwrap().remove(0);
-        super::rewrite(&mut stmt, &bkg_kernel::Catalog::default(), "public");
+        super::rewrite(&mut stmt, &bkg_kernel::Catalog::default(), "public").unwrap();
         assert_eq!(stmt.to_string(), "SELECT polroles = ARRAY[0] FROM pg_policy");
     }
 

@@ -233,7 +233,10 @@ impl Session {
         });
         let mut state = state;
         state.add_analyzer_rule(Arc::new(super::pg_semantics::CheckedIntegerArithmetic::default()));
-        for f in super::pg_catalog::functions(view.clone(), info.clone(), &engine.config.server_version) {
+        for f in super::pg_catalog::functions(view.clone(), info.clone(), &engine.config.server_version)
+            .into_iter()
+            .chain(super::json::functions())
+        {
             let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f));
         }
         Session {
@@ -959,7 +962,7 @@ impl Session {
         {
             return Ok(out);
         }
-        super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema());
+        super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema())?;
         super::output_names::assign(&mut stmt);
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
