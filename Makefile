@@ -32,7 +32,7 @@ test-rust: ## Unit, kernel, crash, SQL logic (engine + pgwire) and driver tests
 test-slt-postgres: ## Check the .slt files' expected results against a throwaway PostgreSQL
 	@scripts/with-postgres.sh cargo nextest run --workspace --run-ignored only slt_against_postgresql
 
-test-clients: build ## Driver tests with real clients: Python psycopg 3 (pytest) and Node.js pg (node --test)
+test-clients: build ## Driver tests with real clients: Python psycopg 3 (pytest), Node.js pg and postgrest-js (node --test)
 	@scripts/test-clients.sh
 
 smoke: build ## Drive the built server as a psql user would (shared smoke check), if present

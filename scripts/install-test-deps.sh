@@ -30,6 +30,6 @@ missing_js=()
 command -v node >/dev/null || missing_js+=(node)
 command -v npm >/dev/null || missing_js+=(npm)
 if ((${#missing_js[@]})); then
-  echo "install-test-deps: ${missing_js[*]} not found: the Node.js driver tests (make test-clients) need node >= 18 and npm" >&2
+  echo "install-test-deps: ${missing_js[*]} not found: the Node.js driver tests (make test-clients) need node >= 20 and npm" >&2
   exit 1
 fi

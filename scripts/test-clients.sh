@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Driver tests with real client libraries against the built server:
 #   - Python psycopg 3 (pytest), in a venv under $HOME/.cache/bkg-venv (created or reused)
-#   - Node.js `pg` (node --test), installed from tests/clients/node/package-lock.json
-# Both suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
+#   - Node.js `pg` and `@supabase/postgrest-js` (node --test), installed from
+#     tests/clients/node/package-lock.json; postgrest-js drives the REST API (/rest/v1)
+# The suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
 # free loopback ports and stop it again. Exits non-zero if either suite fails.
 set -uo pipefail
 
@@ -42,7 +43,7 @@ sys.exit(any(m.version(k) != v for k, v in want.items()))" >/dev/null 2>&1; then
   (cd "$root" && "$venv/bin/python" -m pytest -p no:cacheprovider tests/clients/python)
 }
 
-# ---- Node.js / pg
+# ---- Node.js / pg and postgrest-js
 node_suite() {
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "test-clients: node and npm are required (scripts/install-test-deps.sh)" >&2
@@ -55,11 +56,12 @@ node_suite() {
     npm install --no-audit --no-fund --loglevel=error || return 1
   fi
   echo "== node $(node --version), pg $(node -p "require('pg/package.json').version") (node --test) against $BKG_DB_BIN"
-  node --test test_pg.mjs
+  echo "== node $(node --version), @supabase/postgrest-js $(node -p "require('@supabase/postgrest-js/package.json').version") (node --test) against $BKG_DB_BIN"
+  node --test test_pg.mjs test_postgrest.mjs
 }
 
 python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }
-node_suite || { status=1; echo "test-clients: node pg suite FAILED" >&2; }
+node_suite || { status=1; echo "test-clients: node pg/postgrest-js suite FAILED" >&2; }
 
 if ((status == 0)); then
   echo "test-clients: all driver suites passed"

@@ -76,12 +76,51 @@ pub struct ServeArgs {
     /// default of `idle_session_timeout`.
     #[arg(long, env = "BKG_DB_IDLE_SESSION_TIMEOUT_S", default_value_t = 0)]
     pub idle_session_timeout_s: u64,
+    /// HS256 secret for API tokens (at least 32 characters). Without it a random secret is
+    /// generated on first start and kept in `<data-dir>/auth/keys.json`.
+    #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Required `aud` claim of API tokens (unset: not checked).
+    #[arg(long, env = "BKG_DB_JWT_AUD")]
+    pub jwt_aud: Option<String>,
+    /// Required `iss` claim of API tokens (unset: not checked).
+    #[arg(long, env = "BKG_DB_JWT_ISS")]
+    pub jwt_iss: Option<String>,
+    /// Schemas the REST API exposes, comma-separated; the first is the default.
+    #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
+    pub rest_schemas: String,
+    /// Most rows one REST response returns (0 = no limit).
+    #[arg(long, env = "BKG_DB_REST_MAX_ROWS", default_value_t = 1000)]
+    pub rest_max_rows: usize,
+    /// statement_timeout of REST requests, seconds (0 = none).
+    #[arg(long, env = "BKG_DB_REST_STATEMENT_TIMEOUT_S", default_value_t = 30)]
+    pub rest_statement_timeout_s: u64,
+    /// Largest HTTP request body, MiB (413 beyond it).
+    #[arg(long, env = "BKG_DB_REST_BODY_MAX_MB", default_value_t = 10)]
+    pub rest_body_max_mb: usize,
+    /// HTTP API requests per second per client IP address (0 = unlimited); 429 beyond it.
+    #[arg(long, env = "BKG_DB_REST_RATE_PER_S", default_value_t = 1000)]
+    pub rest_rate_per_s: u32,
+    /// Requests a client may burst above the rate.
+    #[arg(long, env = "BKG_DB_REST_RATE_BURST", default_value_t = 2000)]
+    pub rest_rate_burst: u32,
     /// Log format: `text` or `json`.
     #[arg(long, env = "BKG_DB_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 }
 
 impl ServeArgs {
+    pub fn rest_config(&self) -> crate::rest::RestConfig {
+        crate::rest::RestConfig {
+            schemas: self.rest_schemas.split(',').map(|x| x.trim().to_string()).collect(),
+            max_rows: (self.rest_max_rows > 0).then_some(self.rest_max_rows),
+            statement_timeout_ms: self.rest_statement_timeout_s * 1000,
+            body_bytes_max: self.rest_body_max_mb << 20,
+            rate_per_s: self.rest_rate_per_s,
+            rate_burst: self.rest_rate_burst,
+        }
+    }
+
     pub fn data_path(&self) -> PathBuf {
         PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
     }
@@ -101,6 +140,12 @@ impl ServeArgs {
             return Err(
                 "BKG_DB_PG_TLS_REQUIRED and BKG_DB_PG_CLEARTEXT_OVER_TLS need TLS (BKG_DB_PG_TLS_CERT and _KEY)".into(),
             );
+        }
+        if self.rest_schemas.split(',').map(str::trim).any(|x| x.is_empty()) {
+            return Err(format!("BKG_DB_REST_SCHEMAS must list schema names, not \"{}\"", self.rest_schemas));
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err("BKG_DB_JWT_SECRET must be at least 32 characters".into());
         }
         if self.max_connections == 0 {
             return Err("BKG_DB_MAX_CONNECTIONS must be at least 1".into());

@@ -22,8 +22,17 @@ pub struct HttpState {
     pub started: Instant,
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(crate::rest::router(rest))
+        .fallback(not_found)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
+    crate::rest::RestError::new(404, "PGRST125", format!("Invalid path specified in request URL: {}", uri.path()))
 }
 
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {

@@ -10,11 +10,13 @@
 //! Layer rule: `bkg_kernel` knows nothing above it; [`sql`] is the one session/plan path every
 //! front door uses; front doors ([`pgwire`], [`http`]) only translate their protocol to it.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pgwire;
+pub mod rest;
 pub mod server;
 pub mod sql;
 

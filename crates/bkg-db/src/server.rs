@@ -40,6 +40,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "database open"
     );
+    let (auth_config, fresh_keys) = crate::auth::AuthConfig::load_or_create(
+        &dir,
+        args.jwt_secret.as_deref(),
+        args.jwt_aud.clone(),
+        args.jwt_iss.clone(),
+    )?;
+    if fresh_keys {
+        // Shown once; they stay in <data-dir>/auth/keys.json (mode 0600).
+        eprintln!(
+            "bkg-db: API keys (stored in {}):\n  anon:         {}\n  service_role: {}",
+            dir.join("auth/keys.json").display(),
+            auth_config.anon_key,
+            auth_config.service_key
+        );
+    }
+    let rest_config = args.rest_config();
+    crate::auth::ensure_api_roles(&engine, &rest_config.schemas).await?;
     let metrics = Arc::new(Metrics::default());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, None));
     let tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
@@ -61,7 +78,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
-    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started });
+    let rest = crate::rest::RestState::new(engine.clone(), Arc::new(auth_config), rest_config);
+    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started }, rest)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
         let _ = axum::serve(http_listener, app)

@@ -2,7 +2,7 @@
 //
 // Run with `scripts/test-clients.sh` (or `npm ci && node --test test_pg.mjs` here). The
 // server binary comes from BKG_DB_BIN, else $CARGO_TARGET_DIR/debug/bkg-db, else
-// ~/.cache/bkg-target/debug/bkg-db.
+// ~/.cache/bkg-target/debug/bkg-db (see server.mjs).
 //
 // Left out because bkg-db does not support them yet: array parameters
 // (`WHERE id = ANY($1)` with a JS array), int4 results of integer literals and arithmetic
@@ -11,83 +11,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir, homedir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { startServer, stopServer } from './server.mjs';
 
 const PASSWORD = 'pw-' + randomBytes(8).toString('hex');
 
-function serverBinary() {
-  if (process.env.BKG_DB_BIN) return process.env.BKG_DB_BIN;
-  const target = process.env.CARGO_TARGET_DIR || join(homedir(), '.cache', 'bkg-target');
-  return join(target, 'debug', 'bkg-db');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function healthy(httpPort) {
-  try {
-    const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`, { signal: AbortSignal.timeout(1000) });
-    return res.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-let server; // { proc, dir, pgPort, exited }
-
-async function startServer() {
-  const bin = serverBinary();
-  for (let i = 0; i < 50 && !existsSync(bin); i++) await sleep(200); // a build may be replacing it
-  assert.ok(existsSync(bin), `bkg-db binary not found at ${bin} (set BKG_DB_BIN)`);
-  const dir = mkdtempSync(join(tmpdir(), 'bkg-node-pg-'));
-  let lastLog = '';
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const [pgPort, httpPort, flightPort] = [await freePort(), await freePort(), await freePort()];
-    const logPath = join(dir, `server-${attempt}.log`);
-    const logFd = openSync(logPath, 'a');
-    const proc = spawn(
-      bin,
-      [
-        'serve',
-        '--data-dir', join(dir, `data-${attempt}`),
-        '--pg-listen', `127.0.0.1:${pgPort}`,
-        '--http-listen', `127.0.0.1:${httpPort}`,
-        '--flight-listen', `127.0.0.1:${flightPort}`,
-      ],
-      { env: { ...process.env, BKG_DB_PASSWORD: PASSWORD, BKG_DB_LOG: 'warn' }, stdio: ['ignore', 'ignore', logFd] },
-    );
-    closeSync(logFd);
-    const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-    let done = false;
-    exited.then(() => { done = true; });
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && !done) {
-      if (await healthy(httpPort)) return { proc, dir, pgPort, exited };
-      await sleep(100);
-    }
-    if (!done) proc.kill('SIGKILL');
-    await exited;
-    lastLog = readFileSync(logPath, 'utf8').slice(-2000);
-  }
-  rmSync(dir, { recursive: true, force: true });
-  throw new Error(`bkg-db did not become healthy:\n${lastLog}`);
-}
+let server; // { proc, dir, pgPort, httpPort, exited }
 
 const config = () => ({
   host: '127.0.0.1',
@@ -117,22 +47,13 @@ async function rejectsWithCode(promise, code) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ password: PASSWORD, prefix: 'bkg-node-pg-' });
 });
 
 after(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => {})));
   if (!server) return;
-  server.proc.kill('SIGTERM');
-  let timer;
-  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), 30_000); });
-  const result = await Promise.race([server.exited, timeout]);
-  clearTimeout(timer);
-  if (result === 'timeout') {
-    server.proc.kill('SIGKILL');
-    await server.exited;
-  }
-  rmSync(server.dir, { recursive: true, force: true });
+  const result = await stopServer(server);
   assert.deepEqual(result, { code: 0, signal: null }, 'bkg-db should exit 0 after SIGTERM');
 });
 

@@ -3,6 +3,7 @@
 mod pgbench;
 mod pgwire;
 mod psql;
+mod rest;
 mod roles;
 mod scan;
 mod server;

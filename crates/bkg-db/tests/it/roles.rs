@@ -109,7 +109,8 @@ async fn roles_passwords_and_grants_are_enforced_and_survive_a_crash() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(acl, "postgres=arwdDxt/postgres,reader=r/postgres,alice=aw/postgres");
+    // service_role holds every table privilege in `public` by the schema's default privileges.
+    assert_eq!(acl, "postgres=arwdDxt/postgres,service_role=arwdDxt/postgres,reader=r/postgres,alice=aw/postgres");
     // Anyone may change their own password; only role admins anything else about a role.
     alice.batch_execute("ALTER USER alice PASSWORD 'new-pass'").await.unwrap();
     assert_eq!(sqlstate(&alice, "ALTER ROLE alice CREATEDB").await, "42501");
@@ -175,7 +176,10 @@ fn psql_lists_roles_and_privileges() {
     assert!(out.lines().any(|l| l == "readers|Cannot login|{}"), "{out}");
     let (ok, out, err) = crate::psql::psql(&server, &["-c", "\\dp t"], "");
     assert!(ok && !err.contains("ERROR"), "{err}");
-    assert!(out.contains("public|t|table|postgres=arwdDxt/postgres\nreaders=r/postgres||"), "{out}");
+    assert!(
+        out.contains("public|t|table|postgres=arwdDxt/postgres\nservice_role=arwdDxt/postgres\nreaders=r/postgres||"),
+        "{out}"
+    );
 }
 
 fn tls_files() -> (String, String) {

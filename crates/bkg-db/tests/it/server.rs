@@ -106,6 +106,40 @@ impl TestServer {
         }
     }
 
+    /// One HTTP/1.1 request; returns the status, the headers (lower-cased names) and the body.
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        // A server may answer (413) before reading a big body; the write then fails.
+        let _ = s.write_all(body);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let buf = String::from_utf8_lossy(&buf).into_owned();
+        let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) =
+            buf.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_string())).unwrap_or_default();
+        (status, head, body)
+    }
+
+    /// The API keys the server generated on first start: (anon, service_role).
+    pub fn api_keys(&self) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(b) = std::fs::read(self.dir.join("auth/keys.json")) {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                return (v["anon_key"].as_str().unwrap().into(), v["service_key"].as_str().unwrap().into());
+            }
+            assert!(Instant::now() < deadline, "no keys.json");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
