@@ -20,6 +20,36 @@ pub struct Cli {
 pub enum Command {
     /// Start the server (the default).
     Serve(ServeArgs),
+    /// Schema migrations: `migrate apply` / `migrate status`.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply the pending migrations (the built-in ones, then those of --dir), each in its own
+    /// transaction.
+    Apply(MigrateArgs),
+    /// List the migrations: applied, pending, edited since applied, or missing.
+    Status(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Directory of `<version>_<name>.sql` files.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Work on this data directory directly (the server must not be running on it).
+    #[arg(long = "data-dir", env = "BKG_DB_DSN", default_value = "./.bkg-data")]
+    pub data_dir: String,
+    /// Send the migrations to a running server instead (`http://host:port`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// service_role key for --url (see `<data-dir>/auth/keys.json`).
+    #[arg(long, env = "BKG_DB_SERVICE_KEY", hide_env_values = true)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +134,12 @@ pub struct ServeArgs {
     /// Requests a client may burst above the rate.
     #[arg(long, env = "BKG_DB_REST_RATE_BURST", default_value_t = 2000)]
     pub rest_rate_burst: u32,
+    /// Directory of migration files that `POST /migrate/apply` applies (besides those in its body).
+    #[arg(long, env = "BKG_DB_MIGRATIONS_DIR")]
+    pub migrations_dir: Option<PathBuf>,
+    /// Most rows one `POST /query` answer may hold (0 = no limit); more is error 54000.
+    #[arg(long, env = "BKG_DB_QUERY_MAX_ROWS", default_value_t = 100_000)]
+    pub query_max_rows: usize,
     /// Log format: `text` or `json`.
     #[arg(long, env = "BKG_DB_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -118,6 +154,8 @@ impl ServeArgs {
             body_bytes_max: self.rest_body_max_mb << 20,
             rate_per_s: self.rest_rate_per_s,
             rate_burst: self.rest_rate_burst,
+            query_rows_max: (self.query_max_rows > 0).then_some(self.query_max_rows),
+            migrations_dir: self.migrations_dir.clone(),
         }
     }
 

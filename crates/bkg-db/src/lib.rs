@@ -11,10 +11,12 @@
 //! front door uses; front doors ([`pgwire`], [`http`]) only translate their protocol to it.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod migrate;
 pub mod pgwire;
 pub mod rest;
 pub mod server;

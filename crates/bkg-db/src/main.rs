@@ -9,6 +9,12 @@ fn main() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Migrate { action }) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            std::process::exit(bkg_db::cli::migrate(action));
+        }
         None => cli.serve,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG")

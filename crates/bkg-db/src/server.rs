@@ -56,6 +56,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     let rest_config = args.rest_config();
+    // The server's own schema changes (crates/bkg-db/migrations), before anything uses them.
+    let applied = crate::migrate::apply(&engine, &crate::migrate::builtin())
+        .await
+        .map_err(|e| format!("built-in migration failed: {e}"))?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "built-in migrations applied");
+    }
     crate::auth::ensure_api_roles(&engine, &rest_config.schemas).await?;
     let metrics = Arc::new(Metrics::default());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, None));

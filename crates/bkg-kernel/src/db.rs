@@ -58,6 +58,25 @@ pub struct CheckpointInfo {
     pub bytes: u64,
 }
 
+/// Takes the exclusive lock on `<dir>/LOCK` (released when the file is closed, also on a crash).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Io {
+            path,
+            source: std::io::Error::other("the data directory is in use by another bkg-db process"),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryInfo {
     pub checkpoint_ts: u64,
@@ -68,6 +87,8 @@ pub struct RecoveryInfo {
 
 pub(crate) struct Shared {
     opts: Options,
+    /// The exclusive lock on `<dir>/LOCK`, held while the database is open.
+    dir_lock: Mutex<Option<std::fs::File>>,
     wal_dir: PathBuf,
     snapshots: SnapshotStore,
     /// Committed catalogs by commit timestamp (oldest first). A snapshot at `read_ts` uses the
@@ -145,6 +166,8 @@ impl Database {
         for d in [&dir, &wal_dir, &snap_dir] {
             vfs.create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
+        // One process per data directory: a second one would interleave WAL writes.
+        let dir_lock = lock_data_dir(&dir)?;
         let snapshots = match &opts.snapshot_store {
             Some(store) => SnapshotStore::remote(store.clone()),
             None => SnapshotStore::local(&dir)?,
@@ -280,6 +303,7 @@ impl Database {
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             opts,
+            dir_lock: Mutex::new(Some(dir_lock)),
         };
         Ok((Database { shared: Arc::new(shared) }, info))
     }
@@ -594,6 +618,8 @@ impl Database {
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
             self.shared.writer.shutdown();
         }
+        // Another process (or a reopen in this one) may take the directory now.
+        self.shared.dir_lock.lock().take();
     }
 
     /// Next value of an identity/serial column.

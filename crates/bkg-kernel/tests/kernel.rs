@@ -689,3 +689,14 @@ fn on_delete_cascade_and_set_null() {
     t.commit_blocking().unwrap();
     assert_eq!(contents(&db, c), vec![(12, 2)]);
 }
+
+#[test]
+fn one_process_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let Err(err) = Database::open(Options::new(dir.path())) else { panic!("a second open must fail") };
+    assert!(err.to_string().contains("in use by another bkg-db process"), "{err}");
+    db.close();
+    let db2 = open(dir.path());
+    db2.close();
+}

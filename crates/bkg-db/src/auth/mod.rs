@@ -145,9 +145,9 @@ impl AuthConfig {
 }
 
 /// Creates the API roles when missing (`anon`, `authenticated`: no login; `service_role`: no
-/// login, bypasses row-level security) and gives `service_role` every table privilege in the
-/// exposed schemas, for existing tables and, through the schema's default privileges, for
-/// tables created later. `anon` and `authenticated` get USAGE on the schemas only: tables are
+/// login, bypasses row-level security) and gives `service_role` CREATE on the exposed schemas
+/// and every table privilege in them, for existing tables and, through the schema's default
+/// privileges, for tables created later. `anon` and `authenticated` get USAGE on the schemas only: tables are
 /// opened to them with GRANT.
 pub async fn ensure_api_roles(engine: &std::sync::Arc<crate::sql::Engine>, schemas: &[String]) -> Result<(), String> {
     use bkg_kernel::{AclItem, privilege};
@@ -175,6 +175,7 @@ pub async fn ensure_api_roles(engine: &std::sync::Arc<crate::sql::Engine>, schem
         let q = format!("\"{}\"", s.replace('"', "\"\""));
         stmts.push(format!("GRANT USAGE ON SCHEMA {q} TO {ANON_ROLE}, {AUTHENTICATED_ROLE}, {SERVICE_ROLE}"));
         stmts.push(format!("GRANT ALL ON ALL TABLES IN SCHEMA {q} TO {SERVICE_ROLE}"));
+        stmts.push(format!("GRANT CREATE ON SCHEMA {q} TO {SERVICE_ROLE}"));
     }
     let mut session = engine.session("postgres");
     let fail = |e: crate::SqlError| format!("cannot create the API roles: {e}");

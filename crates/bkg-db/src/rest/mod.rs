@@ -8,7 +8,9 @@
 pub mod error;
 pub mod grammar;
 pub mod limits;
+pub mod migrations;
 pub mod output;
+pub mod query;
 pub mod table;
 
 use std::net::SocketAddr;
@@ -42,6 +44,10 @@ pub struct RestConfig {
     /// Requests per second per client IP (0 = unlimited), and the burst allowed.
     pub rate_per_s: u32,
     pub rate_burst: u32,
+    /// Most rows `/query` returns (None = no limit); more is an error, never a silent cut.
+    pub query_rows_max: Option<usize>,
+    /// Migration files `POST /migrate/apply` applies besides those in its body.
+    pub migrations_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RestConfig {
@@ -53,6 +59,8 @@ impl Default for RestConfig {
             body_bytes_max: 10 << 20,
             rate_per_s: 1000,
             rate_burst: 2000,
+            query_rows_max: Some(100_000),
+            migrations_dir: None,
         }
     }
 }
@@ -76,6 +84,9 @@ pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/rest/v1/rpc/{function}", any(rpc))
         .route("/rest/v1/{table}", any(table_request))
+        .route("/query", axum::routing::post(query::query))
+        .route("/migrate/apply", axum::routing::post(migrations::apply))
+        .route("/migrate/status", axum::routing::get(migrations::status).post(migrations::status))
         .with_state(state)
 }
 

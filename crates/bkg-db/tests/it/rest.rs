@@ -514,3 +514,198 @@ async fn rest_rate_limit() {
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     assert!(retry_after);
 }
+
+#[tokio::test]
+async fn sql_over_http() {
+    let server = TestServer::start_with(&[("BKG_DB_REST_RATE_PER_S", "0"), ("BKG_DB_QUERY_MAX_ROWS", "5")]);
+    schema(&server).await;
+    let post = |key: Key,
+                accept: &'static str,
+                body: &'static str,
+                status: u16,
+                has: &'static [&'static str],
+                not: &'static [&'static str]| Case {
+        method: "POST",
+        path: "/query",
+        headers: if accept.is_empty() { &[] } else { Box::leak(Box::new([("Accept", accept)])) },
+        key,
+        body,
+        status,
+        has,
+        not,
+    };
+    let s = Key::Service;
+    run(
+        &server,
+        &[
+            post(
+                s,
+                "",
+                r#"{"query": "SELECT CAST($1 AS int) AS n, $2 AS s, $3 AS b", "params": [41, "x'y", true]}"#,
+                200,
+                &[
+                    r#"{"results":[{"command":"SELECT 1","columns":[{"name":"n","type":"int4"},{"name":"s","type":"text"},{"name":"b","type":"bool"}],"rows":[{"n":41,"s":"x'y","b":true}]}]}"#,
+                ],
+                &[],
+            ),
+            post(
+                s,
+                "",
+                r#"{"query": "SELECT name FROM users WHERE id = $1", "params": [2]}"#,
+                200,
+                &[r#""rows":[{"name":"bob"}]"#],
+                &["ann"],
+            ),
+            // a batch is one transaction: all or nothing
+            post(
+                s,
+                "",
+                r#"{"batch": [{"query": "INSERT INTO secrets VALUES ($1, $2)", "params": [7, "a"]}, {"query": "INSERT INTO secrets VALUES ($1, $2)", "params": [7, "dup"]}]}"#,
+                409,
+                &["23505"],
+                &[],
+            ),
+            post(
+                s,
+                "",
+                r#"{"query": "SELECT count(*) AS n FROM secrets WHERE id = 7"}"#,
+                200,
+                &[r#""rows":[{"n":0}]"#],
+                &[],
+            ),
+            post(
+                s,
+                "",
+                r#"{"batch": [{"query": "CREATE TABLE notes (id int PRIMARY KEY, body text)"}, {"query": "INSERT INTO notes VALUES ($1, $2), (2, 'b')", "params": [1, "a"]}, {"query": "SELECT * FROM notes ORDER BY id"}]}"#,
+                200,
+                &[
+                    r#"{"command":"CREATE TABLE"}"#,
+                    r#"{"command":"INSERT 0 2"}"#,
+                    r#""rows":[{"id":1,"body":"a"},{"id":2,"body":"b"}]"#,
+                ],
+                &[],
+            ),
+            post(
+                s,
+                "text/csv",
+                r#"{"query": "SELECT id, body FROM notes ORDER BY id"}"#,
+                200,
+                &["text/csv", "id,body\n1,a\n2,b"],
+                &[],
+            ),
+            post(
+                s,
+                "application/vnd.apache.arrow.stream",
+                r#"{"query": "SELECT id FROM notes"}"#,
+                200,
+                &["content-type: application/vnd.apache.arrow.stream"],
+                &[],
+            ),
+            // refused: session and transaction control, parameters for several statements
+            post(s, "", r#"{"query": "SET statement_timeout = 0"}"#, 400, &["0A000"], &[]),
+            post(s, "", r#"{"query": "BEGIN"}"#, 400, &["0A000"], &[]),
+            post(s, "", r#"{"query": "SELECT 1; SELECT $1", "params": [1]}"#, 400, &["42601"], &[]),
+            post(s, "", r#"{"query": "SELECT $2", "params": [1]}"#, 400, &["08P01"], &[]),
+            post(s, "", r#"{"query": "SELEC 1"}"#, 400, &["42601"], &[]),
+            post(s, "", r#"{"sql": "SELECT 1"}"#, 400, &["PGRST102"], &[]),
+            post(s, "", r#"not json"#, 400, &["PGRST102"], &[]),
+            post(s, "image/png", r#"{"query": "SELECT 1"}"#, 406, &["PGRST107"], &[]),
+            // the row limit is an error, never a silent cut
+            post(s, "", r#"{"query": "SELECT * FROM generate_series(1, 10)"}"#, 413, &["54000"], &[]),
+            // privileges as over pgwire
+            post(Key::Anon, "", r#"{"query": "SELECT v FROM secrets"}"#, 401, &["42501"], &["top"]),
+            post(Key::Anon, "", r#"{"query": "SELECT name FROM users WHERE id = 1"}"#, 200, &["ann"], &[]),
+            post(Key::Anon, "", r#"{"query": "CREATE TABLE mine (id int)"}"#, 401, &["42501"], &[]),
+            post(Key::None, "", r#"{"query": "SELECT 1"}"#, 401, &["PGRST302"], &[]),
+        ],
+    );
+}
+
+fn bkg(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_bkg-db")).args(args).envs(env.iter().copied()).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+async fn migrations_by_command_and_over_http() {
+    let files = tempfile::tempdir().unwrap();
+    let mdir = files.path().join("migrations");
+    std::fs::create_dir(&mdir).unwrap();
+    std::fs::write(
+        mdir.join("20260101000000_todos.sql"),
+        "CREATE TABLE todos (id int PRIMARY KEY, title text NOT NULL);",
+    )
+    .unwrap();
+    std::fs::write(
+        mdir.join("20260102000000_seed.sql"),
+        "INSERT INTO todos VALUES (1, 'first');\nINSERT INTO todos VALUES (2, 'second');",
+    )
+    .unwrap();
+    std::fs::write(mdir.join("README.md"), "not a migration").unwrap();
+    let data = files.path().join("data");
+    let (d, m) = (data.to_str().unwrap(), mdir.to_str().unwrap());
+
+    // Offline, on the data directory.
+    let (ok, out, err) = bkg(&["migrate", "status", "--dir", m, "--data-dir", d], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("20260101000000   pending"), "{out}");
+    let (ok, out, err) = bkg(&["migrate", "apply", "--dir", m, "--data-dir", d], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("applied 3 migration(s)"), "the built-in one and two files: {out}");
+    let (ok, out, _) = bkg(&["migrate", "apply", "--dir", m, "--data-dir", d], &[]);
+    assert!(ok && out.contains("applied 0 migration(s)"), "each file once: {out}");
+    // A failing migration rolls back whole; the ones before it stay.
+    std::fs::write(
+        mdir.join("20260103000000_broken.sql"),
+        "INSERT INTO todos VALUES (3, 'third');\nINSERT INTO nope VALUES (1);",
+    )
+    .unwrap();
+    let (ok, _, err) = bkg(&["migrate", "apply", "--dir", m, "--data-dir", d], &[]);
+    assert!(!ok && err.contains("20260103000000_broken.sql") && err.contains("42P01"), "{err}");
+    std::fs::remove_file(mdir.join("20260103000000_broken.sql")).unwrap();
+    // An applied file that was edited is an error.
+    std::fs::write(mdir.join("20260102000000_seed.sql"), "INSERT INTO todos VALUES (1, 'changed');").unwrap();
+    let (ok, _, err) = bkg(&["migrate", "apply", "--dir", m, "--data-dir", d], &[]);
+    assert!(!ok && err.contains("BKG101") && err.contains("20260102000000_seed.sql"), "{err}");
+    let (_, out, _) = bkg(&["migrate", "status", "--dir", m, "--data-dir", d], &[]);
+    assert!(out.contains("20260102000000   edited"), "{out}");
+    std::fs::write(
+        mdir.join("20260102000000_seed.sql"),
+        "INSERT INTO todos VALUES (1, 'first');\nINSERT INTO todos VALUES (2, 'second');",
+    )
+    .unwrap();
+
+    // The server on that directory: the command refuses to open it while the server runs, and
+    // works over HTTP with the service key instead.
+    let mut server = TestServer::start_with(&[("BKG_DB_REST_RATE_PER_S", "0")]);
+    server.kill9();
+    server.dir = data.clone();
+    server.spawn();
+    let (ok, _, err) = bkg(&["migrate", "status", "--dir", m, "--data-dir", d], &[]);
+    assert!(!ok && err.contains("in use by another bkg-db process"), "{err}");
+    let (_, service) = server.api_keys();
+    std::fs::write(mdir.join("20260104000000_more.sql"), "INSERT INTO todos VALUES (4, 'fourth');").unwrap();
+    let url = format!("http://127.0.0.1:{}", server.http_port);
+    let (ok, out, err) = bkg(&["migrate", "apply", "--dir", m, "--url", &url], &[("BKG_DB_SERVICE_KEY", &service)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("applied 1 migration(s)") && out.contains("20260104000000   applied"), "{out}");
+    let c = server.connect().await;
+    let n: i64 = c.query_one("SELECT count(*) FROM todos", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    let n: i64 = c.query_one("SELECT count(*) FROM bkg_migrations.schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(n, 4);
+    // Over HTTP directly: a bad name, an edited file, and the anon key.
+    let (anon, _) = server.api_keys();
+    let body = r#"{"migrations": [{"name": "init.sql", "sql": "SELECT 1"}]}"#;
+    let (status, _, resp) = server.http("POST", "/migrate/apply", &[("apikey", &service)], body.as_bytes());
+    assert_eq!((status, resp.contains("BKG102")), (400, true), "{resp}");
+    let body = r#"{"migrations": [{"name": "20260104000000_more.sql", "sql": "SELECT 2"}]}"#;
+    let (status, _, resp) = server.http("POST", "/migrate/apply", &[("apikey", &service)], body.as_bytes());
+    assert_eq!((status, resp.contains("BKG101")), (409, true), "{resp}");
+    let (status, _, resp) = server.http("POST", "/migrate/apply", &[("apikey", &anon)], b"");
+    assert_eq!((status, resp.contains("42501")), (403, true), "{resp}");
+    let (status, _, resp) = server.http("GET", "/migrate/status", &[("apikey", &service)], b"");
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains(r#""state":"missing""#) && resp.contains("feature_schemas"), "{resp}");
+}

@@ -1,0 +1,120 @@
+//! Commands besides `serve`: `migrate apply` and `migrate status`.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use crate::config::{MigrateAction, MigrateArgs};
+use crate::migrate::{self, Migration, StatusRow};
+use crate::sql::{Engine, EngineConfig};
+
+/// Runs a migrate command; returns the process exit code.
+pub fn migrate(action: MigrateAction) -> i32 {
+    let (apply, args) = match action {
+        MigrateAction::Apply(a) => (true, a),
+        MigrateAction::Status(a) => (false, a),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(64 << 20)
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(apply, &args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bkg-db migrate: {e}");
+            1
+        }
+    }
+}
+
+fn print_status(rows: &[StatusRow]) {
+    println!("{:<16} {:<10} {:<32} name", "version", "state", "applied_at");
+    for r in rows {
+        println!("{:<16} {:<10} {:<32} {}", r.version, r.state, r.applied_at.as_deref().unwrap_or("-"), r.name);
+    }
+}
+
+async fn run(apply: bool, args: &MigrateArgs) -> Result<(), String> {
+    let files = match &args.dir {
+        Some(d) => migrate::load_dir(d).map_err(|e| e.to_string())?,
+        None => vec![],
+    };
+    if let Some(url) = &args.url {
+        return remote(apply, url, args.key.as_deref(), &files);
+    }
+    let dir = std::path::PathBuf::from(args.data_dir.strip_prefix("file://").unwrap_or(&args.data_dir));
+    let opts = bkg_kernel::Options::new(&dir);
+    let engine: Arc<Engine> = tokio::task::spawn_blocking(move || Engine::open(opts, EngineConfig::default()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let mut all = migrate::builtin();
+    all.extend(files);
+    let all = migrate::sort(all).map_err(|e| e.to_string())?;
+    let result = async {
+        if apply {
+            let done = migrate::apply(&engine, &all).await.map_err(|e| e.to_string())?;
+            println!("applied {} migration(s)", done.len());
+        }
+        print_status(&migrate::status(&engine, &all).await.map_err(|e| e.to_string())?);
+        Ok::<(), String>(())
+    }
+    .await;
+    let db = engine.db.clone();
+    let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    result
+}
+
+/// POSTs the files to a running server (plain HTTP/1.1; put TLS in front with a proxy).
+fn remote(apply: bool, url: &str, key: Option<&str>, files: &[Migration]) -> Result<(), String> {
+    let key = key.ok_or("--url needs the service key (--key or BKG_DB_SERVICE_KEY)")?;
+    let hostport = url.strip_prefix("http://").ok_or("--url must start with http://")?.trim_end_matches('/');
+    let body = serde_json::json!({
+        "migrations": files.iter().map(|m| serde_json::json!({"name": m.file_name(), "sql": m.sql})).collect::<Vec<_>>()
+    })
+    .to_string();
+    let path = if apply { "/migrate/apply" } else { "/migrate/status" };
+    let mut s = std::net::TcpStream::connect(hostport).map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\napikey: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let resp = String::from_utf8_lossy(&resp);
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|_| format!("HTTP {status}: {body}"))?;
+    if status != 200 {
+        return Err(format!(
+            "HTTP {status} {}: {}{}",
+            v["code"].as_str().unwrap_or("?"),
+            v["message"].as_str().unwrap_or(""),
+            v["details"].as_str().map(|d| format!(" ({d})")).unwrap_or_default()
+        ));
+    }
+    if apply {
+        println!("applied {} migration(s)", v["applied"].as_array().map_or(0, Vec::len));
+    }
+    let rows: Vec<StatusRow> = v["status"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| StatusRow {
+                    version: r["version"].as_str().unwrap_or_default().into(),
+                    name: r["name"].as_str().unwrap_or_default().into(),
+                    state: match r["state"].as_str() {
+                        Some("applied") => "applied",
+                        Some("pending") => "pending",
+                        Some("edited") => "edited",
+                        _ => "missing",
+                    },
+                    applied_at: r["applied_at"].as_str().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print_status(&rows);
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `POST /migrate/apply` and `GET|POST /migrate/status` (service role only).
+//!
+//! Body (optional): `{"migrations": [{"name": "<version>_<name>.sql", "sql": "..."}]}`. The set is
+//! the built-in migrations, the files of `BKG_DB_MIGRATIONS_DIR` and those of the body.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::RestError;
+use super::{RestState, read_body};
+use crate::migrate::{self, MigrateError, Migration};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    sql: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(default)]
+    migrations: Vec<File>,
+}
+
+fn error(e: MigrateError) -> RestError {
+    let status = match e.code.as_str() {
+        "BKG101" => 409,
+        "BKG102" | "BKG103" | "BKG104" => 400,
+        code => super::error::sql_status(code, false),
+    };
+    let mut r = RestError::new(status, e.code.clone(), e.message.clone());
+    r.details = Some(match (&e.file, &e.detail) {
+        (Some(f), Some(d)) => format!("{f}: {d}"),
+        (Some(f), None) => f.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => String::new(),
+    })
+    .filter(|d| !d.is_empty());
+    r
+}
+
+/// The migration set of a request, after checking that it comes from the service role.
+async fn set(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body) -> Result<Vec<Migration>, RestError> {
+    let ctx = s.begin(addr, headers).await?;
+    if ctx.principal.role != crate::auth::SERVICE_ROLE {
+        return Err(RestError::new(403, "42501", "migrations need the service role"));
+    }
+    let bytes = read_body(body, s.config.body_bytes_max).await?;
+    let req: Request = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Request::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RestError::new(400, "PGRST102", "Body must be {\"migrations\": [{\"name\", \"sql\"}]}")
+                .details(e.to_string())
+        })?
+    };
+    let mut all = migrate::builtin();
+    if let Some(dir) = &s.config.migrations_dir {
+        all.extend(migrate::load_dir(dir).map_err(error)?);
+    }
+    for f in req.migrations {
+        all.push(Migration::new(&f.name, &f.sql).map_err(error)?);
+    }
+    migrate::sort(all).map_err(error)
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+pub async fn apply(
+    State(s): State<RestState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let run = async {
+        let all = set(&s, addr, &headers, body).await?;
+        let applied = migrate::apply(&s.engine, &all).await.map_err(error)?;
+        let status = migrate::status(&s.engine, &all).await.map_err(error)?;
+        Ok::<_, RestError>(json(StatusCode::OK, serde_json::json!({"applied": applied, "status": status})))
+    };
+    match Box::pin(run).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn status(
+    State(s): State<RestState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let run = async {
+        let all = set(&s, addr, &headers, body).await?;
+        let status = migrate::status(&s.engine, &all).await.map_err(error)?;
+        Ok::<_, RestError>(json(StatusCode::OK, serde_json::json!({"status": status})))
+    };
+    match Box::pin(run).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
