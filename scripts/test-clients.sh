@@ -2,7 +2,8 @@
 # Driver tests with real client libraries against the built server:
 #   - Python psycopg 3 (pytest), in a venv under $HOME/.cache/bkg-venv (created or reused)
 #   - Node.js `pg` and `@supabase/postgrest-js` (node --test), installed from
-#     tests/clients/node/package-lock.json; postgrest-js drives the REST API (/rest/v1)
+#     tests/clients/node/package-lock.json; postgrest-js drives the REST API (/rest/v1), and
+#     @redocly/cli lints the OpenAPI document the server serves
 # The suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
 # free loopback ports and stop it again. Exits non-zero if either suite fails.
 set -uo pipefail
@@ -57,7 +58,8 @@ node_suite() {
   fi
   echo "== node $(node --version), pg $(node -p "require('pg/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @supabase/postgrest-js $(node -p "require('@supabase/postgrest-js/package.json').version") (node --test) against $BKG_DB_BIN"
-  node --test test_pg.mjs test_postgrest.mjs
+  echo "== node $(node --version), @redocly/cli $(node -p "require('@redocly/cli/package.json').version") (OpenAPI lint) against $BKG_DB_BIN"
+  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs
 }
 
 python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }

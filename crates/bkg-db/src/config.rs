@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Start the server (the default).
     Serve(ServeArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API.
+    Openapi,
     /// Schema migrations: `migrate apply` / `migrate status`.
     Migrate {
         #[command(subcommand)]

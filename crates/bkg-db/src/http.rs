@@ -26,6 +26,7 @@ pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .with_state(state)
         .merge(crate::rest::router(rest))
         .fallback(not_found)
@@ -35,6 +36,9 @@ async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
     crate::rest::RestError::new(404, "PGRST125", format!("Invalid path specified in request URL: {}", uri.path()))
 }
 
+/// Liveness and state: version, uptime, last checkpoint, recovery.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The server is up", content_type = "application/json")))]
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let cp = s.engine.db.last_checkpoint();
@@ -57,9 +61,19 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
     }))
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
     let body = s.metrics.render(&s.engine.db, s.pg.active_connections(), fast);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 description of the HTTP API", content_type = "application/json")))]
+async fn openapi() -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], crate::openapi::json())
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod migrate;
+pub mod openapi;
 pub mod pgwire;
 pub mod rest;
 pub mod server;

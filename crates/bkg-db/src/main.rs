@@ -9,6 +9,10 @@ fn main() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Openapi) => {
+            println!("{}", bkg_db::openapi::json());
+            std::process::exit(0);
+        }
         Some(Command::Migrate { action }) => {
             let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

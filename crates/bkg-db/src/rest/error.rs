@@ -5,6 +5,17 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::SqlError;
 
+/// The body of every error answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// SQLSTATE (`23505`), PostgREST code (`PGRST116`) or bkg-db code (`BKG101`).
+    code: String,
+    message: String,
+    details: Option<String>,
+    hint: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestError {
     pub status: u16,

@@ -14,18 +14,41 @@ use super::error::RestError;
 use super::{RestState, read_body};
 use crate::migrate::{self, MigrateError, Migration};
 
-#[derive(serde::Deserialize)]
+/// A migration file.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub struct MigrationFile {
+    /// `<version>_<name>.sql`, the version at least 8 digits.
     name: String,
     sql: String,
 }
 
-#[derive(serde::Deserialize, Default)]
+/// Migrations to consider besides the built-in ones and BKG_DB_MIGRATIONS_DIR.
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Request {
+pub struct MigrationsRequest {
     #[serde(default)]
-    migrations: Vec<File>,
+    migrations: Vec<MigrationFile>,
+}
+
+/// Answer of `/migrate/apply` (`applied` is absent for status).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MigrationsResponse {
+    /// Versions applied by this request.
+    applied: Option<Vec<String>>,
+    status: Vec<MigrationStatus>,
+}
+
+/// Where one migration stands.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MigrationStatus {
+    version: String,
+    name: String,
+    /// `applied`, `pending`, `edited` (applied, changed since) or `missing` (applied, not given).
+    state: String,
+    applied_at: Option<String>,
 }
 
 fn error(e: MigrateError) -> RestError {
@@ -52,8 +75,8 @@ async fn set(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body) -
         return Err(RestError::new(403, "42501", "migrations need the service role"));
     }
     let bytes = read_body(body, s.config.body_bytes_max).await?;
-    let req: Request = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Request::default()
+    let req: MigrationsRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        MigrationsRequest::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| {
             RestError::new(400, "PGRST102", "Body must be {\"migrations\": [{\"name\", \"sql\"}]}")
@@ -74,6 +97,16 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
+/// Apply the pending migrations, each in its own transaction (service role).
+#[utoipa::path(post, path = "/migrate/apply", tag = "migrations",
+    request_body(content = MigrationsRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied; the status of every migration", body = MigrationsResponse),
+        (status = 400, description = "Bad file name (BKG102), transaction control in a file (BKG103), or the failing statement's error", body = super::error::ErrorBody),
+        (status = 403, description = "Not the service role", body = super::error::ErrorBody),
+        (status = 409, description = "An applied migration was edited (BKG101)", body = super::error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
 pub async fn apply(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -92,6 +125,13 @@ pub async fn apply(
     }
 }
 
+/// List the migrations and their state (service role); POST may add files as for apply.
+#[utoipa::path(get, path = "/migrate/status", tag = "migrations",
+    responses(
+        (status = 200, description = "The status of every migration", body = MigrationsResponse),
+        (status = 403, description = "Not the service role", body = super::error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
 pub async fn status(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,

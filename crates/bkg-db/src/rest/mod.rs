@@ -21,7 +21,6 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use serde_json::Value as Json;
 
 use crate::auth::{AuthConfig, AuthFailure, Principal};
@@ -82,8 +81,17 @@ impl RestState {
 
 pub fn router(state: RestState) -> Router {
     Router::new()
-        .route("/rest/v1/rpc/{function}", any(rpc))
-        .route("/rest/v1/{table}", any(table_request))
+        .route("/rest/v1/rpc/{function}", axum::routing::get(rpc_get).post(rpc_post).fallback(rpc))
+        .route(
+            "/rest/v1/{table}",
+            axum::routing::get(rows_get)
+                .head(rows_head)
+                .post(rows_post)
+                .patch(rows_patch)
+                .put(rows_put)
+                .delete(rows_delete)
+                .fallback(table_request),
+        )
         .route("/query", axum::routing::post(query::query))
         .route("/migrate/apply", axum::routing::post(migrations::apply))
         .route("/migrate/status", axum::routing::get(migrations::status).post(migrations::status))
@@ -367,6 +375,185 @@ async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, RestError> {
 fn parse_json(bytes: &[u8]) -> Result<Json, RestError> {
     serde_json::from_slice(bytes)
         .map_err(|e| RestError::new(400, "PGRST102", "Empty or invalid json").details(e.to_string()))
+}
+
+/// Query-string parameters of `/rest/v1/{table}` besides the column filters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TableParams {
+    /// Columns, aliases (`alias:col`), casts (`col::text`), JSON paths (`data->a->>b`) and
+    /// embedded resources over foreign keys (`author:users(name)`, `posts!inner(*)`).
+    select: Option<String>,
+    /// `col.desc.nullslast,other`.
+    order: Option<String>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    /// Columns of the unique constraint an upsert resolves on (default: the primary key).
+    on_conflict: Option<String>,
+    /// Columns taken from the body of an insert.
+    columns: Option<String>,
+    /// `(a.eq.1,and(b.gt.2,c.is.null))`; also `and`, `not.or`, `not.and`. Any other parameter
+    /// is a filter `column=[not.]op.value` with op one of eq neq gt gte lt lte like ilike match
+    /// imatch in is isdistinct, or `embedded.column=...` for an embedded resource.
+    or: Option<String>,
+}
+
+/// Headers of `/rest/v1/{table}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct TableHeaders {
+    /// `return=minimal|representation|headers-only`, `count=exact`,
+    /// `resolution=merge-duplicates|ignore-duplicates`, `missing=default`.
+    #[param(rename = "Prefer")]
+    prefer: Option<String>,
+    /// `0-9`: rows 0 to 9 (with `Range-Unit: items`).
+    #[param(rename = "Range")]
+    range: Option<String>,
+    /// Schema to read from (one of BKG_DB_REST_SCHEMAS).
+    #[param(rename = "Accept-Profile")]
+    accept_profile: Option<String>,
+    /// Schema to write to.
+    #[param(rename = "Content-Profile")]
+    content_profile: Option<String>,
+}
+
+/// Read rows.
+#[utoipa::path(get, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
+    responses(
+        (status = 200, description = "Rows as a JSON array (or one object with Accept: application/vnd.pgrst.object+json, or CSV with Accept: text/csv); Content-Range gives the range and, with Prefer: count=exact, the total"),
+        (status = 206, description = "Part of the rows (a range of a counted total)"),
+        (status = 400, description = "Bad filter, select or value", body = error::ErrorBody),
+        (status = 401, description = "No or invalid key, or the role lacks the privilege (anon)", body = error::ErrorBody),
+        (status = 404, description = "No such table", body = error::ErrorBody),
+        (status = 406, description = "Not exactly one row for the single-object type, or an unknown media type", body = error::ErrorBody),
+        (status = 416, description = "Offset beyond the counted total", body = error::ErrorBody),
+        (status = 429, description = "Too many requests from this client", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_get(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
+}
+
+/// Count or check rows without a body (same parameters as GET).
+#[utoipa::path(head, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
+    responses(
+        (status = 200, description = "Headers only (Content-Range)"),
+        (status = 206, description = "Headers only, partial range"),
+        (status = 400, description = "Bad filter or value (no body)"),
+        (status = 401, description = "No or invalid key, or no privilege (no body)"),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_head(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
+}
+
+/// Insert rows (a JSON object or an array of objects); upsert with Prefer: resolution=...
+#[utoipa::path(post, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+    request_body(content = Object, description = "One object or an array of objects with the same keys", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the rows with Prefer: return=representation, a Location with return=headers-only"),
+        (status = 400, description = "Bad body or value", body = error::ErrorBody),
+        (status = 409, description = "Unique or foreign key violation", body = error::ErrorBody),
+        (status = 413, description = "Body too large", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_post(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
+}
+
+/// Update the rows matching the filters (at least one filter is required).
+#[utoipa::path(patch, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+    request_body(content = Object, description = "Columns to set", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed rows (Prefer: return=representation)"),
+        (status = 204, description = "Changed"),
+        (status = 400, description = "No filter (21000), bad body or value", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_patch(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
+}
+
+/// Insert or replace one row addressed by its whole primary key (`id=eq.1`).
+#[utoipa::path(put, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+    request_body(content = Object, description = "The row", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The row (Prefer: return=representation)"),
+        (status = 204, description = "Written"),
+        (status = 405, description = "The filters are not exactly the primary key with eq", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_put(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
+}
+
+/// Delete the rows matching the filters (at least one filter is required).
+#[utoipa::path(delete, path = "/rest/v1/{table}", tag = "rest",
+    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+    responses(
+        (status = 200, description = "The deleted rows (Prefer: return=representation)"),
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "No filter (21000)", body = error::ErrorBody),
+        (status = 409, description = "Still referenced by a foreign key", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rows_delete(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    table_request(s, c, m, p, q, h, b).await
 }
 
 async fn table_request(
@@ -810,6 +997,47 @@ fn location(rel: &Rel, batches: &[datafusion::arrow::record_batch::RecordBatch])
         parts.push(format!("{}=eq.{enc}", form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()));
     }
     Some(format!("/{}?{}", rel.name, parts.join("&")))
+}
+
+/// Call a function of the engine with the arguments of the JSON body, in order.
+#[utoipa::path(post, path = "/rest/v1/rpc/{function}", tag = "rest",
+    params(("function" = String, Path, description = "Function name")),
+    request_body(content = Object, description = "Arguments, e.g. {\"a\": 2, \"b\": 10}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The function's value as JSON"),
+        (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rpc_post(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    rpc(s, c, m, p, q, h, b).await
+}
+
+/// Call a function with the arguments in the query string.
+#[utoipa::path(get, path = "/rest/v1/rpc/{function}", tag = "rest",
+    params(("function" = String, Path, description = "Function name")),
+    responses(
+        (status = 200, description = "The function's value as JSON"),
+        (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
+async fn rpc_get(
+    s: State<RestState>,
+    c: ConnectInfo<SocketAddr>,
+    m: Method,
+    p: Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Body,
+) -> Response {
+    rpc(s, c, m, p, q, h, b).await
 }
 
 async fn rpc(

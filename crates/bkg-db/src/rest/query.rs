@@ -29,21 +29,47 @@ pub const BATCH_STATEMENTS_MAX: usize = 1000;
 /// Most parameters of one statement.
 pub const PARAMS_MAX: usize = 10_000;
 
-#[derive(serde::Deserialize)]
+/// One statement with its `$1, $2, ...` parameters.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct One {
+pub struct QueryStatement {
     query: String,
+    /// JSON values: numbers, strings, booleans, null (objects and arrays as JSON text).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     params: Vec<Json>,
 }
 
-#[derive(serde::Deserialize)]
+/// `{"query", "params"}`, or `{"batch": [...]}` to run several statements in one transaction.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Body1 {
+pub struct QueryRequest {
     query: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     params: Vec<Json>,
-    batch: Option<Vec<One>>,
+    batch: Option<Vec<QueryStatement>>,
+}
+
+/// One statement's outcome in a JSON answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct QueryResult {
+    /// The command tag: `SELECT 2`, `INSERT 0 1`, `CREATE TABLE`.
+    command: String,
+    /// Name and PostgreSQL type name of each column (statements that return rows).
+    #[schema(value_type = Option<Vec<Object>>)]
+    columns: Option<Vec<Json>>,
+    /// The rows as objects.
+    #[schema(value_type = Option<Vec<Object>>)]
+    rows: Option<Vec<Json>>,
+}
+
+/// The JSON answer of `/query`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct QueryResponse {
+    results: Vec<QueryResult>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +132,17 @@ struct Result1 {
     rows: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
 
+/// Run SQL with positional parameters.
+#[utoipa::path(post, path = "/query", tag = "sql",
+    request_body(content = QueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "JSON results (or, by Accept, the last result set as text/csv or application/vnd.apache.arrow.stream)", body = QueryResponse),
+        (status = 400, description = "Bad body or SQL; SET, transaction control and COPY are refused (0A000)", body = super::error::ErrorBody),
+        (status = 401, description = "No or invalid key, or the role lacks a privilege", body = super::error::ErrorBody),
+        (status = 406, description = "Unknown media type", body = super::error::ErrorBody),
+        (status = 413, description = "Body, statement count or result rows over the limits (54000)", body = super::error::ErrorBody),
+    ),
+    security(("apikey" = []), ("bearer" = [])))]
 pub async fn query(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -122,12 +159,12 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
     let mut ctx = s.begin(addr, headers).await?;
     let fmt = format(headers)?;
     let bytes = read_body(body, s.config.body_bytes_max).await?;
-    let req: Body1 = serde_json::from_slice(&bytes).map_err(|e| {
+    let req: QueryRequest = serde_json::from_slice(&bytes).map_err(|e| {
         RestError::new(400, "PGRST102", "Body must be {\"query\": ..., \"params\": [...]} or {\"batch\": [...]}")
             .details(e.to_string())
     })?;
-    let items: Vec<One> = match (req.query, req.batch) {
-        (Some(q), None) => vec![One { query: q, params: req.params }],
+    let items: Vec<QueryStatement> = match (req.query, req.batch) {
+        (Some(q), None) => vec![QueryStatement { query: q, params: req.params }],
         (None, Some(b)) if !b.is_empty() && req.params.is_empty() => b,
         _ => return Err(RestError::new(400, "PGRST102", "Give either query (with params) or a non-empty batch")),
     };
