@@ -113,16 +113,7 @@ pub async fn apply(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let run = async {
-        let all = set(&s, addr, &headers, body).await?;
-        let applied = migrate::apply(&s.engine, &all).await.map_err(error)?;
-        let status = migrate::status(&s.engine, &all).await.map_err(error)?;
-        Ok::<_, RestError>(json(StatusCode::OK, serde_json::json!({"applied": applied, "status": status})))
-    };
-    match Box::pin(run).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    run(&s, addr, &headers, body, true).await
 }
 
 /// List the migrations and their state (service role); POST may add files as for apply.
@@ -138,12 +129,24 @@ pub async fn status(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let run = async {
-        let all = set(&s, addr, &headers, body).await?;
+    run(&s, addr, &headers, body, false).await
+}
+
+async fn run(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body, apply: bool) -> Response {
+    let go = async {
+        let all = set(s, addr, headers, body).await?;
+        let applied = match apply {
+            true => Some(migrate::apply(&s.engine, &all).await.map_err(error)?),
+            false => None,
+        };
         let status = migrate::status(&s.engine, &all).await.map_err(error)?;
-        Ok::<_, RestError>(json(StatusCode::OK, serde_json::json!({"status": status})))
+        let body = match applied {
+            Some(a) => serde_json::json!({"applied": a, "status": status}),
+            None => serde_json::json!({"status": status}),
+        };
+        Ok::<_, RestError>(json(StatusCode::OK, body))
     };
-    match Box::pin(run).await {
+    match Box::pin(go).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

@@ -70,12 +70,14 @@ pub struct RestState {
     pub auth: Arc<AuthConfig>,
     pub config: Arc<RestConfig>,
     pub limiter: Arc<limits::RateLimiter>,
+    pub sessions: Arc<SessionPool>,
 }
 
 impl RestState {
     pub fn new(engine: Arc<Engine>, auth: Arc<AuthConfig>, config: RestConfig) -> RestState {
         let limiter = Arc::new(limits::RateLimiter::new(config.rate_per_s, config.rate_burst));
-        RestState { engine, auth, config: Arc::new(config), limiter }
+        let sessions = Arc::new(SessionPool { idle: parking_lot::Mutex::new(Default::default()) });
+        RestState { engine, auth, config: Arc::new(config), limiter, sessions }
     }
 }
 
@@ -98,12 +100,63 @@ pub fn router(state: RestState) -> Router {
         .with_state(state)
 }
 
-/// A request that passed authentication and rate limiting.
+/// A request that passed authentication and rate limiting. Its session goes back to the pool
+/// when the request is done (unless a transaction is still open, e.g. after a cancelled request).
 pub struct Ctx {
     pub principal: Principal,
-    pub session: Session,
+    session: Option<Session>,
+    pool: Arc<SessionPool>,
     /// No user token: 42501 becomes 401 rather than 403.
     pub anonymous: bool,
+}
+
+impl Ctx {
+    pub fn session(&mut self) -> &mut Session {
+        self.session.as_mut().expect("a request's session lives until the request ends")
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool.give(&self.principal.role, s);
+        }
+    }
+}
+
+/// Idle sessions per role, so a request does not build a planner state from scratch. HTTP
+/// requests cannot change a session's settings (SET is refused) and run their statements in
+/// transactions they end, so a returned session is as good as new.
+pub struct SessionPool {
+    idle: parking_lot::Mutex<std::collections::HashMap<String, Vec<Session>>>,
+}
+
+/// Most idle sessions kept per role.
+pub const POOLED_SESSIONS_PER_ROLE_MAX: usize = 64;
+
+impl SessionPool {
+    fn take(&self, engine: &Arc<Engine>, role: &str, timeout_ms: u64) -> Result<Session, RestError> {
+        if let Some(s) = self.idle.lock().get_mut(role).and_then(Vec::pop) {
+            return Ok(s);
+        }
+        let mut session = engine.session(role);
+        if timeout_ms > 0 {
+            session.set_var("statement_timeout", timeout_ms.to_string()).map_err(|e| RestError::from_sql(e, true))?;
+        }
+        Ok(session)
+    }
+
+    fn give(&self, role: &str, s: Session) {
+        // Only a session as it was handed out goes back: no open transaction, no other role.
+        if s.in_transaction() || s.in_failed_transaction() || s.vars.get("role").is_some_and(|r| r != "none") {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        let v = idle.entry(role.to_string()).or_default();
+        if v.len() < POOLED_SESSIONS_PER_ROLE_MAX {
+            v.push(s);
+        }
+    }
 }
 
 impl RestState {
@@ -151,14 +204,9 @@ impl RestState {
             }
             Some(_) => {}
         }
-        let mut session = self.engine.session(&principal.role);
-        if self.config.statement_timeout_ms > 0 {
-            session
-                .set_var("statement_timeout", self.config.statement_timeout_ms.to_string())
-                .map_err(|e| RestError::from_sql(e, true))?;
-        }
+        let session = self.sessions.take(&self.engine, &principal.role, self.config.statement_timeout_ms)?;
         let anonymous = principal.role == crate::auth::ANON_ROLE;
-        Ok(Ctx { principal, session, anonymous })
+        Ok(Ctx { principal, session: Some(session), pool: self.sessions.clone(), anonymous })
     }
 }
 
@@ -377,6 +425,25 @@ fn parse_json(bytes: &[u8]) -> Result<Json, RestError> {
         .map_err(|e| RestError::new(400, "PGRST102", "Empty or invalid json").details(e.to_string()))
 }
 
+/// A documented handler that forwards to the method-agnostic one (`table_request`, `rpc`):
+/// one function per method, so each gets its own OpenAPI operation.
+macro_rules! forward {
+    ($(#[$attr:meta])* $name:ident => $target:ident) => {
+        $(#[$attr])*
+        async fn $name(
+            s: State<RestState>,
+            c: ConnectInfo<SocketAddr>,
+            m: Method,
+            p: Path<String>,
+            q: RawQuery,
+            h: HeaderMap,
+            b: Body,
+        ) -> Response {
+            $target(s, c, m, p, q, h, b).await
+        }
+    };
+}
+
 /// Query-string parameters of `/rest/v1/{table}` besides the column filters.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -419,141 +486,93 @@ pub struct TableHeaders {
     content_profile: Option<String>,
 }
 
-/// Read rows.
-#[utoipa::path(get, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
-    responses(
-        (status = 200, description = "Rows as a JSON array (or one object with Accept: application/vnd.pgrst.object+json, or CSV with Accept: text/csv); Content-Range gives the range and, with Prefer: count=exact, the total"),
-        (status = 206, description = "Part of the rows (a range of a counted total)"),
-        (status = 400, description = "Bad filter, select or value", body = error::ErrorBody),
-        (status = 401, description = "No or invalid key, or the role lacks the privilege (anon)", body = error::ErrorBody),
-        (status = 404, description = "No such table", body = error::ErrorBody),
-        (status = 406, description = "Not exactly one row for the single-object type, or an unknown media type", body = error::ErrorBody),
-        (status = 416, description = "Offset beyond the counted total", body = error::ErrorBody),
-        (status = 429, description = "Too many requests from this client", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_get(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Read rows.
+    #[utoipa::path(get, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
+        responses(
+            (status = 200, description = "Rows as a JSON array (or one object with Accept: application/vnd.pgrst.object+json, or CSV with Accept: text/csv); Content-Range gives the range and, with Prefer: count=exact, the total"),
+            (status = 206, description = "Part of the rows (a range of a counted total)"),
+            (status = 400, description = "Bad filter, select or value", body = error::ErrorBody),
+            (status = 401, description = "No or invalid key, or the role lacks the privilege (anon)", body = error::ErrorBody),
+            (status = 404, description = "No such table", body = error::ErrorBody),
+            (status = 406, description = "Not exactly one row for the single-object type, or an unknown media type", body = error::ErrorBody),
+            (status = 416, description = "Offset beyond the counted total", body = error::ErrorBody),
+            (status = 429, description = "Too many requests from this client", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_get => table_request
 }
 
-/// Count or check rows without a body (same parameters as GET).
-#[utoipa::path(head, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
-    responses(
-        (status = 200, description = "Headers only (Content-Range)"),
-        (status = 206, description = "Headers only, partial range"),
-        (status = 400, description = "Bad filter or value (no body)"),
-        (status = 401, description = "No or invalid key, or no privilege (no body)"),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_head(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Count or check rows without a body (same parameters as GET).
+    #[utoipa::path(head, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table or view"), TableParams, TableHeaders),
+        responses(
+            (status = 200, description = "Headers only (Content-Range)"),
+            (status = 206, description = "Headers only, partial range"),
+            (status = 400, description = "Bad filter or value (no body)"),
+            (status = 401, description = "No or invalid key, or no privilege (no body)"),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_head => table_request
 }
 
-/// Insert rows (a JSON object or an array of objects); upsert with Prefer: resolution=...
-#[utoipa::path(post, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
-    request_body(content = Object, description = "One object or an array of objects with the same keys", content_type = "application/json"),
-    responses(
-        (status = 201, description = "Created; the rows with Prefer: return=representation, a Location with return=headers-only"),
-        (status = 400, description = "Bad body or value", body = error::ErrorBody),
-        (status = 409, description = "Unique or foreign key violation", body = error::ErrorBody),
-        (status = 413, description = "Body too large", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_post(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Insert rows (a JSON object or an array of objects); upsert with Prefer: resolution=...
+    #[utoipa::path(post, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+        request_body(content = Object, description = "One object or an array of objects with the same keys", content_type = "application/json"),
+        responses(
+            (status = 201, description = "Created; the rows with Prefer: return=representation, a Location with return=headers-only"),
+            (status = 400, description = "Bad body or value", body = error::ErrorBody),
+            (status = 409, description = "Unique or foreign key violation", body = error::ErrorBody),
+            (status = 413, description = "Body too large", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_post => table_request
 }
 
-/// Update the rows matching the filters (at least one filter is required).
-#[utoipa::path(patch, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
-    request_body(content = Object, description = "Columns to set", content_type = "application/json"),
-    responses(
-        (status = 200, description = "The changed rows (Prefer: return=representation)"),
-        (status = 204, description = "Changed"),
-        (status = 400, description = "No filter (21000), bad body or value", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_patch(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Update the rows matching the filters (at least one filter is required).
+    #[utoipa::path(patch, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+        request_body(content = Object, description = "Columns to set", content_type = "application/json"),
+        responses(
+            (status = 200, description = "The changed rows (Prefer: return=representation)"),
+            (status = 204, description = "Changed"),
+            (status = 400, description = "No filter (21000), bad body or value", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_patch => table_request
 }
 
-/// Insert or replace one row addressed by its whole primary key (`id=eq.1`).
-#[utoipa::path(put, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
-    request_body(content = Object, description = "The row", content_type = "application/json"),
-    responses(
-        (status = 200, description = "The row (Prefer: return=representation)"),
-        (status = 204, description = "Written"),
-        (status = 405, description = "The filters are not exactly the primary key with eq", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_put(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Insert or replace one row addressed by its whole primary key (`id=eq.1`).
+    #[utoipa::path(put, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+        request_body(content = Object, description = "The row", content_type = "application/json"),
+        responses(
+            (status = 200, description = "The row (Prefer: return=representation)"),
+            (status = 204, description = "Written"),
+            (status = 405, description = "The filters are not exactly the primary key with eq", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_put => table_request
 }
 
-/// Delete the rows matching the filters (at least one filter is required).
-#[utoipa::path(delete, path = "/rest/v1/{table}", tag = "rest",
-    params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
-    responses(
-        (status = 200, description = "The deleted rows (Prefer: return=representation)"),
-        (status = 204, description = "Deleted"),
-        (status = 400, description = "No filter (21000)", body = error::ErrorBody),
-        (status = 409, description = "Still referenced by a foreign key", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rows_delete(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    table_request(s, c, m, p, q, h, b).await
+forward! {
+    /// Delete the rows matching the filters (at least one filter is required).
+    #[utoipa::path(delete, path = "/rest/v1/{table}", tag = "rest",
+        params(("table" = String, Path, description = "Table"), TableParams, TableHeaders),
+        responses(
+            (status = 200, description = "The deleted rows (Prefer: return=representation)"),
+            (status = 204, description = "Deleted"),
+            (status = 400, description = "No filter (21000)", body = error::ErrorBody),
+            (status = 409, description = "Still referenced by a foreign key", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rows_delete => table_request
 }
 
 async fn table_request(
@@ -585,8 +604,8 @@ async fn handle_table(
     let format = accept(headers)?;
     let req = parse_request(&query_pairs(q))?;
     let pref = prefer(headers);
-    let anonymous = ctx.anonymous;
-    let cat = ctx.session.catalog_view();
+    // The newest catalog (a pooled session's own view may be older).
+    let cat = s.engine.db.catalog();
     let rel = Rel::resolve(&cat, &schema, table)?;
     let body = if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
         Some(read_body(body, s.config.body_bytes_max).await?)
@@ -596,22 +615,22 @@ async fn handle_table(
     // One transaction per request: reads see one snapshot, writes commit or roll back whole.
     let begin =
         if matches!(*method, Method::GET | Method::HEAD) { "BEGIN ISOLATION LEVEL REPEATABLE READ" } else { "BEGIN" };
-    tx(&mut ctx.session, begin).await?;
+    tx(ctx.session(), begin).await?;
     let result = Box::pin(dispatch(s, &mut ctx, method, headers, &rel, req, &pref, format, body, cat)).await;
     match result {
         Ok(resp) => {
-            tx(&mut ctx.session, "COMMIT").await.map_err(|e| RestError { status: e.status, ..e })?;
+            // A foreign key race lost at COMMIT (23503) is reported like any statement error.
+            tx(ctx.session(), "COMMIT").await?;
             let mut resp = resp;
             if !pref.applied.is_empty()
                 && let Ok(v) = HeaderValue::from_str(&pref.applied.join(", "))
             {
                 resp.headers_mut().insert("preference-applied", v);
             }
-            let _ = anonymous;
             Ok(resp)
         }
         Err(e) => {
-            let _ = tx(&mut ctx.session, "ROLLBACK").await;
+            let _ = tx(ctx.session(), "ROLLBACK").await;
             Err(e)
         }
     }
@@ -719,7 +738,7 @@ async fn dispatch(
     cat: Arc<bkg_kernel::Catalog>,
 ) -> Result<Response, RestError> {
     let anonymous = ctx.anonymous;
-    let mut reader = Reader { session: &mut ctx.session, cat, anonymous };
+    let mut reader = Reader { session: ctx.session(), cat, anonymous };
     let header_names = table::header_names(rel, &req.select);
     let representation = pref.ret.as_deref() == Some("representation") || format == Format::Object;
     match *method {
@@ -827,11 +846,17 @@ async fn dispatch(
                         sql.text.push_str(&format!(" ON CONFLICT ({t}) DO UPDATE SET {}", sets.join(", ")));
                     }
                 }
-                sql.text.push_str(" RETURNING *");
-                let out = run(reader.session, sql, anonymous).await?;
-                if let Output::Rows { batches: b, .. } = out {
-                    n += b.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                    batches.extend(b);
+                // The written rows are only read back when the answer needs them.
+                if representation || pref.ret.as_deref() == Some("headers-only") {
+                    sql.text.push_str(" RETURNING *");
+                }
+                match run(reader.session, sql, anonymous).await? {
+                    Output::Rows { batches: b, .. } => {
+                        n += b.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                        batches.extend(b);
+                    }
+                    Output::Command { rows, .. } => n += rows.unwrap_or(0),
+                    _ => {}
                 }
             }
             let cr = format!("*/{}", if pref.count { n.to_string() } else { "*".into() });
@@ -870,8 +895,7 @@ async fn dispatch(
             let vals = row_values(&mut sql, rel, &cols, o)?;
             let sets: Vec<String> = cols.iter().zip(vals).map(|(c, v)| format!("{} = {v}", quote(c))).collect();
             let wheres = req.conds.iter().map(|c| sql.cond(rel, c, None)).collect::<Result<Vec<_>, _>>()?;
-            sql.text =
-                format!("UPDATE {} SET {} WHERE {} RETURNING *", rel.sql_name(), sets.join(", "), wheres.join(" AND "));
+            sql.text = format!("UPDATE {} SET {} WHERE {}", rel.sql_name(), sets.join(", "), wheres.join(" AND "));
             write_result(&mut reader, rel, &req, sql, representation, format, &header_names, pref.count).await
         }
         Method::DELETE => {
@@ -880,7 +904,7 @@ async fn dispatch(
             }
             let mut sql = Sql::default();
             let wheres = req.conds.iter().map(|c| sql.cond(rel, c, None)).collect::<Result<Vec<_>, _>>()?;
-            sql.text = format!("DELETE FROM {} WHERE {} RETURNING *", rel.sql_name(), wheres.join(" AND "));
+            sql.text = format!("DELETE FROM {} WHERE {}", rel.sql_name(), wheres.join(" AND "));
             write_result(&mut reader, rel, &req, sql, representation, format, &header_names, pref.count).await
         }
         Method::PUT => {
@@ -942,7 +966,7 @@ async fn dispatch(
             let action =
                 if sets.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", sets.join(", ")) };
             sql.text = format!(
-                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({t}) {action} RETURNING *",
+                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({t}) {action}",
                 rel.sql_name(),
                 cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
                 vals.join(", ")
@@ -964,12 +988,18 @@ async fn write_result(
     header_names: &[String],
     count: bool,
 ) -> Result<Response, RestError> {
-    let out = run(reader.session, sql, reader.anonymous).await?;
-    let batches = match out {
-        Output::Rows { batches, .. } => batches,
-        _ => vec![],
+    let mut sql = sql;
+    if representation {
+        sql.text.push_str(" RETURNING *");
+    }
+    let (batches, n) = match run(reader.session, sql, reader.anonymous).await? {
+        Output::Rows { batches, .. } => {
+            let n = batches.iter().map(|b| b.num_rows()).sum();
+            (batches, n)
+        }
+        Output::Command { rows, .. } => (vec![], rows.unwrap_or(0) as usize),
+        _ => (vec![], 0),
     };
-    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
     let cr = if n == 0 {
         format!("*/{}", if count { "0" } else { "*" })
     } else {
@@ -999,45 +1029,29 @@ fn location(rel: &Rel, batches: &[datafusion::arrow::record_batch::RecordBatch])
     Some(format!("/{}?{}", rel.name, parts.join("&")))
 }
 
-/// Call a function of the engine with the arguments of the JSON body, in order.
-#[utoipa::path(post, path = "/rest/v1/rpc/{function}", tag = "rest",
-    params(("function" = String, Path, description = "Function name")),
-    request_body(content = Object, description = "Arguments, e.g. {\"a\": 2, \"b\": 10}", content_type = "application/json"),
-    responses(
-        (status = 200, description = "The function's value as JSON"),
-        (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rpc_post(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    rpc(s, c, m, p, q, h, b).await
+forward! {
+    /// Call a function of the engine with the arguments of the JSON body, in order.
+    #[utoipa::path(post, path = "/rest/v1/rpc/{function}", tag = "rest",
+        params(("function" = String, Path, description = "Function name")),
+        request_body(content = Object, description = "Arguments, e.g. {\"a\": 2, \"b\": 10}", content_type = "application/json"),
+        responses(
+            (status = 200, description = "The function's value as JSON"),
+            (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rpc_post => rpc
 }
 
-/// Call a function with the arguments in the query string.
-#[utoipa::path(get, path = "/rest/v1/rpc/{function}", tag = "rest",
-    params(("function" = String, Path, description = "Function name")),
-    responses(
-        (status = 200, description = "The function's value as JSON"),
-        (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
-    ),
-    security(("apikey" = []), ("bearer" = [])))]
-async fn rpc_get(
-    s: State<RestState>,
-    c: ConnectInfo<SocketAddr>,
-    m: Method,
-    p: Path<String>,
-    q: RawQuery,
-    h: HeaderMap,
-    b: Body,
-) -> Response {
-    rpc(s, c, m, p, q, h, b).await
+forward! {
+    /// Call a function with the arguments in the query string.
+    #[utoipa::path(get, path = "/rest/v1/rpc/{function}", tag = "rest",
+        params(("function" = String, Path, description = "Function name")),
+        responses(
+            (status = 200, description = "The function's value as JSON"),
+            (status = 404, description = "No such function (PGRST202)", body = error::ErrorBody),
+        ),
+        security(("apikey" = []), ("bearer" = [])))]
+    rpc_get => rpc
 }
 
 async fn rpc(
@@ -1118,7 +1132,7 @@ async fn handle_rpc(
             .collect(),
         _ => return Err(RestError::new(405, "PGRST117", format!("Unsupported HTTP method: {method}"))),
     };
-    let known = ctx.session.statement_state().scalar_functions().contains_key(&function.to_lowercase());
+    let known = ctx.session().statement_state().scalar_functions().contains_key(&function.to_lowercase());
     if !known || !function.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         let names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
         return Err(RestError::new(
@@ -1141,7 +1155,7 @@ async fn handle_rpc(
         .collect();
     sql.text = format!("SELECT {}({}) AS \"{function}\"", function.to_lowercase(), vals.join(", "));
     let anonymous = ctx.anonymous;
-    let out = run(&mut ctx.session, sql, anonymous).await?;
+    let out = run(ctx.session(), sql, anonymous).await?;
     let Output::Rows { batches, .. } = out else {
         return Err(RestError::new(500, "XX000", "internal error"));
     };

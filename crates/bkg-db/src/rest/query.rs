@@ -108,7 +108,7 @@ fn literal(v: &Json) -> ast::Expr {
 /// the session as over pgwire); never session or transaction control.
 fn allowed(stmt: &Statement) -> Result<(), RestError> {
     let refused = match stmt {
-        Statement::Set(_) | Statement::ShowVariable { .. } => Some("SET and SHOW"),
+        Statement::Set(_) | Statement::Reset(_) | Statement::ShowVariable { .. } => Some("SET, RESET and SHOW"),
         Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => {
             Some("transaction control (send a batch to run statements in one transaction)")
         }
@@ -195,7 +195,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         return Err(RestError::new(400, "42601", "no statement to run"));
     }
     let anonymous = ctx.anonymous;
-    let session = &mut ctx.session;
+    let session = ctx.session();
     let block = plan.len() > 1;
     if block {
         super::tx(session, "BEGIN").await?;

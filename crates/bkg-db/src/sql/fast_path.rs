@@ -57,8 +57,16 @@ pub fn point_select(session: &Session, q: &ast::Query) -> SqlResult<Option<Outpu
 /// The point plan of `q`, if it is `SELECT columns FROM t WHERE key = value AND …` covering a
 /// unique index, values being literals or parameters.
 pub fn plan_point_select(session: &Session, catalog: &bkg_kernel::Catalog, q: &ast::Query) -> Option<PointPlan> {
-    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
-    {
+    // A unique key gives at most one row, so `LIMIT n` (n >= 1, no OFFSET) changes nothing.
+    let limit_ok = match &q.limit_clause {
+        None => true,
+        Some(ast::LimitClause::LimitOffset { limit: Some(Expr::Value(v)), offset: None, limit_by }) => {
+            limit_by.is_empty()
+                && matches!(&v.value, ast::Value::Number(n, false) if n.parse::<u64>().is_ok_and(|n| n >= 1))
+        }
+        Some(_) => false,
+    };
+    if q.with.is_some() || q.order_by.is_some() || !limit_ok || q.fetch.is_some() || !q.locks.is_empty() {
         return None;
     }
     let SetExpr::Select(sel) = q.body.as_ref() else { return None };

@@ -494,6 +494,17 @@ async fn rest_writes() {
     let c = server.connect().await;
     let n: i64 = c.query_one("SELECT count(*) FROM users WHERE name = 'bulk'", &[]).await.unwrap().get(0);
     assert_eq!(n, 0);
+    // A table created over pgwire after REST requests (pooled sessions) is served at once, and
+    // a GRANT made now applies to the next request.
+    c.batch_execute("CREATE TABLE late (id int PRIMARY KEY); INSERT INTO late VALUES (1)").await.unwrap();
+    let (anon, _) = server.api_keys();
+    let (status, _, body) = server.http("GET", "/rest/v1/late", &[("apikey", &service)], b"");
+    assert_eq!((status, body.as_str()), (200, r#"[{"id":1}]"#));
+    let (status, _, _) = server.http("GET", "/rest/v1/late", &[("apikey", &anon)], b"");
+    assert_eq!(status, 401);
+    c.batch_execute("GRANT SELECT ON late TO anon").await.unwrap();
+    let (status, _, body) = server.http("GET", "/rest/v1/late", &[("apikey", &anon)], b"");
+    assert_eq!((status, body.as_str()), (200, r#"[{"id":1}]"#));
     // What REST wrote is visible over pgwire at once.
     let row = c.query_one("SELECT name, age FROM users WHERE id = 10", &[]).await.unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, Option<i32>>(1)), ("merged".to_string(), Some(40)));
@@ -604,6 +615,7 @@ async fn sql_over_http() {
             // refused: session and transaction control, parameters for several statements
             post(s, "", r#"{"query": "SET statement_timeout = 0"}"#, 400, &["0A000"], &[]),
             post(s, "", r#"{"query": "BEGIN"}"#, 400, &["0A000"], &[]),
+            post(s, "", r#"{"query": "RESET statement_timeout"}"#, 400, &["0A000"], &[]),
             post(s, "", r#"{"query": "SELECT 1; SELECT $1", "params": [1]}"#, 400, &["42601"], &[]),
             post(s, "", r#"{"query": "SELECT $2", "params": [1]}"#, 400, &["08P01"], &[]),
             post(s, "", r#"{"query": "SELEC 1"}"#, 400, &["42601"], &[]),
