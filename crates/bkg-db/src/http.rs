@@ -23,6 +23,7 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
+    let counters = state.metrics.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -30,6 +31,23 @@ pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
         .with_state(state)
         .merge(crate::rest::router(rest))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(counters, count))
+}
+
+/// Counts every request and its answer's status class.
+async fn count(
+    State(m): State<Arc<Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    m.http_requests.fetch_add(1, Ordering::Relaxed);
+    let r = next.run(req).await;
+    if r.status().is_client_error() {
+        m.http_client_errors.fetch_add(1, Ordering::Relaxed);
+    } else if r.status().is_server_error() {
+        m.http_server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    r
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
@@ -40,7 +58,6 @@ async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "The server is up", content_type = "application/json")))]
 async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
-    s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let cp = s.engine.db.last_checkpoint();
     Json(serde_json::json!({
         "status": "ok",
@@ -65,7 +82,6 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
-    s.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
     let body = s.metrics.render(&s.engine.db, s.pg.active_connections(), fast);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

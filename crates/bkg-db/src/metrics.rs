@@ -11,6 +11,9 @@ pub struct Metrics {
     pub queries: AtomicU64,
     pub query_errors: AtomicU64,
     pub http_requests: AtomicU64,
+    /// HTTP answers with a 4xx status (429 included) and with a 5xx status.
+    pub http_client_errors: AtomicU64,
+    pub http_server_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -42,8 +45,20 @@ impl Metrics {
         metric(
             "bkg_http_requests_total",
             "counter",
-            "HTTP requests served.",
+            "HTTP requests served (every path).",
             self.http_requests.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_http_client_errors_total",
+            "counter",
+            "HTTP answers with a 4xx status (bad requests, refused keys, privileges, rate limit).",
+            self.http_client_errors.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_http_server_errors_total",
+            "counter",
+            "HTTP answers with a 5xx status.",
+            self.http_server_errors.load(Ordering::Relaxed),
         );
         metric("bkg_commits_total", "counter", "Transactions committed with writes.", s.commits);
         metric(

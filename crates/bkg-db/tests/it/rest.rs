@@ -524,6 +524,11 @@ async fn rest_rate_limit() {
     assert_eq!(&statuses[..3], &[404, 404, 404], "{statuses:?}");
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     assert!(retry_after);
+    // Every request is counted, and the six answers above were client errors.
+    let (_, metrics) = server.http_get("/metrics");
+    assert!(metrics.contains("\nbkg_http_requests_total 7\n"), "{metrics}");
+    assert!(metrics.contains("\nbkg_http_client_errors_total 6\n"), "{metrics}");
+    assert!(metrics.contains("\nbkg_http_server_errors_total 0\n"), "{metrics}");
 }
 
 #[tokio::test]
