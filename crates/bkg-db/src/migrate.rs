@@ -255,13 +255,10 @@ pub async fn apply(engine: &Arc<Engine>, migrations: &[Migration]) -> Result<Vec
             }
         }
         if failed.is_none() {
-            let mut rec = Session::parse(&format!("INSERT INTO {TABLE} (version, name, checksum) VALUES ($1, $2, $3)"))
-                .map_err(|e| sql_err(e, Some(&file)))?
-                .remove(0);
             let lit = |s: &str| ast::Expr::value(ast::Value::SingleQuotedString(s.to_string()));
-            crate::sql::describe::bind_params(&mut rec, &[lit(&m.version), lit(&m.name), lit(&m.checksum)])
-                .map_err(|e| sql_err(e, Some(&file)))?;
-            if let Err(e) = Box::pin(session.execute_statement(rec)).await {
+            let record = format!("INSERT INTO {TABLE} (version, name, checksum) VALUES ($1, $2, $3)");
+            let params = [lit(&m.version), lit(&m.name), lit(&m.checksum)];
+            if let Err(e) = Box::pin(session.execute_with_params(&record, &params)).await {
                 failed = Some(e);
             }
         }

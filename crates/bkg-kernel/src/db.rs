@@ -1273,18 +1273,7 @@ impl Transaction {
         self.count_rows(changes.len())?;
         // Foreign keys: referenced keys an update changes must not be referenced (ON UPDATE NO
         // ACTION); referencing columns it changes must point at existing rows (checked below).
-        let referenced_cols: Vec<usize> = {
-            let mut cols: Vec<usize> = self
-                .catalog
-                .tables
-                .values()
-                .flat_map(|t| t.foreign_keys.iter().filter(|fk| fk.ref_table == table))
-                .flat_map(|fk| fk.ref_columns.iter().copied())
-                .collect();
-            cols.sort_unstable();
-            cols.dedup();
-            cols
-        };
+        let referenced_cols = crate::fk::referenced_columns(&self.catalog, table);
         let fk_cols: Vec<usize> = def.foreign_keys.iter().flat_map(|fk| fk.columns.iter().copied()).collect();
         let mut fk_changed: HashSet<usize> = HashSet::new();
         if !referenced_cols.is_empty() || !fk_cols.is_empty() {

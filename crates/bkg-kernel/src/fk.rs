@@ -79,6 +79,15 @@ fn referencing(cat: &Catalog, table: u64) -> Vec<(&TableDef, &ForeignKeyDef)> {
         .collect()
 }
 
+/// Columns of `table` that some foreign key references, sorted.
+pub(crate) fn referenced_columns(cat: &Catalog, table: u64) -> Vec<usize> {
+    let mut cols: Vec<usize> =
+        referencing(cat, table).iter().flat_map(|(_, fk)| fk.ref_columns.iter().copied()).collect();
+    cols.sort_unstable();
+    cols.dedup();
+    cols
+}
+
 pub(crate) fn is_referenced(cat: &Catalog, table: u64) -> bool {
     cat.tables.values().any(|t| t.foreign_keys.iter().any(|fk| fk.ref_table == table))
 }

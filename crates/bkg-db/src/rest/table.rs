@@ -234,13 +234,7 @@ impl Sql {
 
 /// Runs one statement of SQL text with its parameters.
 pub async fn run(session: &mut Session, sql: Sql, anonymous: bool) -> Result<Output, RestError> {
-    let mut stmts = Session::parse(&sql.text).map_err(|e| RestError::from_sql(e, anonymous))?;
-    if stmts.len() != 1 {
-        return Err(RestError::new(500, "XX000", "internal error"));
-    }
-    let mut stmt = stmts.remove(0);
-    crate::sql::describe::bind_params(&mut stmt, &sql.params).map_err(|e| RestError::from_sql(e, anonymous))?;
-    Box::pin(session.execute_statement(stmt)).await.map_err(|e| RestError::from_sql(e, anonymous))
+    Box::pin(session.execute_with_params(&sql.text, &sql.params)).await.map_err(|e| RestError::from_sql(e, anonymous))
 }
 
 fn rows_of(out: Output) -> (Option<SchemaRef>, Vec<RecordBatch>, Option<u64>) {

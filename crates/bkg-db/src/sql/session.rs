@@ -414,6 +414,18 @@ impl Session {
         }
     }
 
+    /// Runs SQL text holding one statement, with `$n` bound to `params` (SQL expressions, bound
+    /// after parsing, so no value can change the statement's structure).
+    pub async fn execute_with_params(&mut self, sql: &str, params: &[ast::Expr]) -> SqlResult<Output> {
+        let mut stmts = Session::parse(sql)?;
+        if stmts.len() != 1 {
+            return Err(SqlError::internal("a statement with parameters must be one statement"));
+        }
+        let mut stmt = stmts.remove(0);
+        super::describe::bind_params(&mut stmt, params)?;
+        Box::pin(self.execute_statement(stmt)).await
+    }
+
     pub async fn execute_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
         self.last_active = std::time::Instant::now();
         let r = self.execute_statement_timed(stmt).await;
