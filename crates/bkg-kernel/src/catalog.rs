@@ -89,6 +89,58 @@ pub struct TableDef {
     /// Privileges granted to others (the owner's are implicit).
     #[serde(default)]
     pub acl: Vec<AclItem>,
+    /// Row-level security is on (`ALTER TABLE ... ENABLE ROW LEVEL SECURITY`).
+    #[serde(default)]
+    pub row_security: bool,
+    /// Row-level security applies to the owner too (`FORCE ROW LEVEL SECURITY`).
+    #[serde(default)]
+    pub force_row_security: bool,
+    /// Row-level security policies, in creation order.
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+}
+
+/// The command a policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PolicyCommand {
+    All,
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+impl PolicyCommand {
+    /// The command's name as SQL spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyCommand::All => "ALL",
+            PolicyCommand::Select => "SELECT",
+            PolicyCommand::Insert => "INSERT",
+            PolicyCommand::Update => "UPDATE",
+            PolicyCommand::Delete => "DELETE",
+        }
+    }
+
+    /// True when a policy for `self` governs statements of `command`.
+    pub fn covers(self, command: PolicyCommand) -> bool {
+        self == PolicyCommand::All || self == command
+    }
+}
+
+/// A row-level security policy (`CREATE POLICY`): which rows a role may see (`using`) and which
+/// new rows it may write (`with_check`), as SQL boolean expressions over the table's columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub oid: u64,
+    pub name: String,
+    pub command: PolicyCommand,
+    /// Permissive policies are OR-ed together; restrictive ones are AND-ed onto the result.
+    pub permissive: bool,
+    /// Roles the policy applies to (members included); empty means PUBLIC.
+    pub roles: Vec<u64>,
+    pub using: Option<String>,
+    pub with_check: Option<String>,
 }
 
 fn bootstrap_owner() -> u64 {
@@ -142,6 +194,10 @@ pub struct SchemaDef {
     /// default privileges); the server sets them for the API roles in exposed schemas.
     #[serde(default)]
     pub default_acl: Vec<AclItem>,
+    /// Tables created in the schema start with row-level security on (the server sets this
+    /// for the schemas it exposes over HTTP).
+    #[serde(default)]
+    pub row_security_default: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +227,7 @@ impl Default for Catalog {
                 owner: bootstrap_owner(),
                 acl: vec![public_usage],
                 default_acl: vec![],
+                row_security_default: false,
             },
         );
         Catalog {
@@ -214,8 +271,10 @@ impl Catalog {
             return if if_not_exists { Ok(false) } else { Err(Error::DuplicateSchema(name.into())) };
         }
         let id = self.alloc_oid();
-        self.schemas
-            .insert(name.to_string(), SchemaDef { id, name: name.into(), owner, acl: vec![], default_acl: vec![] });
+        self.schemas.insert(
+            name.to_string(),
+            SchemaDef { id, name: name.into(), owner, acl: vec![], default_acl: vec![], row_security_default: false },
+        );
         Ok(true)
     }
 
@@ -249,6 +308,7 @@ impl Catalog {
         if def.acl.is_empty() {
             def.acl = schema.default_acl.iter().filter(|a| a.grantee != def.owner).cloned().collect();
         }
+        def.row_security |= schema.row_security_default;
         if self.relation_exists(&def.schema, &def.name) {
             return if if_not_exists { Ok(None) } else { Err(Error::DuplicateTable(def.name.clone())) };
         }
@@ -419,6 +479,45 @@ impl Catalog {
     }
 
     /// Finds an index by name in a schema; returns (table id, index position).
+    /// Adds a policy to a table; the policy's oid is assigned here.
+    pub fn create_policy(&mut self, table: u64, mut policy: PolicyDef) -> Result<u64> {
+        let oid = self.alloc_oid();
+        let def = self.table_mut(table)?;
+        if def.policies.iter().any(|p| p.name == policy.name) {
+            return Err(Error::DuplicateObject {
+                kind: "policy",
+                name: format!("{}\" for table \"{}", policy.name, def.name),
+            });
+        }
+        policy.oid = oid;
+        def.policies.push(policy);
+        Ok(oid)
+    }
+
+    /// The policy `name` of a table, to change in place.
+    pub fn policy_mut(&mut self, table: u64, name: &str) -> Result<&mut PolicyDef> {
+        let def = self.table_mut(table)?;
+        let tname = def.name.clone();
+        def.policies
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::UndefinedObject { kind: "policy", name: format!("{name}\" for table \"{tname}") })
+    }
+
+    /// Removes a policy; `Ok(false)` when it does not exist and `if_exists` is set.
+    pub fn drop_policy(&mut self, table: u64, name: &str, if_exists: bool) -> Result<bool> {
+        let def = self.table_mut(table)?;
+        let before = def.policies.len();
+        def.policies.retain(|p| p.name != name);
+        if def.policies.len() == before {
+            if if_exists {
+                return Ok(false);
+            }
+            return Err(Error::UndefinedObject { kind: "policy", name: format!("{name}\" for table \"{}", def.name) });
+        }
+        Ok(true)
+    }
+
     pub fn find_index(&self, schema: &str, name: &str) -> Option<(u64, usize)> {
         self.tables
             .values()

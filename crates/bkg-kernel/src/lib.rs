@@ -35,7 +35,9 @@ pub mod vfs;
 pub mod wal;
 
 pub use acl::{AclItem, AclObject, BOOTSTRAP_SUPERUSER, PUBLIC, RoleDef, privilege};
-pub use catalog::{Catalog, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, TableDef, ViewDef};
+pub use catalog::{
+    Catalog, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, PolicyCommand, PolicyDef, TableDef, ViewDef,
+};
 pub use db::{
     CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo,
     Transaction,

@@ -26,6 +26,9 @@ pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
         foreign_keys: vec![],
         owner: crate::acl::BOOTSTRAP_SUPERUSER,
         acl: vec![],
+        row_security: false,
+        force_row_security: false,
+        policies: vec![],
     };
     Ok(txn.catalog_mut().create_table(def, false)?.expect("new table"))
 }

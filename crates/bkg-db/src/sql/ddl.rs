@@ -295,6 +295,9 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         foreign_keys: vec![],
         owner: session.role,
         acl: vec![],
+        row_security: false,
+        force_row_security: false,
+        policies: vec![],
     };
     if !pk.is_empty() {
         let cols = positions(&def, &pk)?;
@@ -583,6 +586,9 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
     session.require_owner(AclObject::Relation(table))?;
     for op in at.operations {
         use ast::AlterTableOperation as Op;
+        if super::policy::alter_table_security(session, table, &op)? {
+            continue;
+        }
         match op {
             Op::AddColumn { if_not_exists, column_def, .. } => {
                 let mut pk = vec![];

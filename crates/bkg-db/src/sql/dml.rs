@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bkg_kernel::{ColumnDefault, OnConflict, Row, TableDef, Value, privilege};
+use bkg_kernel::{ColumnDefault, OnConflict, PolicyCommand, Row, TableDef, Value, privilege};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::MemTable;
@@ -17,6 +17,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self, Statement};
 
 use super::ddl::{ident_name, resolve_table};
+use super::policy::{self, Clause};
 use super::provider::{DML_SCHEMA, ROWID_COLUMN, rows_to_batches};
 use super::session::{Output, Session};
 use super::types::column_values;
@@ -65,6 +66,8 @@ pub async fn insert_batches(
 ) -> SqlResult<u64> {
     let rows = build_rows(session, table, target, batches).await?;
     let n = rows.len() as u64;
+    let def = table_def(session, table)?;
+    policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
     session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
     Ok(n)
 }
@@ -302,6 +305,7 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     };
     let alias = ins.table_alias.as_ref().map(|a| a.alias.to_string()).unwrap_or_else(|| name_ident(&name));
     let proposed = if do_update.is_some() { rows.clone() } else { vec![] };
+    policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
     let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
     let mut written = outcome.inserted;
     if let Some(du) = do_update
@@ -312,7 +316,12 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     }
     let n = written.len() as u64;
     match &ins.returning {
-        Some(items) => returning(&def, &written, items, "INSERT", &alias).await,
+        Some(items) => {
+            // Rows handed back must be rows the principal may see.
+            let sec = session.security();
+            policy::check_rows(session, &sec, &def, PolicyCommand::Select, Clause::Using, &written)?;
+            returning(&def, &written, items, "INSERT", &alias).await
+        }
         None => Ok(Output::count("INSERT", n)),
     }
 }
@@ -376,6 +385,12 @@ async fn upsert(
     let batches = ctx.sql(&sql).await?.collect().await?;
     let changes =
         new_rows(def, &targets, &batches, |id| Ok(conflicts.iter().find(|(_, x, _)| *x == id).map(|c| c.2.clone())))?;
+    // The existing rows must be ones the principal may update, the new versions must pass.
+    let sec = session.security();
+    let existing: Vec<(u64, Row)> = conflicts.iter().map(|(_, r, row)| (*r, row.clone())).collect();
+    policy::check_rows(session, &sec, def, PolicyCommand::Update, Clause::Using, &existing)?;
+    let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
+    policy::check_new_rows(session, def, PolicyCommand::Update, Clause::Check, &new)?;
     session.with_txn(|t| Ok(t.update(table, changes)?))
 }
 
@@ -525,6 +540,7 @@ pub(crate) fn targets_sql(
 /// Runs the row-selecting SELECT of an UPDATE/DELETE; returns batches whose first column is the row id.
 async fn select_targets(
     session: &mut Session,
+    command: PolicyCommand,
     table: u64,
     alias: &str,
     extra_from: &[ast::TableWithJoins],
@@ -532,8 +548,10 @@ async fn select_targets(
     exprs: &[String],
 ) -> SqlResult<Vec<RecordBatch>> {
     let sql = targets_sql(table, alias, extra_from, selection, exprs);
-    let (_, batches) = session.query_sql(&sql).await?;
-    Ok(batches)
+    session.dml_target = Some((table, command));
+    let r = session.query_sql(&sql).await;
+    session.dml_target = None;
+    Ok(r?.1)
 }
 
 fn rowids(b: &RecordBatch) -> SqlResult<&UInt64Array> {
@@ -566,8 +584,10 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
         None => vec![],
         Some(ast::UpdateTableFromKind::BeforeSet(v)) | Some(ast::UpdateTableFromKind::AfterSet(v)) => v.clone(),
     };
-    let batches = select_targets(session, table, &alias, &from, &upd.selection, &exprs).await?;
+    let batches = select_targets(session, PolicyCommand::Update, table, &alias, &from, &upd.selection, &exprs).await?;
     let changes = new_rows(&def, &targets, &batches, |id| session.with_txn(|t| Ok(t.row(table, id))))?;
+    let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
+    policy::check_new_rows(session, &def, PolicyCommand::Update, Clause::Check, &new)?;
     let new_rows = session.with_txn(|t| Ok(t.update(table, changes)?))?;
     match &upd.returning {
         Some(items) => returning(&def, &new_rows, items, "UPDATE", &alias).await,
@@ -594,7 +614,7 @@ pub async fn delete(session: &mut Session, del: ast::Delete) -> SqlResult<Output
     session.require_relation(table, privilege::DELETE | if reads { privilege::SELECT } else { 0 })?;
     let def = table_def(session, table)?;
     let using = del.using.clone().unwrap_or_default();
-    let batches = select_targets(session, table, &alias, &using, &del.selection, &[]).await?;
+    let batches = select_targets(session, PolicyCommand::Delete, table, &alias, &using, &del.selection, &[]).await?;
     let mut seen = HashSet::new();
     let mut ids = Vec::new();
     for b in &batches {

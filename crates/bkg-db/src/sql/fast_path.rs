@@ -91,6 +91,10 @@ pub fn plan_point_select(session: &Session, catalog: &bkg_kernel::Catalog, q: &a
     }
     let (schema, table) = split_name(session, name).ok()?;
     let def = catalog.find_table(&schema, &table)?;
+    if def.row_security {
+        // Row-level security filters in the scan; the point path does not evaluate policies.
+        return None;
+    }
     let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
     let column = resolver(def, &qualifier);
     // Output columns.
@@ -132,6 +136,9 @@ pub fn run_point(
 ) -> SqlResult<Output> {
     let def = &plan.def;
     session.require_relation(def.id, bkg_kernel::privilege::SELECT)?;
+    if def.row_security {
+        return Err(SqlError::internal("a point plan was made for a table with row-level security"));
+    }
     let mut eqs = Vec::with_capacity(plan.eqs.len());
     for (p, k) in &plan.eqs {
         eqs.push((
@@ -240,6 +247,9 @@ pub fn point_update(
     selection: Option<&Expr>,
 ) -> SqlResult<Option<u64>> {
     let Some(selection) = selection else { return Ok(None) };
+    if def.row_security {
+        return Ok(None);
+    }
     let column = resolver(def, qualifier);
     let mut plan = Vec::with_capacity(targets.len());
     for (&t, e) in targets.iter().zip(values) {

@@ -14,6 +14,7 @@ pub mod json;
 pub mod output_names;
 pub mod pg_catalog;
 pub mod pg_semantics;
+pub mod policy;
 pub mod provider;
 pub mod roles;
 pub mod session;

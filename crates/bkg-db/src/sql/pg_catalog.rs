@@ -11,7 +11,7 @@ use bkg_kernel::{Catalog, DataType};
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float32Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType as A, Field, Int16Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType as A, Field, Int16Type, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
@@ -212,6 +212,8 @@ pub const TABLES: &[&str] = &[
     "pg_collation",
     "pg_inherits",
     "pg_policy",
+    "pg_policies",
+    "pg_policies",
     "pg_trigger",
     "pg_rewrite",
     "pg_statistic_ext",
@@ -322,8 +324,14 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                     bools(rows.iter().map(|r| r.3 == "r" && fk.contains(&(r.0 as u64))).collect())
                 }),
                 ("relhassubclass", bools(vec![false; n])),
-                ("relrowsecurity", bools(vec![false; n])),
-                ("relforcerowsecurity", bools(vec![false; n])),
+                (
+                    "relrowsecurity",
+                    bools(rows.iter().map(|r| cat.table(r.0 as u64).is_some_and(|t| t.row_security)).collect()),
+                ),
+                (
+                    "relforcerowsecurity",
+                    bools(rows.iter().map(|r| cat.table(r.0 as u64).is_some_and(|t| t.force_row_security)).collect()),
+                ),
                 ("relispopulated", bools(vec![true; n])),
                 ("relreplident", text(vec![s("d"); n])),
                 ("relispartition", bools(vec![false; n])),
@@ -737,16 +745,56 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
             ("inhseqno", A::Int32),
             ("inhdetachpending", A::Boolean),
         ])?,
-        "pg_policy" => empty(&[
-            ("oid", A::Int64),
-            ("polname", A::Utf8),
-            ("polrelid", A::Int64),
-            ("polcmd", A::Utf8),
-            ("polpermissive", A::Boolean),
-            ("polroles", A::List(Arc::new(Field::new("item", A::Int64, true)))),
-            ("polqual", A::Utf8),
-            ("polwithcheck", A::Utf8),
-        ])?,
+        "pg_policy" => {
+            let pols: Vec<(&bkg_kernel::TableDef, &bkg_kernel::PolicyDef)> =
+                cat.tables.values().flat_map(|t| t.policies.iter().map(move |p| (t, p))).collect();
+            let cmd = |c: bkg_kernel::PolicyCommand| match c {
+                bkg_kernel::PolicyCommand::All => "*",
+                bkg_kernel::PolicyCommand::Select => "r",
+                bkg_kernel::PolicyCommand::Insert => "a",
+                bkg_kernel::PolicyCommand::Update => "w",
+                bkg_kernel::PolicyCommand::Delete => "d",
+            };
+            // PUBLIC is role 0, as PostgreSQL stores it.
+            let roles = ListArray::from_iter_primitive::<Int64Type, _, _>(pols.iter().map(|(_, p)| {
+                Some(if p.roles.is_empty() { vec![Some(0)] } else { p.roles.iter().map(|r| Some(*r as i64)).collect() })
+            }));
+            table(vec![
+                ("oid", i64s(pols.iter().map(|(_, p)| p.oid as i64).collect())),
+                ("polname", text(pols.iter().map(|(_, p)| Some(p.name.clone())).collect())),
+                ("polrelid", i64s(pols.iter().map(|(t, _)| t.id as i64).collect())),
+                ("polcmd", text(pols.iter().map(|(_, p)| s(cmd(p.command))).collect())),
+                ("polpermissive", bools(pols.iter().map(|(_, p)| p.permissive).collect())),
+                ("polroles", Arc::new(roles)),
+                ("polqual", text(pols.iter().map(|(_, p)| p.using.clone()).collect())),
+                ("polwithcheck", text(pols.iter().map(|(_, p)| p.with_check.clone()).collect())),
+            ])?
+        }
+        "pg_policies" => {
+            let pols: Vec<(&bkg_kernel::TableDef, &bkg_kernel::PolicyDef)> =
+                cat.tables.values().flat_map(|t| t.policies.iter().map(move |p| (t, p))).collect();
+            let role_names = |p: &bkg_kernel::PolicyDef| -> Vec<String> {
+                if p.roles.is_empty() {
+                    return vec!["public".into()];
+                }
+                p.roles.iter().map(|r| cat.role(*r).map(|d| d.name.clone()).unwrap_or_else(|| r.to_string())).collect()
+            };
+            table(vec![
+                ("schemaname", text(pols.iter().map(|(t, _)| Some(t.schema.clone())).collect())),
+                ("tablename", text(pols.iter().map(|(t, _)| Some(t.name.clone())).collect())),
+                ("policyname", text(pols.iter().map(|(_, p)| Some(p.name.clone())).collect())),
+                (
+                    "permissive",
+                    text(
+                        pols.iter().map(|(_, p)| s(if p.permissive { "PERMISSIVE" } else { "RESTRICTIVE" })).collect(),
+                    ),
+                ),
+                ("roles", text_lists(pols.iter().map(|(_, p)| Some(role_names(p))).collect())),
+                ("cmd", text(pols.iter().map(|(_, p)| s(p.command.name())).collect())),
+                ("qual", text(pols.iter().map(|(_, p)| p.using.clone()).collect())),
+                ("with_check", text(pols.iter().map(|(_, p)| p.with_check.clone()).collect())),
+            ])?
+        }
         "pg_auth_members" => {
             let pairs: Vec<(i64, i64)> =
                 roles.iter().flat_map(|r| r.member_of.iter().map(|m| (*m as i64, r.oid as i64))).collect();
@@ -883,7 +931,9 @@ impl ScalarUDFImpl for PgFn {
         Ok(self.ret.clone())
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows;
+        // All-scalar arguments give one value, whatever the batch size.
+        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if all_scalar { 1 } else { args.number_rows };
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let texts: Vec<ArrayRef> =
             arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &A::Utf8)).collect::<Result<_, _>>()?;
@@ -900,7 +950,7 @@ impl ScalarUDFImpl for PgFn {
         }
         let arr: ArrayRef = Arc::new(StringArray::from(out));
         let arr = datafusion::arrow::compute::cast(&arr, &self.ret)?;
-        if arrays.is_empty() || args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        if all_scalar {
             Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&arr, 0)?))
         } else {
             Ok(ColumnarValue::Array(arr))
@@ -967,6 +1017,27 @@ pub struct SessionInfo {
     pub session_user: RwLock<String>,
     pub schema: RwLock<String>,
     pub backend_pid: i32,
+    /// The JWT claims of the principal the session acts for (set by the front door, never by
+    /// a client setting); read by `auth.uid()`, `auth.role()`, `auth.jwt()`, `auth.email()`.
+    pub claims: RwLock<Option<Arc<serde_json::Value>>>,
+}
+
+/// A function of the session's JWT claims (NULL without a principal).
+fn claim_udf(
+    name: &str,
+    info: &Arc<SessionInfo>,
+    f: impl Fn(&serde_json::Value) -> Option<String> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let info = info.clone();
+    udf(name, Signature::nullary(Volatility::Stable), A::Utf8, move |_| f(info.claims.read().as_ref()?))
+}
+
+fn claim_text(claims: &serde_json::Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// The PostgreSQL compatibility functions of one session.
@@ -993,6 +1064,25 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("session_user", Signature::nullary(st), A::Utf8, move |_| Some(i2.session_user.read().clone())),
         udf("current_schema", Signature::nullary(st), A::Utf8, move |_| Some(i3.schema.read().clone())),
         udf("current_database", Signature::nullary(st), A::Utf8, |_| s(super::provider::DATABASE_NAME)),
+        udf("bkg_role_names", any(1), A::Utf8, {
+            let v = view.clone();
+            move |a| {
+                // The argument is an oid[] rendered as text: "[16390, 16391]".
+                let text = a.first()?.as_deref()?;
+                let cat = v.get();
+                let mut names: Vec<String> = text
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|d| d.parse::<u64>().ok())
+                    .filter_map(|oid| cat.role(oid).map(|r| r.name.clone()))
+                    .collect();
+                names.sort();
+                (!names.is_empty()).then(|| names.join(","))
+            }
+        }),
+        claim_udf("auth.uid", &info, |c| claim_text(c, "sub")),
+        claim_udf("auth.role", &info, |c| claim_text(c, "role")),
+        claim_udf("auth.email", &info, |c| claim_text(c, "email")),
+        claim_udf("auth.jwt", &info, |c| Some(c.to_string())),
         udf("pg_backend_pid", Signature::nullary(st), A::Int32, move |_| Some(i4.backend_pid.to_string())),
         udf("pg_get_userbyid", any(1), A::Utf8, {
             let v = view.clone();
@@ -1186,6 +1276,26 @@ fn unnests_unset_options(q: &ast::Query) -> bool {
             || matches!(e, Expr::Identifier(p) if ["reloptions", "attoptions"].contains(&p.value.to_lowercase().as_str())))
 }
 
+/// `SELECT rolname FROM pg_roles WHERE oid = ANY (x) ...`: the expression `x`.
+fn role_names_of_any(q: &ast::Query) -> Option<Expr> {
+    let ast::SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    let [from] = sel.from.as_slice() else { return None };
+    let ast::TableFactor::Table { name, .. } = &from.relation else { return None };
+    if !name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("pg_roles")) {
+        return None;
+    }
+    let [ast::SelectItem::UnnamedExpr(Expr::Identifier(col))] = sel.projection.as_slice() else { return None };
+    if !col.value.eq_ignore_ascii_case("rolname") {
+        return None;
+    }
+    match sel.selection.as_ref()? {
+        Expr::AnyOp { left, compare_op: ast::BinaryOperator::Eq, right, .. } if matches!(left.as_ref(), Expr::Identifier(i) if i.value.eq_ignore_ascii_case("oid")) => {
+            Some(right.as_ref().clone())
+        }
+        _ => None,
+    }
+}
+
 fn strip_pg_catalog(name: &mut ast::ObjectName) {
     if name.0.len() == 2 && name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(PG_CATALOG)) {
         name.0.remove(0);
@@ -1204,6 +1314,13 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             if f.name.to_string().eq_ignore_ascii_case("array")
                 && let ast::FunctionArguments::Subquery(q) = &f.args
             {
+                // psql's `\d t` names a policy's roles with a correlated subquery.
+                if let Some(oids) = role_names_of_any(q)
+                    && let Some(names) = parse_expr(&format!("string_to_array(bkg_role_names({oids}), ',')"))
+                {
+                    *e = names;
+                    return;
+                }
                 // Over a catalog table bkg-db keeps empty: an empty array, without planning the
                 // (often correlated, nested) subquery.
                 if (provably_empty(q).is_some() || unnests_unset_options(q))
@@ -1339,7 +1456,6 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
 /// Catalog tables that hold no rows in bkg-db (no policies, triggers, statistics objects,
 /// publications or inheritance yet).
 const ALWAYS_EMPTY: &[&str] = &[
-    "pg_policy",
     "pg_trigger",
     "pg_statistic_ext",
     "pg_publication",
@@ -1635,17 +1751,17 @@ mod tests {
         };
         use datafusion::sql::sqlparser::ast;
         assert_eq!(
-            empty("SELECT pol.polname AS n, x FROM pg_catalog.pg_policy pol WHERE pol.polrelid = 1"),
+            empty("SELECT tg.tgname AS n, x FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = 1"),
             Some(vec!["n".to_string(), "x".to_string()])
         );
         assert!(
             empty("SELECT a FROM pg_class c JOIN pg_publication p ON true UNION SELECT b FROM pg_trigger").is_some()
         );
         // Not provable: an aggregate, an outer join that keeps rows, a branch with rows.
-        assert!(empty("SELECT count(*) FROM pg_policy").is_none());
-        assert!(empty("SELECT 1 FROM pg_class c LEFT JOIN pg_policy p ON true").is_none());
-        assert!(empty("SELECT 1 FROM pg_policy p RIGHT JOIN pg_class c ON true").is_none());
-        assert!(empty("SELECT 1 FROM pg_policy UNION SELECT 2").is_none());
+        assert!(empty("SELECT count(*) FROM pg_trigger").is_none());
+        assert!(empty("SELECT 1 FROM pg_class c LEFT JOIN pg_trigger p ON true").is_none());
+        assert!(empty("SELECT 1 FROM pg_trigger p RIGHT JOIN pg_class c ON true").is_none());
+        assert!(empty("SELECT 1 FROM pg_trigger UNION SELECT 2").is_none());
         assert!(empty("SELECT 1 FROM pg_class").is_none());
         // psql 15's `\\d t`: statistics objects and publications.
         assert!(empty(PSQL_STATISTICS).is_some());

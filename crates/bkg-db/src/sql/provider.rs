@@ -37,6 +37,8 @@ const BATCH_ROWS: usize = 8192;
 #[derive(Debug)]
 pub struct ScanContext {
     pub txn: Arc<Mutex<Option<Transaction>>>,
+    /// Who runs the statement: the scan applies row-level security for this principal.
+    pub security: Arc<super::policy::Security>,
 }
 
 /// The catalog the session's statements currently plan against, plus the state views use.
@@ -395,7 +397,20 @@ impl TableProvider for MvccTable {
             .get_extension::<ScanContext>()
             .ok_or_else(|| DataFusionError::Plan("no transaction is bound to this statement".into()))?;
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
-        let proj = projection.unwrap_or(&all);
+        // Row-level security: the policy is evaluated on the rows first, before any filter of
+        // the query, so it needs every column; the projection is applied after it.
+        let policy = match state.as_any().downcast_ref::<SessionState>() {
+            Some(session_state) => {
+                let command = super::policy::scan_command(&ctx.security, &self.def, self.with_rowid);
+                super::policy::row_filter(session_state, &ctx.security, &self.def, command, None)?
+                    .map(|f| (session_state, f))
+            }
+            None if ctx.security.restricted(&self.def) => {
+                return Err(DataFusionError::Plan("row-level security needs the session's planner state".into()));
+            }
+            None => None,
+        };
+        let proj = if policy.is_some() { &all } else { projection.unwrap_or(&all) };
         let positions: Vec<Option<usize>> = proj
             .iter()
             .map(|&i| if self.with_rowid && i == self.positions.len() { None } else { Some(self.positions[i]) })
@@ -420,12 +435,29 @@ impl TableProvider for MvccTable {
                 rows_to_batches(&self.def, &projected, &positions, &rows)?
             }
             None => {
-                let max = if filters.is_empty() { limit.unwrap_or(usize::MAX) } else { usize::MAX };
+                let max = if filters.is_empty() && policy.is_none() { limit.unwrap_or(usize::MAX) } else { usize::MAX };
                 let chunks = txn
                     .scan_columns(self.def.id, &positions, predicate.as_ref().map(|_| &prune as _), max)
                     .map_err(external)?;
                 drop(guard);
                 chunks.into_iter().map(|(n, cols)| chunk_to_batch(&projected, n, cols)).collect::<Result<_, _>>()?
+            }
+        };
+        let (batches, projected) = match &policy {
+            None => (batches, projected),
+            Some((session_state, filter)) => {
+                let out_schema = Arc::new(self.schema.project(projection.unwrap_or(&all))?);
+                let kept = batches
+                    .into_iter()
+                    .map(|b| {
+                        let b = super::policy::filter_batch(session_state, &self.schema, filter, b)?;
+                        Ok(match projection {
+                            Some(p) => b.project(p)?,
+                            None => b,
+                        })
+                    })
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                (kept, out_schema)
             }
         };
         // Spread the batches over the configured number of partitions so operators above the

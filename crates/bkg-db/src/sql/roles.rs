@@ -303,6 +303,13 @@ impl Session {
     /// `SET ROLE name` / `SET ROLE NONE` / `RESET ROLE`.
     pub fn set_role(&mut self, name: Option<&str>) -> SqlResult<()> {
         let cat = self.catalog_view();
+        // A token fixes the principal: only the service role may switch.
+        if self.is_jwt_login() && name.is_some() && !self.may_impersonate() {
+            return Err(SqlError::new(
+                codes::INSUFFICIENT_PRIVILEGE,
+                "permission denied to set role: the session's role comes from its token",
+            ));
+        }
         let target = match name {
             None => self.session_role,
             Some(n) => {
@@ -310,7 +317,10 @@ impl Session {
                     .find_role(n)
                     .ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("role \"{n}\" does not exist")))?;
                 if !cat.is_superuser(self.session_role) && !cat.member_closure(self.session_role).contains(&role.oid) {
-                    return Err(denied(format!("to set role \"{n}\"")));
+                    return Err(SqlError::new(
+                        codes::INSUFFICIENT_PRIVILEGE,
+                        format!("permission denied to set role \"{n}\""),
+                    ));
                 }
                 role.oid
             }

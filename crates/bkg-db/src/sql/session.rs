@@ -159,6 +159,10 @@ pub struct Session {
     pub(crate) info: Arc<super::pg_catalog::SessionInfo>,
     txn_started: chrono::DateTime<chrono::Utc>,
     pub vars: BTreeMap<String, String>,
+    /// The running UPDATE/DELETE's target, for the row-level security of its row-selecting scan.
+    pub(crate) dml_target: Option<(u64, bkg_kernel::PolicyCommand)>,
+    /// The session logged in with a JWT: its principal is fixed (no SET ROLE, no claims change).
+    jwt_login: bool,
 }
 
 impl Drop for Session {
@@ -230,6 +234,7 @@ impl Session {
             session_user: parking_lot::RwLock::new(user.to_string()),
             schema: parking_lot::RwLock::new("public".into()),
             backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            claims: parking_lot::RwLock::new(None),
         });
         let mut state = state;
         state.add_analyzer_rule(Arc::new(super::pg_semantics::CheckedIntegerArithmetic::default()));
@@ -255,7 +260,42 @@ impl Session {
             info,
             txn_started: chrono::Utc::now(),
             vars,
+            dml_target: None,
+            jwt_login: false,
         }
+    }
+
+    /// Sets (or clears) the principal the session acts for: the verified claims of a JWT. Front
+    /// doors call this per request; it is never a setting a client can change.
+    pub fn set_claims(&mut self, claims: Option<serde_json::Value>) {
+        *self.info.claims.write() = claims.map(Arc::new);
+    }
+
+    /// The claims of the session's principal.
+    pub fn claims(&self) -> Option<Arc<serde_json::Value>> {
+        self.info.claims.read().clone()
+    }
+
+    /// Logs the session in with a verified JWT: as the token's role, with its claims, for good.
+    pub fn login_with_token(&mut self, role: &str, claims: serde_json::Value) {
+        self.login(role);
+        self.set_claims(Some(claims));
+        self.jwt_login = true;
+    }
+
+    /// True when the session's principal came from a JWT at login.
+    pub fn is_jwt_login(&self) -> bool {
+        self.jwt_login
+    }
+
+    /// Who runs the current statement, for row-level security.
+    pub fn security(&self) -> super::policy::Security {
+        let cat = self.catalog_for_security();
+        super::policy::Security::new(&cat, self.role, self.claims(), self.dml_target)
+    }
+
+    fn catalog_for_security(&self) -> Arc<bkg_kernel::Catalog> {
+        self.txn.lock().as_ref().map(|t| t.catalog().clone()).unwrap_or_else(|| self.view.get())
     }
 
     /// Binds the session to the role that authenticated (front doors call this after login).
@@ -502,9 +542,17 @@ impl Session {
                     ast::Reset::ALL => {
                         self.vars = default_vars(&self.engine);
                         self.set_role(None)?;
+                        if !self.jwt_login {
+                            self.set_claims(None);
+                        }
                     }
                     ast::Reset::ConfigurationParameter(name) if name.to_string().eq_ignore_ascii_case("role") => {
                         self.set_role(None)?;
+                    }
+                    ast::Reset::ConfigurationParameter(name)
+                        if name.to_string().to_lowercase().starts_with("request.jwt") =>
+                    {
+                        self.set_claims_setting(&name.to_string().to_lowercase(), None)?;
                     }
                     ast::Reset::ConfigurationParameter(name) => {
                         let key = name.to_string().to_lowercase();
@@ -678,6 +726,9 @@ impl Session {
                 format!("invalid value for parameter \"{name}\": \"{value}\""),
             )
         };
+        if name.starts_with("request.jwt") {
+            return self.set_claims_setting(name, Some(&value));
+        }
         match name {
             "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" | "idle_session_timeout" => {
                 parse_duration_ms(&value).ok_or_else(invalid)?;
@@ -713,6 +764,50 @@ impl Session {
         self.vars.insert(name.to_string(), value);
         if name == "search_path" {
             self.apply_search_path();
+        }
+        Ok(())
+    }
+
+    /// True when the logged-in role may act for another principal: superusers and
+    /// `service_role` (`SET ROLE`, `SET request.jwt.claims`).
+    pub fn may_impersonate(&self) -> bool {
+        let cat = self.catalog_view();
+        cat.is_superuser(self.session_role) || cat.role(self.session_role).is_some_and(|r| r.name == "service_role")
+    }
+
+    /// `SET request.jwt.claims = '{json}'` (or RESET, `value` None): the principal policies see,
+    /// for superusers and the service role only.
+    fn set_claims_setting(&mut self, name: &str, value: Option<&str>) -> SqlResult<()> {
+        if name != "request.jwt.claims" {
+            return Err(SqlError::new(
+                codes::UNDEFINED_OBJECT,
+                format!("unrecognized configuration parameter \"{name}\""),
+            )
+            .with_hint("Set the principal with request.jwt.claims, a JSON object."));
+        }
+        if !self.may_impersonate() {
+            return Err(SqlError::new(
+                codes::INSUFFICIENT_PRIVILEGE,
+                format!("permission denied to set parameter \"{name}\""),
+            ));
+        }
+        match value {
+            None => self.set_claims(None),
+            Some(v) => {
+                let claims: serde_json::Value = serde_json::from_str(v).map_err(|e| {
+                    SqlError::new(
+                        codes::INVALID_PARAMETER_VALUE,
+                        format!("invalid value for parameter \"{name}\": {e}"),
+                    )
+                })?;
+                if !claims.is_object() {
+                    return Err(SqlError::new(
+                        codes::INVALID_PARAMETER_VALUE,
+                        format!("invalid value for parameter \"{name}\": not a JSON object"),
+                    ));
+                }
+                self.set_claims(Some(claims));
+            }
         }
         Ok(())
     }
@@ -840,6 +935,9 @@ impl Session {
             Statement::CreateRole(_) | Statement::AlterRole { .. } | Statement::Grant(_) | Statement::Revoke(_) => {
                 super::roles::execute(self, stmt).await
             }
+            Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
+                super::policy::execute(self, stmt)
+            }
             Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
             other => {
                 let text = other.to_string();
@@ -903,7 +1001,8 @@ impl Session {
     /// A DataFusion state for one statement, bound to the transaction.
     pub fn statement_state(&self) -> SessionState {
         let mut state = self.state.clone();
-        state.config_mut().set_extension(Arc::new(ScanContext { txn: self.txn.clone() }));
+        let security = Arc::new(self.security());
+        state.config_mut().set_extension(Arc::new(ScanContext { txn: self.txn.clone(), security }));
         // now() and friends give the transaction's start time, as in PostgreSQL.
         state.mark_start_execution();
         state.execution_props_mut().query_execution_start_time = Some(self.txn_started);
@@ -979,6 +1078,7 @@ impl Session {
         let state = self.statement_state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         self.check_plan_privileges(&plan)?;
+        let plan = super::policy::rewrite_plan(&state, &self.security(), plan)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -186,3 +186,27 @@ fn psql_describes_views_and_verbose_tables() {
     assert!(ok && !err.contains("ERROR"), "{err}");
     assert!(out.lines().any(|l| l.starts_with("id|bigint||not null||plain|")), "{out}");
 }
+
+#[test]
+fn psql_describes_row_security_policies() {
+    let server = TestServer::start();
+    let (ok, _, err) = psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE ROLE reader;
+         CREATE TABLE notes (id int PRIMARY KEY, owner text NOT NULL);
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY own ON notes USING (owner = current_user);
+         CREATE POLICY peek ON notes AS RESTRICTIVE FOR SELECT TO reader USING (id > 0);",
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&server, &["-P", "tuples_only=off", "-c", "\\d notes"], "");
+    assert!(ok && !err.contains("ERROR"), "{err}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let at = lines.iter().position(|l| *l == "Policies:").expect("policies footer");
+    assert_eq!(lines[at + 1], "POLICY \"own\"", "{out}");
+    assert_eq!(lines[at + 2], "USING (owner = current_user)", "{out}");
+    assert_eq!(lines[at + 3], "POLICY \"peek\" AS RESTRICTIVE FOR SELECT", "{out}");
+    assert_eq!(lines[at + 4], "TO reader", "{out}");
+    assert_eq!(lines[at + 5], "USING (id > 0)", "{out}");
+}

@@ -209,7 +209,7 @@ async fn slt_against_postgresql() {
                             WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP \
                      EXECUTE format('DROP SCHEMA %I CASCADE', s); \
                    END LOOP; END$$; \
-                 CREATE SCHEMA public",
+                 CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC",
             )
             .await
             .unwrap();
