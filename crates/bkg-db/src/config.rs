@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// Schemas the REST API exposes, comma-separated; the first is the default.
     #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
     pub rest_schemas: String,
+    /// Tables created in the exposed schemas start with row-level security on (`on`, the
+    /// default) or off (`off`); with it on and no policy, API roles see no rows.
+    #[arg(long, env = "BKG_DB_RLS_DEFAULT", default_value = "on", value_parser = ["on", "off"])]
+    pub rls_default: String,
     /// Most rows one REST response returns (0 = no limit).
     #[arg(long, env = "BKG_DB_REST_MAX_ROWS", default_value_t = 1000)]
     pub rest_max_rows: usize,

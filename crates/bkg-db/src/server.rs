@@ -63,7 +63,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "built-in migrations applied");
     }
-    crate::auth::ensure_api_roles(&engine, &rest_config.schemas).await?;
+    crate::auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
     let metrics = Arc::new(Metrics::default());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, None));
     let tls = match (&args.pg_tls_cert, &args.pg_tls_key) {

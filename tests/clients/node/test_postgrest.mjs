@@ -701,6 +701,9 @@ test('anon key: no privilege without a GRANT (42501, 401), reads after GRANT SEL
   assertError(await anon.from('users').select('id'), '42501', 401);
 
   await sql.query('GRANT SELECT ON public_notes TO anon');
+  // Row-level security is on for new tables in exposed schemas: no policy, no rows.
+  assert.deepEqual(ok(await anon.from('public_notes').select('*')), []);
+  await sql.query('CREATE POLICY notes_read ON public_notes FOR SELECT TO anon USING (true)');
   assert.deepEqual(ok(await anon.from('public_notes').select('*')), [{ id: 1, body: 'hello' }]);
   // SELECT only: writes are still refused.
   assertError(await anon.from('public_notes').insert({ id: 2, body: 'x' }), '42501', 401);
@@ -709,6 +712,7 @@ test('anon key: no privilege without a GRANT (42501, 401), reads after GRANT SEL
   // An embedding of a table anon cannot read is refused too.
   await sql.query('CREATE TABLE public_comments (id int PRIMARY KEY, note_id int REFERENCES public_notes(id), c text)');
   await sql.query('GRANT SELECT ON public_comments TO anon');
+  await sql.query('CREATE POLICY comments_read ON public_comments FOR SELECT USING (true)');
   assert.deepEqual(ok(await anon.from('public_notes').select('id,public_comments(c)')), [{ id: 1, public_comments: [] }]);
   await sql.query('CREATE TABLE secret_tags (id int PRIMARY KEY, note_id int REFERENCES public_notes(id), tag text)');
   assertError(await anon.from('public_notes').select('id,secret_tags(tag)'), '42501', 401);

@@ -148,8 +148,13 @@ impl AuthConfig {
 /// login, bypasses row-level security) and gives `service_role` CREATE on the exposed schemas
 /// and every table privilege in them, for existing tables and, through the schema's default
 /// privileges, for tables created later. `anon` and `authenticated` get USAGE on the schemas only: tables are
-/// opened to them with GRANT.
-pub async fn ensure_api_roles(engine: &std::sync::Arc<crate::sql::Engine>, schemas: &[String]) -> Result<(), String> {
+/// opened to them with GRANT. With `rls_default`, tables created in the schemas from now on
+/// start with row-level security on.
+pub async fn ensure_api_roles(
+    engine: &std::sync::Arc<crate::sql::Engine>,
+    schemas: &[String],
+    rls_default: bool,
+) -> Result<(), String> {
     use bkg_kernel::{AclItem, privilege};
     let cat = engine.db.catalog();
     let mut stmts = Vec::new();
@@ -168,7 +173,9 @@ pub async fn ensure_api_roles(engine: &std::sync::Arc<crate::sql::Engine>, schem
     };
     let pending: Vec<&String> =
         schemas.iter().filter(|s| cat.schemas.contains_key(*s) && !service_default(&cat, s)).collect();
-    if stmts.is_empty() && pending.is_empty() {
+    let rls_pending: Vec<&String> =
+        schemas.iter().filter(|s| cat.schemas.get(*s).is_some_and(|d| d.row_security_default != rls_default)).collect();
+    if stmts.is_empty() && pending.is_empty() && rls_pending.is_empty() {
         return Ok(());
     }
     for s in &pending {
@@ -188,6 +195,11 @@ pub async fn ensure_api_roles(engine: &std::sync::Arc<crate::sql::Engine>, schem
             let c = t.catalog_mut();
             let oid =
                 c.find_role(SERVICE_ROLE).map(|r| r.oid).ok_or_else(|| crate::SqlError::internal("no service_role"))?;
+            for s in &rls_pending {
+                if let Some(d) = c.schemas.get_mut(*s) {
+                    d.row_security_default = rls_default;
+                }
+            }
             for s in &pending {
                 if let Some(d) = c.schemas.get_mut(*s) {
                     d.default_acl.push(AclItem {

@@ -146,11 +146,13 @@ impl SessionPool {
         Ok(session)
     }
 
-    fn give(&self, role: &str, s: Session) {
-        // Only a session as it was handed out goes back: no open transaction, no other role.
+    fn give(&self, role: &str, mut s: Session) {
+        // Only a session as it was handed out goes back: no open transaction, no other role,
+        // and no request's principal.
         if s.in_transaction() || s.in_failed_transaction() || s.vars.get("role").is_some_and(|r| r != "none") {
             return;
         }
+        s.set_claims(None);
         let mut idle = self.idle.lock();
         let v = idle.entry(role.to_string()).or_default();
         if v.len() < POOLED_SESSIONS_PER_ROLE_MAX {
@@ -204,7 +206,9 @@ impl RestState {
             }
             Some(_) => {}
         }
-        let session = self.sessions.take(&self.engine, &principal.role, self.config.statement_timeout_ms)?;
+        let mut session = self.sessions.take(&self.engine, &principal.role, self.config.statement_timeout_ms)?;
+        // The principal policies see: the token's verified claims, as a typed session value.
+        session.set_claims(Some(serde_json::Value::Object(principal.claims.clone())));
         let anonymous = principal.role == crate::auth::ANON_ROLE;
         Ok(Ctx { principal, session: Some(session), pool: self.sessions.clone(), anonymous })
     }

@@ -36,7 +36,7 @@ pub enum KeyPart {
 pub struct PointPlan {
     /// The catalog it was made against; a different one means "analyse again".
     pub catalog_version: u64,
-    def: TableDef,
+    pub(crate) def: TableDef,
     index: u64,
     /// Every `column = value` conjunct (the index's columns among them).
     eqs: Vec<(usize, KeyPart)>,
@@ -91,7 +91,7 @@ pub fn plan_point_select(session: &Session, catalog: &bkg_kernel::Catalog, q: &a
     }
     let (schema, table) = split_name(session, name).ok()?;
     let def = catalog.find_table(&schema, &table)?;
-    if def.row_security {
+    if session.rls_restricts(def) {
         // Row-level security filters in the scan; the point path does not evaluate policies.
         return None;
     }
@@ -136,8 +136,8 @@ pub fn run_point(
 ) -> SqlResult<Output> {
     let def = &plan.def;
     session.require_relation(def.id, bkg_kernel::privilege::SELECT)?;
-    if def.row_security {
-        return Err(SqlError::internal("a point plan was made for a table with row-level security"));
+    if session.rls_restricts(def) {
+        return Err(SqlError::internal("a point plan cannot apply row-level security"));
     }
     let mut eqs = Vec::with_capacity(plan.eqs.len());
     for (p, k) in &plan.eqs {
@@ -247,7 +247,7 @@ pub fn point_update(
     selection: Option<&Expr>,
 ) -> SqlResult<Option<u64>> {
     let Some(selection) = selection else { return Ok(None) };
-    if def.row_security {
+    if session.rls_restricts(def) {
         return Ok(None);
     }
     let column = resolver(def, qualifier);

@@ -294,6 +294,12 @@ impl Session {
         super::policy::Security::new(&cat, self.role, self.claims(), self.dml_target)
     }
 
+    /// True when row-level security restricts the current principal on `def` (cheap when the
+    /// table has it off).
+    pub fn rls_restricts(&self, def: &bkg_kernel::TableDef) -> bool {
+        def.row_security && self.security().restricted(def)
+    }
+
     fn catalog_for_security(&self) -> Arc<bkg_kernel::Catalog> {
         self.txn.lock().as_ref().map(|t| t.catalog().clone()).unwrap_or_else(|| self.view.get())
     }
@@ -1042,6 +1048,13 @@ impl Session {
         // A transaction that ran DDL has a private catalog whose version has not moved yet.
         let version = self.txn.lock().as_ref().filter(|t| !t.ran_ddl()).map(|t| t.catalog().version);
         if version != Some(plan.catalog_version) {
+            if implicit {
+                self.end_internal();
+            }
+            return None;
+        }
+        if self.rls_restricts(&plan.def) {
+            // The plan was made for another principal (SET ROLE since): plan it normally.
             if implicit {
                 self.end_internal();
             }

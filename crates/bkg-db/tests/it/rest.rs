@@ -87,7 +87,9 @@ async fn schema(server: &TestServer) {
            (3, 'Cy, Jr.', 'cy@example.com', NULL, '{\"plan\": {\"tier\": \"free\"}}', '2024-01-03 10:00:00+00');
          INSERT INTO posts (author_id, title, tags) VALUES (1, 'hello', '{a,b}'), (1, 'second', NULL), (2, 'bobs', '{c}');
          INSERT INTO secrets VALUES (1, 'top');
-         GRANT SELECT ON users TO anon;",
+         GRANT SELECT ON users TO anon;
+         CREATE POLICY users_readable ON users FOR SELECT USING (true);
+         CREATE POLICY posts_readable ON posts FOR SELECT USING (true);",
     )
     .await
     .unwrap();
@@ -503,6 +505,10 @@ async fn rest_writes() {
     let (status, _, _) = server.http("GET", "/rest/v1/late", &[("apikey", &anon)], b"");
     assert_eq!(status, 401);
     c.batch_execute("GRANT SELECT ON late TO anon").await.unwrap();
+    // New tables in exposed schemas start with row-level security on: no policy, no rows.
+    let (status, _, body) = server.http("GET", "/rest/v1/late", &[("apikey", &anon)], b"");
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    c.batch_execute("CREATE POLICY late_read ON late FOR SELECT TO anon USING (id > 0)").await.unwrap();
     let (status, _, body) = server.http("GET", "/rest/v1/late", &[("apikey", &anon)], b"");
     assert_eq!((status, body.as_str()), (200, r#"[{"id":1}]"#));
     // What REST wrote is visible over pgwire at once.

@@ -30,7 +30,8 @@ async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
 
 #[tokio::test]
 async fn roles_passwords_and_grants_are_enforced_and_survive_a_crash() {
-    let mut server = TestServer::start();
+    // PostgreSQL's privilege model alone: new tables without row-level security.
+    let mut server = TestServer::start_with(&[("BKG_DB_RLS_DEFAULT", "off")]);
     let admin = server.connect().await;
     admin
         .batch_execute(
