@@ -65,7 +65,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     crate::auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
     let metrics = Arc::new(Metrics::default());
-    let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, None));
+    let auth_config = Arc::new(auth_config);
+    // Over TLS with cleartext passwords, a JWT is accepted as the password of its role.
+    let hook = crate::auth::TokenPasswordHook::new(engine.clone(), auth_config.clone());
+    let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, Some(Arc::new(hook))));
     let tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
         (Some(cert), Some(key)) => {
             let mut t = TlsSettings::load(cert, key)?;
@@ -85,7 +88,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
-    let rest = crate::rest::RestState::new(engine.clone(), Arc::new(auth_config), rest_config);
+    let rest = crate::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
     let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started }, rest)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();

@@ -144,6 +144,39 @@ impl AuthConfig {
     }
 }
 
+/// Lets a JWT be the password of a pgwire connection (cleartext over TLS): the token must
+/// verify, name the connecting user in its `role` claim, and that role must not be a
+/// superuser. The session then acts for the token's claims and cannot change role.
+pub struct TokenPasswordHook {
+    engine: std::sync::Arc<crate::sql::Engine>,
+    auth: std::sync::Arc<AuthConfig>,
+}
+
+impl TokenPasswordHook {
+    pub fn new(engine: std::sync::Arc<crate::sql::Engine>, auth: std::sync::Arc<AuthConfig>) -> TokenPasswordHook {
+        TokenPasswordHook { engine, auth }
+    }
+}
+
+impl crate::pgwire::PasswordHook for TokenPasswordHook {
+    fn verify(&self, user: &str, password: &str) -> Option<Value> {
+        // Only what looks like a JWT is tried as one.
+        if password.split('.').count() != 3 {
+            return None;
+        }
+        let principal = self.auth.authenticate(None, Some(password)).ok()?;
+        if principal.role != user {
+            return None;
+        }
+        let cat = self.engine.db.catalog();
+        let role = cat.find_role(user)?;
+        if role.superuser {
+            return None;
+        }
+        Some(Value::Object(principal.claims))
+    }
+}
+
 /// Creates the API roles when missing (`anon`, `authenticated`: no login; `service_role`: no
 /// login, bypasses row-level security) and gives `service_role` CREATE on the exposed schemas
 /// and every table privilege in them, for existing tables and, through the schema's default

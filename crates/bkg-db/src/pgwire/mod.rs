@@ -104,9 +104,14 @@ impl TlsSettings {
 /// Accepts a password that is not the role's own, such as a JWT presented by an application.
 /// Asked only for passwords sent in cleartext, which happens only over TLS.
 pub trait PasswordHook: Send + Sync {
-    /// True when `password` lets `user` in.
-    fn verify(&self, user: &str, password: &str) -> bool;
+    /// The principal's claims when `password` lets `user` in (the session then acts for them,
+    /// and may not change role), `None` when it does not.
+    fn verify(&self, user: &str, password: &str) -> Option<serde_json::Value>;
 }
+
+/// Connection metadata key under which a hook-verified principal reaches the session. Set by
+/// the server only: a startup parameter of the same name is removed.
+const CLAIMS_METADATA: &str = "bkg.verified_jwt_claims";
 
 /// Password checks against the roles in the catalog (their SCRAM-SHA-256 verifiers).
 #[derive(Clone)]
@@ -172,8 +177,10 @@ impl AuthSource for CatalogAuth {
         if self.verifier(user).is_some_and(|v| v.matches(presented)) {
             return Ok(None);
         }
-        if self.engine.db.catalog().find_role(user).is_some_and(|r| r.login)
-            && self.hook.as_ref().is_some_and(|h| h.verify(user, presented))
+        // A verified token admits its role even when the role cannot log in with a password
+        // (the API roles), but never a superuser that cannot.
+        if self.engine.db.catalog().find_role(user).is_some_and(|r| r.login || !r.superuser)
+            && self.hook.as_ref().is_some_and(|h| h.verify(user, presented).is_some())
         {
             return Ok(None);
         }
@@ -197,8 +204,12 @@ impl AuthSource for CatalogAuth {
 
 /// Points the session at the role the connection authenticated as.
 fn bind_user<C: ClientInfo>(session: &mut Session, client: &C) {
-    if let Some(user) = client.metadata().get(pgwire::api::METADATA_USER) {
-        session.login(user);
+    let Some(user) = client.metadata().get(pgwire::api::METADATA_USER) else { return };
+    let claims = client.metadata().get(CLAIMS_METADATA).and_then(|c| serde_json::from_str(c).ok());
+    match claims {
+        Some(claims) if !session.is_jwt_login() => session.login_with_token(user, claims),
+        Some(_) => {}
+        None => session.login(user),
     }
 }
 
@@ -640,6 +651,7 @@ impl PgWireServerHandlers for ConnHandlers {
             cleartext,
             scram_tls,
             tls_required: self.server.tls.as_ref().is_some_and(|t| t.required),
+            hook: self.server.auth.hook.clone(),
         })
     }
 
@@ -655,6 +667,7 @@ struct BkgStartup {
     cleartext: Option<CleartextPasswordAuthStartupHandler<CatalogAuth, DefaultServerParameterProvider>>,
     scram_tls: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
     tls_required: bool,
+    hook: Option<Arc<dyn PasswordHook>>,
 }
 
 #[async_trait]
@@ -670,11 +683,27 @@ impl StartupHandler for BkgStartup {
             info.hint = Some("Connect with sslmode=require.".into());
             return Err(PgWireError::UserError(Box::new(info)));
         }
+        let startup = matches!(message, PgWireFrontendMessage::Startup(_));
+        // A token given as the cleartext password: its claims become the session's principal.
+        if let (Some(_), Some(hook), PgWireFrontendMessage::PasswordMessageFamily(p)) =
+            (&self.cleartext, &self.hook, &message)
+            && client.is_secure()
+            && let Some(password) = cleartext_password(p)
+        {
+            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            if let Some(claims) = hook.verify(&user, &password) {
+                client.metadata_mut().insert(CLAIMS_METADATA.into(), claims.to_string());
+            }
+        }
         let r = match (&self.cleartext, &self.scram_tls) {
             (Some(c), _) if client.is_secure() => c.on_startup(client, message).await,
             (_, Some(s)) if client.is_secure() => s.on_startup(client, message).await,
             _ => self.scram.on_startup(client, message).await,
         };
+        if startup {
+            // Startup parameters land in the metadata: none may pose as a verified principal.
+            client.metadata_mut().remove(CLAIMS_METADATA);
+        }
         match r {
             // PostgreSQL's wording, with the user's name (the SCRAM exchange does not know it).
             Err(PgWireError::InvalidPassword(_)) => {
@@ -688,6 +717,19 @@ impl StartupHandler for BkgStartup {
             }
             other => other,
         }
+    }
+}
+
+/// The password of a cleartext password message (a NUL-terminated string).
+fn cleartext_password(p: &pgwire::messages::startup::PasswordMessageFamily) -> Option<String> {
+    use pgwire::messages::startup::PasswordMessageFamily as P;
+    match p {
+        P::Password(pw) => Some(pw.password.clone()),
+        P::Raw(body) => {
+            let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+            String::from_utf8(body[..end].to_vec()).ok()
+        }
+        _ => None,
     }
 }
 

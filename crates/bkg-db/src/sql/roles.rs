@@ -316,7 +316,13 @@ impl Session {
                 let role = cat
                     .find_role(n)
                     .ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("role \"{n}\" does not exist")))?;
-                if !cat.is_superuser(self.session_role) && !cat.member_closure(self.session_role).contains(&role.oid) {
+                // The service role may act as any role that is not a superuser (to run as a
+                // user it set with request.jwt.claims).
+                let impersonates = self.may_impersonate() && !role.superuser;
+                if !impersonates
+                    && !cat.is_superuser(self.session_role)
+                    && !cat.member_closure(self.session_role).contains(&role.oid)
+                {
                     return Err(SqlError::new(
                         codes::INSUFFICIENT_PRIVILEGE,
                         format!("permission denied to set role \"{n}\""),

@@ -4,6 +4,7 @@ mod pgbench;
 mod pgwire;
 mod psql;
 mod rest;
+mod rls;
 mod roles;
 mod scan;
 mod server;

@@ -269,8 +269,8 @@ async fn a_password_hook_admits_tokens_over_tls_only() {
 
     struct Tokens;
     impl PasswordHook for Tokens {
-        fn verify(&self, user: &str, password: &str) -> bool {
-            password == format!("token-for-{user}")
+        fn verify(&self, user: &str, password: &str) -> Option<serde_json::Value> {
+            (password == format!("token-for-{user}")).then(|| serde_json::json!({"sub": user}))
         }
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,277 @@
+//! Row-level security from the outside: the bypass matrix over pgwire (a JWT as the password,
+//! psql over TLS) and REST, for anon, two users and the service role; and the token rules of
+//! the pgwire login.
+
+use std::process::Command;
+
+use bkg_db::auth::jwt::JwtConfig;
+use serde_json::{Map, Value, json};
+
+use crate::server::TestServer;
+
+const SECRET: &str = "rls-test-secret-rls-test-secret-0123456789";
+
+fn tls_files() -> (String, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+    (format!("{dir}/server.crt"), format!("{dir}/server.key"))
+}
+
+fn start() -> TestServer {
+    let (cert, key) = tls_files();
+    TestServer::start_with(&[
+        ("BKG_DB_JWT_SECRET", SECRET),
+        ("BKG_DB_PG_TLS_CERT", &cert),
+        ("BKG_DB_PG_TLS_KEY", &key),
+        ("BKG_DB_PG_CLEARTEXT_OVER_TLS", "true"),
+        ("BKG_DB_REST_RATE_PER_S", "0"),
+    ])
+}
+
+fn token(claims: Value) -> String {
+    let jwt = JwtConfig { secret: SECRET.as_bytes().to_vec(), audience: None, issuer: None, leeway_s: 60 };
+    let mut c: Map<String, Value> = claims.as_object().cloned().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    c.entry("exp").or_insert(json!(now + 3600));
+    jwt.sign(&c)
+}
+
+/// Who asks: the pgwire user name and the token (also the REST key).
+struct Principal {
+    name: &'static str,
+    role: &'static str,
+    token: String,
+}
+
+fn principals() -> Vec<Principal> {
+    vec![
+        Principal { name: "anon", role: "anon", token: token(json!({"role": "anon"})) },
+        Principal { name: "A", role: "authenticated", token: token(json!({"role": "authenticated", "sub": "A"})) },
+        Principal { name: "B", role: "authenticated", token: token(json!({"role": "authenticated", "sub": "B"})) },
+        Principal { name: "service", role: "service_role", token: token(json!({"role": "service_role"})) },
+    ]
+}
+
+/// Runs `sql` with psql over TLS, logged in with `password` (a token); the result rows, one
+/// per line, or `error:<SQLSTATE>`.
+fn psql_as(server: &TestServer, user: &str, password: &str, sql: &str) -> String {
+    let dsn = format!("host=127.0.0.1 port={} user={user} dbname=postgres sslmode=require", server.pg_port);
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "VERBOSITY=verbose", &dsn, "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(at) = stderr.find("ERROR:  ") {
+        return format!("error:{}", &stderr[at + 8..at + 13]);
+    }
+    if !out.status.success() {
+        return format!("failed:{stderr}");
+    }
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    lines.sort();
+    lines.join(",")
+}
+
+/// Sends a REST request as `p`; the sorted `id`s of the JSON answer, or `error:<code>`.
+fn rest_as(server: &TestServer, p: &Principal, method: &str, path: &str, body: &str) -> String {
+    let auth = format!("Bearer {}", p.token);
+    let headers = [
+        ("apikey", p.token.as_str()),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Prefer", "return=representation"),
+    ];
+    let (status, _, body) = server.http(method, path, &headers, body.as_bytes());
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if status >= 400 {
+        return format!("error:{}", v["code"].as_str().unwrap_or("?"));
+    }
+    let rows = v.as_array().cloned().or_else(|| v["results"][0]["rows"].as_array().cloned()).unwrap_or_default();
+    let mut ids: Vec<String> = rows.iter().map(|r| r["id"].to_string()).collect();
+    ids.sort();
+    ids.join(",")
+}
+
+const SETUP: &str = "
+    CREATE TABLE todos (id int PRIMARY KEY, owner text NOT NULL, task text NOT NULL);
+    CREATE POLICY todos_owner ON todos TO authenticated
+        USING (owner = auth.uid()) WITH CHECK (owner = auth.uid());
+    GRANT SELECT, INSERT, UPDATE, DELETE ON todos TO anon, authenticated;
+    CREATE VIEW todo_view AS SELECT id, owner FROM todos;
+    GRANT SELECT ON todo_view TO anon, authenticated;
+";
+
+const RESET: &str = "DELETE FROM todos; INSERT INTO todos VALUES (1, 'A', 'a1'), (2, 'A', 'a2'), (3, 'B', 'b1')";
+
+/// The rows each principal may touch: A owns 1 and 2, B owns 3; anon has no policy.
+fn visible(who: &str) -> &'static str {
+    match who {
+        "A" => "1,2",
+        "B" => "3",
+        "service" => "1,2,3",
+        _ => "",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bypass_matrix_over_pgwire_and_rest() {
+    let server = start();
+    let admin = server.connect().await;
+    admin.batch_execute(SETUP).await.unwrap();
+    let mut failures = Vec::new();
+    for p in principals() {
+        let v = visible(p.name);
+        let denied_insert = if p.name == "B" || p.name == "service" { "10" } else { "error:42501" };
+        // (query, expected) over pgwire; every write is undone by RESET before the next case.
+        let pg_cases: Vec<(&str, String)> = vec![
+            ("SELECT id FROM todos", v.into()),
+            ("SELECT id FROM todo_view", v.into()),
+            ("WITH t AS (SELECT * FROM todos) SELECT id FROM t", v.into()),
+            ("SELECT id FROM (SELECT id FROM todos) s", v.into()),
+            ("SELECT t.id FROM todos t JOIN todos u ON t.id = u.id", v.into()),
+            ("SELECT id FROM todos UNION SELECT id FROM todos", v.into()),
+            ("SELECT id FROM todos WHERE id = 3", if v.contains('3') { "3" } else { "" }.into()),
+            ("SELECT id FROM todos WHERE owner = 'B'", if v.contains('3') { "3" } else { "" }.into()),
+            (
+                "SELECT 3 WHERE EXISTS (SELECT 1 FROM todos WHERE task = 'b1')",
+                if v.contains('3') { "3" } else { "" }.into(),
+            ),
+            (
+                "SELECT count(*) || ':' || coalesce(min(id), 0) || ':' || coalesce(max(id), 0) FROM todos",
+                match p.name {
+                    "A" => "2:1:2",
+                    "B" => "1:3:3",
+                    "service" => "3:1:3",
+                    _ => "0:0:0",
+                }
+                .into(),
+            ),
+            ("COPY (SELECT id FROM todos) TO STDOUT", v.into()),
+            // A user predicate never runs on hidden rows: it would divide by zero on b1.
+            (
+                "SELECT id FROM todos WHERE 1 / (CASE WHEN task = 'b1' THEN 0 ELSE 1 END) = 1",
+                if v.contains('3') { "error:22012".into() } else { v.into() },
+            ),
+            ("UPDATE todos SET task = 'x' RETURNING id", v.into()),
+            ("DELETE FROM todos RETURNING id", v.into()),
+            (
+                "UPDATE todos SET owner = 'B' WHERE id = 1 RETURNING id",
+                match p.name {
+                    "A" => "error:42501",
+                    "service" => "1",
+                    _ => "",
+                }
+                .into(),
+            ),
+            ("INSERT INTO todos VALUES (10, 'B', 'forged') RETURNING id", denied_insert.into()),
+            (
+                "INSERT INTO todos SELECT id + 100, owner, task FROM todos RETURNING id",
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|i| (100 + i.parse::<i32>().unwrap()).to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "DELETE FROM todos WHERE id IN (SELECT id FROM todos WHERE owner = 'B') RETURNING id",
+                if v.contains('3') { "3" } else { "" }.into(),
+            ),
+        ];
+        for (sql, want) in pg_cases {
+            admin.batch_execute(RESET).await.unwrap();
+            let got = psql_as(&server, p.role, &p.token, sql);
+            if got != want {
+                failures.push(format!("pgwire {} {sql}: got {got:?}, want {want:?}", p.name));
+            }
+        }
+        let rest_cases: Vec<(&str, &str, &str, String)> = vec![
+            ("GET", "/rest/v1/todos?select=id", "", v.into()),
+            ("GET", "/rest/v1/todo_view?select=id", "", v.into()),
+            ("GET", "/rest/v1/todos?select=id&id=eq.3", "", if v.contains('3') { "3" } else { "" }.into()),
+            (
+                "GET",
+                "/rest/v1/todos?select=id&or=(owner.eq.B,task.eq.b1)",
+                "",
+                if v.contains('3') { "3" } else { "" }.into(),
+            ),
+            ("PATCH", "/rest/v1/todos?id=gte.0", r#"{"task": "x"}"#, v.into()),
+            ("DELETE", "/rest/v1/todos?id=gte.0", "", v.into()),
+            (
+                "PATCH",
+                "/rest/v1/todos?id=eq.1",
+                r#"{"owner": "B"}"#,
+                match p.name {
+                    "A" => "error:42501",
+                    "service" => "1",
+                    _ => "",
+                }
+                .into(),
+            ),
+            ("POST", "/rest/v1/todos", r#"{"id": 10, "owner": "B", "task": "forged"}"#, denied_insert.into()),
+            ("POST", "/query", r#"{"query": "SELECT id FROM todos"}"#, v.into()),
+        ];
+        for (method, path, body, want) in rest_cases {
+            admin.batch_execute(RESET).await.unwrap();
+            let got = rest_as(&server, &p, method, path, body);
+            if got != want {
+                failures.push(format!("REST {} {method} {path}: got {got:?}, want {want:?}", p.name));
+            }
+        }
+    }
+    // Nothing any principal did leaked into another's rows: the table is as RESET left it
+    // after the last case, and EXPLAIN shows no row data.
+    let explain = psql_as(&server, "authenticated", &principals()[1].token, "EXPLAIN SELECT * FROM todos");
+    if explain.contains("b1") || explain.starts_with("error") {
+        failures.push(format!("EXPLAIN: {explain}"));
+    }
+    assert!(failures.is_empty(), "{} of the matrix differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_a_pgwire_password_for_its_role_only() {
+    let server = start();
+    let admin = server.connect().await;
+    admin.batch_execute(SETUP).await.unwrap();
+    admin.batch_execute(RESET).await.unwrap();
+    let a = token(json!({"role": "authenticated", "sub": "A", "email": "a@example.com"}));
+    assert_eq!(psql_as(&server, "authenticated", &a, "SELECT auth.uid() || ' ' || auth.email()"), "A a@example.com");
+    assert_eq!(psql_as(&server, "authenticated", &a, "SELECT current_user"), "authenticated");
+    // The principal is fixed: no other role, no other claims.
+    assert_eq!(psql_as(&server, "authenticated", &a, "SET ROLE service_role"), "error:42501");
+    assert_eq!(psql_as(&server, "authenticated", &a, "SET ROLE anon"), "error:42501");
+    assert_eq!(psql_as(&server, "authenticated", &a, "SET request.jwt.claims = '{\"sub\": \"B\"}'"), "error:42501");
+    // The service role may act for a user, as a server-side job would.
+    let service = token(json!({"role": "service_role"}));
+    assert_eq!(
+        psql_as(
+            &server,
+            "service_role",
+            &service,
+            "SET request.jwt.claims = '{\"sub\": \"B\", \"role\": \"authenticated\"}'; SET ROLE authenticated; SELECT id FROM todos"
+        ),
+        "3"
+    );
+    // Refused: a token for another role than the user, an expired one, one signed with another
+    // key, one naming a superuser, and a token over a connection without TLS (SCRAM).
+    let refused = |user: &str, password: &str| {
+        let got = psql_as(&server, user, password, "SELECT 1");
+        assert!(got.starts_with("failed:") && got.contains("password authentication failed"), "{user}: {got}");
+    };
+    refused("service_role", &a);
+    refused("authenticated", &token(json!({"role": "authenticated", "sub": "A", "exp": 1000})));
+    let other = JwtConfig {
+        secret: b"another-secret-another-secret-xxxxxxxx".to_vec(),
+        audience: None,
+        issuer: None,
+        leeway_s: 60,
+    };
+    refused(
+        "authenticated",
+        &other.sign(&json!({"role": "authenticated", "exp": 4_000_000_000u64}).as_object().cloned().unwrap()),
+    );
+    refused("postgres", &token(json!({"role": "postgres"})));
+    let dsn = format!("host=127.0.0.1 port={} user=authenticated dbname=postgres sslmode=disable", server.pg_port);
+    let out = Command::new("psql").args(["-X", "-c", "SELECT 1", &dsn]).env("PGPASSWORD", &a).output().unwrap();
+    assert!(!out.status.success());
+}
