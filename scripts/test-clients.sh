@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Driver tests with real client libraries against the built server:
 #   - Python psycopg 3 (pytest), in a venv under $HOME/.cache/bkg-venv (created or reused)
-#   - Node.js `pg` and `@supabase/postgrest-js` (node --test), installed from
-#     tests/clients/node/package-lock.json; postgrest-js drives the REST API (/rest/v1), and
-#     @redocly/cli lints the OpenAPI document the server serves
+#   - Node.js `pg`, `@supabase/postgrest-js` and `@supabase/supabase-js` (node --test),
+#     installed from tests/clients/node/package-lock.json; postgrest-js drives the REST API
+#     (/rest/v1), supabase-js signs users up and in (/auth/v1) and reads under row-level
+#     security, and @redocly/cli lints the OpenAPI document the server serves
 # The suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
 # free loopback ports and stop it again. Exits non-zero if either suite fails.
 set -uo pipefail
@@ -58,12 +59,13 @@ node_suite() {
   fi
   echo "== node $(node --version), pg $(node -p "require('pg/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @supabase/postgrest-js $(node -p "require('@supabase/postgrest-js/package.json').version") (node --test) against $BKG_DB_BIN"
+  echo "== node $(node --version), @supabase/supabase-js $(node -p "require('@supabase/supabase-js/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @redocly/cli $(node -p "require('@redocly/cli/package.json').version") (OpenAPI lint) against $BKG_DB_BIN"
-  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs
+  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs test_supabase.mjs
 }
 
 python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }
-node_suite || { status=1; echo "test-clients: node pg/postgrest-js suite FAILED" >&2; }
+node_suite || { status=1; echo "test-clients: node pg/postgrest-js/supabase-js suite FAILED" >&2; }
 
 if ((status == 0)); then
   echo "test-clients: all driver suites passed"

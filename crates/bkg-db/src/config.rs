@@ -121,6 +121,15 @@ pub struct ServeArgs {
     /// Schemas the REST API exposes, comma-separated; the first is the default.
     #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
     pub rest_schemas: String,
+    /// Lifetime of the access tokens `/auth/v1` issues, seconds.
+    #[arg(long, env = "BKG_DB_AUTH_JWT_EXPIRY_S", default_value_t = 3600)]
+    pub auth_jwt_expiry_s: u64,
+    /// Refuse `POST /auth/v1/signup` (users are then created by the service role).
+    #[arg(long, env = "BKG_DB_AUTH_DISABLE_SIGNUP", default_value_t = false)]
+    pub auth_disable_signup: bool,
+    /// Requests per minute per client address to `/auth/v1` signup, token and recover (0 = no limit).
+    #[arg(long, env = "BKG_DB_AUTH_RATE_PER_MIN", default_value_t = 30)]
+    pub auth_rate_per_min: u32,
     /// Tables created in the exposed schemas start with row-level security on (`on`, the
     /// default) or off (`off`); with it on and no policy, API roles see no rows.
     #[arg(long, env = "BKG_DB_RLS_DEFAULT", default_value = "on", value_parser = ["on", "off"])]
@@ -162,6 +171,14 @@ impl ServeArgs {
             rate_burst: self.rest_rate_burst,
             query_rows_max: (self.query_max_rows > 0).then_some(self.query_max_rows),
             migrations_dir: self.migrations_dir.clone(),
+        }
+    }
+
+    pub fn gotrue_config(&self) -> crate::auth::gotrue::GoTrueConfig {
+        crate::auth::gotrue::GoTrueConfig {
+            jwt_expiry_s: self.auth_jwt_expiry_s,
+            disable_signup: self.auth_disable_signup,
+            rate_per_min: self.auth_rate_per_min,
         }
     }
 

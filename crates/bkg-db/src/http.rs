@@ -22,7 +22,7 @@ pub struct HttpState {
     pub started: Instant,
 }
 
-pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
+pub fn router(state: HttpState, rest: crate::rest::RestState, auth: Router) -> Router {
     let counters = state.metrics.clone();
     Router::new()
         .route("/healthz", get(healthz))
@@ -30,6 +30,7 @@ pub fn router(state: HttpState, rest: crate::rest::RestState) -> Router {
         .route("/openapi.json", get(openapi))
         .with_state(state)
         .merge(crate::rest::router(rest))
+        .merge(auth)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(counters, count))
 }

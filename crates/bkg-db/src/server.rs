@@ -89,7 +89,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
     let rest = crate::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
-    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started }, rest)
+    let users = crate::auth::gotrue::router(engine.clone(), auth_config.clone(), args.gotrue_config());
+    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started }, rest, users)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -4,6 +4,7 @@
 //! clients send them. The token's `role` claim names the database role the request runs as, so
 //! privileges (and row-level security) are checked by the one SQL path, never per endpoint.
 
+pub mod gotrue;
 pub mod jwt;
 
 use std::path::Path;

@@ -21,6 +21,11 @@ impl RateLimiter {
         RateLimiter { per_s: per_s as f64, burst: burst.max(per_s).max(1) as f64, buckets: Mutex::new(HashMap::new()) }
     }
 
+    /// `per_min` requests a minute, all of them allowed in a burst (0 = unlimited).
+    pub fn per_minute(per_min: u32) -> RateLimiter {
+        RateLimiter { per_s: per_min as f64 / 60.0, burst: per_min.max(1) as f64, buckets: Mutex::new(HashMap::new()) }
+    }
+
     /// Takes one token for `ip`; Err(seconds to wait) when none is left.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         self.check_at(ip, Instant::now())

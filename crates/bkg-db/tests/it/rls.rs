@@ -275,3 +275,84 @@ async fn a_token_is_a_pgwire_password_for_its_role_only() {
     let out = Command::new("psql").args(["-X", "-c", "SELECT 1", &dsn]).env("PGPASSWORD", &a).output().unwrap();
     assert!(!out.status.success());
 }
+
+/// The /auth/v1 endpoints answer hostile input with 4xx and GoTrue's error shape, never 5xx,
+/// and limit sign-in attempts per client.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_endpoints_refuse_bad_input_and_limit_attempts() {
+    let server = TestServer::start_with(&[("BKG_DB_JWT_SECRET", SECRET), ("BKG_DB_AUTH_RATE_PER_MIN", "0")]);
+    let (anon, service) = server.api_keys();
+    let user = token(json!({"role": "authenticated", "sub": "0b0e8a4e-5f0c-4a36-8d5e-1c1f6a3b9c01"}));
+    let big = format!(r#"{{"email": "a@example.com", "password": "{}"}}"#, "x".repeat(100_000));
+    let (user_bearer, anon_bearer, service_bearer) =
+        (format!("Bearer {user}"), format!("Bearer {anon}"), format!("Bearer {service}"));
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, u16, &str)> = vec![
+        (
+            "POST",
+            "/auth/v1/signup",
+            vec![],
+            r#"{"email":"a@example.com","password":"secret1"}"#,
+            401,
+            "no_authorization",
+        ),
+        ("POST", "/auth/v1/signup", vec![("apikey", "forged.token.here")], "{}", 401, "bad_jwt"),
+        ("POST", "/auth/v1/signup", vec![("apikey", &anon)], "{not json", 400, "bad_json"),
+        ("POST", "/auth/v1/signup", vec![("apikey", &anon)], "[1, 2]", 400, "bad_json"),
+        (
+            "POST",
+            "/auth/v1/signup",
+            vec![("apikey", &anon)],
+            r#"{"email": 5, "password": "secret1"}"#,
+            400,
+            "validation_failed",
+        ),
+        ("POST", "/auth/v1/signup", vec![("apikey", &anon)], &big, 413, ""),
+        ("POST", "/auth/v1/token?grant_type=magic", vec![("apikey", &anon)], "{}", 400, "unsupported_grant_type"),
+        ("GET", "/auth/v1/user", vec![("apikey", &anon)], "", 401, "no_authorization"),
+        // A valid token whose session never existed.
+        (
+            "GET",
+            "/auth/v1/user",
+            vec![("apikey", &anon), ("Authorization", &user_bearer)],
+            "",
+            403,
+            "session_not_found",
+        ),
+        ("GET", "/auth/v1/admin/users", vec![("Authorization", &anon_bearer)], "", 403, "not_admin"),
+        (
+            "GET",
+            "/auth/v1/admin/users/..%2F..%2Fetc",
+            vec![("Authorization", &service_bearer)],
+            "",
+            404,
+            "user_not_found",
+        ),
+        (
+            "DELETE",
+            "/auth/v1/admin/users/not-a-uuid",
+            vec![("Authorization", &service_bearer)],
+            "",
+            404,
+            "user_not_found",
+        ),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let (got, _, resp) = server.http(method, path, &headers, body.as_bytes());
+        assert_eq!(got, status, "{method} {path}: {resp}");
+        assert!(resp.contains(code), "{method} {path}: {resp}");
+    }
+    // Five attempts a minute per address, then 429, whatever the outcome of the attempts.
+    let server = TestServer::start_with(&[("BKG_DB_AUTH_RATE_PER_MIN", "5")]);
+    let (anon, _) = server.api_keys();
+    let body = r#"{"email": "nobody@example.com", "password": "wrong-one"}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let (s, _, _) =
+            server.http("POST", "/auth/v1/token?grant_type=password", &[("apikey", &anon)], body.as_bytes());
+        statuses.push(s);
+    }
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 2, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 400 || *s == 429), "{statuses:?}");
+    let (s, _, resp) = server.http("GET", "/auth/v1/settings", &[], b"");
+    assert_eq!(s, 200, "{resp}");
+}
