@@ -74,6 +74,11 @@ async fn set(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body) -
     if ctx.principal.role != crate::auth::SERVICE_ROLE {
         return Err(RestError::new(403, "42501", "migrations need the service role"));
     }
+    if crate::sql::policy::Scopes::from_claims(&serde_json::Value::Object(ctx.principal.claims.clone()))
+        .is_some_and(|s| !s.admin)
+    {
+        return Err(RestError::new(403, "42501", "migrations need the admin scope"));
+    }
     let bytes = read_body(body, s.config.body_bytes_max).await?;
     let req: MigrationsRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         MigrationsRequest::default()

@@ -76,6 +76,45 @@ impl Security {
     }
 }
 
+/// What a token's `scope` claim (space-separated, or a `scopes` array) allows: `admin`, or
+/// `ns:<schema>:read` / `ns:<schema>:write` (write includes read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes {
+    pub admin: bool,
+    /// (schema, write) pairs.
+    pub namespaces: Vec<(String, bool)>,
+}
+
+impl Scopes {
+    /// The scopes of a token's claims; `None` when the token names none (no limit beyond the
+    /// role's privileges). Unknown scope words grant nothing.
+    pub fn from_claims(claims: &serde_json::Value) -> Option<Scopes> {
+        let words: Vec<String> = match (claims.get("scope"), claims.get("scopes")) {
+            (Some(serde_json::Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+            (_, Some(serde_json::Value::Array(a))) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            (None, None) => return None,
+            _ => vec![],
+        };
+        let mut scopes = Scopes { admin: false, namespaces: vec![] };
+        for w in words {
+            if w == "admin" {
+                scopes.admin = true;
+            } else if let Some(rest) = w.strip_prefix("ns:")
+                && let Some((schema, mode)) = rest.rsplit_once(':')
+                && (mode == "read" || mode == "write")
+                && !schema.is_empty()
+            {
+                scopes.namespaces.push((schema.to_string(), mode == "write"));
+            }
+        }
+        Some(scopes)
+    }
+
+    pub fn allows(&self, schema: &str, write: bool) -> bool {
+        self.admin || self.namespaces.iter().any(|(s, w)| s == schema && (*w || !write))
+    }
+}
+
 /// Which expression of the policies a predicate is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clause {
@@ -547,6 +586,19 @@ mod tests {
         let mut e = parse_expr("user_id = auth.uid()").unwrap();
         bind_principal(&mut e, &anon).unwrap();
         assert_eq!(e.to_string(), "user_id = NULL");
+    }
+
+    #[test]
+    fn scopes_from_claims() {
+        assert_eq!(Scopes::from_claims(&serde_json::json!({"role": "x"})), None);
+        let s = Scopes::from_claims(&serde_json::json!({"scope": "ns:app:read ns:logs:write bogus ns::read"})).unwrap();
+        assert!(s.allows("app", false) && !s.allows("app", true));
+        assert!(s.allows("logs", false) && s.allows("logs", true));
+        assert!(!s.allows("public", false) && !s.admin);
+        let a = Scopes::from_claims(&serde_json::json!({"scopes": ["admin"]})).unwrap();
+        assert!(a.allows("anything", true));
+        let none = Scopes::from_claims(&serde_json::json!({"scope": 5})).unwrap();
+        assert!(!none.allows("public", false));
     }
 
     #[test]

@@ -250,7 +250,26 @@ impl Session {
     /// (and USAGE on its schema).
     pub fn require_relation(&self, id: u64, privs: u32) -> SqlResult<()> {
         let cat = self.acl_catalog();
-        require_relation_in(&cat, self.role, id, privs)
+        require_relation_in(&cat, self.role, id, privs)?;
+        self.require_scope(&cat, id, privs)
+    }
+
+    /// Fails with 42501 when the principal's token scopes do not cover the relation's schema:
+    /// `ns:<schema>:read` for reading, `ns:<schema>:write` for reading and writing, `admin`
+    /// for everything. A token without scopes is limited by its role's privileges only.
+    pub fn require_scope(&self, cat: &Catalog, id: u64, privs: u32) -> SqlResult<()> {
+        let Some(scopes) = self.scopes() else { return Ok(()) };
+        let Some(schema) = relation_schema(cat, id) else { return Ok(()) };
+        let write = privs & !(privilege::SELECT) != 0;
+        if scopes.allows(&schema, write) {
+            return Ok(());
+        }
+        let (kind, name) = relation_kind(cat, id);
+        Err(SqlError::new(
+            codes::INSUFFICIENT_PRIVILEGE,
+            format!("the token's scopes do not allow {} {kind} {name}", if write { "writing" } else { "reading" }),
+        )
+        .with_hint(format!("It needs the scope ns:{schema}:{} or admin.", if write { "write" } else { "read" })))
     }
 
     /// Fails with 42501 unless the current role owns the relation or schema.
@@ -290,6 +309,7 @@ impl Session {
                 };
                 if let Some(id) = id
                     && let Err(e) = require_relation_in(&cat, self.role, id, privilege::SELECT)
+                        .and_then(|_| self.require_scope(&cat, id, privilege::SELECT))
                 {
                     result = Err(e);
                     return Ok(TreeNodeRecursion::Stop);

@@ -163,6 +163,8 @@ pub struct Session {
     pub(crate) dml_target: Option<(u64, bkg_kernel::PolicyCommand)>,
     /// The session logged in with a JWT: its principal is fixed (no SET ROLE, no claims change).
     jwt_login: bool,
+    /// The scopes of the principal's token (`None`: not limited by scopes).
+    scopes: Option<Arc<super::policy::Scopes>>,
 }
 
 impl Drop for Session {
@@ -262,13 +264,20 @@ impl Session {
             vars,
             dml_target: None,
             jwt_login: false,
+            scopes: None,
         }
     }
 
     /// Sets (or clears) the principal the session acts for: the verified claims of a JWT. Front
     /// doors call this per request; it is never a setting a client can change.
     pub fn set_claims(&mut self, claims: Option<serde_json::Value>) {
+        self.scopes = claims.as_ref().and_then(super::policy::Scopes::from_claims).map(Arc::new);
         *self.info.claims.write() = claims.map(Arc::new);
+    }
+
+    /// The token scopes limiting the principal, if its token has any.
+    pub fn scopes(&self) -> Option<Arc<super::policy::Scopes>> {
+        self.scopes.clone()
     }
 
     /// The claims of the session's principal.
@@ -931,6 +940,10 @@ impl Session {
             Statement::Insert(ins) => super::dml::insert(self, ins).await,
             Statement::Update(upd) => super::dml::update(self, upd).await,
             Statement::Delete(del) => super::dml::delete(self, del).await,
+            ref ddl if self.scopes.as_ref().is_some_and(|s| !s.admin) && is_schema_change(ddl) => {
+                Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, "the token's scopes do not allow schema changes")
+                    .with_hint("It needs the scope admin."))
+            }
             Statement::CreateTable(_)
             | Statement::CreateSchema { .. }
             | Statement::Drop { .. }
@@ -1127,6 +1140,27 @@ impl Session {
             _ => Err(SqlError::internal("internal query returned no rows")),
         }
     }
+}
+
+/// DDL, role, privilege and policy statements: what only an `admin` scope may run.
+fn is_schema_change(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::CreateSchema { .. }
+            | Statement::Drop { .. }
+            | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::CreateView(_)
+            | Statement::Truncate(_)
+            | Statement::CreateRole(_)
+            | Statement::AlterRole { .. }
+            | Statement::Grant(_)
+            | Statement::Revoke(_)
+            | Statement::CreatePolicy(_)
+            | Statement::AlterPolicy(_)
+            | Statement::DropPolicy(_)
+    )
 }
 
 fn expr_setting_text(e: &ast::Expr) -> String {

@@ -356,3 +356,54 @@ async fn auth_endpoints_refuse_bad_input_and_limit_attempts() {
     let (s, _, resp) = server.http("GET", "/auth/v1/settings", &[], b"");
     assert_eq!(s, 200, "{resp}");
 }
+
+/// Scoped tokens: `ns:<schema>:read|write` limit a token to named schemas, `admin` allows
+/// everything; outside its scopes a request is refused with 403 (42501).
+#[tokio::test(flavor = "multi_thread")]
+async fn token_scopes_limit_schemas_and_writes() {
+    let server = TestServer::start_with(&[("BKG_DB_JWT_SECRET", SECRET), ("BKG_DB_REST_SCHEMAS", "public,app")]);
+    let admin = server.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);
+             ALTER TABLE notes DISABLE ROW LEVEL SECURITY;
+             INSERT INTO notes VALUES (1, 'n');
+             CREATE SCHEMA app;
+             CREATE TABLE app.items (id int PRIMARY KEY);
+             ALTER TABLE app.items DISABLE ROW LEVEL SECURITY;
+             INSERT INTO app.items VALUES (1);
+             GRANT USAGE ON SCHEMA app TO service_role;
+             GRANT ALL ON notes, app.items TO service_role;",
+        )
+        .await
+        .unwrap();
+    let as_scoped = |scope: &str| token(json!({"role": "service_role", "scope": scope}));
+    let call = |tok: &str, method: &str, path: &str, profile: &str, body: &str| {
+        let auth = format!("Bearer {tok}");
+        let headers = [
+            ("apikey", tok),
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept-Profile", profile),
+            ("Content-Profile", profile),
+        ];
+        server.http(method, path, &headers, body.as_bytes()).0
+    };
+    let read = as_scoped("ns:public:read");
+    assert_eq!(call(&read, "GET", "/rest/v1/notes", "public", ""), 200);
+    assert_eq!(call(&read, "POST", "/rest/v1/notes", "public", r#"{"id": 2}"#), 403);
+    assert_eq!(call(&read, "GET", "/rest/v1/items", "app", ""), 403);
+    assert_eq!(call(&read, "POST", "/query", "public", r#"{"query": "SELECT count(*) FROM app.items"}"#), 403);
+    assert_eq!(call(&read, "POST", "/query", "public", r#"{"query": "CREATE TABLE t2 (id int)"}"#), 403);
+    let write = as_scoped("ns:app:write");
+    assert_eq!(call(&write, "POST", "/rest/v1/items", "app", r#"{"id": 2}"#), 201);
+    assert_eq!(call(&write, "GET", "/rest/v1/items", "app", ""), 200);
+    assert_eq!(call(&write, "GET", "/rest/v1/notes", "public", ""), 403);
+    assert_eq!(call(&write, "POST", "/migrate/apply", "public", ""), 403);
+    let all = as_scoped("admin");
+    assert_eq!(call(&all, "GET", "/rest/v1/items", "app", ""), 200);
+    assert_eq!(call(&all, "POST", "/query", "public", r#"{"query": "CREATE TABLE t3 (id int)"}"#), 200);
+    // No scope claim: the role's privileges alone decide.
+    let plain = token(json!({"role": "service_role"}));
+    assert_eq!(call(&plain, "GET", "/rest/v1/notes", "public", ""), 200);
+}
