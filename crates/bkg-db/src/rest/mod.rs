@@ -10,6 +10,7 @@ pub mod grammar;
 pub mod limits;
 pub mod migrations;
 pub mod output;
+pub mod policy;
 pub mod query;
 pub mod table;
 
@@ -97,6 +98,12 @@ pub fn router(state: RestState) -> Router {
         .route("/query", axum::routing::post(query::query))
         .route("/migrate/apply", axum::routing::post(migrations::apply))
         .route("/migrate/status", axum::routing::get(migrations::status).post(migrations::status))
+        .route("/policy", axum::routing::get(policy::list).post(policy::create))
+        .route("/policy/explain", axum::routing::post(policy::explain))
+        .route(
+            "/policy/{table}/{name}",
+            axum::routing::get(policy::get_one).patch(policy::update).put(policy::update).delete(policy::remove),
+        )
         .with_state(state)
 }
 

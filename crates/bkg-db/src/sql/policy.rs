@@ -148,7 +148,7 @@ pub fn applicable<'a>(
 
 /// The SQL text of the combined predicate: permissive policies OR-ed, restrictive ones AND-ed
 /// onto them; no permissive policy means no row (default deny).
-fn combined_sql(sec: &Security, def: &TableDef, command: PolicyCommand, clause: Clause) -> String {
+pub fn combined_sql(sec: &Security, def: &TableDef, command: PolicyCommand, clause: Clause) -> String {
     let policies = applicable(sec, def, command, clause);
     let permissive: Vec<&str> = policies.iter().filter(|(p, _)| p.permissive).filter_map(|(_, t)| *t).collect();
     if permissive.is_empty() {
@@ -243,6 +243,54 @@ fn bind_principal(expr: &mut ast::Expr, sec: &Security) -> SqlResult<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// A policy expression as the principal sees it: `auth.uid()` and friends replaced by their
+/// values (for `/policy/explain`).
+pub fn bound_text(sec: &Security, sql: &str) -> SqlResult<String> {
+    let mut expr = parse_expr(sql).ok_or_else(|| SqlError::syntax(format!("not an expression: {sql}")))?;
+    bind_principal(&mut expr, sec)?;
+    Ok(expr.to_string())
+}
+
+/// Evaluates predicate SQL over `def`'s columns on one row given as JSON (`{"column": value}`;
+/// missing columns are NULL): `Some(true|false)`, or `None` for NULL.
+pub fn evaluate_on_row(
+    state: &SessionState,
+    sec: &Security,
+    def: &TableDef,
+    sql: &str,
+    row: &serde_json::Map<String, serde_json::Value>,
+) -> SqlResult<Option<bool>> {
+    use datafusion::arrow::array::ArrayRef;
+    let schema: SchemaRef = Arc::new(table_df_schema(def, None)?.as_arrow().clone());
+    for k in row.keys() {
+        if def.column_index(k).is_none() {
+            return Err(SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{k}\" of relation \"{}\" does not exist", def.name),
+            ));
+        }
+    }
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for f in schema.fields() {
+        let text = match row.get(f.name()) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let arr: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![text]));
+        let cast = datafusion::arrow::compute::cast(&arr, f.data_type())
+            .map_err(|e| SqlError::new("22P02", format!("invalid value for column \"{}\": {e}", f.name())))?;
+        cols.push(cast);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| SqlError::internal(e.to_string()))?;
+    let expr = compile(state, sec, def, sql, None)?;
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let physical = state.create_physical_expr(expr, &df_schema)?;
+    let mask = physical.evaluate(&batch)?.into_array(1)?;
+    let mask = mask.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| SqlError::internal("not boolean"))?;
+    Ok((!mask.is_null(0)).then(|| mask.value(0)))
 }
 
 /// The DataFusion schema of `def`'s live columns (qualified when `qualifier` is given).
