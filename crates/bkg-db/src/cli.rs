@@ -1,9 +1,9 @@
-//! Commands besides `serve`: `migrate apply` and `migrate status`.
+//! Commands besides `serve`: `migrate apply|status` and `keys list|rotate|retire|rotate-api-keys`.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use crate::config::{MigrateAction, MigrateArgs};
+use crate::config::{KeysAction, KeysArgs, MigrateAction, MigrateArgs};
 use crate::migrate::{self, Migration, StatusRow};
 use crate::sql::{Engine, EngineConfig};
 
@@ -116,5 +116,65 @@ fn remote(apply: bool, url: &str, key: Option<&str>, files: &[Migration]) -> Res
         })
         .unwrap_or_default();
     print_status(&rows);
+    Ok(())
+}
+
+/// Runs a keys command on `<data-dir>/auth/keys.json`; returns the process exit code.
+pub fn keys(action: KeysAction) -> i32 {
+    match run_keys(action) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bkg-db keys: {e}");
+            1
+        }
+    }
+}
+
+fn run_keys(action: KeysAction) -> Result<(), String> {
+    let args: KeysArgs = match &action {
+        KeysAction::List(a) | KeysAction::Rotate(a) | KeysAction::Retire(a) | KeysAction::RotateApiKeys(a) => a.clone(),
+    };
+    let dir = std::path::PathBuf::from(args.data_dir.strip_prefix("file://").unwrap_or(&args.data_dir));
+    if !dir.join("auth").join("keys.json").exists() {
+        return Err(format!("no keys in {} (start the server once to create them)", dir.display()));
+    }
+    let settings = crate::auth::KeySettings {
+        secret: args.jwt_secret.clone(),
+        alg: crate::auth::Alg::parse(&args.jwt_alg).unwrap_or_default(),
+        audience: args.jwt_aud.clone(),
+        issuer: args.jwt_iss.clone(),
+    };
+    let (mut cfg, _) = crate::auth::AuthConfig::load_or_create(&dir, &settings)?;
+    match action {
+        KeysAction::List(_) => {}
+        KeysAction::Rotate(_) => {
+            let kid = cfg.rotate_signing_key(&dir)?;
+            println!("new signing key {kid}; older keys verify until retired (bkg-db keys retire --kid <kid>)");
+        }
+        KeysAction::Retire(a) => {
+            let kid = a.kid.ok_or("--kid names the key to retire")?;
+            cfg.retire_signing_key(&dir, &kid)?;
+            println!("retired {kid}: tokens it signed no longer verify");
+        }
+        KeysAction::RotateApiKeys(_) => {
+            cfg.rotate_api_keys(&dir)?;
+            println!("new API keys (the old ones verify while the key that signed them is not retired)");
+        }
+    }
+    let jwt = cfg.jwt();
+    println!("algorithm: {}", jwt.alg.name());
+    let signer = jwt.signing_key().map(|k| k.kid.clone());
+    for k in &jwt.ec_keys {
+        let state = if k.retired {
+            "retired"
+        } else if Some(&k.kid) == signer.as_ref() {
+            "signing"
+        } else {
+            "verifying"
+        };
+        println!("key {} {state} created_at={}", k.kid, k.created_at);
+    }
+    println!("anon:         {}", cfg.anon_key);
+    println!("service_role: {}", cfg.service_key);
     Ok(())
 }

@@ -27,6 +27,42 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Signing and API keys in `<data-dir>/auth/keys.json`: `keys list|rotate|retire|rotate-api-keys`.
+    /// A running server picks changes up within seconds.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Show the algorithm, the signing keys (which one signs, which are retired) and the API keys.
+    List(KeysArgs),
+    /// ES256: add a signing key; it signs from now on, older keys verify until retired.
+    Rotate(KeysArgs),
+    /// ES256: retire a signing key (`--kid`); tokens it signed stop verifying.
+    Retire(KeysArgs),
+    /// Issue new anon and service keys signed by the current key.
+    RotateApiKeys(KeysArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[arg(long = "data-dir", env = "BKG_DB_DSN", default_value = "./.bkg-data")]
+    pub data_dir: String,
+    /// The key to retire.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// As the server's BKG_DB_JWT_ALG.
+    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256"])]
+    pub jwt_alg: String,
+    #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    #[arg(long, env = "BKG_DB_JWT_AUD")]
+    pub jwt_aud: Option<String>,
+    #[arg(long, env = "BKG_DB_JWT_ISS")]
+    pub jwt_iss: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +154,11 @@ pub struct ServeArgs {
     /// Required `iss` claim of API tokens (unset: not checked).
     #[arg(long, env = "BKG_DB_JWT_ISS")]
     pub jwt_iss: Option<String>,
+    /// The one JWT algorithm accepted: `HS256` (the shared secret) or `ES256` (P-256 keys in
+    /// `<data-dir>/auth/keys.json`, published at /auth/v1/.well-known/jwks.json, rotated with
+    /// `bkg-db keys rotate`).
+    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256"])]
+    pub jwt_alg: String,
     /// Schemas the REST API exposes, comma-separated; the first is the default.
     #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
     pub rest_schemas: String,
@@ -171,6 +212,15 @@ impl ServeArgs {
             rate_burst: self.rest_rate_burst,
             query_rows_max: (self.query_max_rows > 0).then_some(self.query_max_rows),
             migrations_dir: self.migrations_dir.clone(),
+        }
+    }
+
+    pub fn key_settings(&self) -> crate::auth::KeySettings {
+        crate::auth::KeySettings {
+            secret: self.jwt_secret.clone(),
+            alg: crate::auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
+            audience: self.jwt_aud.clone(),
+            issuer: self.jwt_iss.clone(),
         }
     }
 

@@ -19,6 +19,7 @@ fn main() {
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
             std::process::exit(bkg_db::cli::migrate(action));
         }
+        Some(Command::Keys { action }) => std::process::exit(bkg_db::cli::keys(action)),
         None => cli.serve,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BKG_DB_LOG")

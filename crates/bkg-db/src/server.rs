@@ -40,12 +40,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "database open"
     );
-    let (auth_config, fresh_keys) = crate::auth::AuthConfig::load_or_create(
-        &dir,
-        args.jwt_secret.as_deref(),
-        args.jwt_aud.clone(),
-        args.jwt_iss.clone(),
-    )?;
+    let (auth_config, fresh_keys) = crate::auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
     if fresh_keys {
         // Shown once; they stay in <data-dir>/auth/keys.json (mode 0600).
         eprintln!(
@@ -66,6 +61,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     crate::auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
     let metrics = Arc::new(Metrics::default());
     let auth_config = Arc::new(auth_config);
+    reload_keys_on_change(auth_config.clone(), dir.clone());
     // Over TLS with cleartext passwords, a JWT is accepted as the password of its role.
     let hook = crate::auth::TokenPasswordHook::new(engine.clone(), auth_config.clone());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, Some(Arc::new(hook))));
@@ -144,4 +140,25 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Picks up `bkg-db keys rotate|retire` while the server runs: keys.json is checked every two
+/// seconds and the signing keys are read again when it changed.
+fn reload_keys_on_change(auth: Arc<crate::auth::AuthConfig>, dir: std::path::PathBuf) {
+    let path = dir.join("auth").join("keys.json");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let now = modified(&path);
+            if now != seen {
+                seen = now;
+                match auth.reload(&dir) {
+                    Ok(()) => tracing::info!("signing keys reloaded from keys.json"),
+                    Err(e) => tracing::warn!(error = %e, "keys.json changed but could not be read; keeping the keys"),
+                }
+            }
+        }
+    });
 }

@@ -108,6 +108,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<AuthConfig>, config: GoTrueConfig) 
     let state = Arc::new(GoTrue { engine, auth, config, limiter, decoy_hash });
     Router::new()
         .route("/auth/v1/settings", get(settings))
+        .route("/auth/v1/.well-known/jwks.json", get(jwks))
         .route("/auth/v1/signup", post(signup))
         .route("/auth/v1/token", post(token))
         .route("/auth/v1/user", get(get_user).put(put_user))
@@ -330,7 +331,7 @@ impl GoTrue {
     fn require_apikey(&self, headers: &HeaderMap) -> Result<()> {
         let key = headers.get("apikey").and_then(|v| v.to_str().ok()).or_else(|| bearer(headers));
         match key {
-            Some(k) if self.auth.jwt.verify(k).is_ok() => Ok(()),
+            Some(k) if self.auth.jwt().verify(k).is_ok() => Ok(()),
             Some(_) => Err(fail(401, "bad_jwt", "Invalid API key")),
             None => Err(fail(401, "no_authorization", "No API key found in request")),
         }
@@ -346,7 +347,7 @@ impl GoTrue {
     fn user_claims(&self, headers: &HeaderMap) -> Result<Map<String, Value>> {
         let t =
             bearer(headers).ok_or_else(|| fail(401, "no_authorization", "This endpoint requires a Bearer token"))?;
-        let claims = self.auth.jwt.verify(t).map_err(|e| fail(403, "bad_jwt", format!("invalid JWT: {e}")))?;
+        let claims = self.auth.jwt().verify(t).map_err(|e| fail(403, "bad_jwt", format!("invalid JWT: {e}")))?;
         if claims.get("sub").and_then(Value::as_str).is_none_or(|s| !is_uuid(s)) {
             return Err(fail(403, "bad_jwt", "invalid claim: missing sub claim"));
         }
@@ -356,7 +357,7 @@ impl GoTrue {
     fn require_admin(&self, headers: &HeaderMap) -> Result<()> {
         let t =
             bearer(headers).ok_or_else(|| fail(401, "no_authorization", "This endpoint requires a Bearer token"))?;
-        let claims = self.auth.jwt.verify(t).map_err(|e| fail(403, "bad_jwt", format!("invalid JWT: {e}")))?;
+        let claims = self.auth.jwt().verify(t).map_err(|e| fail(403, "bad_jwt", format!("invalid JWT: {e}")))?;
         if claims.get("role").and_then(Value::as_str) != Some(SERVICE_ROLE) {
             return Err(fail(403, "not_admin", "User not allowed"));
         }
@@ -396,7 +397,7 @@ impl GoTrue {
             "session_id": session_id,
             "is_anonymous": false,
         });
-        (self.auth.jwt.sign(claims.as_object().expect("an object")), exp)
+        (self.auth.jwt().sign(claims.as_object().expect("an object")), exp)
     }
 
     /// Starts a session for `user` (inside the open transaction of `s`) and returns the
@@ -548,6 +549,11 @@ impl GoTrue {
 fn ok_json(status: u16, v: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (status, [("content-type", "application/json")], v.to_string()).into_response()
+}
+
+/// The public keys tokens are verified with (empty with HS256, whose secret is never shown).
+async fn jwks(State(g): State<Arc<GoTrue>>) -> Response {
+    ok_json(200, g.auth.jwt().jwks())
 }
 
 async fn settings(State(g): State<Arc<GoTrue>>) -> Response {

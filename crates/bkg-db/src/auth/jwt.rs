@@ -4,6 +4,11 @@
 //! HMAC token made with a public key, never verifies), `crit`, `jku`, `x5u` and `jwk` headers are
 //! refused, `exp` is required, `nbf`/`iat` are checked with a bounded leeway and `aud`/`iss` when
 //! configured. Signatures are checked with `ring` in constant time.
+//!
+//! HS256 uses the shared secret. ES256 uses a key ring of P-256 keys, each with a `kid`: tokens
+//! are signed with the newest key that is not retired and must name a known, unretired key;
+//! the public keys are published as a JWKS. Rotation adds a key (which signs from then on)
+//! while older ones still verify until they are retired.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -14,11 +19,93 @@ pub const TOKEN_BYTES_MAX: usize = 8 << 10;
 /// Most clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_S_MAX: u64 = 60;
 
+/// The one algorithm a server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Alg {
+    #[default]
+    HS256,
+    ES256,
+}
+
+impl Alg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::HS256 => "HS256",
+            Alg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "HS256" => Some(Alg::HS256),
+            "ES256" => Some(Alg::ES256),
+            _ => None,
+        }
+    }
+}
+
+/// A P-256 signing key of the ES256 key ring.
+#[derive(Clone)]
+pub struct EcKey {
+    pub kid: String,
+    /// PKCS#8 document of the private key.
+    pub pkcs8: Vec<u8>,
+    /// Retired keys neither sign nor verify.
+    pub retired: bool,
+    /// Seconds since 1970 (the newest unretired key signs).
+    pub created_at: u64,
+}
+
+impl EcKey {
+    /// A new key with a random `kid`.
+    pub fn generate() -> Result<EcKey, String> {
+        let rng = ring::rand::SystemRandom::new();
+        let doc =
+            ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| "cannot generate a P-256 key".to_string())?;
+        let id: [u8; 8] = rand::random();
+        Ok(EcKey {
+            kid: id.iter().map(|b| format!("{b:02x}")).collect(),
+            pkcs8: doc.as_ref().to_vec(),
+            retired: false,
+            created_at: now_s(),
+        })
+    }
+
+    fn pair(&self) -> Result<ring::signature::EcdsaKeyPair, String> {
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &self.pkcs8,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|_| format!("signing key {} is not a P-256 PKCS#8 key", self.kid))
+    }
+
+    /// The public key as an uncompressed point (0x04 || x || y).
+    pub fn public_point(&self) -> Result<Vec<u8>, String> {
+        use ring::signature::KeyPair;
+        Ok(self.pair()?.public_key().as_ref().to_vec())
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> Result<Value, String> {
+        let p = self.public_point()?;
+        Ok(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
+            "x": B64URL.encode(&p[1..33]), "y": B64URL.encode(&p[33..65]),
+        }))
+    }
+}
+
 /// How tokens are checked.
 #[derive(Clone)]
 pub struct JwtConfig {
+    /// The accepted (and signing) algorithm.
+    pub alg: Alg,
     /// HS256 secret.
     pub secret: Vec<u8>,
+    /// ES256 key ring.
+    pub ec_keys: Vec<EcKey>,
     /// Required `aud` (string or one element of an array), if set.
     pub audience: Option<String>,
     /// Required `iss`, if set.
@@ -76,7 +163,7 @@ impl JwtConfig {
         let header: Map<String, Value> =
             serde_json::from_slice(&decode_part(h, "header")?).map_err(|_| err("JWT header is not a JSON object"))?;
         match header.get("alg").and_then(Value::as_str) {
-            Some("HS256") => {}
+            Some(a) if a == self.alg.name() => {}
             Some(other) => return Err(err(format!("JWT algorithm {other} is not accepted"))),
             None => return Err(err("JWT header has no alg")),
         }
@@ -89,9 +176,34 @@ impl JwtConfig {
         if sig.is_empty() {
             return Err(err("JWT has no signature"));
         }
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
         let signed = &token[..h.len() + 1 + p.len()];
-        ring::hmac::verify(&key, signed.as_bytes(), &sig).map_err(|_| err("JWT signature does not match"))?;
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(err("JWT kid is not a string")),
+        };
+        match self.alg {
+            Alg::HS256 => {
+                // The shared secret has no key id: a token naming one is not ours.
+                if kid.is_some() {
+                    return Err(err("JWT kid is not known"));
+                }
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+                ring::hmac::verify(&key, signed.as_bytes(), &sig).map_err(|_| err("JWT signature does not match"))?;
+            }
+            Alg::ES256 => {
+                let kid = kid.ok_or_else(|| err("JWT has no kid"))?;
+                let key = self
+                    .ec_keys
+                    .iter()
+                    .find(|k| !k.retired && k.kid == kid)
+                    .ok_or_else(|| err("JWT kid is not known"))?;
+                let public = key.public_point().map_err(err)?;
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+                    .verify(signed.as_bytes(), &sig)
+                    .map_err(|_| err("JWT signature does not match"))?;
+            }
+        }
         let claims: Map<String, Value> =
             serde_json::from_slice(&decode_part(p, "payload")?).map_err(|_| err("JWT payload is not a JSON object"))?;
         let leeway = self.leeway_s.min(LEEWAY_S_MAX);
@@ -137,14 +249,46 @@ impl JwtConfig {
         Ok(claims)
     }
 
-    /// Signs `claims` (HS256).
+    /// The ES256 key that signs: the newest unretired one.
+    pub fn signing_key(&self) -> Option<&EcKey> {
+        self.ec_keys.iter().filter(|k| !k.retired).max_by_key(|k| (k.created_at, k.kid.clone()))
+    }
+
+    /// Signs `claims` with the configured algorithm (ES256: the signing key, named by `kid`).
     pub fn sign(&self, claims: &Map<String, Value>) -> String {
-        let header = B64URL.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let payload = B64URL.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{header}.{payload}");
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
-        let sig = B64URL.encode(ring::hmac::sign(&key, signed.as_bytes()).as_ref());
-        format!("{signed}.{sig}")
+        match (self.alg, self.signing_key()) {
+            (Alg::ES256, Some(k)) => {
+                let header = B64URL
+                    .encode(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": k.kid}).to_string().as_bytes());
+                let signed = format!("{header}.{payload}");
+                let sig = k
+                    .pair()
+                    .and_then(|pair| {
+                        pair.sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
+                            .map_err(|_| "signing failed".to_string())
+                    })
+                    .map(|s| B64URL.encode(s.as_ref()))
+                    .unwrap_or_default();
+                format!("{signed}.{sig}")
+            }
+            _ => {
+                let header = B64URL.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+                let signed = format!("{header}.{payload}");
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+                let sig = B64URL.encode(ring::hmac::sign(&key, signed.as_bytes()).as_ref());
+                format!("{signed}.{sig}")
+            }
+        }
+    }
+
+    /// The public keys tokens are verified with, as a JWKS (empty for HS256).
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = match self.alg {
+            Alg::HS256 => vec![],
+            Alg::ES256 => self.ec_keys.iter().filter(|k| !k.retired).filter_map(|k| k.jwk().ok()).collect(),
+        };
+        serde_json::json!({ "keys": keys })
     }
 }
 
@@ -155,6 +299,8 @@ mod tests {
 
     fn cfg() -> JwtConfig {
         JwtConfig {
+            alg: Alg::HS256,
+            ec_keys: vec![],
             secret: b"a-secret-of-at-least-32-bytes-long!!".to_vec(),
             audience: None,
             issuer: None,
@@ -211,5 +357,70 @@ mod tests {
         assert!(aud.verify_at(&t, 1000).is_err());
         let t = aud.sign(&claims(json!({"exp": 5000, "aud": "authenticated"})));
         assert!(aud.verify_at(&t, 1000).is_err());
+    }
+
+    #[test]
+    fn es256_key_ring_signs_verifies_and_rotates() {
+        let k1 = EcKey::generate().unwrap();
+        let mut c = JwtConfig { alg: Alg::ES256, ec_keys: vec![k1.clone()], ..cfg() };
+        let t1 = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
+        assert_eq!(c.verify_at(&t1, 1000).unwrap()["role"], "anon");
+        // Rotation: a newer key signs; the old one still verifies until retired.
+        let mut k2 = EcKey::generate().unwrap();
+        k2.created_at = k1.created_at + 1;
+        c.ec_keys.push(k2.clone());
+        let t2 = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
+        let kid_of = |t: &str| {
+            let h: Value = serde_json::from_slice(&B64URL.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+            h["kid"].as_str().unwrap().to_string()
+        };
+        assert_eq!(kid_of(&t2), k2.kid);
+        assert!(c.verify_at(&t1, 1000).is_ok() && c.verify_at(&t2, 1000).is_ok());
+        c.ec_keys[0].retired = true;
+        assert_eq!(c.verify_at(&t1, 1000).unwrap_err().0, "JWT kid is not known");
+        assert!(c.verify_at(&t2, 1000).is_ok());
+        assert_eq!(c.jwks()["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(c.jwks()["keys"][0]["kid"], k2.kid.as_str());
+    }
+
+    #[test]
+    fn es256_refuses_confused_and_forged_tokens() {
+        let k = EcKey::generate().unwrap();
+        let c = JwtConfig { alg: Alg::ES256, ec_keys: vec![k.clone()], ..cfg() };
+        let good = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
+        let (_, rest) = good.split_once('.').unwrap();
+        let (p, s) = rest.split_once('.').unwrap();
+        // HS256 keyed with the public key (the classic algorithm confusion).
+        let public = k.public_point().unwrap();
+        let hs = JwtConfig { secret: public.clone(), ..cfg() };
+        let confused = hs.sign(&claims(json!({"role": "service_role", "exp": 2000})));
+        assert!(c.verify_at(&confused, 1000).unwrap_err().0.contains("HS256"));
+        let jwk_pem = JwtConfig { secret: B64URL.encode(&public).into_bytes(), ..cfg() };
+        assert!(c.verify_at(&jwk_pem.sign(&claims(json!({"exp": 2000}))), 1000).is_err());
+        // Unknown kid, kid path tricks, no kid, a kid of another type.
+        for header in [
+            json!({"alg": "ES256", "kid": "nope"}),
+            json!({"alg": "ES256", "kid": "../../../../dev/null"}),
+            json!({"alg": "ES256", "kid": format!("{}/../{}", k.kid, k.kid)}),
+            json!({"alg": "ES256"}),
+            json!({"alg": "ES256", "kid": 7}),
+            json!({"alg": "ES256", "kid": k.kid, "jwk": {"kty": "EC"}}),
+            json!({"alg": "ES256", "kid": k.kid, "x5u": "http://evil/cert"}),
+            json!({"alg": "none", "kid": k.kid}),
+        ] {
+            let h = B64URL.encode(header.to_string().as_bytes());
+            assert!(c.verify_at(&format!("{h}.{p}.{s}"), 1000).is_err(), "{header}");
+        }
+        // A signature by another key under the right kid.
+        let mut other = EcKey::generate().unwrap();
+        other.kid = k.kid.clone();
+        let forged = JwtConfig { alg: Alg::ES256, ec_keys: vec![other], ..cfg() }.sign(&claims(json!({"exp": 2000})));
+        assert_eq!(c.verify_at(&forged, 1000).unwrap_err().0, "JWT signature does not match");
+        // HS256 servers refuse any kid.
+        let h = cfg();
+        let t = h.sign(&claims(json!({"exp": 2000})));
+        let (_, rest) = t.split_once('.').unwrap();
+        let kid_header = B64URL.encode(br#"{"alg":"HS256","kid":"k1"}"#);
+        assert_eq!(h.verify_at(&format!("{kid_header}.{rest}"), 1000).unwrap_err().0, "JWT kid is not known");
     }
 }

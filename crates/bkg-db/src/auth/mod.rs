@@ -8,10 +8,11 @@ pub mod gotrue;
 pub mod jwt;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-pub use jwt::{JwtConfig, JwtError};
+pub use jwt::{Alg, EcKey, JwtConfig, JwtError};
 
 /// The roles API clients run as; created at startup when missing.
 pub const ANON_ROLE: &str = "anon";
@@ -29,10 +30,21 @@ pub struct Principal {
     pub claims: Map<String, Value>,
 }
 
-/// Keys and token settings of the server.
+/// How tokens are made and checked: the settings that are not stored in the data directory.
+#[derive(Debug, Clone, Default)]
+pub struct KeySettings {
+    /// BKG_DB_JWT_SECRET (HS256), if configured; otherwise the stored or a generated one.
+    pub secret: Option<String>,
+    pub alg: Alg,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// Keys and token settings of the server. The verification keys can be replaced while the
+/// server runs (after `bkg-db keys rotate|retire`), so they sit behind a lock.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    pub jwt: JwtConfig,
+    jwt: Arc<parking_lot::RwLock<Arc<JwtConfig>>>,
     /// A token with `role: anon`: safe to ship in a browser app.
     pub anon_key: String,
     /// A token with `role: service_role`: full access, for servers only.
@@ -48,63 +60,175 @@ pub enum AuthFailure {
     Invalid(String),
 }
 
+fn keys_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("auth").join("keys.json")
+}
+
+fn read_stored(data_dir: &Path) -> Result<Option<Map<String, Value>>, String> {
+    let path = keys_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn stored_ec_keys(stored: &Option<Map<String, Value>>) -> Result<Vec<EcKey>, String> {
+    use base64::Engine as _;
+    let Some(list) = stored.as_ref().and_then(|m| m.get("signing_keys")).and_then(Value::as_array) else {
+        return Ok(vec![]);
+    };
+    list.iter()
+        .map(|k| {
+            let kid = k["kid"].as_str().ok_or("a signing key has no kid")?.to_string();
+            let pkcs8 = base64::engine::general_purpose::STANDARD
+                .decode(k["pkcs8"].as_str().unwrap_or_default())
+                .map_err(|_| format!("signing key {kid} is not base64"))?;
+            let key = EcKey {
+                kid,
+                pkcs8,
+                retired: k["retired"].as_bool().unwrap_or(false),
+                created_at: k["created_at"].as_u64().unwrap_or(0),
+            };
+            key.public_point()?;
+            Ok(key)
+        })
+        .collect()
+}
+
 impl AuthConfig {
-    /// Loads the secret and keys from `<data_dir>/auth/keys.json`, creating them on first start.
-    /// A secret given by configuration wins over the stored one; keys are re-signed with it.
+    /// Loads the secret, signing keys and API keys from `<data_dir>/auth/keys.json`, creating
+    /// them on first start. A secret given by configuration wins over the stored one; API keys
+    /// are re-signed when they no longer verify (new secret, other algorithm, retired key).
     /// Returns the config and whether keys were (re)generated, so the caller can print them once.
-    pub fn load_or_create(
-        data_dir: &Path,
-        configured_secret: Option<&str>,
-        audience: Option<String>,
-        issuer: Option<String>,
-    ) -> Result<(AuthConfig, bool), String> {
-        let dir = data_dir.join("auth");
-        let path = dir.join("keys.json");
-        let stored: Option<Map<String, Value>> = match std::fs::read(&path) {
-            Ok(b) => {
-                Some(serde_json::from_slice(&b).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+    pub fn load_or_create(data_dir: &Path, settings: &KeySettings) -> Result<(AuthConfig, bool), String> {
+        let stored = read_stored(data_dir)?;
         let get = |k: &str| stored.as_ref().and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
-        let secret = match configured_secret {
+        let secret = match &settings.secret {
             Some(s) if s.len() < 32 => return Err("BKG_DB_JWT_SECRET must be at least 32 characters".into()),
-            Some(s) => s.to_string(),
-            None => match get("jwt_secret") {
-                Some(s) => s,
-                None => random_secret(),
-            },
+            Some(s) => s.clone(),
+            None => get("jwt_secret").unwrap_or_else(random_secret),
         };
-        let jwt = JwtConfig { secret: secret.as_bytes().to_vec(), audience, issuer, leeway_s: jwt::LEEWAY_S_MAX };
+        let mut ec_keys = stored_ec_keys(&stored)?;
+        let mut fresh = get("jwt_secret").as_deref() != Some(secret.as_str());
+        if settings.alg == Alg::ES256 && ec_keys.iter().all(|k| k.retired) {
+            ec_keys.push(EcKey::generate()?);
+            fresh = true;
+        }
+        let jwt = JwtConfig {
+            alg: settings.alg,
+            secret: secret.as_bytes().to_vec(),
+            ec_keys,
+            audience: settings.audience.clone(),
+            issuer: settings.issuer.clone(),
+            leeway_s: jwt::LEEWAY_S_MAX,
+        };
         let still_valid = |k: Option<String>, role: &str| {
             k.filter(|t| jwt.verify(t).ok().and_then(|c| c.get("role").cloned()) == Some(json!(role)))
         };
         let anon = still_valid(get("anon_key"), ANON_ROLE);
         let service = still_valid(get("service_key"), SERVICE_ROLE);
-        let fresh = anon.is_none() || service.is_none() || get("jwt_secret").as_deref() != Some(secret.as_str());
+        fresh |= anon.is_none() || service.is_none();
         let cfg = AuthConfig {
             anon_key: anon.unwrap_or_else(|| api_key(&jwt, ANON_ROLE)),
             service_key: service.unwrap_or_else(|| api_key(&jwt, SERVICE_ROLE)),
-            jwt,
+            jwt: Arc::new(parking_lot::RwLock::new(Arc::new(jwt))),
         };
         if fresh {
-            cfg.store(&dir, &secret)?;
+            cfg.store(data_dir)?;
         }
         Ok((cfg, fresh))
     }
 
-    /// Issues new anon and service keys (the old ones stay valid until the secret changes).
-    pub fn rotate_keys(&mut self, data_dir: &Path) -> Result<(), String> {
-        self.anon_key = api_key(&self.jwt, ANON_ROLE);
-        self.service_key = api_key(&self.jwt, SERVICE_ROLE);
-        let secret = String::from_utf8_lossy(&self.jwt.secret).into_owned();
-        self.store(&data_dir.join("auth"), &secret)
+    /// The keys tokens are checked (and signed) with now.
+    pub fn jwt(&self) -> Arc<JwtConfig> {
+        self.jwt.read().clone()
     }
 
-    fn store(&self, dir: &Path, secret: &str) -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let body = json!({"jwt_secret": secret, "anon_key": self.anon_key, "service_key": self.service_key});
+    /// Reads the signing keys again (after `bkg-db keys rotate|retire` changed them); API keys
+    /// and the secret stay as they are.
+    pub fn reload(&self, data_dir: &Path) -> Result<(), String> {
+        let stored = read_stored(data_dir)?;
+        let ec_keys = stored_ec_keys(&stored)?;
+        let mut next = (*self.jwt()).clone();
+        if next.alg == Alg::ES256 && ec_keys.iter().all(|k| k.retired) {
+            return Err("keys.json has no unretired signing key; keeping the current keys".into());
+        }
+        next.ec_keys = ec_keys;
+        *self.jwt.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// Issues new anon and service keys with the current signing key (the old ones stay valid
+    /// while the key that signed them is).
+    pub fn rotate_api_keys(&mut self, data_dir: &Path) -> Result<(), String> {
+        let jwt = self.jwt();
+        self.anon_key = api_key(&jwt, ANON_ROLE);
+        self.service_key = api_key(&jwt, SERVICE_ROLE);
+        self.store(data_dir)
+    }
+
+    /// Adds a new ES256 signing key, which signs from now on; older keys keep verifying until
+    /// retired. Returns the new key's id.
+    pub fn rotate_signing_key(&mut self, data_dir: &Path) -> Result<String, String> {
+        let mut next = (*self.jwt()).clone();
+        if next.alg != Alg::ES256 {
+            return Err("HS256 has one shared secret and no key ring: set a new BKG_DB_JWT_SECRET (every token \
+                        changes at once), or use BKG_DB_JWT_ALG=ES256 for rotation"
+                .into());
+        }
+        let mut key = EcKey::generate()?;
+        let newest = next.ec_keys.iter().map(|k| k.created_at).max().unwrap_or(0);
+        key.created_at = key.created_at.max(newest + 1);
+        let kid = key.kid.clone();
+        next.ec_keys.push(key);
+        *self.jwt.write() = Arc::new(next);
+        self.store(data_dir)?;
+        Ok(kid)
+    }
+
+    /// Retires a signing key: tokens it signed stop verifying. The last unretired key cannot go.
+    pub fn retire_signing_key(&mut self, data_dir: &Path, kid: &str) -> Result<(), String> {
+        let mut next = (*self.jwt()).clone();
+        let Some(i) = next.ec_keys.iter().position(|k| k.kid == kid) else {
+            return Err(format!("no signing key {kid}"));
+        };
+        if next.ec_keys.iter().filter(|k| !k.retired).count() <= 1 && !next.ec_keys[i].retired {
+            return Err(format!("{kid} is the only signing key: rotate first"));
+        }
+        next.ec_keys[i].retired = true;
+        *self.jwt.write() = Arc::new(next);
+        // API keys signed by it would stop working: sign them again.
+        let jwt = self.jwt();
+        if jwt.verify(&self.anon_key).is_err() || jwt.verify(&self.service_key).is_err() {
+            self.anon_key = api_key(&jwt, ANON_ROLE);
+            self.service_key = api_key(&jwt, SERVICE_ROLE);
+        }
+        self.store(data_dir)
+    }
+
+    fn store(&self, data_dir: &Path) -> Result<(), String> {
+        use base64::Engine as _;
+        let dir = data_dir.join("auth");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let jwt = self.jwt();
+        let keys: Vec<Value> = jwt
+            .ec_keys
+            .iter()
+            .map(|k| {
+                json!({"kid": k.kid, "alg": "ES256", "pkcs8": base64::engine::general_purpose::STANDARD.encode(&k.pkcs8),
+                       "retired": k.retired, "created_at": k.created_at})
+            })
+            .collect();
+        let body = json!({
+            "jwt_secret": String::from_utf8_lossy(&jwt.secret),
+            "jwt_alg": jwt.alg.name(),
+            "anon_key": self.anon_key,
+            "service_key": self.service_key,
+            "signing_keys": keys,
+        });
         let tmp = dir.join("keys.json.tmp");
         {
             use std::io::Write;
@@ -133,9 +257,9 @@ impl AuthConfig {
             (None, None) => return Err(AuthFailure::Missing),
         };
         if let (Some(_), Some(k)) = (bearer, apikey) {
-            self.jwt.verify(k).map_err(|e| AuthFailure::Invalid(format!("apikey: {e}")))?;
+            self.jwt().verify(k).map_err(|e| AuthFailure::Invalid(format!("apikey: {e}")))?;
         }
-        let claims = self.jwt.verify(token).map_err(|e| AuthFailure::Invalid(e.0))?;
+        let claims = self.jwt().verify(token).map_err(|e| AuthFailure::Invalid(e.0))?;
         let role = match claims.get("role") {
             None | Some(Value::Null) => ANON_ROLE.to_string(),
             Some(Value::String(r)) if !r.is_empty() => r.clone(),
@@ -253,7 +377,11 @@ pub async fn ensure_api_roles(
 fn api_key(jwt: &JwtConfig, role: &str) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut c = Map::new();
-    c.insert("iss".into(), json!("bkg-db"));
+    // With an issuer or audience configured, the server's own keys carry them.
+    c.insert("iss".into(), json!(jwt.issuer.clone().unwrap_or_else(|| "bkg-db".into())));
+    if let Some(aud) = &jwt.audience {
+        c.insert("aud".into(), json!(aud));
+    }
     c.insert("role".into(), json!(role));
     c.insert("iat".into(), json!(now));
     c.insert("exp".into(), json!(now + API_KEY_LIFETIME_S));
@@ -275,22 +403,50 @@ mod tests {
     #[test]
     fn keys_are_created_once_and_follow_the_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, fresh) = AuthConfig::load_or_create(dir.path(), None, None, None).unwrap();
+        let none = KeySettings::default();
+        let (a, fresh) = AuthConfig::load_or_create(dir.path(), &none).unwrap();
         assert!(fresh);
-        let (b, fresh) = AuthConfig::load_or_create(dir.path(), None, None, None).unwrap();
+        let (b, fresh) = AuthConfig::load_or_create(dir.path(), &none).unwrap();
         assert!(!fresh);
         assert_eq!(a.anon_key, b.anon_key);
         assert_eq!(b.authenticate(Some(&b.anon_key), None).unwrap().role, "anon");
         assert_eq!(b.authenticate(None, Some(&b.service_key)).unwrap().role, "service_role");
         assert_eq!(b.authenticate(None, None).unwrap_err(), AuthFailure::Missing);
         // A configured secret re-signs the keys; the old ones stop working.
-        let (c, fresh) =
-            AuthConfig::load_or_create(dir.path(), Some("0123456789abcdef0123456789abcdef"), None, None).unwrap();
+        let with = |s: &str| KeySettings { secret: Some(s.into()), ..KeySettings::default() };
+        let (c, fresh) = AuthConfig::load_or_create(dir.path(), &with("0123456789abcdef0123456789abcdef")).unwrap();
         assert!(fresh);
         assert!(c.authenticate(Some(&a.anon_key), None).is_err());
         assert!(c.authenticate(Some(&c.anon_key), None).is_ok());
-        assert!(AuthConfig::load_or_create(dir.path(), Some("short"), None, None).is_err());
+        assert!(AuthConfig::load_or_create(dir.path(), &with("short")).is_err());
         // A bad apikey next to a good bearer token is refused too.
         assert!(c.authenticate(Some("x.y.z"), Some(&c.service_key)).is_err());
+    }
+
+    #[test]
+    fn es256_keys_rotate_and_retire_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let es = KeySettings { alg: Alg::ES256, ..KeySettings::default() };
+        let (mut a, fresh) = AuthConfig::load_or_create(dir.path(), &es).unwrap();
+        assert!(fresh);
+        let first = a.jwt().signing_key().unwrap().kid.clone();
+        let old_key = a.anon_key.clone();
+        let (b, fresh) = AuthConfig::load_or_create(dir.path(), &es).unwrap();
+        assert!(!fresh, "the key ring is stored");
+        assert_eq!(b.jwt().signing_key().unwrap().kid, first);
+        let second = a.rotate_signing_key(dir.path()).unwrap();
+        assert_ne!(first, second);
+        // A running server (b) picks the new key up by reloading; old tokens still verify.
+        b.reload(dir.path()).unwrap();
+        assert_eq!(b.jwt().signing_key().unwrap().kid, second);
+        assert!(b.authenticate(Some(&old_key), None).is_ok());
+        assert!(a.retire_signing_key(dir.path(), &second).is_ok());
+        assert!(a.retire_signing_key(dir.path(), &first).is_err(), "the last key stays");
+        b.reload(dir.path()).unwrap();
+        assert_eq!(b.jwt().signing_key().unwrap().kid, first);
+        // HS256 has no key ring.
+        let hs = tempfile::tempdir().unwrap();
+        let (mut h, _) = AuthConfig::load_or_create(hs.path(), &KeySettings::default()).unwrap();
+        assert!(h.rotate_signing_key(hs.path()).is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use bkg_db::auth::jwt::JwtConfig;
+use bkg_db::auth::jwt::{Alg, JwtConfig};
 use serde_json::{Map, Value, json};
 
 use crate::server::TestServer;
@@ -28,7 +28,14 @@ fn start() -> TestServer {
 }
 
 fn token(claims: Value) -> String {
-    let jwt = JwtConfig { secret: SECRET.as_bytes().to_vec(), audience: None, issuer: None, leeway_s: 60 };
+    let jwt = JwtConfig {
+        alg: Alg::HS256,
+        ec_keys: vec![],
+        secret: SECRET.as_bytes().to_vec(),
+        audience: None,
+        issuer: None,
+        leeway_s: 60,
+    };
     let mut c: Map<String, Value> = claims.as_object().cloned().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     c.entry("exp").or_insert(json!(now + 3600));
@@ -261,6 +268,8 @@ async fn a_token_is_a_pgwire_password_for_its_role_only() {
     refused("service_role", &a);
     refused("authenticated", &token(json!({"role": "authenticated", "sub": "A", "exp": 1000})));
     let other = JwtConfig {
+        alg: Alg::HS256,
+        ec_keys: vec![],
         secret: b"another-secret-another-secret-xxxxxxxx".to_vec(),
         audience: None,
         issuer: None,
@@ -490,4 +499,78 @@ async fn policies_as_json_and_explain() {
     assert_eq!(call(&service, "GET", "/policy/todos/mine", "").0, 404);
     let (_, rows) = call(&a, "GET", "/rest/v1/todos?select=id", "");
     assert_eq!(rows, json!([]), "no policy left: default deny");
+}
+
+/// ES256: the public keys are published as a JWKS; `bkg-db keys rotate` adds a key the running
+/// server signs with from then on, older tokens verify until `bkg-db keys retire`.
+#[tokio::test(flavor = "multi_thread")]
+async fn es256_keys_are_published_rotated_and_retired() {
+    let server = TestServer::start_with(&[("BKG_DB_JWT_ALG", "ES256"), ("BKG_DB_REST_RATE_PER_S", "0")]);
+    let admin = server.connect().await;
+    admin.batch_execute("CREATE TABLE pub (id int PRIMARY KEY); GRANT SELECT ON pub TO anon").await.unwrap();
+    let jwks = || -> Vec<String> {
+        let (status, body) = server.http_get("/auth/v1/.well-known/jwks.json");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+    };
+    let first = jwks();
+    assert_eq!(first.len(), 1);
+    let (anon, _) = server.api_keys();
+    let kid_of = |t: &str| -> String {
+        use base64::Engine as _;
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap();
+        serde_json::from_slice::<Value>(&h).unwrap()["kid"].as_str().unwrap().to_string()
+    };
+    assert_eq!(kid_of(&anon), first[0]);
+    let get = |key: &str| server.http("GET", "/rest/v1/pub", &[("apikey", key)], b"").0;
+    assert_eq!(get(&anon), 200);
+    let keys = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bkg-db"))
+            .arg("keys")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&server.dir)
+            .env("BKG_DB_JWT_ALG", "ES256")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    keys(&["rotate"]);
+    let wait_for = |n: usize| {
+        for _ in 0..100 {
+            if jwks().len() == n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the server did not reload its keys");
+    };
+    wait_for(2);
+    let second: String = jwks().into_iter().find(|k| *k != first[0]).unwrap();
+    // The server now signs with the new key; the old anon key still works.
+    let body = r#"{"email": "es@example.com", "password": "es-secret"}"#;
+    let (status, _, resp) = server.http("POST", "/auth/v1/signup", &[("apikey", &anon)], body.as_bytes());
+    assert_eq!(status, 200, "{resp}");
+    let session: Value = serde_json::from_str(&resp).unwrap();
+    let access = session["access_token"].as_str().unwrap();
+    assert_eq!(kid_of(access), second);
+    assert_eq!(get(&anon), 200);
+    // Retiring the first key ends its tokens; the API keys are signed again with the second.
+    let listing = keys(&["retire", "--kid", &first[0]]);
+    assert!(listing.contains(&format!("key {} retired", first[0])), "{listing}");
+    wait_for(1);
+    assert_eq!(get(&anon), 401);
+    let (new_anon, _) = server.api_keys();
+    assert_eq!(kid_of(&new_anon), second);
+    assert_eq!(get(&new_anon), 200);
+    // The last key cannot be retired.
+    let out = Command::new(env!("CARGO_BIN_EXE_bkg-db"))
+        .args(["keys", "retire", "--kid", &second, "--data-dir"])
+        .arg(&server.dir)
+        .env("BKG_DB_JWT_ALG", "ES256")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
