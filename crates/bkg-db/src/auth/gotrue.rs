@@ -79,17 +79,23 @@ pub struct AuthError {
     status: u16,
     code: &'static str,
     msg: String,
+    /// Seconds, for 429.
+    retry_after: Option<u64>,
 }
 
 fn fail(status: u16, code: &'static str, msg: impl Into<String>) -> AuthError {
-    AuthError { status, code, msg: msg.into() }
+    AuthError { status, code, msg: msg.into(), retry_after: None }
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let body = json!({"code": self.status, "error_code": self.code, "msg": self.msg});
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, [("content-type", "application/json")], body.to_string()).into_response()
+        let mut r = (status, [("content-type", "application/json")], body.to_string()).into_response();
+        if let Some(s) = self.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            r.headers_mut().insert("retry-after", s);
+        }
+        r
     }
 }
 
@@ -338,8 +344,9 @@ impl GoTrue {
     }
 
     fn rate(&self, addr: SocketAddr) -> Result<()> {
-        self.limiter.check(addr.ip()).map_err(|wait| {
-            fail(429, "over_request_rate_limit", format!("Request rate limit reached; retry in {wait} s"))
+        self.limiter.check(addr.ip()).map_err(|wait| AuthError {
+            retry_after: Some(wait),
+            ..fail(429, "over_request_rate_limit", format!("Request rate limit reached; retry in {wait} s"))
         })
     }
 

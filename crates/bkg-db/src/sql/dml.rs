@@ -588,6 +588,11 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     let changes = new_rows(&def, &targets, &batches, |id| session.with_txn(|t| Ok(t.row(table, id))))?;
     let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
     policy::check_new_rows(session, &def, PolicyCommand::Update, Clause::Check, &new)?;
+    if reads {
+        // As in PostgreSQL: an UPDATE that reads rows (WHERE, RETURNING) may not write a
+        // version its SELECT policies would hide.
+        policy::check_new_rows(session, &def, PolicyCommand::Select, Clause::Using, &new)?;
+    }
     let new_rows = session.with_txn(|t| Ok(t.update(table, changes)?))?;
     match &upd.returning {
         Some(items) => returning(&def, &new_rows, items, "UPDATE", &alias).await,

@@ -649,15 +649,16 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                         third.push(Some(t.indexes.is_empty().to_string()));
                     }
                     let n = schema.len();
+                    let owner = |oid: u64| cat.role(oid).map(|r| r.name.clone());
                     table(vec![
                         ("schemaname", text(schema)),
                         ("tablename", text(tname)),
-                        ("tableowner", text(vec![s("postgres"); n])),
+                        ("tableowner", text(cat.tables.values().map(|t| owner(t.owner)).collect())),
                         ("tablespace", text(vec![None; n])),
                         ("hasindexes", bools(third.iter().map(|x| x.as_deref() == Some("false")).collect())),
                         ("hasrules", bools(vec![false; n])),
                         ("hastriggers", bools(vec![false; n])),
-                        ("rowsecurity", bools(vec![false; n])),
+                        ("rowsecurity", bools(cat.tables.values().map(|t| t.row_security).collect())),
                     ])?
                 }
                 "pg_views" => {

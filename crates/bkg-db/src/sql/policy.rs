@@ -440,9 +440,9 @@ pub fn check_rows(
         let n = batch.num_rows();
         let kept = filter_batch(&state, &schema, &filter, batch)?;
         if kept.num_rows() != n {
-            let what = match clause {
-                Clause::Check => "",
-                Clause::Using => " (USING expression)",
+            let what = match (clause, command) {
+                (Clause::Using, PolicyCommand::Select) | (Clause::Check, _) => "",
+                (Clause::Using, _) => " (USING expression)",
             };
             return Err(SqlError::new(
                 codes::INSUFFICIENT_PRIVILEGE,
