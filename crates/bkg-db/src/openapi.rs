@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 #[openapi(
     info(
         title = "bkg-db HTTP API",
-        description = "PostgREST-compatible REST (/rest/v1), SQL over HTTP (/query), migrations and operations. Every API request carries the anon or service key in `apikey` and/or a JWT as `Authorization: Bearer`; the token's role decides what the request may do. Errors are `{code, message, details, hint}`.",
+        description = "PostgREST-compatible REST (/rest/v1), SQL over HTTP (/query), users (/auth/v1), row-level security policies (/policy), migrations and operations. Every API request carries the anon or service key in `apikey` and/or a JWT as `Authorization: Bearer`; the token's role decides what the request may do. Errors are `{code, message, details, hint}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080", description = "Default --http-listen")),
@@ -17,14 +17,23 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::rest::rows_get, crate::rest::rows_head, crate::rest::rows_post, crate::rest::rows_patch,
         crate::rest::rows_put, crate::rest::rows_delete, crate::rest::rpc_post, crate::rest::rpc_get,
         crate::rest::query::query, crate::rest::migrations::apply, crate::rest::migrations::status,
+        crate::rest::policy::list, crate::rest::policy::get_one, crate::rest::policy::create,
+        crate::rest::policy::update, crate::rest::policy::remove, crate::rest::policy::explain,
+        crate::auth::gotrue::signup, crate::auth::gotrue::token, crate::auth::gotrue::get_user,
+        crate::auth::gotrue::put_user, crate::auth::gotrue::logout, crate::auth::gotrue::recover,
+        crate::auth::gotrue::settings, crate::auth::gotrue::jwks, crate::auth::gotrue::admin_list,
+        crate::auth::gotrue::admin_create, crate::auth::gotrue::admin_get, crate::auth::gotrue::admin_update,
+        crate::auth::gotrue::admin_delete,
         crate::http::healthz, crate::http::metrics, crate::http::openapi,
     ),
-    components(schemas(crate::rest::error::ErrorBody)),
+    components(schemas(crate::rest::error::ErrorBody, crate::auth::gotrue::AuthErrorBody)),
     modifiers(&Security),
     tags(
         (name = "rest", description = "Tables and views as resources, PostgREST's URL grammar"),
         (name = "sql", description = "SQL over HTTP"),
         (name = "migrations", description = "Schema migrations"),
+        (name = "policies", description = "Row-level security policies (admin scope)"),
+        (name = "auth", description = "Users and sessions (GoTrue-compatible, for @supabase/auth-js); errors are {code, error_code, msg}"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

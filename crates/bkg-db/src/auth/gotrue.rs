@@ -73,6 +73,19 @@ pub struct GoTrue {
     decoy_hash: String,
 }
 
+/// The error body of `/auth/v1` (GoTrue's shape).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AuthErrorBody {
+    /// The HTTP status.
+    code: u16,
+    /// A stable code: invalid_credentials, weak_password, user_already_exists, validation_failed,
+    /// refresh_token_already_used, refresh_token_not_found, session_not_found, not_admin,
+    /// over_request_rate_limit, bad_json, bad_jwt, no_authorization, user_not_found, ...
+    error_code: String,
+    msg: String,
+}
+
 /// A GoTrue error answer.
 #[derive(Debug)]
 pub struct AuthError {
@@ -559,11 +572,16 @@ fn ok_json(status: u16, v: Value) -> Response {
 }
 
 /// The public keys tokens are verified with (empty with HS256, whose secret is never shown).
-async fn jwks(State(g): State<Arc<GoTrue>>) -> Response {
+#[utoipa::path(get, path = "/auth/v1/.well-known/jwks.json", tag = "auth", security(()),
+    responses((status = 200, description = "JWKS: the ES256 keys that verify tokens", content_type = "application/json")))]
+pub async fn jwks(State(g): State<Arc<GoTrue>>) -> Response {
     ok_json(200, g.auth.jwt().jwks())
 }
 
-async fn settings(State(g): State<Arc<GoTrue>>) -> Response {
+/// What sign-in methods are on.
+#[utoipa::path(get, path = "/auth/v1/settings", tag = "auth", security(()),
+    responses((status = 200, description = "Settings (GoTrue's shape)", content_type = "application/json")))]
+pub async fn settings(State(g): State<Arc<GoTrue>>) -> Response {
     ok_json(
         200,
         json!({
@@ -577,7 +595,16 @@ async fn settings(State(g): State<Arc<GoTrue>>) -> Response {
     )
 }
 
-async fn signup(
+/// Creates a user from `{email, password, data}` and signs it in (sign-ups are confirmed at once).
+#[utoipa::path(post, path = "/auth/v1/signup", tag = "auth",
+    request_body(description = "{\"email\", \"password\", \"data\": user metadata}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "A session: access_token, refresh_token, expires_in, expires_at, user", content_type = "application/json"),
+        (status = 400, description = "Bad JSON or email", body = AuthErrorBody),
+        (status = 422, description = "weak_password, user_already_exists, signup_disabled", body = AuthErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = AuthErrorBody),
+    ), security(("apikey" = [])))]
+pub async fn signup(
     State(g): State<Arc<GoTrue>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -609,7 +636,17 @@ async fn signup(
     Ok(ok_json(200, session))
 }
 
-async fn token(
+/// Signs in: `grant_type=password` with `{email, password}`, or `grant_type=refresh_token` with
+/// `{refresh_token}` (each refresh token is good once; reusing one ends its session).
+#[utoipa::path(post, path = "/auth/v1/token", tag = "auth",
+    params(("grant_type" = String, Query, description = "password or refresh_token")),
+    request_body(description = "{\"email\", \"password\"} or {\"refresh_token\"}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "A session", content_type = "application/json"),
+        (status = 400, description = "invalid_credentials (the same for an unknown email), refresh_token_already_used, refresh_token_not_found", body = AuthErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = AuthErrorBody),
+    ), security(("apikey" = [])))]
+pub async fn token(
     State(g): State<Arc<GoTrue>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
@@ -721,14 +758,29 @@ async fn signed_in_user(g: &GoTrue, s: &mut Session, headers: &HeaderMap) -> Res
     Ok((user, sid))
 }
 
-async fn get_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap) -> Result<Response> {
+/// The signed-in user.
+#[utoipa::path(get, path = "/auth/v1/user", tag = "auth",
+    responses(
+        (status = 200, description = "The user", content_type = "application/json"),
+        (status = 401, description = "No token", body = AuthErrorBody),
+        (status = 403, description = "Bad token, or its session has ended", body = AuthErrorBody),
+    ), security(("apikey" = [], "bearer" = [])))]
+pub async fn get_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap) -> Result<Response> {
     g.require_apikey(&headers)?;
     let mut s = g.session();
     let (user, _) = signed_in_user(&g, &mut s, &headers).await?;
     Ok(ok_json(200, user.json()))
 }
 
-async fn put_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response> {
+/// Changes the signed-in user's email, password or metadata (`data`, merged).
+#[utoipa::path(put, path = "/auth/v1/user", tag = "auth",
+    request_body(description = "{\"email\", \"password\", \"data\"}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user", content_type = "application/json"),
+        (status = 403, description = "Bad token, or its session has ended", body = AuthErrorBody),
+        (status = 422, description = "weak_password, email_exists", body = AuthErrorBody),
+    ), security(("apikey" = [], "bearer" = [])))]
+pub async fn put_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response> {
     g.require_apikey(&headers)?;
     let b = parse_body(&body)?;
     let user = g
@@ -740,7 +792,14 @@ async fn put_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: axum::
     Ok(ok_json(200, user.json()))
 }
 
-async fn logout(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+/// Ends sessions: `scope=global` (default, all of the user's), `local` or `others`.
+#[utoipa::path(post, path = "/auth/v1/logout", tag = "auth",
+    params(("scope" = Option<String>, Query, description = "global, local or others")),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 403, description = "Bad token, or its session has ended", body = AuthErrorBody),
+    ), security(("apikey" = [], "bearer" = [])))]
+pub async fn logout(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
     g.require_apikey(&headers)?;
     let scope = query_param(&q, "scope").unwrap_or_else(|| "global".into());
     g.in_txn(async |s| {
@@ -764,7 +823,14 @@ async fn logout(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: He
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn recover(
+/// Password recovery: always 200, whether or not the address has an account (no mail is sent).
+#[utoipa::path(post, path = "/auth/v1/recover", tag = "auth",
+    request_body(description = "{\"email\"}", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted", content_type = "application/json"),
+        (status = 429, description = "Too many attempts from this address", body = AuthErrorBody),
+    ), security(("apikey" = [])))]
+pub async fn recover(
     State(g): State<Arc<GoTrue>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -779,7 +845,14 @@ async fn recover(
     Ok(ok_json(200, json!({})))
 }
 
-async fn admin_list(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+/// Lists users (service role), `page` and `per_page`; `x-total-count` gives the total.
+#[utoipa::path(get, path = "/auth/v1/admin/users", tag = "auth",
+    params(("page" = Option<u32>, Query, description = "From 1"), ("per_page" = Option<u32>, Query, description = "At most 1000")),
+    responses(
+        (status = 200, description = "{users, aud}", content_type = "application/json"),
+        (status = 403, description = "Not the service role", body = AuthErrorBody),
+    ), security(("bearer" = [])))]
+pub async fn admin_list(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
     g.require_admin(&headers)?;
     let page: usize = query_param(&q, "page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
     let per_page: usize =
@@ -802,7 +875,19 @@ async fn admin_list(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers
     Ok(resp)
 }
 
-async fn admin_create(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response> {
+/// Creates a user (service role): `{email, password, email_confirm, user_metadata, app_metadata}`.
+#[utoipa::path(post, path = "/auth/v1/admin/users", tag = "auth",
+    request_body(description = "The new user", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user", content_type = "application/json"),
+        (status = 403, description = "Not the service role", body = AuthErrorBody),
+        (status = 422, description = "user_already_exists, weak_password", body = AuthErrorBody),
+    ), security(("bearer" = [])))]
+pub async fn admin_create(
+    State(g): State<Arc<GoTrue>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
     g.require_admin(&headers)?;
     let b = parse_body(&body)?;
     let email = normalize_email(str_field(&b, "email")?.unwrap_or_default())?;
@@ -820,13 +905,28 @@ async fn admin_create(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: ax
     Ok(ok_json(200, user.json()))
 }
 
-async fn admin_get(State(g): State<Arc<GoTrue>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
+/// One user (service role).
+#[utoipa::path(get, path = "/auth/v1/admin/users/{id}", tag = "auth",
+    params(("id" = String, Path, description = "The user's id (uuid)")),
+    responses(
+        (status = 200, description = "The user", content_type = "application/json"),
+        (status = 404, description = "No such user", body = AuthErrorBody),
+    ), security(("bearer" = [])))]
+pub async fn admin_get(State(g): State<Arc<GoTrue>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
     g.require_admin(&headers)?;
     let mut s = g.session();
     Ok(ok_json(200, g.user_by_id(&mut s, &id).await?.json()))
 }
 
-async fn admin_update(
+/// Changes a user (service role): email, password, user_metadata, app_metadata (merged).
+#[utoipa::path(put, path = "/auth/v1/admin/users/{id}", tag = "auth",
+    params(("id" = String, Path, description = "The user's id (uuid)")),
+    request_body(description = "The changes", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user", content_type = "application/json"),
+        (status = 404, description = "No such user", body = AuthErrorBody),
+    ), security(("bearer" = [])))]
+pub async fn admin_update(
     State(g): State<Arc<GoTrue>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -843,7 +943,18 @@ async fn admin_update(
     Ok(ok_json(200, user.json()))
 }
 
-async fn admin_delete(State(g): State<Arc<GoTrue>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
+/// Deletes a user and its sessions (service role).
+#[utoipa::path(delete, path = "/auth/v1/admin/users/{id}", tag = "auth",
+    params(("id" = String, Path, description = "The user's id (uuid)")),
+    responses(
+        (status = 200, description = "Deleted", content_type = "application/json"),
+        (status = 404, description = "No such user", body = AuthErrorBody),
+    ), security(("bearer" = [])))]
+pub async fn admin_delete(
+    State(g): State<Arc<GoTrue>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
     g.require_admin(&headers)?;
     g.in_txn(async |s| {
         let user = g.user_by_id(s, &id).await?;

@@ -162,6 +162,12 @@ async fn body_json<T: for<'de> Deserialize<'de>>(s: &RestState, body: Body) -> R
         .map_err(|e| RestError::new(400, "PGRST102", "Invalid JSON body").details(e.to_string()))
 }
 
+/// Every row-level security policy.
+#[utoipa::path(get, path = "/policy", tag = "policies",
+    responses(
+        (status = 200, description = "[{table, name, command, permissive, roles, using, with_check}]", content_type = "application/json"),
+        (status = 403, description = "Not the admin scope or the service role", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn list(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -178,6 +184,13 @@ pub async fn list(
     Ok(json_response(200, Value::Array(all)))
 }
 
+/// One policy of a table (`schema.table` or a table of `public`).
+#[utoipa::path(get, path = "/policy/{table}/{name}", tag = "policies",
+    params(("table" = String, Path, description = "schema.table"), ("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 200, description = "The policy", content_type = "application/json"),
+        (status = 404, description = "No such table or policy", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn get_one(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -192,7 +205,9 @@ pub async fn get_one(
     Ok(json_response(200, policy_json(&s, &def, p)))
 }
 
-#[derive(Deserialize)]
+/// A policy to create: `command` all|select|insert|update|delete (default all), `permissive`
+/// (default true), `roles` (default PUBLIC), SQL boolean expressions `using` and `with_check`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPolicy {
     table: String,
@@ -209,6 +224,15 @@ pub struct NewPolicy {
     with_check: Option<String>,
 }
 
+/// Creates a policy (runs CREATE POLICY).
+#[utoipa::path(post, path = "/policy", tag = "policies",
+    request_body(content = NewPolicy, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The policy", content_type = "application/json"),
+        (status = 400, description = "Bad JSON, not one SQL expression, unknown column (42703), duplicate (42710)", body = super::error::ErrorBody),
+        (status = 403, description = "Not the admin scope or the service role", body = super::error::ErrorBody),
+        (status = 404, description = "No such table", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn create(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -241,7 +265,8 @@ pub async fn create(
     Ok(json_response(201, created.unwrap_or(Value::Null)))
 }
 
-#[derive(Deserialize)]
+/// Changes to a policy: a new `name`, `roles`, `using`, `with_check`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyChange {
     #[serde(default)]
@@ -254,6 +279,15 @@ pub struct PolicyChange {
     with_check: Option<String>,
 }
 
+/// Changes a policy (runs ALTER POLICY).
+#[utoipa::path(patch, path = "/policy/{table}/{name}", tag = "policies",
+    params(("table" = String, Path, description = "schema.table"), ("name" = String, Path, description = "Policy name")),
+    request_body(content = PolicyChange, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The policy", content_type = "application/json"),
+        (status = 400, description = "Bad JSON or expression", body = super::error::ErrorBody),
+        (status = 404, description = "No such table or policy", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn update(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -292,6 +326,13 @@ pub async fn update(
     Ok(json_response(200, p.unwrap_or(Value::Null)))
 }
 
+/// Drops a policy (runs DROP POLICY).
+#[utoipa::path(delete, path = "/policy/{table}/{name}", tag = "policies",
+    params(("table" = String, Path, description = "schema.table"), ("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 204, description = "Dropped"),
+        (status = 404, description = "No such table or policy", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn remove(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -305,22 +346,36 @@ pub async fn remove(
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+/// What to explain: an operation (`command` select|insert|update|delete) on `table` by the
+/// principal of `claims` (as role `role`), optionally on one `row`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     table: String,
     command: String,
     /// The principal's JWT claims (`sub`, `role`, ...).
     #[serde(default)]
+    #[schema(value_type = Object)]
     claims: Map<String, Value>,
     /// The database role; by default the claims' `role`, else `anon`.
     #[serde(default)]
     role: Option<String>,
     /// A row to evaluate the policies on (`{"column": value}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     row: Option<Map<String, Value>>,
 }
 
+/// Which policies apply to a principal's operation, what each evaluates to (on the row, if
+/// given), and whether it is allowed and why.
+#[utoipa::path(post, path = "/policy/explain", tag = "policies",
+    request_body(content = ExplainRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "{policies, checks, allowed, reason, ...}", content_type = "application/json"),
+        (status = 400, description = "Bad JSON, unknown role or column, bad value", body = super::error::ErrorBody),
+        (status = 403, description = "Not the admin scope or the service role", body = super::error::ErrorBody),
+        (status = 404, description = "No such table", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn explain(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
