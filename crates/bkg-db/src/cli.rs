@@ -132,7 +132,11 @@ pub fn keys(action: KeysAction) -> i32 {
 
 fn run_keys(action: KeysAction) -> Result<(), String> {
     let args: KeysArgs = match &action {
-        KeysAction::List(a) | KeysAction::Rotate(a) | KeysAction::Retire(a) | KeysAction::RotateApiKeys(a) => a.clone(),
+        KeysAction::List(a)
+        | KeysAction::Rotate(a)
+        | KeysAction::Retire(a)
+        | KeysAction::RotateApiKeys(a)
+        | KeysAction::Import(a) => a.clone(),
     };
     let dir = std::path::PathBuf::from(args.data_dir.strip_prefix("file://").unwrap_or(&args.data_dir));
     if !dir.join("auth").join("keys.json").exists() {
@@ -143,6 +147,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
         alg: crate::auth::Alg::parse(&args.jwt_alg).unwrap_or_default(),
         audience: args.jwt_aud.clone(),
         issuer: args.jwt_iss.clone(),
+        rsa_key_file: args.jwt_rsa_key_file.clone(),
     };
     let (mut cfg, _) = crate::auth::AuthConfig::load_or_create(&dir, &settings)?;
     match action {
@@ -156,6 +161,11 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
             cfg.retire_signing_key(&dir, &kid)?;
             println!("retired {kid}: tokens it signed no longer verify");
         }
+        KeysAction::Import(a) => {
+            let pem = a.pem.ok_or("--pem names the PKCS#8 PEM file of the RSA key")?;
+            let kid = cfg.import_rsa_key(&dir, &pem)?;
+            println!("imported {kid}; it signs from now on, older keys verify until retired");
+        }
         KeysAction::RotateApiKeys(_) => {
             cfg.rotate_api_keys(&dir)?;
             println!("new API keys (the old ones verify while the key that signed them is not retired)");
@@ -164,7 +174,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
     let jwt = cfg.jwt();
     println!("algorithm: {}", jwt.alg.name());
     let signer = jwt.signing_key().map(|k| k.kid.clone());
-    for k in &jwt.ec_keys {
+    for k in &jwt.keys {
         let state = if k.retired {
             "retired"
         } else if Some(&k.kid) == signer.as_ref() {
@@ -172,7 +182,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
         } else {
             "verifying"
         };
-        println!("key {} {state} created_at={}", k.kid, k.created_at);
+        println!("key {} {} {state} created_at={}", k.kid, k.alg.name(), k.created_at);
     }
     println!("anon:         {}", cfg.anon_key);
     println!("service_role: {}", cfg.service_key);

@@ -45,6 +45,8 @@ pub enum KeysAction {
     Retire(KeysArgs),
     /// Issue new anon and service keys signed by the current key.
     RotateApiKeys(KeysArgs),
+    /// RS256: add an RSA key from a PKCS#8 PEM file (`--pem`); it signs from now on.
+    Import(KeysArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -54,9 +56,14 @@ pub struct KeysArgs {
     /// The key to retire.
     #[arg(long)]
     pub kid: Option<String>,
+    /// The RSA key to import (PKCS#8 PEM).
+    #[arg(long)]
+    pub pem: Option<PathBuf>,
     /// As the server's BKG_DB_JWT_ALG.
-    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256"])]
+    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256", "RS256"])]
     pub jwt_alg: String,
+    #[arg(long, env = "BKG_DB_JWT_RSA_KEY_FILE")]
+    pub jwt_rsa_key_file: Option<PathBuf>,
     #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     #[arg(long, env = "BKG_DB_JWT_AUD")]
@@ -154,11 +161,15 @@ pub struct ServeArgs {
     /// Required `iss` claim of API tokens (unset: not checked).
     #[arg(long, env = "BKG_DB_JWT_ISS")]
     pub jwt_iss: Option<String>,
-    /// The one JWT algorithm accepted: `HS256` (the shared secret) or `ES256` (P-256 keys in
-    /// `<data-dir>/auth/keys.json`, published at /auth/v1/.well-known/jwks.json, rotated with
-    /// `bkg-db keys rotate`).
-    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256"])]
+    /// The one JWT algorithm accepted: `HS256` (the shared secret), `ES256` (P-256 keys
+    /// generated into `<data-dir>/auth/keys.json`, rotated with `bkg-db keys rotate`) or
+    /// `RS256` (RSA keys from BKG_DB_JWT_RSA_KEY_FILE or `bkg-db keys import`). ES256 and RS256
+    /// public keys are published at /auth/v1/.well-known/jwks.json.
+    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256", "RS256"])]
     pub jwt_alg: String,
+    /// RS256: PKCS#8 PEM file of the RSA private key to sign with (added to the key ring).
+    #[arg(long, env = "BKG_DB_JWT_RSA_KEY_FILE")]
+    pub jwt_rsa_key_file: Option<PathBuf>,
     /// Schemas the REST API exposes, comma-separated; the first is the default.
     #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
     pub rest_schemas: String,
@@ -221,6 +232,7 @@ impl ServeArgs {
             alg: crate::auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
             audience: self.jwt_aud.clone(),
             issuer: self.jwt_iss.clone(),
+            rsa_key_file: self.jwt_rsa_key_file.clone(),
         }
     }
 

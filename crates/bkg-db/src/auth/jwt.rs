@@ -5,10 +5,11 @@
 //! refused, `exp` is required, `nbf`/`iat` are checked with a bounded leeway and `aud`/`iss` when
 //! configured. Signatures are checked with `ring` in constant time.
 //!
-//! HS256 uses the shared secret. ES256 uses a key ring of P-256 keys, each with a `kid`: tokens
-//! are signed with the newest key that is not retired and must name a known, unretired key;
-//! the public keys are published as a JWKS. Rotation adds a key (which signs from then on)
-//! while older ones still verify until they are retired.
+//! HS256 uses the shared secret. ES256 and RS256 use a key ring (P-256 keys, generated; RSA keys,
+//! imported from PKCS#8 files), each key with a `kid`: tokens are signed with the newest key of
+//! the algorithm that is not retired and must name a known, unretired key of it; the public
+//! keys are published as a JWKS. Rotation adds a key (which signs from then on) while older
+//! ones still verify until they are retired.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -25,6 +26,7 @@ pub enum Alg {
     #[default]
     HS256,
     ES256,
+    RS256,
 }
 
 impl Alg {
@@ -32,6 +34,7 @@ impl Alg {
         match self {
             Alg::HS256 => "HS256",
             Alg::ES256 => "ES256",
+            Alg::RS256 => "RS256",
         }
     }
 
@@ -39,15 +42,17 @@ impl Alg {
         match s {
             "HS256" => Some(Alg::HS256),
             "ES256" => Some(Alg::ES256),
+            "RS256" => Some(Alg::RS256),
             _ => None,
         }
     }
 }
 
-/// A P-256 signing key of the ES256 key ring.
+/// A signing key of the ES256/RS256 key ring.
 #[derive(Clone)]
-pub struct EcKey {
+pub struct SigningKey {
     pub kid: String,
+    pub alg: Alg,
     /// PKCS#8 document of the private key.
     pub pkcs8: Vec<u8>,
     /// Retired keys neither sign nor verify.
@@ -56,23 +61,53 @@ pub struct EcKey {
     pub created_at: u64,
 }
 
-impl EcKey {
-    /// A new key with a random `kid`.
-    pub fn generate() -> Result<EcKey, String> {
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl SigningKey {
+    /// A new P-256 key with a random `kid`.
+    pub fn generate_es256() -> Result<SigningKey, String> {
         let rng = ring::rand::SystemRandom::new();
         let doc =
             ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                 .map_err(|_| "cannot generate a P-256 key".to_string())?;
         let id: [u8; 8] = rand::random();
-        Ok(EcKey {
-            kid: id.iter().map(|b| format!("{b:02x}")).collect(),
+        Ok(SigningKey {
+            kid: hex(&id),
+            alg: Alg::ES256,
             pkcs8: doc.as_ref().to_vec(),
             retired: false,
             created_at: now_s(),
         })
     }
 
-    fn pair(&self) -> Result<ring::signature::EcdsaKeyPair, String> {
+    /// An RSA key from its PKCS#8 document; the `kid` is derived from the public modulus, so
+    /// importing the same key twice gives the same id.
+    pub fn from_rsa_pkcs8(der: &[u8]) -> Result<SigningKey, String> {
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(der)
+            .map_err(|e| format!("not an RSA PKCS#8 private key of 2048 bits or more: {e}"))?;
+        let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &c.n);
+        Ok(SigningKey {
+            kid: format!("rsa-{}", hex(&digest.as_ref()[..8])),
+            alg: Alg::RS256,
+            pkcs8: der.to_vec(),
+            retired: false,
+            created_at: now_s(),
+        })
+    }
+
+    /// Checks that the key material fits its algorithm.
+    pub fn check(&self) -> Result<(), String> {
+        match self.alg {
+            Alg::ES256 => self.ec_pair().map(|_| ()),
+            Alg::RS256 => self.rsa_pair().map(|_| ()),
+            Alg::HS256 => Err(format!("key {} has no asymmetric algorithm", self.kid)),
+        }
+    }
+
+    fn ec_pair(&self) -> Result<ring::signature::EcdsaKeyPair, String> {
         ring::signature::EcdsaKeyPair::from_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             &self.pkcs8,
@@ -81,19 +116,72 @@ impl EcKey {
         .map_err(|_| format!("signing key {} is not a P-256 PKCS#8 key", self.kid))
     }
 
-    /// The public key as an uncompressed point (0x04 || x || y).
+    fn rsa_pair(&self) -> Result<ring::signature::RsaKeyPair, String> {
+        ring::signature::RsaKeyPair::from_pkcs8(&self.pkcs8)
+            .map_err(|_| format!("signing key {} is not an RSA PKCS#8 key", self.kid))
+    }
+
+    /// The P-256 public key as an uncompressed point (0x04 || x || y).
     pub fn public_point(&self) -> Result<Vec<u8>, String> {
         use ring::signature::KeyPair;
-        Ok(self.pair()?.public_key().as_ref().to_vec())
+        Ok(self.ec_pair()?.public_key().as_ref().to_vec())
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = ring::rand::SystemRandom::new();
+        match self.alg {
+            Alg::ES256 => {
+                self.ec_pair()?.sign(&rng, msg).map(|s| s.as_ref().to_vec()).map_err(|_| "signing failed".to_string())
+            }
+            Alg::RS256 => {
+                let pair = self.rsa_pair()?;
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .map_err(|_| "signing failed".to_string())?;
+                Ok(sig)
+            }
+            Alg::HS256 => Err("not an asymmetric key".into()),
+        }
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), String> {
+        match self.alg {
+            Alg::ES256 => {
+                let public = self.public_point()?;
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+                    .verify(msg, sig)
+                    .map_err(|_| "JWT signature does not match".to_string())
+            }
+            Alg::RS256 => {
+                let pair = self.rsa_pair()?;
+                ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public())
+                    .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+                    .map_err(|_| "JWT signature does not match".to_string())
+            }
+            Alg::HS256 => Err("not an asymmetric key".into()),
+        }
     }
 
     /// The public key as a JWK.
     pub fn jwk(&self) -> Result<Value, String> {
-        let p = self.public_point()?;
-        Ok(serde_json::json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
-            "x": B64URL.encode(&p[1..33]), "y": B64URL.encode(&p[33..65]),
-        }))
+        match self.alg {
+            Alg::ES256 => {
+                let p = self.public_point()?;
+                Ok(serde_json::json!({
+                    "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
+                    "x": B64URL.encode(&p[1..33]), "y": B64URL.encode(&p[33..65]),
+                }))
+            }
+            Alg::RS256 => {
+                let pair = self.rsa_pair()?;
+                let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+                Ok(serde_json::json!({
+                    "kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+                    "n": B64URL.encode(&c.n), "e": B64URL.encode(&c.e),
+                }))
+            }
+            Alg::HS256 => Err("not an asymmetric key".into()),
+        }
     }
 }
 
@@ -104,8 +192,8 @@ pub struct JwtConfig {
     pub alg: Alg,
     /// HS256 secret.
     pub secret: Vec<u8>,
-    /// ES256 key ring.
-    pub ec_keys: Vec<EcKey>,
+    /// ES256/RS256 key ring (keys of other algorithms than `alg` are ignored).
+    pub keys: Vec<SigningKey>,
     /// Required `aud` (string or one element of an array), if set.
     pub audience: Option<String>,
     /// Required `iss`, if set.
@@ -191,17 +279,14 @@ impl JwtConfig {
                 let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
                 ring::hmac::verify(&key, signed.as_bytes(), &sig).map_err(|_| err("JWT signature does not match"))?;
             }
-            Alg::ES256 => {
+            Alg::ES256 | Alg::RS256 => {
                 let kid = kid.ok_or_else(|| err("JWT has no kid"))?;
                 let key = self
-                    .ec_keys
+                    .keys
                     .iter()
-                    .find(|k| !k.retired && k.kid == kid)
+                    .find(|k| !k.retired && k.alg == self.alg && k.kid == kid)
                     .ok_or_else(|| err("JWT kid is not known"))?;
-                let public = key.public_point().map_err(err)?;
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
-                    .verify(signed.as_bytes(), &sig)
-                    .map_err(|_| err("JWT signature does not match"))?;
+                key.verify(signed.as_bytes(), &sig).map_err(err)?;
             }
         }
         let claims: Map<String, Value> =
@@ -249,27 +334,21 @@ impl JwtConfig {
         Ok(claims)
     }
 
-    /// The ES256 key that signs: the newest unretired one.
-    pub fn signing_key(&self) -> Option<&EcKey> {
-        self.ec_keys.iter().filter(|k| !k.retired).max_by_key(|k| (k.created_at, k.kid.clone()))
+    /// The key that signs: the newest unretired one of the algorithm.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.keys.iter().filter(|k| !k.retired && k.alg == self.alg).max_by_key(|k| (k.created_at, k.kid.clone()))
     }
 
-    /// Signs `claims` with the configured algorithm (ES256: the signing key, named by `kid`).
+    /// Signs `claims` with the configured algorithm (ES256/RS256: the signing key, named by `kid`).
     pub fn sign(&self, claims: &Map<String, Value>) -> String {
         let payload = B64URL.encode(serde_json::to_vec(claims).unwrap_or_default());
         match (self.alg, self.signing_key()) {
-            (Alg::ES256, Some(k)) => {
-                let header = B64URL
-                    .encode(serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": k.kid}).to_string().as_bytes());
+            (Alg::ES256 | Alg::RS256, Some(k)) => {
+                let header = B64URL.encode(
+                    serde_json::json!({"alg": k.alg.name(), "typ": "JWT", "kid": k.kid}).to_string().as_bytes(),
+                );
                 let signed = format!("{header}.{payload}");
-                let sig = k
-                    .pair()
-                    .and_then(|pair| {
-                        pair.sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
-                            .map_err(|_| "signing failed".to_string())
-                    })
-                    .map(|s| B64URL.encode(s.as_ref()))
-                    .unwrap_or_default();
+                let sig = k.sign(signed.as_bytes()).map(|s| B64URL.encode(s)).unwrap_or_default();
                 format!("{signed}.{sig}")
             }
             _ => {
@@ -286,7 +365,7 @@ impl JwtConfig {
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = match self.alg {
             Alg::HS256 => vec![],
-            Alg::ES256 => self.ec_keys.iter().filter(|k| !k.retired).filter_map(|k| k.jwk().ok()).collect(),
+            _ => self.keys.iter().filter(|k| !k.retired && k.alg == self.alg).filter_map(|k| k.jwk().ok()).collect(),
         };
         serde_json::json!({ "keys": keys })
     }
@@ -300,7 +379,7 @@ mod tests {
     fn cfg() -> JwtConfig {
         JwtConfig {
             alg: Alg::HS256,
-            ec_keys: vec![],
+            keys: vec![],
             secret: b"a-secret-of-at-least-32-bytes-long!!".to_vec(),
             audience: None,
             issuer: None,
@@ -361,14 +440,14 @@ mod tests {
 
     #[test]
     fn es256_key_ring_signs_verifies_and_rotates() {
-        let k1 = EcKey::generate().unwrap();
-        let mut c = JwtConfig { alg: Alg::ES256, ec_keys: vec![k1.clone()], ..cfg() };
+        let k1 = SigningKey::generate_es256().unwrap();
+        let mut c = JwtConfig { alg: Alg::ES256, keys: vec![k1.clone()], ..cfg() };
         let t1 = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
         assert_eq!(c.verify_at(&t1, 1000).unwrap()["role"], "anon");
         // Rotation: a newer key signs; the old one still verifies until retired.
-        let mut k2 = EcKey::generate().unwrap();
+        let mut k2 = SigningKey::generate_es256().unwrap();
         k2.created_at = k1.created_at + 1;
-        c.ec_keys.push(k2.clone());
+        c.keys.push(k2.clone());
         let t2 = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
         let kid_of = |t: &str| {
             let h: Value = serde_json::from_slice(&B64URL.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
@@ -376,7 +455,7 @@ mod tests {
         };
         assert_eq!(kid_of(&t2), k2.kid);
         assert!(c.verify_at(&t1, 1000).is_ok() && c.verify_at(&t2, 1000).is_ok());
-        c.ec_keys[0].retired = true;
+        c.keys[0].retired = true;
         assert_eq!(c.verify_at(&t1, 1000).unwrap_err().0, "JWT kid is not known");
         assert!(c.verify_at(&t2, 1000).is_ok());
         assert_eq!(c.jwks()["keys"].as_array().unwrap().len(), 1);
@@ -385,8 +464,8 @@ mod tests {
 
     #[test]
     fn es256_refuses_confused_and_forged_tokens() {
-        let k = EcKey::generate().unwrap();
-        let c = JwtConfig { alg: Alg::ES256, ec_keys: vec![k.clone()], ..cfg() };
+        let k = SigningKey::generate_es256().unwrap();
+        let c = JwtConfig { alg: Alg::ES256, keys: vec![k.clone()], ..cfg() };
         let good = c.sign(&claims(json!({"role": "anon", "exp": 2000})));
         let (_, rest) = good.split_once('.').unwrap();
         let (p, s) = rest.split_once('.').unwrap();
@@ -412,9 +491,9 @@ mod tests {
             assert!(c.verify_at(&format!("{h}.{p}.{s}"), 1000).is_err(), "{header}");
         }
         // A signature by another key under the right kid.
-        let mut other = EcKey::generate().unwrap();
+        let mut other = SigningKey::generate_es256().unwrap();
         other.kid = k.kid.clone();
-        let forged = JwtConfig { alg: Alg::ES256, ec_keys: vec![other], ..cfg() }.sign(&claims(json!({"exp": 2000})));
+        let forged = JwtConfig { alg: Alg::ES256, keys: vec![other], ..cfg() }.sign(&claims(json!({"exp": 2000})));
         assert_eq!(c.verify_at(&forged, 1000).unwrap_err().0, "JWT signature does not match");
         // HS256 servers refuse any kid.
         let h = cfg();

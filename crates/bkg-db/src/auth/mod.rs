@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-pub use jwt::{Alg, EcKey, JwtConfig, JwtError};
+pub use jwt::{Alg, JwtConfig, JwtError, SigningKey};
 
 /// The roles API clients run as; created at startup when missing.
 pub const ANON_ROLE: &str = "anon";
@@ -38,6 +38,20 @@ pub struct KeySettings {
     pub alg: Alg,
     pub audience: Option<String>,
     pub issuer: Option<String>,
+    /// RS256: a PKCS#8 PEM RSA private key to sign with (imported into the key ring).
+    pub rsa_key_file: Option<std::path::PathBuf>,
+}
+
+/// Reads an RSA private key (PKCS#8 PEM) into a signing key.
+pub fn read_rsa_key(path: &Path) -> Result<SigningKey, String> {
+    use pgwire::tokio::tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    use pgwire::tokio::tokio_rustls::rustls::pki_types::pem::PemObject;
+    match PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))?
+    {
+        PrivateKeyDer::Pkcs8(k) => SigningKey::from_rsa_pkcs8(k.secret_pkcs8_der()),
+        _ => Err(format!("{} is not a PKCS#8 key (\"BEGIN PRIVATE KEY\")", path.display())),
+    }
 }
 
 /// Keys and token settings of the server. The verification keys can be replaced while the
@@ -75,7 +89,7 @@ fn read_stored(data_dir: &Path) -> Result<Option<Map<String, Value>>, String> {
     }
 }
 
-fn stored_ec_keys(stored: &Option<Map<String, Value>>) -> Result<Vec<EcKey>, String> {
+fn stored_keys(stored: &Option<Map<String, Value>>) -> Result<Vec<SigningKey>, String> {
     use base64::Engine as _;
     let Some(list) = stored.as_ref().and_then(|m| m.get("signing_keys")).and_then(Value::as_array) else {
         return Ok(vec![]);
@@ -86,13 +100,14 @@ fn stored_ec_keys(stored: &Option<Map<String, Value>>) -> Result<Vec<EcKey>, Str
             let pkcs8 = base64::engine::general_purpose::STANDARD
                 .decode(k["pkcs8"].as_str().unwrap_or_default())
                 .map_err(|_| format!("signing key {kid} is not base64"))?;
-            let key = EcKey {
+            let key = SigningKey {
                 kid,
+                alg: Alg::parse(k["alg"].as_str().unwrap_or("ES256")).unwrap_or(Alg::ES256),
                 pkcs8,
                 retired: k["retired"].as_bool().unwrap_or(false),
                 created_at: k["created_at"].as_u64().unwrap_or(0),
             };
-            key.public_point()?;
+            key.check()?;
             Ok(key)
         })
         .collect()
@@ -111,16 +126,34 @@ impl AuthConfig {
             Some(s) => s.clone(),
             None => get("jwt_secret").unwrap_or_else(random_secret),
         };
-        let mut ec_keys = stored_ec_keys(&stored)?;
+        let mut keys = stored_keys(&stored)?;
         let mut fresh = get("jwt_secret").as_deref() != Some(secret.as_str());
-        if settings.alg == Alg::ES256 && ec_keys.iter().all(|k| k.retired) {
-            ec_keys.push(EcKey::generate()?);
-            fresh = true;
+        if settings.alg == Alg::RS256
+            && let Some(path) = &settings.rsa_key_file
+        {
+            let mut key = read_rsa_key(path)?;
+            if !keys.iter().any(|k| k.kid == key.kid) {
+                // A newly configured key signs from now on.
+                key.created_at = key.created_at.max(keys.iter().map(|k| k.created_at).max().unwrap_or(0) + 1);
+                keys.push(key);
+                fresh = true;
+            }
+        }
+        let usable = |keys: &[SigningKey]| keys.iter().any(|k| !k.retired && k.alg == settings.alg);
+        match settings.alg {
+            Alg::ES256 if !usable(&keys) => {
+                keys.push(SigningKey::generate_es256()?);
+                fresh = true;
+            }
+            Alg::RS256 if !usable(&keys) => {
+                return Err("RS256 needs a signing key: set BKG_DB_JWT_RSA_KEY_FILE to a PKCS#8 PEM RSA key".into());
+            }
+            _ => {}
         }
         let jwt = JwtConfig {
             alg: settings.alg,
             secret: secret.as_bytes().to_vec(),
-            ec_keys,
+            keys,
             audience: settings.audience.clone(),
             issuer: settings.issuer.clone(),
             leeway_s: jwt::LEEWAY_S_MAX,
@@ -151,12 +184,12 @@ impl AuthConfig {
     /// and the secret stay as they are.
     pub fn reload(&self, data_dir: &Path) -> Result<(), String> {
         let stored = read_stored(data_dir)?;
-        let ec_keys = stored_ec_keys(&stored)?;
+        let keys = stored_keys(&stored)?;
         let mut next = (*self.jwt()).clone();
-        if next.alg == Alg::ES256 && ec_keys.iter().all(|k| k.retired) {
+        if next.alg != Alg::HS256 && !keys.iter().any(|k| !k.retired && k.alg == next.alg) {
             return Err("keys.json has no unretired signing key; keeping the current keys".into());
         }
-        next.ec_keys = ec_keys;
+        next.keys = keys;
         *self.jwt.write() = Arc::new(next);
         Ok(())
     }
@@ -173,17 +206,38 @@ impl AuthConfig {
     /// Adds a new ES256 signing key, which signs from now on; older keys keep verifying until
     /// retired. Returns the new key's id.
     pub fn rotate_signing_key(&mut self, data_dir: &Path) -> Result<String, String> {
-        let mut next = (*self.jwt()).clone();
-        if next.alg != Alg::ES256 {
-            return Err("HS256 has one shared secret and no key ring: set a new BKG_DB_JWT_SECRET (every token \
-                        changes at once), or use BKG_DB_JWT_ALG=ES256 for rotation"
-                .into());
+        let key = match self.jwt().alg {
+            Alg::ES256 => SigningKey::generate_es256()?,
+            Alg::RS256 => {
+                return Err("RS256 keys are not generated here: add one with bkg-db keys import --pem <file>".into());
+            }
+            Alg::HS256 => {
+                return Err("HS256 has one shared secret and no key ring: set a new BKG_DB_JWT_SECRET (every token \
+                            changes at once), or use ES256 or RS256 for rotation"
+                    .into());
+            }
+        };
+        self.add_signing_key(data_dir, key)
+    }
+
+    /// Adds an RSA key (RS256) from a PKCS#8 PEM file; it signs from now on.
+    pub fn import_rsa_key(&mut self, data_dir: &Path, pem: &Path) -> Result<String, String> {
+        if self.jwt().alg != Alg::RS256 {
+            return Err("importing RSA keys needs BKG_DB_JWT_ALG=RS256".into());
         }
-        let mut key = EcKey::generate()?;
-        let newest = next.ec_keys.iter().map(|k| k.created_at).max().unwrap_or(0);
+        let key = read_rsa_key(pem)?;
+        if self.jwt().keys.iter().any(|k| k.kid == key.kid) {
+            return Err(format!("key {} is in the key ring already", key.kid));
+        }
+        self.add_signing_key(data_dir, key)
+    }
+
+    fn add_signing_key(&mut self, data_dir: &Path, mut key: SigningKey) -> Result<String, String> {
+        let mut next = (*self.jwt()).clone();
+        let newest = next.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
         key.created_at = key.created_at.max(newest + 1);
         let kid = key.kid.clone();
-        next.ec_keys.push(key);
+        next.keys.push(key);
         *self.jwt.write() = Arc::new(next);
         self.store(data_dir)?;
         Ok(kid)
@@ -192,13 +246,14 @@ impl AuthConfig {
     /// Retires a signing key: tokens it signed stop verifying. The last unretired key cannot go.
     pub fn retire_signing_key(&mut self, data_dir: &Path, kid: &str) -> Result<(), String> {
         let mut next = (*self.jwt()).clone();
-        let Some(i) = next.ec_keys.iter().position(|k| k.kid == kid) else {
+        let Some(i) = next.keys.iter().position(|k| k.kid == kid) else {
             return Err(format!("no signing key {kid}"));
         };
-        if next.ec_keys.iter().filter(|k| !k.retired).count() <= 1 && !next.ec_keys[i].retired {
+        let alg = next.alg;
+        if next.keys.iter().filter(|k| !k.retired && k.alg == alg).count() <= 1 && !next.keys[i].retired {
             return Err(format!("{kid} is the only signing key: rotate first"));
         }
-        next.ec_keys[i].retired = true;
+        next.keys[i].retired = true;
         *self.jwt.write() = Arc::new(next);
         // API keys signed by it would stop working: sign them again.
         let jwt = self.jwt();
@@ -215,10 +270,10 @@ impl AuthConfig {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let jwt = self.jwt();
         let keys: Vec<Value> = jwt
-            .ec_keys
+            .keys
             .iter()
             .map(|k| {
-                json!({"kid": k.kid, "alg": "ES256", "pkcs8": base64::engine::general_purpose::STANDARD.encode(&k.pkcs8),
+                json!({"kid": k.kid, "alg": k.alg.name(), "pkcs8": base64::engine::general_purpose::STANDARD.encode(&k.pkcs8),
                        "retired": k.retired, "created_at": k.created_at})
             })
             .collect();
@@ -448,5 +503,43 @@ mod tests {
         let hs = tempfile::tempdir().unwrap();
         let (mut h, _) = AuthConfig::load_or_create(hs.path(), &KeySettings::default()).unwrap();
         assert!(h.rotate_signing_key(hs.path()).is_err());
+    }
+
+    #[test]
+    fn rs256_keys_come_from_pem_files() {
+        let pem = |n: &str| std::path::PathBuf::from(format!("{}/../../testdata/jwt/{n}", env!("CARGO_MANIFEST_DIR")));
+        let dir = tempfile::tempdir().unwrap();
+        let rs = KeySettings { alg: Alg::RS256, rsa_key_file: Some(pem("rsa-a.pem")), ..KeySettings::default() };
+        let (mut a, fresh) = AuthConfig::load_or_create(dir.path(), &rs).unwrap();
+        assert!(fresh);
+        let first = a.jwt().signing_key().unwrap().kid.clone();
+        assert!(first.starts_with("rsa-"));
+        assert_eq!(a.authenticate(Some(&a.anon_key), None).unwrap().role, "anon");
+        let jwks = a.jwt().jwks();
+        assert_eq!(jwks["keys"][0]["kty"], "RSA");
+        assert_eq!(jwks["keys"][0]["e"], "AQAB");
+        // The same file again changes nothing; another key signs from its import on.
+        let (_, fresh) = AuthConfig::load_or_create(dir.path(), &rs).unwrap();
+        assert!(!fresh);
+        assert!(a.import_rsa_key(dir.path(), &pem("rsa-a.pem")).is_err());
+        let second = a.import_rsa_key(dir.path(), &pem("rsa-b.pem")).unwrap();
+        assert_eq!(a.jwt().signing_key().unwrap().kid, second);
+        let old_anon = a.anon_key.clone();
+        assert!(a.authenticate(Some(&old_anon), None).is_ok(), "the older key still verifies");
+        a.retire_signing_key(dir.path(), &first).unwrap();
+        assert!(a.authenticate(Some(&old_anon), None).is_err());
+        assert!(a.authenticate(Some(&a.anon_key), None).is_ok(), "API keys were signed again");
+        // Algorithm confusion: HS256 keyed with the RSA public key is refused.
+        let jwk = a.jwt().jwks()["keys"][0].clone();
+        let hs =
+            JwtConfig { alg: Alg::HS256, keys: vec![], secret: jwk.to_string().into_bytes(), ..(*a.jwt()).clone() };
+        let forged = hs.sign(json!({"role": "service_role", "exp": 4_000_000_000u64}).as_object().unwrap());
+        assert!(a.authenticate(None, Some(&forged)).is_err());
+        // RS256 without a key, or with a file that is not one, does not start.
+        let empty = tempfile::tempdir().unwrap();
+        let none = KeySettings { alg: Alg::RS256, ..KeySettings::default() };
+        assert!(AuthConfig::load_or_create(empty.path(), &none).is_err());
+        let bad = KeySettings { alg: Alg::RS256, rsa_key_file: Some(pem("README.md")), ..KeySettings::default() };
+        assert!(AuthConfig::load_or_create(empty.path(), &bad).is_err());
     }
 }

@@ -30,7 +30,7 @@ fn start() -> TestServer {
 fn token(claims: Value) -> String {
     let jwt = JwtConfig {
         alg: Alg::HS256,
-        ec_keys: vec![],
+        keys: vec![],
         secret: SECRET.as_bytes().to_vec(),
         audience: None,
         issuer: None,
@@ -269,7 +269,7 @@ async fn a_token_is_a_pgwire_password_for_its_role_only() {
     refused("authenticated", &token(json!({"role": "authenticated", "sub": "A", "exp": 1000})));
     let other = JwtConfig {
         alg: Alg::HS256,
-        ec_keys: vec![],
+        keys: vec![],
         secret: b"another-secret-another-secret-xxxxxxxx".to_vec(),
         audience: None,
         issuer: None,
@@ -559,7 +559,7 @@ async fn es256_keys_are_published_rotated_and_retired() {
     assert_eq!(get(&anon), 200);
     // Retiring the first key ends its tokens; the API keys are signed again with the second.
     let listing = keys(&["retire", "--kid", &first[0]]);
-    assert!(listing.contains(&format!("key {} retired", first[0])), "{listing}");
+    assert!(listing.contains(&format!("key {} ES256 retired", first[0])), "{listing}");
     wait_for(1);
     assert_eq!(get(&anon), 401);
     let (new_anon, _) = server.api_keys();
@@ -573,4 +573,24 @@ async fn es256_keys_are_published_rotated_and_retired() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// RS256: the server signs with a configured RSA key and publishes it; its tokens work.
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_with_a_configured_key() {
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/jwt/rsa-a.pem");
+    let server = TestServer::start_with(&[("BKG_DB_JWT_ALG", "RS256"), ("BKG_DB_JWT_RSA_KEY_FILE", pem)]);
+    let (status, body) = server.http_get("/auth/v1/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["keys"][0]["kty"], "RSA", "{v}");
+    let (anon, service) = server.api_keys();
+    assert!(anon.starts_with("eyJhbGciOiJSUzI1Ni"), "an RS256 header: {anon}");
+    let (status, _, resp) = server.http("GET", "/policy", &[("apikey", &service)], b"");
+    assert_eq!(status, 200, "{resp}");
+    let (status, _, _) = server.http("GET", "/policy", &[("apikey", &anon)], b"");
+    assert_eq!(status, 403);
+    // An HS256 token (even with a good secret) is not accepted by an RS256 server.
+    let hs = token(json!({"role": "service_role"}));
+    assert_eq!(server.http("GET", "/policy", &[("apikey", &hs)], b"").0, 401);
 }
