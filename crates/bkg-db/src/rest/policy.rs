@@ -108,7 +108,7 @@ fn json_response(status: u16, v: Value) -> Response {
 
 /// One policy statement, checked to be exactly that, run in its own transaction as the
 /// superuser (the caller was authorised as admin).
-async fn run_policy_sql(s: &RestState, sql: &str) -> Result<(), RestError> {
+async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(), RestError> {
     let stmts = Session::parse(sql).map_err(|e| RestError::from_sql(e, false))?;
     let [stmt] = stmts.as_slice() else {
         return Err(RestError::new(400, "42601", "a policy expression must be one SQL expression"));
@@ -122,6 +122,8 @@ async fn run_policy_sql(s: &RestState, sql: &str) -> Result<(), RestError> {
         return Err(RestError::new(400, "42601", "a policy expression must be one SQL expression"));
     }
     let mut session = s.engine.session("postgres");
+    // The audit event names the token's subject.
+    session.set_claims(Some(Value::Object(who.claims.clone())));
     session.execute_one("BEGIN").await.map_err(|e| RestError::from_sql(e, false))?;
     if let Err(e) = Box::pin(session.execute_statement(stmt.clone())).await {
         let _ = session.execute_one("ROLLBACK").await;
@@ -149,11 +151,6 @@ fn roles_sql(roles: &[String]) -> String {
         return "PUBLIC".into();
     }
     roles.iter().map(|r| if r == "public" { "PUBLIC".to_string() } else { quote(r) }).collect::<Vec<_>>().join(", ")
-}
-
-fn audit(p: &Principal, action: &str, table: &str, name: &str) {
-    let actor = p.claims.get("sub").and_then(Value::as_str).unwrap_or(&p.role).to_string();
-    tracing::info!(target: "bkg_db::audit", actor, role = %p.role, action, table, policy = name, "policy changed");
 }
 
 async fn body_json<T: for<'de> Deserialize<'de>>(s: &RestState, body: Body) -> Result<T, RestError> {
@@ -258,8 +255,7 @@ pub async fn create(
     if let Some(w) = &p.with_check {
         sql.push_str(&format!(" WITH CHECK ({})", expression(w)?));
     }
-    run_policy_sql(&s, &sql).await?;
-    audit(&who, "policy.create", &def.qualified_name(), &p.name);
+    run_policy_sql(&s, &sql, &who).await?;
     let def = table_def(&s, &p.table)?;
     let created = def.policies.iter().find(|x| x.name == p.name).map(|x| policy_json(&s, &def, x));
     Ok(json_response(201, created.unwrap_or(Value::Null)))
@@ -311,16 +307,15 @@ pub async fn update(
         sql.push_str(&format!(" WITH CHECK ({})", expression(w)?));
     }
     if changes {
-        run_policy_sql(&s, &sql).await?;
+        run_policy_sql(&s, &sql, &who).await?;
     }
     let mut current = name.clone();
     if let Some(new_name) = &c.name
         && *new_name != name
     {
-        run_policy_sql(&s, &format!("ALTER POLICY {target} RENAME TO {}", quote(new_name))).await?;
+        run_policy_sql(&s, &format!("ALTER POLICY {target} RENAME TO {}", quote(new_name)), &who).await?;
         current = new_name.clone();
     }
-    audit(&who, "policy.update", &def.qualified_name(), &current);
     let def = table_def(&s, &table)?;
     let p = def.policies.iter().find(|x| x.name == current).map(|x| policy_json(&s, &def, x));
     Ok(json_response(200, p.unwrap_or(Value::Null)))
@@ -341,8 +336,8 @@ pub async fn remove(
 ) -> Result<Response, RestError> {
     let who = admin(&s, addr, &headers)?;
     let def = table_def(&s, &table)?;
-    run_policy_sql(&s, &format!("DROP POLICY {} ON {}.{}", quote(&name), quote(&def.schema), quote(&def.name))).await?;
-    audit(&who, "policy.delete", &def.qualified_name(), &name);
+    run_policy_sql(&s, &format!("DROP POLICY {} ON {}.{}", quote(&name), quote(&def.schema), quote(&def.name)), &who)
+        .await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 

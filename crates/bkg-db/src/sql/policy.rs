@@ -510,6 +510,21 @@ fn validate(session: &Session, def: &TableDef, policy: &PolicyDef) -> SqlResult<
     Ok(())
 }
 
+/// An audit event for a policy change (target `bkg_db::audit`), whatever front door made it.
+/// The change itself commits or rolls back with its transaction.
+fn audit(session: &Session, action: &str, def: &TableDef, policy: &str) {
+    let actor = session.claims().and_then(|c| c.get("sub").and_then(|s| s.as_str()).map(str::to_string));
+    tracing::info!(
+        target: "bkg_db::audit",
+        action,
+        user = %session.user,
+        actor = actor.as_deref().unwrap_or(""),
+        table = %def.qualified_name(),
+        policy,
+        "policy changed"
+    );
+}
+
 fn table_of(session: &Session, name: &ast::ObjectName) -> SqlResult<TableDef> {
     let id = resolve_table(session, name)?;
     session.require_owner(bkg_kernel::AclObject::Relation(id))?;
@@ -531,7 +546,9 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
                 with_check: cp.with_check.map(|e| e.to_string()),
             };
             validate(session, &def, &policy)?;
+            let name = policy.name.clone();
             session.with_txn(|t| Ok(t.catalog_mut().create_policy(def.id, policy)?))?;
+            audit(session, "policy.create", &def, &name);
             Ok(Output::command("CREATE POLICY"))
         }
         Statement::AlterPolicy(ap) => {
@@ -567,10 +584,12 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
                     validate(session, &def, &policy)?;
                 }
             }
+            let new_name = policy.name.clone();
             session.with_txn(|t| {
                 *t.catalog_mut().policy_mut(def.id, &name)? = policy;
                 Ok(())
             })?;
+            audit(session, "policy.alter", &def, &new_name);
             Ok(Output::command("ALTER POLICY"))
         }
         Statement::DropPolicy(dp) => {
@@ -582,7 +601,9 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
                 Err(e) => return Err(e),
             };
             let name = ident_name(&dp.name);
-            session.with_txn(|t| Ok(t.catalog_mut().drop_policy(def.id, &name, dp.if_exists)?))?;
+            if session.with_txn(|t| Ok(t.catalog_mut().drop_policy(def.id, &name, dp.if_exists)?))? {
+                audit(session, "policy.drop", &def, &name);
+            }
             Ok(Output::command("DROP POLICY"))
         }
         other => Err(SqlError::internal(format!("not a policy statement: {other}"))),
