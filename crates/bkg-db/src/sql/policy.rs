@@ -58,7 +58,9 @@ impl Security {
         dml: Option<(u64, PolicyCommand)>,
     ) -> Security {
         let bypass = cat.is_superuser(role) || cat.role(role).is_some_and(|r| r.bypass_rls);
-        Security { role, bypass, members: cat.member_closure(role), claims, dml }
+        // Policies never apply to a bypassing role: skip working out its memberships.
+        let members = if bypass { BTreeSet::new() } else { cat.member_closure(role) };
+        Security { role, bypass, members, claims, dml }
     }
 
     /// True when policies decide which rows of `def` this principal reads and writes: row
