@@ -560,6 +560,29 @@ def test_serialization_failure_between_two_connections(conn, connect):
     assert conn.execute(f"SELECT id, v FROM {tbl} ORDER BY id").fetchall() == [(1, 1), (2, 2)]
 
 
+def test_a_failed_commit_leaves_the_connection_idle(connect, conn):
+    # Two transactions change the catalog; the second to commit loses (40001). As in
+    # PostgreSQL, its COMMIT ends the transaction: the connection is idle, not failed.
+    a = connect()
+    t1, t2 = table_name("ddl_a"), table_name("ddl_b")
+    a.execute(f"CREATE TABLE {t1} (x int)")
+    assert a.info.transaction_status == pq.TransactionStatus.INTRANS
+    conn.execute(f"CREATE TABLE {t2} (x int)")
+    with pytest.raises(errors.SerializationFailure):
+        a.commit()
+    assert a.info.transaction_status == pq.TransactionStatus.IDLE
+    # The same with a plain COMMIT statement in autocommit mode (simple protocol).
+    b = connect(autocommit=True)
+    b.execute("BEGIN")
+    b.execute(f"CREATE TABLE {t1} (x int)")
+    conn.execute(f"DROP TABLE {t2}")
+    with pytest.raises(errors.SerializationFailure):
+        b.execute("COMMIT")
+    assert b.info.transaction_status == pq.TransactionStatus.IDLE
+    assert b.execute("SELECT 1").fetchone() == (1,)
+    assert conn.execute(f"SELECT count(*) FROM pg_class WHERE relname = '{t1}'").fetchone() == (0,)
+
+
 # ---------------------------------------------------------------------------- errors
 
 

@@ -414,7 +414,35 @@ impl SimpleQueryHandler for ConnHandlers {
         }
         let mut session = self.session.lock().await;
         bind_user(&mut session, client);
-        let results = session.execute(query).await;
+        let mut results = session.execute(query).await;
+        // A statement that failed and ended the transaction (a COMMIT that could not commit):
+        // as in PostgreSQL the connection is then idle, not in a failed transaction. pgwire
+        // would mark it failed, so the answers before it go out here and the error takes the
+        // error path with the status set to idle.
+        let ended = matches!(results.last(), Some(Err(_)))
+            && !session.in_transaction()
+            && client.transaction_status() != pgwire::messages::response::TransactionStatus::Idle;
+        if ended {
+            use futures::SinkExt;
+            let Some(Err(last)) = results.pop() else { unreachable!("checked above") };
+            for r in results {
+                self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(o) => match to_response(o, &Format::UnifiedText) {
+                        Response::Query(q) => pgwire::api::query::send_query_response(client, q, true).await?,
+                        Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?
+                        }
+                        _ => {}
+                    },
+                    Err(e) => client.feed(PgWireBackendMessage::ErrorResponse(error_info(e).into())).await?,
+                }
+            }
+            self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
+            self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+            client.set_transaction_status(pgwire::messages::response::TransactionStatus::Idle);
+            return Err(user_error(last));
+        }
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             self.server.metrics.queries.fetch_add(1, Ordering::Relaxed);
@@ -547,6 +575,10 @@ impl ExtendedQueryHandler for ConnHandlers {
             Ok(o) => Ok(to_response(o, &portal.result_column_format)),
             Err(e) => {
                 self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                if !session.in_transaction() {
+                    // A failed COMMIT ends the transaction: the connection is idle, not failed.
+                    client.set_transaction_status(pgwire::messages::response::TransactionStatus::Idle);
+                }
                 Err(user_error(e))
             }
         }
