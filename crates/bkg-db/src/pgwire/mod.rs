@@ -247,6 +247,13 @@ fn fields_of(schema: &SchemaRef, format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
+/// True when a result's columns differ in number or type from those described at Parse.
+fn changed_shape(described: &[FieldInfo], schema: &SchemaRef) -> bool {
+    !described.is_empty()
+        && (described.len() != schema.fields().len()
+            || described.iter().zip(schema.fields().iter()).any(|(d, f)| *d.datatype() != encode::pg_type(f)))
+}
+
 fn arrow_to_param_type(t: &datafusion::arrow::datatypes::DataType) -> Type {
     encode::pg_type(&datafusion::arrow::datatypes::Field::new("p", t.clone(), true))
 }
@@ -572,6 +579,15 @@ impl ExtendedQueryHandler for ConnHandlers {
         let mut session = self.session.lock().await;
         bind_user(&mut session, client);
         match session.execute_statement(stmt).await {
+            Ok(Output::Rows { schema, .. }) if changed_shape(&prepared.fields, &schema) => {
+                // The client described the statement with other columns (a table changed since
+                // Parse): answering with rows of another shape would be misread.
+                self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+                Err(user_error(
+                    SqlError::new(codes::FEATURE_NOT_SUPPORTED, "cached plan must not change result type")
+                        .with_hint("Prepare the statement again."),
+                ))
+            }
             Ok(o) => Ok(to_response(o, &portal.result_column_format)),
             Err(e) => {
                 self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
