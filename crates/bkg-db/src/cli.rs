@@ -1,4 +1,4 @@
-//! Commands besides `serve`: `migrate apply|status` and `keys list|rotate|retire|rotate-api-keys`.
+//! Commands besides `serve`: `migrate apply|status` and `keys list|rotate|retire|import|rotate-api-keys`.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -139,8 +139,33 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
         | KeysAction::Import(a) => a.clone(),
     };
     let dir = std::path::PathBuf::from(args.data_dir.strip_prefix("file://").unwrap_or(&args.data_dir));
-    if !dir.join("auth").join("keys.json").exists() {
-        return Err(format!("no keys in {} (start the server once to create them)", dir.display()));
+    let path = dir.join("auth").join("keys.json");
+    let stored: serde_json::Value = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
+        Err(_) => return Err(format!("no keys in {} (start the server once to create them)", dir.display())),
+    };
+    // The commands load keys.json as the server does; with another algorithm they would
+    // re-sign the API keys into ones the server refuses.
+    if let Some(alg) = stored.get("jwt_alg").and_then(|a| a.as_str())
+        && alg != args.jwt_alg
+    {
+        return Err(format!("the keys are for {alg}: set BKG_DB_JWT_ALG={alg} (as the server has it)"));
+    }
+    if let KeysAction::List(_) = action {
+        // Only read: show what is stored.
+        println!("algorithm: {}", stored.get("jwt_alg").and_then(|a| a.as_str()).unwrap_or("HS256"));
+        for k in stored.get("signing_keys").and_then(|k| k.as_array()).cloned().unwrap_or_default() {
+            println!(
+                "key {} {} {} created_at={}",
+                k["kid"].as_str().unwrap_or("?"),
+                k["alg"].as_str().unwrap_or("?"),
+                if k["retired"].as_bool().unwrap_or(false) { "retired" } else { "active" },
+                k["created_at"].as_u64().unwrap_or(0)
+            );
+        }
+        println!("anon:         {}", stored["anon_key"].as_str().unwrap_or(""));
+        println!("service_role: {}", stored["service_key"].as_str().unwrap_or(""));
+        return Ok(());
     }
     let settings = crate::auth::KeySettings {
         secret: args.jwt_secret.clone(),
@@ -177,6 +202,8 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
     for k in &jwt.keys {
         let state = if k.retired {
             "retired"
+        } else if k.alg != jwt.alg {
+            "unused"
         } else if Some(&k.kid) == signer.as_ref() {
             "signing"
         } else {

@@ -27,7 +27,7 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
-    /// Signing and API keys in `<data-dir>/auth/keys.json`: `keys list|rotate|retire|rotate-api-keys`.
+    /// Signing and API keys in `<data-dir>/auth/keys.json`: `keys list|rotate|retire|import|rotate-api-keys`.
     /// A running server picks changes up within seconds.
     Keys {
         #[command(subcommand)]
@@ -41,7 +41,7 @@ pub enum KeysAction {
     List(KeysArgs),
     /// ES256: add a signing key; it signs from now on, older keys verify until retired.
     Rotate(KeysArgs),
-    /// ES256: retire a signing key (`--kid`); tokens it signed stop verifying.
+    /// ES256/RS256: retire a signing key (`--kid`); tokens it signed stop verifying.
     Retire(KeysArgs),
     /// Issue new anon and service keys signed by the current key.
     RotateApiKeys(KeysArgs),

@@ -381,6 +381,10 @@ impl GoTrue {
         if claims.get("role").and_then(Value::as_str) != Some(SERVICE_ROLE) {
             return Err(fail(403, "not_admin", "User not allowed"));
         }
+        // A token limited by scopes manages users only with the admin scope.
+        if crate::sql::policy::Scopes::from_claims(&Value::Object(claims)).is_some_and(|s| !s.admin) {
+            return Err(fail(403, "not_admin", "User not allowed: the token's scopes do not include admin"));
+        }
         Ok(())
     }
 
@@ -401,9 +405,14 @@ impl GoTrue {
     fn access_token(&self, user: &User, session_id: &str) -> (String, u64) {
         let now = now_s();
         let exp = now + self.config.jwt_expiry_s;
+        let (jwt_issuer, jwt_audience) = {
+            let jwt = self.auth.jwt();
+            (jwt.issuer.clone(), jwt.audience.clone())
+        };
         let claims = json!({
-            "iss": "bkg-db/auth/v1",
-            "aud": user.aud,
+            // A configured issuer and audience are what every verifier of this server checks.
+            "iss": jwt_issuer.unwrap_or_else(|| "bkg-db/auth/v1".to_string()),
+            "aud": jwt_audience.unwrap_or_else(|| user.aud.clone()),
             "sub": user.id,
             "exp": exp,
             "iat": now,
@@ -573,7 +582,7 @@ fn ok_json(status: u16, v: Value) -> Response {
 
 /// The public keys tokens are verified with (empty with HS256, whose secret is never shown).
 #[utoipa::path(get, path = "/auth/v1/.well-known/jwks.json", tag = "auth", security(()),
-    responses((status = 200, description = "JWKS: the ES256 keys that verify tokens", content_type = "application/json")))]
+    responses((status = 200, description = "JWKS: the ES256 or RS256 keys that verify tokens", content_type = "application/json")))]
 pub async fn jwks(State(g): State<Arc<GoTrue>>) -> Response {
     ok_json(200, g.auth.jwt().jwks())
 }

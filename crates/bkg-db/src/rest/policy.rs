@@ -127,7 +127,12 @@ async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(),
     session.execute_one("BEGIN").await.map_err(|e| RestError::from_sql(e, false))?;
     if let Err(e) = Box::pin(session.execute_statement(stmt.clone())).await {
         let _ = session.execute_one("ROLLBACK").await;
-        return Err(RestError::from_sql(e, false));
+        let missing = e.code == "42704" || e.code == "42P01";
+        let mut r = RestError::from_sql(e, false);
+        if missing {
+            r.status = 404;
+        }
+        return Err(r);
     }
     session.execute_one("COMMIT").await.map_err(|e| RestError::from_sql(e, false))?;
     Ok(())

@@ -793,6 +793,10 @@ impl Session {
     /// True when the logged-in role may act for another principal: superusers and
     /// `service_role` (`SET ROLE`, `SET request.jwt.claims`).
     pub fn may_impersonate(&self) -> bool {
+        // A token limited by scopes cannot shed them by acting for someone else.
+        if self.jwt_login && self.scopes.as_ref().is_some_and(|s| !s.admin) {
+            return false;
+        }
         let cat = self.catalog_view();
         cat.is_superuser(self.session_role) || cat.role(self.session_role).is_some_and(|r| r.name == "service_role")
     }

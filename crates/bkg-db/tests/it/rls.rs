@@ -565,6 +565,17 @@ async fn es256_keys_are_published_rotated_and_retired() {
     let (new_anon, _) = server.api_keys();
     assert_eq!(kid_of(&new_anon), second);
     assert_eq!(get(&new_anon), 200);
+    // The commands refuse another algorithm than the keys were made for, and list only reads.
+    let before = std::fs::read(server.dir.join("auth/keys.json")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bkg-db"))
+        .args(["keys", "list", "--data-dir"])
+        .arg(&server.dir)
+        .env("BKG_DB_JWT_ALG", "HS256")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("BKG_DB_JWT_ALG=ES256"));
+    assert!(keys(&["list"]).contains(&format!("key {second} ES256 active")));
+    assert_eq!(std::fs::read(server.dir.join("auth/keys.json")).unwrap(), before);
     // The last key cannot be retired.
     let out = Command::new(env!("CARGO_BIN_EXE_bkg-db"))
         .args(["keys", "retire", "--kid", &second, "--data-dir"])
