@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// Refuse `POST /auth/v1/signup` (users are then created by the service role).
     #[arg(long, env = "BKG_DB_AUTH_DISABLE_SIGNUP", default_value_t = false)]
     pub auth_disable_signup: bool,
+    /// Sign-ups are confirmed at once and get a session (`true`, the default). With `false` a
+    /// sign-up answers with the user only (the same whether or not the email is taken), and the
+    /// user signs in after the service role confirmed it (`email_confirm`).
+    #[arg(long, env = "BKG_DB_AUTH_AUTOCONFIRM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auth_autoconfirm: bool,
     /// Requests per minute per client address to `/auth/v1` signup, token and recover (0 = no limit).
     #[arg(long, env = "BKG_DB_AUTH_RATE_PER_MIN", default_value_t = 30)]
     pub auth_rate_per_min: u32,
@@ -241,6 +246,7 @@ impl ServeArgs {
             jwt_expiry_s: self.auth_jwt_expiry_s,
             disable_signup: self.auth_disable_signup,
             rate_per_min: self.auth_rate_per_min,
+            autoconfirm: self.auth_autoconfirm,
         }
     }
 

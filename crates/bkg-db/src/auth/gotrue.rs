@@ -56,11 +56,15 @@ pub struct GoTrueConfig {
     pub disable_signup: bool,
     /// Requests per minute per client address on signup, token and recover (0 = unlimited).
     pub rate_per_min: u32,
+    /// Sign-ups are confirmed at once and get a session (GoTrue's `mailer_autoconfirm`). When
+    /// off, a sign-up answers with the user only, the same for a taken email, and the user can
+    /// sign in once the service role confirmed it (`email_confirm`).
+    pub autoconfirm: bool,
 }
 
 impl Default for GoTrueConfig {
     fn default() -> Self {
-        GoTrueConfig { jwt_expiry_s: 3600, disable_signup: false, rate_per_min: 30 }
+        GoTrueConfig { jwt_expiry_s: 3600, disable_signup: false, rate_per_min: 30, autoconfirm: true }
     }
 }
 
@@ -481,7 +485,7 @@ impl GoTrue {
         }
     }
 
-    /// Creates a user; `Err(user_already_exists)` when the email is taken.
+    /// Creates a user (confirmed or not); `Err(user_already_exists)` when the email is taken.
     async fn create_user(
         &self,
         s: &mut Session,
@@ -489,12 +493,17 @@ impl GoTrue {
         password_hash: &str,
         app: Option<String>,
         meta: Option<String>,
+        confirmed: bool,
     ) -> Result<User> {
         let id = new_uuid();
-        let r = Box::pin(s.execute_with_params(
+        let confirmed_at = if confirmed { "now()" } else { "NULL" };
+        let sql = format!(
             "INSERT INTO auth.users (id, email, encrypted_password, role, aud, raw_app_meta_data, raw_user_meta_data, \
                  email_confirmed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'authenticated', 'authenticated', $4, $5, now(), now(), now())",
+             VALUES ($1, $2, $3, 'authenticated', 'authenticated', $4, $5, {confirmed_at}, now(), now())"
+        );
+        let r = Box::pin(s.execute_with_params(
+            &sql,
             &[
                 lit(&id),
                 lit(email),
@@ -560,6 +569,13 @@ impl GoTrue {
             ))
             .await?;
         }
+        if admin && body.get("email_confirm").and_then(Value::as_bool) == Some(true) && user.confirmed_at.is_none() {
+            Box::pin(s.execute_with_params(
+                "UPDATE auth.users SET email_confirmed_at = now(), updated_at = now() WHERE id = $1",
+                &[lit(&user.id)],
+            ))
+            .await?;
+        }
         if admin && let Some(app) = metadata_field(body, "app_metadata")? {
             let mut merged = user.app_metadata.as_object().cloned().unwrap_or_default();
             if let Ok(Value::Object(new)) = serde_json::from_str::<Value>(&app) {
@@ -596,7 +612,7 @@ pub async fn settings(State(g): State<Arc<GoTrue>>) -> Response {
         json!({
             "external": {"email": true, "phone": false, "anonymous_users": false},
             "disable_signup": g.config.disable_signup,
-            "mailer_autoconfirm": true,
+            "mailer_autoconfirm": g.config.autoconfirm,
             "phone_autoconfirm": false,
             "sms_provider": "",
             "saml_enabled": false,
@@ -631,9 +647,37 @@ pub async fn signup(
     check_password(password)?;
     let meta = metadata_field(&b, "data")?;
     let hash = hash_password(password)?;
+    if !g.config.autoconfirm {
+        // The user, unconfirmed, without a session; for a taken email a user object of the same
+        // shape that belongs to nobody, so the answer does not tell whether the email exists.
+        let created = g.in_txn(async |s| g.create_user(s, &email, &hash, None, meta.clone(), false).await).await;
+        let user = match created {
+            Ok(u) => u.json(),
+            Err(e) if e.code == "user_already_exists" => {
+                let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+                let meta: Value = meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({}));
+                User {
+                    id: new_uuid(),
+                    email: email.clone(),
+                    role: AUTHENTICATED_ROLE.into(),
+                    aud: AUTHENTICATED_ROLE.into(),
+                    app_metadata: json!({"provider": "email", "providers": ["email"]}),
+                    user_metadata: meta,
+                    confirmed_at: None,
+                    last_sign_in_at: None,
+                    created_at: Some(now.clone()),
+                    updated_at: Some(now),
+                    password_hash: String::new(),
+                }
+                .json()
+            }
+            Err(e) => return Err(e),
+        };
+        return Ok(ok_json(200, user));
+    }
     let session = g
         .in_txn(async |s| {
-            let user = g.create_user(s, &email, &hash, None, meta).await?;
+            let user = g.create_user(s, &email, &hash, None, meta, true).await?;
             Box::pin(
                 s.execute_with_params("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", &[lit(&user.id)]),
             )
@@ -679,6 +723,9 @@ pub async fn token(
             let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(g.decoy_hash.as_str());
             let matches = password_matches(hash, password);
             let Some(user) = user.filter(|_| matches) else { return Err(invalid()) };
+            if user.confirmed_at.is_none() {
+                return Err(fail(400, "email_not_confirmed", "Email not confirmed"));
+            }
             let session = g
                 .in_txn(async |s| {
                     Box::pin(s.execute_with_params(
@@ -910,7 +957,8 @@ pub async fn admin_create(
     };
     let meta = metadata_field(&b, "user_metadata")?;
     let app = metadata_field(&b, "app_metadata")?;
-    let user = g.in_txn(async |s| g.create_user(s, &email, &hash, app, meta).await).await?;
+    let confirmed = g.config.autoconfirm || b.get("email_confirm").and_then(Value::as_bool) == Some(true);
+    let user = g.in_txn(async |s| g.create_user(s, &email, &hash, app, meta, confirmed).await).await?;
     Ok(ok_json(200, user.json()))
 }
 

@@ -605,3 +605,64 @@ async fn rs256_with_a_configured_key() {
     let hs = token(json!({"role": "service_role"}));
     assert_eq!(server.http("GET", "/policy", &[("apikey", &hs)], b"").0, 401);
 }
+
+/// Without autoconfirm, a sign-up answers the same whether or not the email is taken; the user
+/// signs in once the service role confirmed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn signup_without_autoconfirm_does_not_tell_taken_emails() {
+    let server = TestServer::start_with(&[("BKG_DB_AUTH_AUTOCONFIRM", "false"), ("BKG_DB_AUTH_RATE_PER_MIN", "0")]);
+    let (anon, service) = server.api_keys();
+    let post = |path: &str, body: Value| {
+        let (status, _, resp) = server.http("POST", path, &[("apikey", &anon)], body.to_string().as_bytes());
+        (status, serde_json::from_str::<Value>(&resp).unwrap_or(Value::Null))
+    };
+    let (s1, first) = post("/auth/v1/signup", json!({"email": "taken@example.com", "password": "first-secret"}));
+    let (s2, again) = post("/auth/v1/signup", json!({"email": "Taken@example.com", "password": "other-secret"}));
+    assert_eq!((s1, s2), (200, 200), "{first} {again}");
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&first), keys(&again));
+    assert_ne!(first["id"], again["id"]);
+    assert!(first.get("access_token").is_none() && first["email_confirmed_at"].is_null(), "{first}");
+    let grant =
+        |pw: &str| post("/auth/v1/token?grant_type=password", json!({"email": "taken@example.com", "password": pw}));
+    assert_eq!(grant("first-secret").1["error_code"], "email_not_confirmed");
+    assert_eq!(grant("other-secret").1["error_code"], "invalid_credentials", "the second sign-up changed nothing");
+    let auth = format!("Bearer {service}");
+    let path = format!("/auth/v1/admin/users/{}", first["id"].as_str().unwrap());
+    let (status, _, resp) =
+        server.http("PUT", &path, &[("Authorization", &auth)], json!({"email_confirm": true}).to_string().as_bytes());
+    assert_eq!(status, 200, "{resp}");
+    let (status, session) = grant("first-secret");
+    assert_eq!(status, 200, "{session}");
+    assert!(session["access_token"].is_string());
+    assert!(server.http_get("/auth/v1/settings").1.contains("\"mailer_autoconfirm\":false"));
+}
+
+/// A prepared statement is bound to whoever executes it: its cached plan is not reused for
+/// another principal, so changing role between executions changes what it may see.
+#[tokio::test(flavor = "multi_thread")]
+async fn prepared_statements_answer_for_the_current_principal() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE ROLE p_alice; CREATE ROLE p_bob;
+         CREATE TABLE docs (id int PRIMARY KEY, owner text NOT NULL);
+         CREATE POLICY own ON docs USING (owner = current_user);
+         GRANT SELECT ON docs TO p_alice, p_bob;
+         INSERT INTO docs VALUES (1, 'p_alice'), (2, 'p_bob');",
+    )
+    .await
+    .unwrap();
+    let point = c.prepare("SELECT owner FROM docs WHERE id = $1").await.unwrap();
+    let scan = c.prepare("SELECT count(*) FROM docs").await.unwrap();
+    let owner = |rows: Vec<tokio_postgres::Row>| rows.first().map(|r| r.get::<_, String>(0));
+    assert_eq!(owner(c.query(&point, &[&1i32]).await.unwrap()), Some("p_alice".into()));
+    assert_eq!(c.query_one(&scan, &[]).await.unwrap().get::<_, i64>(0), 2);
+    c.batch_execute("SET ROLE p_bob").await.unwrap();
+    assert_eq!(owner(c.query(&point, &[&1i32]).await.unwrap()), None, "alice's row is hidden from bob");
+    assert_eq!(owner(c.query(&point, &[&2i32]).await.unwrap()), Some("p_bob".into()));
+    assert_eq!(c.query_one(&scan, &[]).await.unwrap().get::<_, i64>(0), 1);
+    c.batch_execute("SET ROLE p_alice").await.unwrap();
+    assert_eq!(owner(c.query(&point, &[&1i32]).await.unwrap()), Some("p_alice".into()));
+    assert_eq!(owner(c.query(&point, &[&2i32]).await.unwrap()), None);
+}
