@@ -53,6 +53,8 @@ pub struct PgServer {
     pub max_connections: usize,
     pub tls: Option<TlsSettings>,
     active: AtomicUsize,
+    /// Open connections per role, for the roles' CONNECTION LIMIT.
+    per_role: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     /// Connections by backend key, for cancel requests.
     connections: Arc<pgwire::api::ConnectionManager>,
     cancel: Arc<pgwire::api::cancel::DefaultCancelHandler>,
@@ -318,6 +320,8 @@ pub struct ConnHandlers {
     session: Arc<Mutex<Session>>,
     parser: Arc<BkgQueryParser>,
     server: Arc<PgServer>,
+    /// The role whose connection count this connection holds (taken at login).
+    slot: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 fn encode_rows(
@@ -651,6 +655,7 @@ impl PgWireServerHandlers for ConnHandlers {
             session: self.session.clone(),
             parser: self.parser.clone(),
             server: self.server.clone(),
+            slot: self.slot.clone(),
         })
     }
 
@@ -659,6 +664,7 @@ impl PgWireServerHandlers for ConnHandlers {
             session: self.session.clone(),
             parser: self.parser.clone(),
             server: self.server.clone(),
+            slot: self.slot.clone(),
         })
     }
 
@@ -667,6 +673,7 @@ impl PgWireServerHandlers for ConnHandlers {
             session: self.session.clone(),
             parser: self.parser.clone(),
             server: self.server.clone(),
+            slot: self.slot.clone(),
         })
     }
 
@@ -700,6 +707,8 @@ impl PgWireServerHandlers for ConnHandlers {
             scram_tls,
             tls_required: self.server.tls.as_ref().is_some_and(|t| t.required),
             hook: self.server.auth.hook.clone(),
+            server: self.server.clone(),
+            slot: self.slot.clone(),
         })
     }
 
@@ -716,6 +725,8 @@ struct BkgStartup {
     scram_tls: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
     tls_required: bool,
     hook: Option<Arc<dyn PasswordHook>>,
+    server: Arc<PgServer>,
+    slot: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -751,6 +762,15 @@ impl StartupHandler for BkgStartup {
         if startup {
             // Startup parameters land in the metadata: none may pose as a verified principal.
             client.metadata_mut().remove(CLAIMS_METADATA);
+        }
+        // Count the connection against its role's CONNECTION LIMIT as soon as the role is named
+        // (before ReadyForQuery, so the client sees the refusal as a failed login).
+        if startup && r.is_ok() && self.slot.lock().is_none() {
+            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            if let Err(e) = self.server.take_role_slot(&user) {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), e.code.into(), e.message))));
+            }
+            *self.slot.lock() = Some(user);
         }
         match r {
             // PostgreSQL's wording, with the user's name (the SCRAM exchange does not know it).
@@ -798,6 +818,7 @@ impl PgServer {
             max_connections,
             tls,
             active: AtomicUsize::new(0),
+            per_role: parking_lot::Mutex::new(Default::default()),
             connections,
             cancel,
         })
@@ -828,10 +849,12 @@ impl PgServer {
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let session = Arc::new(Mutex::new(server.engine.session("postgres")));
+                let slot = Arc::new(parking_lot::Mutex::new(None));
                 let handlers = Arc::new(ConnHandlers {
                     parser: Arc::new(BkgQueryParser { session: session.clone() }),
                     session: session.clone(),
                     server: server.clone(),
+                    slot: slot.clone(),
                 });
                 // At shutdown a connection is closed as soon as no statement is running on it;
                 // an open transaction block is rolled back with the session.
@@ -881,8 +904,39 @@ impl PgServer {
                         send_fatal(notice, code, message).await;
                     }
                 }
+                if let Some(role) = slot.lock().take() {
+                    server.release_role_slot(&role);
+                }
                 server.active.fetch_sub(1, Ordering::SeqCst);
             });
+        }
+    }
+
+    /// Takes a connection of `role` against its CONNECTION LIMIT (superusers are not limited).
+    fn take_role_slot(&self, role: &str) -> Result<(), SqlError> {
+        let cat = self.engine.db.catalog();
+        let limit = cat.find_role(role).filter(|r| !r.superuser && r.connection_limit >= 0).map(|r| r.connection_limit);
+        let mut counts = self.per_role.lock();
+        let n = counts.entry(role.to_string()).or_insert(0);
+        if let Some(limit) = limit
+            && *n >= limit as usize
+        {
+            return Err(SqlError::new(
+                codes::TOO_MANY_CONNECTIONS,
+                format!("too many connections for role \"{role}\""),
+            ));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn release_role_slot(&self, role: &str) {
+        let mut counts = self.per_role.lock();
+        if let Some(n) = counts.get_mut(role) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(role);
+            }
         }
     }
 

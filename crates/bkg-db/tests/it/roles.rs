@@ -303,3 +303,39 @@ async fn a_password_hook_admits_tokens_over_tls_only() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A role's CONNECTION LIMIT holds: one connection more is refused with 53300 until one closes.
+#[tokio::test]
+async fn connection_limit_per_role() {
+    let server = TestServer::start();
+    let admin = server.connect().await;
+    admin.batch_execute("CREATE USER lim PASSWORD 'lim-pass' CONNECTION LIMIT 1").await.unwrap();
+    let dsn = format!("host=127.0.0.1 port={} user=lim password=lim-pass dbname=postgres", server.pg_port);
+    let connect = || async {
+        let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
+        let task = tokio::spawn(conn);
+        Ok::<_, tokio_postgres::Error>((c, task))
+    };
+    let (first, first_task) = connect().await.unwrap();
+    first.simple_query("SELECT 1").await.unwrap();
+    let Err(e) = connect().await else { panic!("a second connection is refused") };
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("53300"), "{e}");
+    assert_eq!(e.as_db_error().unwrap().message(), "too many connections for role \"lim\"");
+    // Other roles are not affected; closing the first frees its place.
+    server.connect().await.simple_query("SELECT 1").await.unwrap();
+    drop(first);
+    let _ = first_task.await;
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = connect().await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (second, _t) = again.expect("the place is free again");
+    admin.batch_execute("ALTER ROLE lim CONNECTION LIMIT 2").await.unwrap();
+    let (third, _t3) = connect().await.unwrap();
+    third.simple_query("SELECT 1").await.unwrap();
+    second.simple_query("SELECT 1").await.unwrap();
+}
