@@ -89,6 +89,10 @@ pub struct RoleDef {
     pub password: Option<String>,
     /// Roles this role is a direct member of.
     pub member_of: Vec<u64>,
+    /// `VALID UNTIL`: after this instant (microseconds since 1970, UTC) the password no longer
+    /// logs in; `None` for ever.
+    #[serde(default)]
+    pub valid_until: Option<i64>,
 }
 
 impl RoleDef {
@@ -106,6 +110,7 @@ impl RoleDef {
             connection_limit: -1,
             password: None,
             member_of: vec![],
+            valid_until: None,
         }
     }
 }

@@ -148,6 +148,10 @@ impl CatalogAuth {
     fn verifier(&self, user: &str) -> Option<ScramVerifier> {
         let catalog = self.engine.db.catalog();
         let role = catalog.find_role(user).filter(|r| r.login)?;
+        // VALID UNTIL: an expired password logs in no more (as if it did not match).
+        if role.valid_until.is_some_and(|t| chrono::Utc::now().timestamp_micros() > t) {
+            return None;
+        }
         match &role.password {
             Some(text) => ScramVerifier::parse(text),
             None if role.oid == bkg_kernel::BOOTSTRAP_SUPERUSER => Some(self.bootstrap.clone()),

@@ -493,7 +493,19 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
             ("rolreplication", bools(roles.iter().map(|r| r.oid == bkg_kernel::BOOTSTRAP_SUPERUSER).collect())),
             ("rolconnlimit", i32s(roles.iter().map(|r| r.connection_limit).collect())),
             ("rolpassword", text(roles.iter().map(|r| masked(r)).collect())),
-            ("rolvaliduntil", text(vec![None; roles.len()])),
+            (
+                "rolvaliduntil",
+                text(
+                    roles
+                        .iter()
+                        .map(|r| {
+                            r.valid_until
+                                .and_then(chrono::DateTime::from_timestamp_micros)
+                                .map(|d| d.format("%Y-%m-%d %H:%M:%S+00").to_string())
+                        })
+                        .collect(),
+                ),
+            ),
             ("rolbypassrls", bools(roles.iter().map(|r| r.bypass_rls).collect())),
             ("rolconfig", null_list(roles.len())),
         ])?,

@@ -454,10 +454,40 @@ fn connection_limit(e: &ast::Expr) -> SqlResult<i32> {
         .ok_or_else(|| SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid connection limit: {text}")))
 }
 
-fn create_role(session: &mut Session, cr: ast::CreateRole) -> SqlResult<Output> {
-    if cr.valid_until.is_some() {
-        return Err(SqlError::unsupported("VALID UNTIL"));
+/// `VALID UNTIL 'timestamp'` (or `'infinity'`): microseconds since 1970, or `None` for ever.
+fn valid_until(e: &ast::Expr) -> SqlResult<Option<i64>> {
+    let text = match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("infinity") {
+        return Ok(None);
     }
+    let invalid =
+        || SqlError::new("22007", format!("invalid input syntax for type timestamp with time zone: \"{text}\""));
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(Some(d.timestamp_micros()));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S %#z"] {
+        if let Ok(d) = chrono::DateTime::parse_from_str(t, f) {
+            return Ok(Some(d.timestamp_micros()));
+        }
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, f) {
+            return Ok(Some(d.and_utc().timestamp_micros()));
+        }
+    }
+    let d = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| invalid())?;
+    Ok(Some(d.and_hms_opt(0, 0, 0).ok_or_else(invalid)?.and_utc().timestamp_micros()))
+}
+
+fn create_role(session: &mut Session, cr: ast::CreateRole) -> SqlResult<Output> {
+    let until = cr.valid_until.as_ref().map(valid_until).transpose()?.flatten();
     if !cr.role.is_empty() || !cr.user.is_empty() || !cr.admin.is_empty() || !cr.in_group.is_empty() {
         return Err(SqlError::unsupported("ROLE/USER/ADMIN/IN GROUP clauses of CREATE ROLE (use GRANT)"));
     }
@@ -477,6 +507,7 @@ fn create_role(session: &mut Session, cr: ast::CreateRole) -> SqlResult<Output> 
         role.bypass_rls = cr.bypassrls.unwrap_or(false);
         role.connection_limit = limit;
         role.password = password.clone();
+        role.valid_until = until;
         let if_not_exists = cr.if_not_exists;
         session.with_txn(|t| {
             let cat = t.catalog_mut();
@@ -542,7 +573,10 @@ fn alter_role(session: &mut Session, name: &str, op: ast::AlterRoleOperation) ->
                         changes.push(Box::new(move |r| r.connection_limit = n))
                     }
                     ast::RoleOption::Replication(_) => {}
-                    ast::RoleOption::ValidUntil(_) => return Err(SqlError::unsupported("VALID UNTIL")),
+                    ast::RoleOption::ValidUntil(e) => {
+                        let until = valid_until(&e)?;
+                        changes.push(Box::new(move |r| r.valid_until = until))
+                    }
                 }
             }
             session.with_txn(|t| {

@@ -339,3 +339,26 @@ async fn connection_limit_per_role() {
     third.simple_query("SELECT 1").await.unwrap();
     second.simple_query("SELECT 1").await.unwrap();
 }
+
+/// VALID UNTIL: after that instant the role's password no longer logs in.
+#[tokio::test]
+async fn valid_until_ends_password_logins() {
+    let server = TestServer::start();
+    let admin = server.connect().await;
+    admin.batch_execute("CREATE USER old PASSWORD 'old-pass' VALID UNTIL '2000-01-01'").await.unwrap();
+    let dsn = format!("host=127.0.0.1 port={} user=old password=old-pass dbname=postgres", server.pg_port);
+    let login = || async {
+        tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.map(|(c, conn)| (c, tokio::spawn(conn)))
+    };
+    let Err(e) = login().await else { panic!("an expired password is refused") };
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"), "{e}");
+    let until: Option<String> =
+        admin.query_one("SELECT rolvaliduntil FROM pg_roles WHERE rolname = 'old'", &[]).await.unwrap().get(0);
+    assert_eq!(until.as_deref(), Some("2000-01-01 00:00:00+00"));
+    admin.batch_execute("ALTER ROLE old VALID UNTIL '2999-12-31 23:59:59+00'").await.unwrap();
+    let (c, _t) = login().await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    admin.batch_execute("ALTER ROLE old VALID UNTIL 'infinity'").await.unwrap();
+    login().await.unwrap();
+    assert_eq!(sqlstate(&admin, "ALTER ROLE old VALID UNTIL 'soon'").await, "22007");
+}
