@@ -147,7 +147,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
     // The commands load keys.json as the server does; with another algorithm they would
     // re-sign the API keys into ones the server refuses.
     if let Some(alg) = stored.get("jwt_alg").and_then(|a| a.as_str())
-        && alg != args.jwt_alg
+        && alg != args.jwt.jwt_alg
     {
         return Err(format!("the keys are for {alg}: set BKG_DB_JWT_ALG={alg} (as the server has it)"));
     }
@@ -167,14 +167,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
         println!("service_role: {}", stored["service_key"].as_str().unwrap_or(""));
         return Ok(());
     }
-    let settings = crate::auth::KeySettings {
-        secret: args.jwt_secret.clone(),
-        alg: crate::auth::Alg::parse(&args.jwt_alg).unwrap_or_default(),
-        audience: args.jwt_aud.clone(),
-        issuer: args.jwt_iss.clone(),
-        rsa_key_file: args.jwt_rsa_key_file.clone(),
-    };
-    let (mut cfg, _) = crate::auth::AuthConfig::load_or_create(&dir, &settings)?;
+    let (mut cfg, _) = crate::auth::AuthConfig::load_or_create(&dir, &args.jwt.key_settings())?;
     match action {
         KeysAction::List(_) => {}
         KeysAction::Rotate(_) => {

@@ -59,17 +59,45 @@ pub struct KeysArgs {
     /// The RSA key to import (PKCS#8 PEM).
     #[arg(long)]
     pub pem: Option<PathBuf>,
-    /// As the server's BKG_DB_JWT_ALG.
-    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256", "RS256"])]
-    pub jwt_alg: String,
-    #[arg(long, env = "BKG_DB_JWT_RSA_KEY_FILE")]
-    pub jwt_rsa_key_file: Option<PathBuf>,
+    /// The server's JWT settings (the same variables).
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// How tokens are signed and checked: shared by `serve` and `keys`.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret for API tokens (at least 32 characters). Without it a random secret is
+    /// generated on first start and kept in `<data-dir>/auth/keys.json`.
     #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Required `aud` claim of API tokens (unset: not checked).
     #[arg(long, env = "BKG_DB_JWT_AUD")]
     pub jwt_aud: Option<String>,
+    /// Required `iss` claim of API tokens (unset: not checked).
     #[arg(long, env = "BKG_DB_JWT_ISS")]
     pub jwt_iss: Option<String>,
+    /// The one JWT algorithm accepted: `HS256` (the shared secret), `ES256` (P-256 keys
+    /// generated into `<data-dir>/auth/keys.json`, rotated with `bkg-db keys rotate`) or
+    /// `RS256` (RSA keys from BKG_DB_JWT_RSA_KEY_FILE or `bkg-db keys import`). ES256 and RS256
+    /// public keys are published at /auth/v1/.well-known/jwks.json.
+    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256", "RS256"])]
+    pub jwt_alg: String,
+    /// RS256: PKCS#8 PEM file of the RSA private key to sign with (added to the key ring).
+    #[arg(long, env = "BKG_DB_JWT_RSA_KEY_FILE")]
+    pub jwt_rsa_key_file: Option<PathBuf>,
+}
+
+impl JwtArgs {
+    pub fn key_settings(&self) -> crate::auth::KeySettings {
+        crate::auth::KeySettings {
+            secret: self.jwt_secret.clone(),
+            alg: crate::auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
+            audience: self.jwt_aud.clone(),
+            issuer: self.jwt_iss.clone(),
+            rsa_key_file: self.jwt_rsa_key_file.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,25 +179,9 @@ pub struct ServeArgs {
     /// default of `idle_session_timeout`.
     #[arg(long, env = "BKG_DB_IDLE_SESSION_TIMEOUT_S", default_value_t = 0)]
     pub idle_session_timeout_s: u64,
-    /// HS256 secret for API tokens (at least 32 characters). Without it a random secret is
-    /// generated on first start and kept in `<data-dir>/auth/keys.json`.
-    #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// Required `aud` claim of API tokens (unset: not checked).
-    #[arg(long, env = "BKG_DB_JWT_AUD")]
-    pub jwt_aud: Option<String>,
-    /// Required `iss` claim of API tokens (unset: not checked).
-    #[arg(long, env = "BKG_DB_JWT_ISS")]
-    pub jwt_iss: Option<String>,
-    /// The one JWT algorithm accepted: `HS256` (the shared secret), `ES256` (P-256 keys
-    /// generated into `<data-dir>/auth/keys.json`, rotated with `bkg-db keys rotate`) or
-    /// `RS256` (RSA keys from BKG_DB_JWT_RSA_KEY_FILE or `bkg-db keys import`). ES256 and RS256
-    /// public keys are published at /auth/v1/.well-known/jwks.json.
-    #[arg(long, env = "BKG_DB_JWT_ALG", default_value = "HS256", value_parser = ["HS256", "ES256", "RS256"])]
-    pub jwt_alg: String,
-    /// RS256: PKCS#8 PEM file of the RSA private key to sign with (added to the key ring).
-    #[arg(long, env = "BKG_DB_JWT_RSA_KEY_FILE")]
-    pub jwt_rsa_key_file: Option<PathBuf>,
+    /// JWT algorithm and keys.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
     /// Schemas the REST API exposes, comma-separated; the first is the default.
     #[arg(long, env = "BKG_DB_REST_SCHEMAS", default_value = "public")]
     pub rest_schemas: String,
@@ -232,13 +244,7 @@ impl ServeArgs {
     }
 
     pub fn key_settings(&self) -> crate::auth::KeySettings {
-        crate::auth::KeySettings {
-            secret: self.jwt_secret.clone(),
-            alg: crate::auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
-            audience: self.jwt_aud.clone(),
-            issuer: self.jwt_iss.clone(),
-            rsa_key_file: self.jwt_rsa_key_file.clone(),
-        }
+        self.jwt.key_settings()
     }
 
     pub fn gotrue_config(&self) -> crate::auth::gotrue::GoTrueConfig {
@@ -273,7 +279,7 @@ impl ServeArgs {
         if self.rest_schemas.split(',').map(str::trim).any(|x| x.is_empty()) {
             return Err(format!("BKG_DB_REST_SCHEMAS must list schema names, not \"{}\"", self.rest_schemas));
         }
-        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        if self.jwt.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err("BKG_DB_JWT_SECRET must be at least 32 characters".into());
         }
         if self.max_connections == 0 {

@@ -523,6 +523,32 @@ impl GoTrue {
         self.user_by_id(s, &id).await
     }
 
+    /// Merges the members of `new` (a JSON object) into `current` and stores it in `column`.
+    async fn merge_metadata(
+        &self,
+        s: &mut Session,
+        user: &User,
+        column: &str,
+        current: &Value,
+        new: &str,
+    ) -> Result<()> {
+        let mut merged = current.as_object().cloned().unwrap_or_default();
+        if let Ok(Value::Object(new)) = serde_json::from_str::<Value>(new) {
+            merged.extend(new);
+        }
+        let sql = format!("UPDATE auth.users SET {column} = $1, updated_at = now() WHERE id = $2");
+        Box::pin(s.execute_with_params(&sql, &[lit(&Value::Object(merged).to_string()), lit(&user.id)])).await?;
+        Ok(())
+    }
+
+    /// Records a sign-in of `user_id` and starts its session (in the open transaction of `s`).
+    async fn sign_in(&self, s: &mut Session, user_id: &str) -> Result<Value> {
+        Box::pin(s.execute_with_params("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", &[lit(user_id)]))
+            .await?;
+        let user = self.user_by_id(s, user_id).await?;
+        self.new_session(s, &user).await
+    }
+
     /// Applies `email`, `password`, metadata changes to a user.
     async fn update_user(&self, s: &mut Session, user: &User, body: &Map<String, Value>, admin: bool) -> Result<User> {
         if let Some(email) = str_field(body, "email")? {
@@ -559,15 +585,7 @@ impl GoTrue {
         // auth-js sends user metadata as `data`; the admin API as `user_metadata`.
         let meta_key = if admin { "user_metadata" } else { "data" };
         if let Some(meta) = metadata_field(body, meta_key)? {
-            let mut merged = user.user_metadata.as_object().cloned().unwrap_or_default();
-            if let Ok(Value::Object(new)) = serde_json::from_str::<Value>(&meta) {
-                merged.extend(new);
-            }
-            Box::pin(s.execute_with_params(
-                "UPDATE auth.users SET raw_user_meta_data = $1, updated_at = now() WHERE id = $2",
-                &[lit(&Value::Object(merged).to_string()), lit(&user.id)],
-            ))
-            .await?;
+            self.merge_metadata(s, user, "raw_user_meta_data", &user.user_metadata, &meta).await?;
         }
         if admin && body.get("email_confirm").and_then(Value::as_bool) == Some(true) && user.confirmed_at.is_none() {
             Box::pin(s.execute_with_params(
@@ -577,15 +595,7 @@ impl GoTrue {
             .await?;
         }
         if admin && let Some(app) = metadata_field(body, "app_metadata")? {
-            let mut merged = user.app_metadata.as_object().cloned().unwrap_or_default();
-            if let Ok(Value::Object(new)) = serde_json::from_str::<Value>(&app) {
-                merged.extend(new);
-            }
-            Box::pin(s.execute_with_params(
-                "UPDATE auth.users SET raw_app_meta_data = $1, updated_at = now() WHERE id = $2",
-                &[lit(&Value::Object(merged).to_string()), lit(&user.id)],
-            ))
-            .await?;
+            self.merge_metadata(s, user, "raw_app_meta_data", &user.app_metadata, &app).await?;
         }
         self.user_by_id(s, &user.id).await
     }
@@ -678,12 +688,7 @@ pub async fn signup(
     let session = g
         .in_txn(async |s| {
             let user = g.create_user(s, &email, &hash, None, meta, true).await?;
-            Box::pin(
-                s.execute_with_params("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", &[lit(&user.id)]),
-            )
-            .await?;
-            let user = g.user_by_id(s, &user.id).await?;
-            g.new_session(s, &user).await
+            g.sign_in(s, &user.id).await
         })
         .await?;
     Ok(ok_json(200, session))
@@ -726,17 +731,7 @@ pub async fn token(
             if user.confirmed_at.is_none() {
                 return Err(fail(400, "email_not_confirmed", "Email not confirmed"));
             }
-            let session = g
-                .in_txn(async |s| {
-                    Box::pin(s.execute_with_params(
-                        "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
-                        &[lit(&user.id)],
-                    ))
-                    .await?;
-                    let user = g.user_by_id(s, &user.id).await?;
-                    g.new_session(s, &user).await
-                })
-                .await?;
+            let session = g.in_txn(async |s| g.sign_in(s, &user.id).await).await?;
             Ok(ok_json(200, session))
         }
         Some("refresh_token") => {

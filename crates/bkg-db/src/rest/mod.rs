@@ -169,8 +169,8 @@ impl SessionPool {
 }
 
 impl RestState {
-    /// Rate limit, then authentication; opens a session as the token's role.
-    pub async fn begin(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Ctx, RestError> {
+    /// Rate limit, then the request's token (`apikey` and/or `Authorization: Bearer`).
+    pub fn authenticate(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
         if let Err(wait_s) = self.limiter.check(addr.ip()) {
             let mut e = RestError::new(429, "PGRST429", "too many requests").hint(format!(
                 "This client may make {} requests per second; retry after {wait_s} s.",
@@ -197,6 +197,12 @@ impl RestState {
             }
             Err(AuthFailure::Invalid(m)) => return Err(RestError::new(401, "PGRST301", m)),
         };
+        Ok(principal)
+    }
+
+    /// Rate limit, then authentication; opens a session as the token's role.
+    pub async fn begin(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Ctx, RestError> {
+        let principal = self.authenticate(addr, headers)?;
         let cat = self.engine.db.catalog();
         match cat.find_role(&principal.role) {
             None => {

@@ -16,24 +16,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{RestError, RestState, read_body};
-use crate::auth::{AuthFailure, Principal, SERVICE_ROLE};
+use crate::auth::{Principal, SERVICE_ROLE};
 use crate::sql::Session;
 use crate::sql::policy::{self, Clause, Scopes, Security};
 
 /// Who may manage policies: the service role without a scope limit, or an `admin` scope.
 fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
-    if let Err(wait_s) = s.limiter.check(addr.ip()) {
-        let mut e = RestError::new(429, "PGRST429", "too many requests");
-        e.retry_after = Some(wait_s);
-        return Err(e);
-    }
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let bearer = h("authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")));
-    let p = match s.auth.authenticate(h("apikey"), bearer) {
-        Ok(p) => p,
-        Err(AuthFailure::Missing) => return Err(RestError::new(401, "PGRST302", "No API key found in request")),
-        Err(AuthFailure::Invalid(m)) => return Err(RestError::new(401, "PGRST301", m)),
-    };
+    let p = s.authenticate(addr, headers)?;
     let scopes = Scopes::from_claims(&Value::Object(p.claims.clone()));
     let ok = match &scopes {
         Some(sc) => sc.admin,

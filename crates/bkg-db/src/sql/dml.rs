@@ -318,8 +318,7 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     match &ins.returning {
         Some(items) => {
             // Rows handed back must be rows the principal may see.
-            let sec = session.security();
-            policy::check_rows(session, &sec, &def, PolicyCommand::Select, Clause::Using, &written)?;
+            policy::check_rows(session, &def, PolicyCommand::Select, Clause::Using, &written)?;
             returning(&def, &written, items, "INSERT", &alias).await
         }
         None => Ok(Output::count("INSERT", n)),
@@ -386,9 +385,8 @@ async fn upsert(
     let changes =
         new_rows(def, &targets, &batches, |id| Ok(conflicts.iter().find(|(_, x, _)| *x == id).map(|c| c.2.clone())))?;
     // The existing rows must be ones the principal may update, the new versions must pass.
-    let sec = session.security();
     let existing: Vec<(u64, Row)> = conflicts.iter().map(|(_, r, row)| (*r, row.clone())).collect();
-    policy::check_rows(session, &sec, def, PolicyCommand::Update, Clause::Using, &existing)?;
+    policy::check_rows(session, def, PolicyCommand::Update, Clause::Using, &existing)?;
     let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
     policy::check_new_rows(session, def, PolicyCommand::Update, Clause::Check, &new)?;
     session.with_txn(|t| Ok(t.update(table, changes)?))

@@ -413,29 +413,28 @@ pub fn check_new_rows(
     clause: Clause,
     rows: &[Vec<bkg_kernel::Value>],
 ) -> SqlResult<()> {
-    let sec = session.security();
-    if rows.is_empty() || !sec.restricted(def) {
+    if rows.is_empty() || !session.rls_restricts(def) {
         return Ok(());
     }
     let rows: Vec<(u64, Row)> = rows.iter().map(|r| (0, Row::from(r.clone()))).collect();
-    check_rows(session, &sec, def, command, clause, &rows)
+    check_rows(session, def, command, clause, &rows)
 }
 
 /// As [`check_new_rows`], for rows as the kernel returns them.
 pub fn check_rows(
     session: &Session,
-    sec: &Security,
     def: &TableDef,
     command: PolicyCommand,
     clause: Clause,
     rows: &[(u64, Row)],
 ) -> SqlResult<()> {
-    if rows.is_empty() || !sec.restricted(def) {
+    if rows.is_empty() || !session.rls_restricts(def) {
         return Ok(());
     }
+    let sec = session.security();
     let state = session.statement_state();
-    let sql = combined_sql(sec, def, command, clause);
-    let filter = compile(&state, sec, def, &sql, None)?;
+    let sql = combined_sql(&sec, def, command, clause);
+    let filter = compile(&state, &sec, def, &sql, None)?;
     let schema: SchemaRef = Arc::new(table_df_schema(def, None)?.as_arrow().clone());
     let positions: Vec<Option<usize>> = def.live_columns().map(|(p, _)| Some(p)).collect();
     for batch in rows_to_batches(def, &schema, &positions, rows)? {
