@@ -293,6 +293,39 @@ def test_edge_values_round_trip(conn, sql_type, values):
         assert got == expected, f"binary results: {binary}"
 
 
+def test_arrays_round_trip_in_text_and_binary(conn):
+    tbl = table_name("arrs")
+    conn.execute(
+        f"CREATE TABLE {tbl} (id int PRIMARY KEY, nums int[], tags text[], ivs interval[],"
+        " days date[], ids uuid[])"
+    )
+    row = (
+        [3, None, -1],
+        ["a b", None, '{"q"}', ""],
+        ["1 day", "2 hours 3 minutes 4 seconds", "1 mon"],
+        [dt.date(2024, 2, 29), None],
+        [uuid.UUID(int=7)],
+    )
+    # interval elements go as text (psycopg refuses timedelta parameters here too).
+    conn.execute(
+        f"INSERT INTO {tbl} VALUES (1, %s, %s, %s::interval[], %s, %s), (2, NULL, '{{}}', '{{}}', NULL, NULL)",
+        row,
+    )
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary)
+        cur.execute(f"SELECT nums, tags, ivs, days, ids FROM {tbl} ORDER BY id")
+        assert [d.type_code for d in cur.description] == [1007, 1009, 1187, 1182, 2951]
+        full, empty = cur.fetchall()
+        assert full == (
+            row[0],
+            row[1],
+            [dt.timedelta(days=1), dt.timedelta(hours=2, minutes=3, seconds=4), dt.timedelta(days=30)],
+            row[3],
+            row[4],
+        ), f"binary results: {binary}"
+        assert empty == (None, [], [], None, None)
+
+
 def test_parameters_in_where_clauses(conn):
     tbl = table_name("where")
     conn.execute(

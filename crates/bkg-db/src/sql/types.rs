@@ -78,7 +78,6 @@ pub fn map_type(t: &ast::DataType) -> SqlResult<ColumnType> {
             match elem.data_type {
                 _ if elem.serial => Err(SqlError::unsupported("arrays of serial")),
                 DataType::Array(_) => Err(SqlError::unsupported("multidimensional arrays")),
-                DataType::Interval => Err(SqlError::unsupported("interval[]")),
                 e => plain(DataType::Array(Box::new(e))),
             }
         }
