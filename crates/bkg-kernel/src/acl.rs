@@ -327,6 +327,33 @@ impl Catalog {
         Ok(acl.iter().filter(|a| a.grantee == PUBLIC || roles.contains(&a.grantee)).fold(0, |p, a| p | a.privileges))
     }
 
+    /// Gives `object` to `new_owner` (`ALTER … OWNER TO`). As in PostgreSQL, what the old owner
+    /// granted is from then on granted by the new owner.
+    pub fn set_owner(&mut self, object: AclObject, new_owner: u64) -> Result<()> {
+        if self.role(new_owner).is_none() {
+            return Err(Error::UndefinedObject { kind: "role", name: new_owner.to_string() });
+        }
+        let old = self.owner_of(object)?;
+        match object {
+            AclObject::Relation(id) => {
+                if let Some(t) = self.tables.get_mut(&id) {
+                    t.owner = new_owner;
+                } else if let Some(v) = self.views.get_mut(&id) {
+                    v.owner = new_owner;
+                }
+            }
+            AclObject::Schema(name) => {
+                if let Some(s) = self.schemas.get_mut(name) {
+                    s.owner = new_owner;
+                }
+            }
+        }
+        for a in self.acl_mut(object)?.iter_mut().filter(|a| a.grantor == old) {
+            a.grantor = new_owner;
+        }
+        Ok(())
+    }
+
     /// Adds `privileges` on `object` for `grantee` ([`PUBLIC`] or a role oid).
     pub fn grant(&mut self, object: AclObject, grantee: u64, privileges: u32, grantor: u64) -> Result<()> {
         let acl = self.acl_mut(object)?;
@@ -410,6 +437,12 @@ mod tests {
         assert!(c.owns(alice, AclObject::Schema("alices")).unwrap());
         assert!(!c.owns(reader, AclObject::Schema("alices")).unwrap());
         assert_eq!(c.privileges(BOOTSTRAP_SUPERUSER, AclObject::Schema("alices")).unwrap(), privilege::SCHEMA_ALL);
+        // Handing the schema over frees the role; the old owner's grants move with it.
+        c.grant(AclObject::Schema("alices"), reader, privilege::USAGE, alice).unwrap();
+        c.set_owner(AclObject::Schema("alices"), BOOTSTRAP_SUPERUSER).unwrap();
+        assert!(!c.owns(alice, AclObject::Schema("alices")).unwrap());
+        assert_eq!(c.acl_text(AclObject::Schema("alices")).unwrap(), "{postgres=UC/postgres,reader=U/postgres}");
+        assert_eq!(c.set_owner(AclObject::Schema("alices"), 999_999).unwrap_err().code().sqlstate(), "42704");
         c.drop_schema("alices", false, false).unwrap();
         assert!(c.drop_role("alice", false).unwrap());
         assert!(c.role(reader).is_some());

@@ -168,6 +168,7 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output
             drop(session, object_type, if_exists, &names, cascade)
         }
         Statement::AlterTable(at) => alter_table(session, at),
+        Statement::AlterSchema(a) => alter_schema(session, a),
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::CreateView(cv) => {
             if cv.materialized {
@@ -575,7 +576,55 @@ fn create_index(session: &mut Session, ci: ast::CreateIndex) -> SqlResult<Output
     Ok(Output::command("CREATE INDEX"))
 }
 
+/// `ALTER TABLE|SCHEMA … OWNER TO role`: the current owner (or a superuser) gives the object to
+/// a role it can SET ROLE to, as in PostgreSQL.
+fn change_owner(session: &mut Session, object: AclObject, owner: &ast::Owner) -> SqlResult<()> {
+    let cat = session.acl_catalog();
+    let new = match owner {
+        ast::Owner::Ident(i) => {
+            let name = ident_name(i);
+            cat.find_role(&name)
+                .map(|r| r.oid)
+                .ok_or_else(|| SqlError::new(codes::UNDEFINED_OBJECT, format!("role \"{name}\" does not exist")))?
+        }
+        ast::Owner::CurrentRole | ast::Owner::CurrentUser => session.role,
+        ast::Owner::SessionUser => session.session_role,
+    };
+    require_owner_in(&cat, session.role, object)?;
+    if !cat.is_superuser(session.role) && !cat.member_closure(session.role).contains(&new) {
+        let name = cat.role(new).map(|r| r.name.clone()).unwrap_or_default();
+        return Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, format!("must be able to SET ROLE \"{name}\"")));
+    }
+    session.with_txn(|t| Ok(t.catalog_mut().set_owner(object, new)?))
+}
+
+fn alter_schema(session: &mut Session, alter: ast::AlterSchema) -> SqlResult<Output> {
+    let name = alter.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+    if !session.acl_catalog().schemas.contains_key(&name) {
+        if alter.if_exists {
+            return Ok(Output::command("ALTER SCHEMA"));
+        }
+        return Err(SqlError::new("3F000", format!("schema \"{name}\" does not exist")));
+    }
+    for op in alter.operations {
+        match op {
+            ast::AlterSchemaOperation::OwnerTo { owner } => change_owner(session, AclObject::Schema(&name), &owner)?,
+            other => return Err(SqlError::unsupported(format!("ALTER SCHEMA … {other}"))),
+        }
+    }
+    Ok(Output::command("ALTER SCHEMA"))
+}
+
 fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> {
+    // PostgreSQL lets ALTER TABLE change a view's owner too.
+    if let [ast::AlterTableOperation::OwnerTo { new_owner }] = at.operations.as_slice() {
+        let (schema, name) = split_name(session, &at.name)?;
+        let view = session.acl_catalog().find_view(&schema, &name).map(|v| v.id);
+        if let Some(id) = view {
+            change_owner(session, AclObject::Relation(id), new_owner)?;
+            return Ok(Output::command("ALTER TABLE"));
+        }
+    }
     let table = match resolve_table(session, &at.name) {
         Ok(t) => t,
         Err(e) if at.if_exists && e.code == codes::UNDEFINED_TABLE => {
@@ -590,6 +639,7 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
             continue;
         }
         match op {
+            Op::OwnerTo { new_owner } => change_owner(session, AclObject::Relation(table), &new_owner)?,
             Op::AddColumn { if_not_exists, column_def, .. } => {
                 let mut pk = vec![];
                 let mut uniques = vec![];

@@ -679,11 +679,11 @@ pub fn build(cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider
                         tname.push(Some(v.name.clone()));
                         third.push(Some(v.sql.clone()));
                     }
-                    let n = schema.len();
+                    let owners = cat.views.values().map(|v| cat.role(v.owner).map(|r| r.name.clone())).collect();
                     table(vec![
                         ("schemaname", text(schema)),
                         ("viewname", text(tname)),
-                        ("viewowner", text(vec![s("postgres"); n])),
+                        ("viewowner", text(owners)),
                         ("definition", text(third)),
                     ])?
                 }

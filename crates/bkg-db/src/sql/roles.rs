@@ -237,7 +237,7 @@ fn privilege_names(bits: u32) -> String {
 
 impl Session {
     /// The catalog checks run against: the transaction's when one is open.
-    fn acl_catalog(&self) -> std::sync::Arc<Catalog> {
+    pub(crate) fn acl_catalog(&self) -> std::sync::Arc<Catalog> {
         self.with_txn(|t| Ok(t.catalog().clone())).unwrap_or_else(|_| self.catalog_view())
     }
 

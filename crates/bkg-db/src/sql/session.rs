@@ -954,6 +954,7 @@ impl Session {
             | Statement::CreateSchema { .. }
             | Statement::Drop { .. }
             | Statement::AlterTable(_)
+            | Statement::AlterSchema(_)
             | Statement::CreateIndex(_)
             | Statement::CreateView(_)
             | Statement::Truncate(_) => super::ddl::execute(self, stmt).await,
@@ -1159,6 +1160,7 @@ fn is_schema_change(stmt: &Statement) -> bool {
             | Statement::CreateSchema { .. }
             | Statement::Drop { .. }
             | Statement::AlterTable(_)
+            | Statement::AlterSchema(_)
             | Statement::CreateIndex(_)
             | Statement::CreateView(_)
             | Statement::Truncate(_)

@@ -362,3 +362,56 @@ async fn valid_until_ends_password_logins() {
     login().await.unwrap();
     assert_eq!(sqlstate(&admin, "ALTER ROLE old VALID UNTIL 'soon'").await, "22007");
 }
+
+/// ALTER TABLE|SCHEMA … OWNER TO: who may hand an object over, what the new owner gains, and
+/// that the change is durable.
+#[tokio::test]
+async fn owner_to_moves_ownership() {
+    let mut server = TestServer::start_with(&[("BKG_DB_RLS_DEFAULT", "off")]);
+    let admin = server.connect().await;
+    admin
+        .batch_execute(
+            "CREATE USER alice PASSWORD 'alice-pass';
+             CREATE USER bob PASSWORD 'bob-pass';
+             CREATE ROLE team;
+             GRANT team TO alice;
+             CREATE SCHEMA app;
+             CREATE TABLE app.t (id int PRIMARY KEY);
+             CREATE VIEW app.v AS SELECT id FROM app.t;
+             GRANT USAGE ON SCHEMA app TO alice, bob;
+             GRANT SELECT ON app.t TO bob;",
+        )
+        .await
+        .unwrap();
+    let alice = connect_as(&server, "alice", "alice-pass").await.unwrap();
+    // Not the owner yet.
+    assert_eq!(sqlstate(&alice, "ALTER TABLE app.t OWNER TO alice").await, "42501");
+    assert_eq!(sqlstate(&admin, "ALTER TABLE app.t OWNER TO nobody").await, "42704");
+    admin.batch_execute("ALTER TABLE app.t OWNER TO alice; ALTER TABLE app.v OWNER TO alice").await.unwrap();
+    // The owner may now alter it, and may give it to a role it belongs to, but not to others.
+    alice.batch_execute("ALTER TABLE app.t ADD COLUMN note text").await.unwrap();
+    assert_eq!(sqlstate(&alice, "ALTER TABLE app.t OWNER TO bob").await, "42501");
+    alice.batch_execute("ALTER TABLE app.t OWNER TO team").await.unwrap();
+    // A member of the owning role still counts as owner; grants made before stay in force.
+    alice.batch_execute("INSERT INTO app.t VALUES (1, 'x')").await.unwrap();
+    let bob = connect_as(&server, "bob", "bob-pass").await.unwrap();
+    assert_eq!(bob.query("SELECT id FROM app.t", &[]).await.unwrap().len(), 1);
+    assert_eq!(sqlstate(&bob, "ALTER SCHEMA app OWNER TO bob").await, "42501");
+    admin.batch_execute("ALTER SCHEMA app OWNER TO bob").await.unwrap();
+    assert_eq!(sqlstate(&admin, "ALTER SCHEMA nope OWNER TO bob").await, "3F000");
+    admin.batch_execute("ALTER SCHEMA IF EXISTS nope OWNER TO bob").await.unwrap();
+    let owners = "SELECT (SELECT tableowner FROM pg_tables WHERE schemaname = 'app' AND tablename = 't'),
+                         (SELECT viewowner FROM pg_views WHERE schemaname = 'app' AND viewname = 'v'),
+                         (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+                           WHERE n.nspname = 'app')";
+    let read = |row: tokio_postgres::Row| (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2));
+    let expected = ("team".to_string(), "alice".to_string(), "bob".to_string());
+    assert_eq!(read(admin.query_one(owners, &[]).await.unwrap()), expected);
+    // A role that owns nothing any more can be dropped.
+    assert_eq!(sqlstate(&admin, "DROP ROLE bob").await, "2BP01");
+    drop((alice, bob));
+    server.kill9();
+    server.spawn();
+    let admin = server.connect().await;
+    assert_eq!(read(admin.query_one(owners, &[]).await.unwrap()), expected);
+}
