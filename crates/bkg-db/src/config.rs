@@ -136,9 +136,18 @@ pub struct ServeArgs {
     /// Address of the HTTP listener (/healthz, /metrics).
     #[arg(long, env = "BKG_DB_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
-    /// Address reserved for Arrow Flight SQL.
+    /// Address of the Arrow Flight SQL listener (gRPC).
     #[arg(long, env = "BKG_DB_FLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
     pub flight_listen: SocketAddr,
+    /// Largest Flight message (one DoPut or DoGet batch), MiB.
+    #[arg(long, env = "BKG_DB_FLIGHT_MAX_MESSAGE_MB", default_value_t = 64)]
+    pub flight_max_message_mb: usize,
+    /// statement_timeout of Flight calls, seconds (0 = none).
+    #[arg(long, env = "BKG_DB_FLIGHT_STATEMENT_TIMEOUT_S", default_value_t = 0)]
+    pub flight_statement_timeout_s: u64,
+    /// How long a bearer token from the Flight handshake stays valid, seconds.
+    #[arg(long, env = "BKG_DB_FLIGHT_TOKEN_TTL_S", default_value_t = 43_200)]
+    pub flight_token_ttl_s: u64,
     /// Password of the `postgres` superuser. Required unless every listener is on loopback.
     #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -230,6 +239,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn flight_config(&self) -> crate::flight::FlightConfig {
+        crate::flight::FlightConfig {
+            max_message_bytes: self.flight_max_message_mb.max(1) << 20,
+            statement_timeout_ms: self.flight_statement_timeout_s * 1000,
+            token_ttl: std::time::Duration::from_secs(self.flight_token_ttl_s.max(1)),
+            ..Default::default()
+        }
+    }
+
     pub fn rest_config(&self) -> crate::rest::RestConfig {
         crate::rest::RestConfig {
             schemas: self.rest_schemas.split(',').map(|x| x.trim().to_string()).collect(),

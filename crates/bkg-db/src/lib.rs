@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod flight;
 pub mod http;
 pub mod metrics;
 pub mod migrate;

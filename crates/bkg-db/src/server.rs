@@ -74,6 +74,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
+    let flight = crate::flight::BkgFlight::new(engine.clone(), auth_config.clone(), auth.clone(), args.flight_config());
     let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections, tls);
     let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
         .await
@@ -81,7 +82,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let http_listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
+    let flight_listener = tokio::net::TcpListener::bind(args.flight_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.flight_listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flight_task = tokio::spawn(crate::flight::serve(flight, flight_listener, stop_rx.clone()));
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
     let rest = crate::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
@@ -113,7 +118,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             }
         }
     });
-    tracing::info!(pg = %args.pg_listen, http = %args.http_listen, "bkg-db is ready");
+    tracing::info!(pg = %args.pg_listen, http = %args.http_listen, flight = %args.flight_listen, "bkg-db is ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections");
@@ -127,6 +132,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(open = pg.active_connections(), "closing connections still open after the grace period");
     }
     let _ = http_task.await;
+    match flight_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "flight server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "flight server task failed"),
+        Ok(Ok(())) => {}
+    }
     let _ = ckpt_task.await;
     let db = engine.db.clone();
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;

@@ -159,6 +159,18 @@ impl CatalogAuth {
         }
     }
 
+    /// True when `password` is `user`'s password and the role may log in with it now. An
+    /// unknown role costs the same check against a decoy, so timing does not tell them apart.
+    pub fn password_matches(&self, user: &str, password: &str) -> bool {
+        match self.verifier(user) {
+            Some(v) => v.matches(password),
+            None => {
+                let _ = self.decoy.matches(password);
+                false
+            }
+        }
+    }
+
     fn check_database(login: &LoginInfo) -> PgWireResult<()> {
         if login.database().is_some_and(|d| d != crate::sql::provider::DATABASE_NAME) {
             return Err(user_error(SqlError::new(

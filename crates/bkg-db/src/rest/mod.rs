@@ -77,7 +77,7 @@ pub struct RestState {
 impl RestState {
     pub fn new(engine: Arc<Engine>, auth: Arc<AuthConfig>, config: RestConfig) -> RestState {
         let limiter = Arc::new(limits::RateLimiter::new(config.rate_per_s, config.rate_burst));
-        let sessions = Arc::new(SessionPool { idle: parking_lot::Mutex::new(Default::default()) });
+        let sessions = Arc::new(SessionPool::new());
         RestState { engine, auth, config: Arc::new(config), limiter, sessions }
     }
 }
@@ -142,18 +142,22 @@ pub struct SessionPool {
 pub const POOLED_SESSIONS_PER_ROLE_MAX: usize = 64;
 
 impl SessionPool {
-    fn take(&self, engine: &Arc<Engine>, role: &str, timeout_ms: u64) -> Result<Session, RestError> {
+    pub(crate) fn new() -> SessionPool {
+        SessionPool { idle: parking_lot::Mutex::new(Default::default()) }
+    }
+
+    pub(crate) fn take(&self, engine: &Arc<Engine>, role: &str, timeout_ms: u64) -> crate::error::SqlResult<Session> {
         if let Some(s) = self.idle.lock().get_mut(role).and_then(Vec::pop) {
             return Ok(s);
         }
         let mut session = engine.session(role);
         if timeout_ms > 0 {
-            session.set_var("statement_timeout", timeout_ms.to_string()).map_err(|e| RestError::from_sql(e, true))?;
+            session.set_var("statement_timeout", timeout_ms.to_string())?;
         }
         Ok(session)
     }
 
-    fn give(&self, role: &str, mut s: Session) {
+    pub(crate) fn give(&self, role: &str, mut s: Session) {
         // Only a session as it was handed out goes back: no open transaction, no other role,
         // and no request's principal.
         if s.in_transaction() || s.in_failed_transaction() || s.vars.get("role").is_some_and(|r| r != "none") {
@@ -219,7 +223,10 @@ impl RestState {
             }
             Some(_) => {}
         }
-        let mut session = self.sessions.take(&self.engine, &principal.role, self.config.statement_timeout_ms)?;
+        let mut session = self
+            .sessions
+            .take(&self.engine, &principal.role, self.config.statement_timeout_ms)
+            .map_err(|e| RestError::from_sql(e, true))?;
         // The principal policies see: the token's verified claims, as a typed session value.
         session.set_claims(Some(serde_json::Value::Object(principal.claims.clone())));
         let anonymous = principal.role == crate::auth::ANON_ROLE;

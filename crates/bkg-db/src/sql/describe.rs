@@ -80,6 +80,8 @@ impl Session {
         if !had_txn {
             self.begin_internal();
         }
+        // Plan against the catalog this transaction sees (another session may have changed it).
+        self.sync_view();
         let r = self.describe_inner(stmt).await;
         if !had_txn {
             self.end_internal();

@@ -1092,19 +1092,22 @@ impl Session {
         Some(r)
     }
 
-    /// Plans and runs a query through DataFusion.
-    pub async fn query(&mut self, mut stmt: Statement) -> SqlResult<Output> {
+    /// Plans a query for running: the physical plan with the state to run it in and its output
+    /// schema under PostgreSQL's column names, or the finished answer when no plan is needed
+    /// (the point fast path, provably empty catalog queries).
+    async fn plan_query(&mut self, mut stmt: Statement) -> SqlResult<Planned> {
         self.sync_view();
         if let Statement::Query(q) = &stmt
             && let Some(names) = super::pg_catalog::provably_empty(q)
         {
             let fields: Vec<Field> = names.iter().map(|n| Field::new(n, ArrowType::Utf8, true)).collect();
-            return Ok(Output::Rows { schema: Arc::new(Schema::new(fields)), batches: vec![], tag: "SELECT".into() });
+            let schema = Arc::new(Schema::new(fields));
+            return Ok(Planned::Done(Output::Rows { schema, batches: vec![], tag: "SELECT".into() }));
         }
         if let Statement::Query(q) = &stmt
             && let Some(out) = super::fast_path::point_select(self, q)?
         {
-            return Ok(out);
+            return Ok(Planned::Done(out));
         }
         super::pg_catalog::rewrite(&mut stmt, &self.view.get(), &self.current_schema())?;
         super::output_names::assign(&mut stmt);
@@ -1120,23 +1123,75 @@ impl Session {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)?;
+        // The scans read their snapshot here, while the transaction is open.
         let physical = state.create_physical_plan(&plan).await?;
-        let schema = super::output_names::restore(&physical.schema());
-        let mut batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
-        if !Arc::ptr_eq(&schema, &batches.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone())) {
-            batches = batches
-                .into_iter()
-                .map(|b| {
-                    RecordBatch::try_new_with_options(
-                        schema.clone(),
-                        b.columns().to_vec(),
-                        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
-                    )
-                })
-                .collect::<Result<_, _>>()?;
-        }
         *self.view.planner.write() = None;
+        let schema = super::output_names::restore(&physical.schema());
+        Ok(Planned::Plan { physical, schema, state })
+    }
+
+    /// Plans and runs a query through DataFusion.
+    pub async fn query(&mut self, stmt: Statement) -> SqlResult<Output> {
+        let (physical, schema, state) = match self.plan_query(stmt).await? {
+            Planned::Done(out) => return Ok(out),
+            Planned::Plan { physical, schema, state } => (physical, schema, state),
+        };
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        let batches = batches.into_iter().map(|b| rename_batch(&schema, b)).collect::<Result<_, _>>()?;
         Ok(Output::Rows { schema, batches, tag: "SELECT".into() })
+    }
+
+    /// Runs one statement and hands its rows over as a stream. A query is planned (its scans
+    /// take their snapshot) and then runs batch by batch as the consumer pulls, under the
+    /// statement timeout; any other statement runs to completion first. The transaction
+    /// rules are those of [`execute_statement`](Self::execute_statement).
+    pub async fn execute_streaming(&mut self, stmt: Statement) -> SqlResult<StatementStream> {
+        if !matches!(stmt, Statement::Query(_)) || self.failed {
+            return match self.execute_statement(stmt).await? {
+                Output::CopyIn { .. } => {
+                    Err(self.copy_fail("COPY FROM STDIN needs the PostgreSQL protocol; use bulk ingest"))
+                }
+                out => Ok(StatementStream::from_output(out)),
+            };
+        }
+        self.last_active = std::time::Instant::now();
+        let started = std::time::Instant::now();
+        let timeout = self.statement_timeout();
+        let implicit = self.start_statement();
+        let planned = match timeout {
+            Some(t) => match tokio::time::timeout(t, self.plan_query(stmt)).await {
+                Ok(r) => r,
+                Err(_) => Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to statement timeout")),
+            },
+            None => self.plan_query(stmt).await,
+        };
+        // A query writes nothing: an implicit transaction ends once the scans hold their data.
+        if implicit {
+            self.end_internal();
+        }
+        self.last_active = std::time::Instant::now();
+        let (physical, schema, state) = match planned {
+            Ok(Planned::Done(out)) => return Ok(StatementStream::from_output(out)),
+            Ok(Planned::Plan { physical, schema, state }) => (physical, schema, state),
+            Err(e) => {
+                self.on_error();
+                return Err(e);
+            }
+        };
+        let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+        let out_schema = schema.clone();
+        let deadline = timeout.map(|t| started + t);
+        let stream = futures::StreamExt::map(stream, move |b| {
+            if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(datafusion::error::DataFusionError::External(Box::new(SqlError::new(
+                    codes::QUERY_CANCELED,
+                    "canceling statement due to statement timeout",
+                ))));
+            }
+            Ok(rename_batch(&out_schema, b?)?)
+        });
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream));
+        Ok(StatementStream { schema, stream, tag: "SELECT".into(), rows: None })
     }
 
     /// Plans and runs SQL text that must be a query (used by DML for its row-selecting part).
@@ -1277,4 +1332,45 @@ pub fn parse_duration_ms(v: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+enum Planned {
+    Done(Output),
+    Plan { physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>, schema: SchemaRef, state: SessionState },
+}
+
+/// A batch under the output schema's names (the plan's internal names may differ).
+fn rename_batch(schema: &SchemaRef, b: RecordBatch) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    if Arc::ptr_eq(schema, &b.schema()) {
+        return Ok(b);
+    }
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        b.columns().to_vec(),
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+    )
+}
+
+/// The rows of one statement as a stream (see [`Session::execute_streaming`]).
+pub struct StatementStream {
+    pub schema: SchemaRef,
+    pub stream: datafusion::execution::SendableRecordBatchStream,
+    /// The command tag (`SELECT`, `INSERT`, `CREATE TABLE`, …).
+    pub tag: String,
+    /// Rows a command changed, when it counts them.
+    pub rows: Option<u64>,
+}
+
+impl StatementStream {
+    fn from_output(out: Output) -> StatementStream {
+        let tag = out.tag_text();
+        let (schema, batches, rows) = match out {
+            Output::Rows { schema, batches, .. } | Output::CopyOut { schema, batches, .. } => (schema, batches, None),
+            Output::Command { rows, .. } => (Arc::new(Schema::empty()), vec![], rows),
+            Output::CopyIn { .. } => (Arc::new(Schema::empty()), vec![], None),
+        };
+        let stream = futures::stream::iter(batches.into_iter().map(Ok));
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream));
+        StatementStream { schema, stream, tag, rows }
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::server::TestServer;
 
-const SECRET: &str = "rls-test-secret-rls-test-secret-0123456789";
+pub const SECRET: &str = "rls-test-secret-rls-test-secret-0123456789";
 
 fn tls_files() -> (String, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
@@ -27,7 +27,7 @@ fn start() -> TestServer {
     ])
 }
 
-fn token(claims: Value) -> String {
+pub fn token(claims: Value) -> String {
     let jwt = JwtConfig {
         alg: Alg::HS256,
         keys: vec![],

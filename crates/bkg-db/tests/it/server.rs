@@ -15,6 +15,7 @@ pub struct TestServer {
     pub child: Option<Child>,
     pub pg_port: u16,
     pub http_port: u16,
+    pub flight_port: u16,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<(String, String)>,
@@ -31,6 +32,7 @@ impl TestServer {
             child: None,
             pg_port: free_port(),
             http_port: free_port(),
+            flight_port: free_port(),
             dir: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
             extra: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -49,7 +51,7 @@ impl TestServer {
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--flight-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{}", self.flight_port))
             .env("BKG_DB_PASSWORD", PASSWORD)
             .env("BKG_DB_LOG", "warn")
             .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
