@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// Address of the Arrow Flight SQL listener (gRPC).
     #[arg(long, env = "BKG_DB_FLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
     pub flight_listen: SocketAddr,
+    /// Directory local exports (`COPY … TO 'file://…'`, `/export`) are written under; default
+    /// `<data-dir>/exports`.
+    #[arg(long, env = "BKG_DB_EXPORT_DIR")]
+    pub export_dir: Option<std::path::PathBuf>,
+    /// Comma-separated URL prefixes exports may write to, e.g. `s3://bucket/exports/`.
+    #[arg(long, env = "BKG_DB_EXPORT_ALLOWED_URLS", default_value = "")]
+    pub export_allowed_urls: String,
     /// Largest Flight message (one DoPut or DoGet batch), MiB.
     #[arg(long, env = "BKG_DB_FLIGHT_MAX_MESSAGE_MB", default_value_t = 64)]
     pub flight_max_message_mb: usize,
@@ -239,6 +246,18 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn export_config(&self) -> crate::sql::export::ExportConfig {
+        crate::sql::export::ExportConfig {
+            dir: self.export_dir.clone(),
+            allowed_prefixes: self
+                .export_allowed_urls
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
+    }
+
     pub fn flight_config(&self) -> crate::flight::FlightConfig {
         crate::flight::FlightConfig {
             max_message_bytes: self.flight_max_message_mb.max(1) << 20,

@@ -136,6 +136,21 @@ impl From<datafusion::arrow::error::ArrowError> for SqlError {
     }
 }
 
+impl From<datafusion::parquet::errors::ParquetError> for SqlError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> SqlError {
+        match e {
+            datafusion::parquet::errors::ParquetError::External(inner) => match inner.downcast::<SqlError>() {
+                Ok(s) => *s,
+                Err(other) => SqlError::new("58030", format!("export write: {other}")),
+            },
+            datafusion::parquet::errors::ParquetError::ArrowError(m) => {
+                SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("cannot write as Parquet: {m}"))
+            }
+            other => SqlError::new("58030", format!("export write: {other}")),
+        }
+    }
+}
+
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> SqlError {
         match e {

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
     paths(
         crate::rest::rows_get, crate::rest::rows_head, crate::rest::rows_post, crate::rest::rows_patch,
         crate::rest::rows_put, crate::rest::rows_delete, crate::rest::rpc_post, crate::rest::rpc_get,
-        crate::rest::query::query, crate::rest::migrations::apply, crate::rest::migrations::status,
+        crate::rest::query::query, crate::rest::export::export, crate::rest::migrations::apply, crate::rest::migrations::status,
         crate::rest::policy::list, crate::rest::policy::get_one, crate::rest::policy::create,
         crate::rest::policy::update, crate::rest::policy::remove, crate::rest::policy::explain,
         crate::auth::gotrue::signup, crate::auth::gotrue::token, crate::auth::gotrue::get_user,

@@ -26,6 +26,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         query_memory_bytes_max: args.query_memory_mb << 20,
         idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_s * 1000,
         idle_session_timeout_ms: args.idle_session_timeout_s * 1000,
+        export: args.export_config(),
         ..Default::default()
     };
     let started = Instant::now();

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{SqlError, SqlResult, codes};
+pub use crate::sql::ddl::quote_ident;
 
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -56,10 +57,6 @@ pub fn create_table_sql(qualified: &str, fields: &[std::sync::Arc<Field>]) -> Sq
         })
         .collect::<SqlResult<Vec<_>>>()?;
     Ok(format!("CREATE TABLE {qualified} ({})", cols.join(", ")))
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Row `row` of a parameter batch as one SQL expression per column (`$1` is column 0).

@@ -6,6 +6,7 @@
 //! the same session path as pgwire, in one transaction. See `docs/bkg-db.md` §REST.
 
 pub mod error;
+pub mod export;
 pub mod grammar;
 pub mod limits;
 pub mod migrations;
@@ -96,6 +97,7 @@ pub fn router(state: RestState) -> Router {
                 .fallback(table_request),
         )
         .route("/query", axum::routing::post(query::query))
+        .route("/export", axum::routing::post(export::export))
         .route("/migrate/apply", axum::routing::post(migrations::apply))
         .route("/migrate/status", axum::routing::get(migrations::status).post(migrations::status))
         .route("/policy", axum::routing::get(policy::list).post(policy::create))

@@ -99,6 +99,21 @@ fn options(opts: &[ast::CopyOption], legacy: &[ast::CopyLegacyOption]) -> SqlRes
     Ok(o)
 }
 
+/// The query a COPY TO reads: its own, or all (or the named) columns of its table.
+fn copy_query(source: ast::CopySource) -> SqlResult<Statement> {
+    Ok(match source {
+        ast::CopySource::Query(q) => Statement::Query(q),
+        ast::CopySource::Table { table_name, columns } => {
+            let cols = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+            };
+            Session::parse(&format!("SELECT {cols} FROM {table_name}"))?.remove(0)
+        }
+    })
+}
+
 /// A COPY FROM STDIN waiting for its data.
 #[derive(Debug)]
 pub struct PendingCopy {
@@ -116,6 +131,19 @@ impl Session {
         let Statement::Copy { source, to, target, options: opts, legacy_options, .. } = stmt else {
             return Err(SqlError::internal("not a COPY"));
         };
+        if let (true, ast::CopyTarget::File { filename }) = (to, &target) {
+            // An export: FORMAT parquet (the default) or csv, with CSV's options.
+            let format = opts.iter().find_map(|o| match o {
+                ast::CopyOption::Format(f) => Some(f.value.clone()),
+                _ => None,
+            });
+            let rest: Vec<ast::CopyOption> =
+                opts.iter().filter(|o| !matches!(o, ast::CopyOption::Format(_))).cloned().collect();
+            let format = super::export::format_of(filename, format.as_deref(), options(&rest, &legacy_options)?)?;
+            let query = copy_query(source)?;
+            let rows = self.export(query, filename, format).await?;
+            return Ok(Output::count("COPY", rows));
+        }
         let o = options(&opts, &legacy_options)?;
         match (to, &target) {
             (false, ast::CopyTarget::Stdin) => {
@@ -157,17 +185,7 @@ impl Session {
                 Ok(Output::CopyIn { columns: n })
             }
             (true, ast::CopyTarget::Stdout) => {
-                let query = match source {
-                    ast::CopySource::Query(q) => Statement::Query(q),
-                    ast::CopySource::Table { table_name, columns } => {
-                        let cols = if columns.is_empty() {
-                            "*".to_string()
-                        } else {
-                            columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
-                        };
-                        Session::parse(&format!("SELECT {cols} FROM {table_name}"))?.remove(0)
-                    }
-                };
+                let query = copy_query(source)?;
                 match Box::pin(self.execute_statement(query)).await? {
                     Output::Rows { schema, batches, .. } => Ok(Output::CopyOut { schema, batches, opts: o }),
                     _ => Err(SqlError::internal("COPY query returned no rows")),

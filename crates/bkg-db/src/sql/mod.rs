@@ -9,6 +9,7 @@ pub mod copy;
 pub mod ddl;
 pub mod describe;
 pub mod dml;
+pub mod export;
 pub mod fast_path;
 pub mod json;
 pub mod output_names;

@@ -33,6 +33,8 @@ pub struct EngineConfig {
     /// Defaults of `idle_in_transaction_session_timeout` and `idle_session_timeout` (ms, 0 = off).
     pub idle_in_transaction_timeout_ms: u64,
     pub idle_session_timeout_ms: u64,
+    /// Where COPY … TO '<url>' and /export may write.
+    pub export: super::export::ExportConfig,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +45,7 @@ impl Default for EngineConfig {
             server_version: "16.6".into(),
             idle_in_transaction_timeout_ms: 0,
             idle_session_timeout_ms: 0,
+            export: Default::default(),
         }
     }
 }
