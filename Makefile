@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients smoke lint fmt bench bench-pgbench bench-rest
+.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients smoke lint fmt bench bench-pgbench bench-rest bench-flight
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,3 +59,7 @@ bench-pgbench: ## pgbench side by side with a throwaway PostgreSQL (release buil
 bench-rest: ## REST (wrk) side by side with pgwire (pgbench) on one bkg-db (release build; results in bench-results/)
 	cargo build --release -p bkg-db
 	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/rest/compare.sh
+
+bench-flight: ## Flight SQL DoGet/DoPut beside PostgreSQL COPY, TPC-H SF1 lineitem (release build; results in bench-results/)
+	cargo build --release -p bkg-db
+	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/flight/compare.sh

@@ -48,19 +48,9 @@ if [[ ${1:-} == --suite ]]; then
   exit 0
 fi
 
-BKG_BIN=${BKG_BIN:-$root/target/release/bkg-db}
-[[ -x $BKG_BIN ]] || { echo "compare: $BKG_BIN missing (cargo build --release -p bkg-db)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "compare: pgbench missing (apt-get install postgresql)" >&2; exit 1; }
-work=$(mktemp -d /tmp/bkg-pgbench.XXXXXX)
-port=$((20000 + RANDOM % 20000))
-BKG_DB_PASSWORD=bench "$BKG_BIN" serve --data-dir "$work/data" --pg-listen "127.0.0.1:$port" \
-  --http-listen "127.0.0.1:$((port + 1))" --flight-listen "127.0.0.1:$((port + 2))" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$((port + 1))/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+. "$root/benches/start-bkg.sh"
+start_bkg pgbench
 echo "bkg-db: $("$BKG_BIN" --version 2>/dev/null || echo "$BKG_BIN")" >&2
 bkg=$(PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGPASSWORD=bench suite)
 pg=$(BKG_PG_REF_TCP=1 "$root/scripts/with-postgres.sh" "$0" --suite)

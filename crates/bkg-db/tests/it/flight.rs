@@ -286,8 +286,20 @@ async fn flight_sql_refuses_bad_input_with_clear_codes() {
     let mut again = c.prepare("SELECT 1".into(), None).await.unwrap();
     again.set_parameters(RecordBatch::new_empty(Arc::new(Schema::empty()))).unwrap();
     p.close().await.unwrap();
-    let stale = c.prepare("SELECT 2".into(), None).await.unwrap();
-    drop(stale);
+    // Raw requests: an unknown prepared handle, a command that is not a Flight SQL message.
+    let raw = |cmd: Vec<u8>, token: &str| {
+        let mut req = tonic::Request::new(arrow_flight::FlightDescriptor::new_cmd(cmd));
+        req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let token = c.token().unwrap().clone();
+    let unknown = arrow_flight::sql::CommandPreparedStatementQuery { prepared_statement_handle: vec![7u8; 16].into() };
+    let unknown = arrow_flight::sql::ProstMessageExt::as_any(&unknown);
+    let e = c.inner_mut().get_flight_info(raw(prost::Message::encode_to_vec(&unknown), &token)).await.unwrap_err();
+    assert_eq!(e.metadata().get("x-sqlstate").map(|v| v.to_str().unwrap()), Some("26000"), "{e}");
+    let e = c.inner_mut().get_flight_info(raw(b"\xff\x00not protobuf".to_vec(), &token)).await.unwrap_err();
+    assert_ne!(e.code(), Code::Ok);
+
     // Ingest: a column the table does not have, and a wrong type; nothing is written.
     let cmd = ingest_cmd("k", TableNotExistOption::Fail, TableExistsOption::Append);
     let stream = futures::stream::iter(vec![Ok(people(1, 3))]);
