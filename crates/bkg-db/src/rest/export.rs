@@ -40,6 +40,10 @@ pub struct ExportResponse {
     format: String,
 }
 
+/// Export a query's rows (or a table's) as Parquet or CSV to a file or S3.
+///
+/// The same path as `COPY … TO '<target>'`: one snapshot, the caller's privileges and row-level
+/// security, and the object appears only once complete.
 #[utoipa::path(post, path = "/export", tag = "sql",
     request_body(content = ExportRequest, content_type = "application/json"),
     responses(
@@ -83,7 +87,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         (1, Some(q @ Statement::Query(_))) => q,
         _ => return Err(RestError::new(400, "42601", "query must be one SELECT")),
     };
-    let csv = CopyOptions { header: req.header, ..Default::default() };
+    let csv = CopyOptions { csv: true, delimiter: b',', null: String::new(), header: req.header, ..Default::default() };
     let format = crate::sql::export::format_of(&req.url, req.format.as_deref(), csv).map_err(sql_err)?;
     let name = format.name().to_string();
     let rows = ctx.session().export(query, &req.url, format).await.map_err(sql_err)?;

@@ -137,8 +137,12 @@ impl Session {
                 ast::CopyOption::Format(f) => Some(f.value.clone()),
                 _ => None,
             });
-            let rest: Vec<ast::CopyOption> =
+            // CSV's options, with CSV's defaults (comma, empty NULL) unless given.
+            let mut rest: Vec<ast::CopyOption> =
                 opts.iter().filter(|o| !matches!(o, ast::CopyOption::Format(_))).cloned().collect();
+            if super::export::format_name(filename, format.as_deref()) == "csv" {
+                rest.insert(0, ast::CopyOption::Format(ast::Ident::new("csv")));
+            }
             let format = super::export::format_of(filename, format.as_deref(), options(&rest, &legacy_options)?)?;
             let query = copy_query(source)?;
             let rows = self.export(query, filename, format).await?;

@@ -137,16 +137,21 @@ pub fn resolve(config: &ExportConfig, data_dir: &Path, url: &str) -> SqlResult<T
     Ok(Target { store: Arc::new(store), path })
 }
 
-/// The format an export's options or file name ask for (Parquet unless told otherwise).
-pub fn format_of(url: &str, format: Option<&str>, csv: CopyOptions) -> SqlResult<ExportFormat> {
-    let name = match format {
+/// The format name an export's options or file name ask for (Parquet unless told otherwise).
+pub fn format_name(url: &str, format: Option<&str>) -> String {
+    match format {
         Some(f) => f.to_lowercase(),
         None if url.to_lowercase().ends_with(".csv") => "csv".into(),
         None => "parquet".into(),
-    };
+    }
+}
+
+/// The export format; `csv` holds the CSV options (COPY's, with CSV's defaults).
+pub fn format_of(url: &str, format: Option<&str>, csv: CopyOptions) -> SqlResult<ExportFormat> {
+    let name = format_name(url, format);
     match name.as_str() {
         "parquet" => Ok(ExportFormat::Parquet),
-        "csv" => Ok(ExportFormat::Csv(CopyOptions { csv: true, delimiter: b',', null: String::new(), ..csv })),
+        "csv" => Ok(ExportFormat::Csv(csv)),
         other => Err(SqlError::new(
             codes::INVALID_PARAMETER_VALUE,
             format!("export format \"{other}\" not recognized (parquet, csv)"),

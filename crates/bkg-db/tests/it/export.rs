@@ -50,6 +50,11 @@ async fn copy_to_files_writes_parquet_and_csv_inside_the_export_directory() {
     let rest: std::collections::BTreeSet<&str> = lines.collect();
     assert!(rest.contains("1,n1,0.25") && rest.contains("10,,2.50") && rest.len() == 20_000);
     assert_eq!(csv.lines().count(), 20_001);
+    // CSV's options are COPY's: another delimiter and NULL text.
+    pg.batch_execute("COPY (SELECT id, name FROM src WHERE id IN (9, 10) ORDER BY id) TO 'semi.csv' WITH (DELIMITER ';', NULL 'none')")
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(server.dir.join("exports/semi.csv")).unwrap(), "9;n9\n10;none\n");
     // Paths that leave the export directory, other schemes, unlisted S3 prefixes.
     for (target, state) in [
         ("../escape.parquet", "42501"),
