@@ -51,7 +51,7 @@ use crate::error::{SqlError, SqlResult, codes};
 use crate::pgwire::CatalogAuth;
 use crate::rest::SessionPool;
 use crate::sql::provider::DATABASE_NAME;
-use crate::sql::session::StatementStream;
+use crate::sql::session::memory_stream;
 use crate::sql::{Engine, Session};
 
 /// Settings of the Flight SQL server.
@@ -118,6 +118,14 @@ struct OpenTxn {
     owner: String,
     session: Arc<tokio::sync::Mutex<Session>>,
     used: Instant,
+}
+
+/// What [`BkgFlight::run_rows`] hands back.
+struct Ran {
+    schema: SchemaRef,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    /// Rows changed, when the statement counts them.
+    changed: Option<u64>,
 }
 
 /// What a statement ticket carries (signed; see [`BkgFlight::sign`]).
@@ -239,11 +247,6 @@ fn flight_stream(schema: SchemaRef, batches: datafusion::execution::SendableReco
     let stream = batches.map_err(|e| FlightError::ExternalError(Box::new(SqlError::from(e))));
     let encoded = FlightDataEncoderBuilder::new().with_schema(schema).build(stream);
     Box::pin(encoded.map_err(flight_status))
-}
-
-fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> datafusion::execution::SendableRecordBatchStream {
-    let s = futures::stream::iter(batches.into_iter().map(Ok));
-    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, s))
 }
 
 /// The Arrow messages of a DoPut: a message carrying only the descriptor (as clients send for
@@ -399,15 +402,6 @@ impl BkgFlight {
         Ok(Lease::Pooled(&self.sessions, caller.role.clone(), Some(session)))
     }
 
-    fn new_session(&self, caller: &Caller) -> Result<Session, Status> {
-        let mut session = self.engine.session(&caller.role);
-        if self.config.statement_timeout_ms > 0 {
-            session.set_var("statement_timeout", self.config.statement_timeout_ms.to_string()).map_err(status)?;
-        }
-        session.set_claims(caller.claims.clone());
-        Ok(session)
-    }
-
     fn sign(&self, body: &TicketBody) -> Bytes {
         let mut bytes = serde_json::to_vec(body).expect("ticket body serialises");
         let tag = ring::hmac::sign(&self.ticket_key, &bytes);
@@ -462,37 +456,15 @@ impl BkgFlight {
         caller: &Caller,
         txn: Option<&[u8]>,
         sql: &str,
-        params: Option<&RecordBatch>,
+        params: &[RecordBatch],
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
-        let stmt = Self::one_statement(sql)?;
-        let mut lease = self.lease(caller, txn).await?;
-        let session = lease.session();
-        let runs: Vec<Option<usize>> = match params {
-            Some(p) if p.num_rows() > 0 => (0..p.num_rows()).map(Some).collect(),
-            _ => vec![None],
-        };
-        let mut schema = None;
-        let mut batches = Vec::new();
-        let mut changed: Option<u64> = None;
-        for run in runs {
-            let mut s = stmt.clone();
-            if let (Some(r), Some(p)) = (run, params) {
-                crate::sql::describe::bind_params(&mut s, &convert::param_exprs(p, r).map_err(status)?)
-                    .map_err(status)?;
-            }
-            let out = session.execute_streaming(s).await.map_err(status)?;
-            if let Some(n) = out.rows {
-                changed = Some(changed.unwrap_or(0) + n);
-            }
-            schema.get_or_insert(out.schema.clone());
-            batches.extend(out.stream.try_collect::<Vec<_>>().await.map_err(|e| status(e.into()))?);
-        }
-        let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
-        let rows = inline_rows(&schema, &batches).map_err(status)?;
+        let ran = self.run_rows(caller, txn, sql, params).await?;
+        let batches: Vec<RecordBatch> = ran.stream.try_collect().await.map_err(|e| status(e.into()))?;
+        let rows = inline_rows(&ran.schema, &batches).map_err(status)?;
         let body = TicketBody { p: caller.key.clone(), e: self.expiry(), q: None, t: None, r: Some(rows) };
-        let info = self.ticket_info(&schema, body, descriptor)?;
-        Ok(match changed {
+        let info = self.ticket_info(&ran.schema, body, descriptor)?;
+        Ok(match ran.changed {
             Some(n) => info.with_total_records(n as i64),
             None => info,
         })
@@ -508,66 +480,43 @@ impl BkgFlight {
         }
     }
 
-    /// Runs `sql` (with parameter rows, each row once) and streams what it returns.
-    async fn run_streaming(
-        &self,
-        caller: &Caller,
-        txn: Option<&[u8]>,
-        sql: &str,
-        params: Option<&RecordBatch>,
-    ) -> Result<(SchemaRef, datafusion::execution::SendableRecordBatchStream), Status> {
-        let stmt = Self::one_statement(sql)?;
-        let mut lease = self.lease(caller, txn).await?;
-        let session = lease.session();
-        let rows = params.map(|p| p.num_rows()).unwrap_or(0);
-        if rows <= 1 {
-            let mut stmt = stmt;
-            if let Some(p) = params.filter(|p| p.num_rows() == 1) {
-                crate::sql::describe::bind_params(&mut stmt, &convert::param_exprs(p, 0).map_err(status)?)
-                    .map_err(status)?;
-            }
-            let out = session.execute_streaming(stmt).await.map_err(status)?;
-            return Ok((out.schema, out.stream));
-        }
-        // Several parameter rows: each runs once, the results follow each other.
-        let p = params.expect("rows > 1");
-        let mut schema = None;
-        let mut batches = Vec::new();
-        for r in 0..rows {
-            let mut s = stmt.clone();
-            crate::sql::describe::bind_params(&mut s, &convert::param_exprs(p, r).map_err(status)?).map_err(status)?;
-            let out: StatementStream = session.execute_streaming(s).await.map_err(status)?;
-            schema.get_or_insert(out.schema.clone());
-            batches.extend(out.stream.try_collect::<Vec<_>>().await.map_err(|e| status(e.into()))?);
-        }
-        let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
-        Ok((schema.clone(), batches_stream(schema, batches)))
-    }
-
-    /// Runs a statement that changes rows once per parameter row; the total row count.
-    async fn run_update(
+    /// Runs `sql` once per parameter row (once when there are none) on one session of the
+    /// caller. A single run's rows stream as the plan produces them; several runs are collected
+    /// and follow each other, and the rows they changed add up.
+    async fn run_rows(
         &self,
         caller: &Caller,
         txn: Option<&[u8]>,
         sql: &str,
         params: &[RecordBatch],
-    ) -> Result<i64, Status> {
+    ) -> Result<Ran, Status> {
         let stmt = Self::one_statement(sql)?;
         let mut lease = self.lease(caller, txn).await?;
         let session = lease.session();
-        let rows: Vec<(&RecordBatch, usize)> =
-            params.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
-        let mut total = 0i64;
-        if rows.is_empty() {
-            let out = session.execute_streaming(stmt).await.map_err(status)?;
-            return Ok(out.rows.unwrap_or(0) as i64);
-        }
-        for (b, r) in rows {
+        let runs: Vec<Option<(&RecordBatch, usize)>> = match params.iter().map(|b| b.num_rows()).sum::<usize>() {
+            0 => vec![None],
+            _ => params.iter().flat_map(|b| (0..b.num_rows()).map(move |r| Some((b, r)))).collect(),
+        };
+        let single = runs.len() == 1;
+        let (mut schema, mut changed, mut batches) = (None, None, Vec::new());
+        for run in runs {
             let mut s = stmt.clone();
-            crate::sql::describe::bind_params(&mut s, &convert::param_exprs(b, r).map_err(status)?).map_err(status)?;
-            total += session.execute_streaming(s).await.map_err(status)?.rows.unwrap_or(0) as i64;
+            if let Some((b, r)) = run {
+                crate::sql::describe::bind_params(&mut s, &convert::param_exprs(b, r).map_err(status)?)
+                    .map_err(status)?;
+            }
+            let out = session.execute_streaming(s).await.map_err(status)?;
+            if single {
+                return Ok(Ran { schema: out.schema, stream: out.stream, changed: out.rows });
+            }
+            if let Some(n) = out.rows {
+                changed = Some(changed.unwrap_or(0) + n);
+            }
+            schema.get_or_insert(out.schema);
+            batches.extend(out.stream.try_collect::<Vec<_>>().await.map_err(|e| status(e.into()))?);
         }
-        Ok(total)
+        let schema: SchemaRef = schema.expect("at least one run");
+        Ok(Ran { stream: memory_stream(schema.clone(), batches), schema, changed })
     }
 
     fn prepared_entry<R>(
@@ -761,7 +710,7 @@ impl FlightSqlService for BkgFlight {
         let descriptor = request.into_inner();
         if !matches!(stmt, datafusion::sql::sqlparser::ast::Statement::Query(_)) {
             let info =
-                self.command_info(&caller, query.transaction_id.as_deref(), &query.query, None, descriptor).await?;
+                self.command_info(&caller, query.transaction_id.as_deref(), &query.query, &[], descriptor).await?;
             return Ok(Response::new(info));
         }
         let described = {
@@ -788,12 +737,12 @@ impl FlightSqlService for BkgFlight {
                 .map_err(|e| status(e.into()))?;
             let schema = reader.schema();
             let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| status(e.into()))?;
-            return Ok(Response::new(flight_stream(schema.clone(), batches_stream(schema, batches))));
+            return Ok(Response::new(flight_stream(schema.clone(), memory_stream(schema, batches))));
         }
         let sql = body.q.ok_or_else(|| invalid("invalid ticket"))?;
         let txn = body.t.as_deref().map(unhex).transpose().map_err(|_| invalid("invalid ticket"))?;
-        let (schema, stream) = self.run_streaming(&caller, txn.as_deref(), &sql, None).await?;
-        Ok(Response::new(flight_stream(schema, stream)))
+        let ran = self.run_rows(&caller, txn.as_deref(), &sql, &[]).await?;
+        Ok(Response::new(flight_stream(ran.schema, ran.stream)))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -807,7 +756,8 @@ impl FlightSqlService for BkgFlight {
                 (p.dataset.clone(), p.is_query, p.sql.clone(), p.transaction.clone(), p.params.clone())
             })?;
         if !is_query {
-            let info = self.command_info(&caller, txn.as_deref(), &sql, params.as_ref(), request.into_inner()).await?;
+            let params = params.as_slice();
+            let info = self.command_info(&caller, txn.as_deref(), &sql, params, request.into_inner()).await?;
             return Ok(Response::new(info));
         }
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(cmd.as_any().encode_to_vec()));
@@ -829,8 +779,8 @@ impl FlightSqlService for BkgFlight {
         let (sql, txn, params) = self.prepared_entry(&cmd.prepared_statement_handle, &caller, |p| {
             (p.sql.clone(), p.transaction.clone(), p.params.clone())
         })?;
-        let (schema, stream) = self.run_streaming(&caller, txn.as_deref(), &sql, params.as_ref()).await?;
-        Ok(Response::new(flight_stream(schema, stream)))
+        let ran = self.run_rows(&caller, txn.as_deref(), &sql, params.as_slice()).await?;
+        Ok(Response::new(flight_stream(ran.schema, ran.stream)))
     }
 
     async fn do_put_statement_update(
@@ -839,7 +789,8 @@ impl FlightSqlService for BkgFlight {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(request.metadata())?;
-        self.run_update(&caller, cmd.transaction_id.as_deref(), &cmd.query, &[]).await
+        let ran = self.run_rows(&caller, cmd.transaction_id.as_deref(), &cmd.query, &[]).await?;
+        Ok(ran.changed.unwrap_or(0) as i64)
     }
 
     async fn do_put_statement_ingest(
@@ -884,7 +835,8 @@ impl FlightSqlService for BkgFlight {
         if params.iter().all(|b| b.num_rows() == 0) {
             params = stored.into_iter().collect();
         }
-        self.run_update(&caller, txn.as_deref(), &sql, &params).await
+        let ran = self.run_rows(&caller, txn.as_deref(), &sql, &params).await?;
+        Ok(ran.changed.unwrap_or(0) as i64)
     }
 
     async fn do_action_create_prepared_statement(
@@ -954,7 +906,9 @@ impl FlightSqlService for BkgFlight {
     ) -> Result<ActionBeginTransactionResult, Status> {
         let caller = self.caller(request.metadata())?;
         self.sweep();
-        let mut session = self.new_session(&caller)?;
+        let mut session =
+            self.sessions.take(&self.engine, &caller.role, self.config.statement_timeout_ms).map_err(status)?;
+        session.set_claims(caller.claims.clone());
         session.execute_one("BEGIN").await.map_err(status)?;
         let id: [u8; 16] = rand::random();
         let mut txns = self.txns.lock();
@@ -1164,7 +1118,7 @@ impl BkgFlight {
     fn metadata_stream(&self, batch: Result<RecordBatch, Status>) -> Result<Response<DoGetStream>, Status> {
         let batch = batch?;
         let schema = batch.schema();
-        Ok(Response::new(flight_stream(schema.clone(), batches_stream(schema, vec![batch]))))
+        Ok(Response::new(flight_stream(schema.clone(), memory_stream(schema, vec![batch]))))
     }
 }
 

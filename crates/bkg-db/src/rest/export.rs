@@ -88,7 +88,8 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         _ => return Err(RestError::new(400, "42601", "query must be one SELECT")),
     };
     let csv = CopyOptions { csv: true, delimiter: b',', null: String::new(), header: req.header, ..Default::default() };
-    let format = crate::sql::export::format_of(&req.url, req.format.as_deref(), csv).map_err(sql_err)?;
+    let name = crate::sql::export::format_name(&req.url, req.format.as_deref());
+    let format = crate::sql::export::format_of(&name, csv).map_err(sql_err)?;
     let name = format.name().to_string();
     let rows = ctx.session().export(query, &req.url, format).await.map_err(sql_err)?;
     Ok(axum::Json(ExportResponse { rows, url: req.url, format: name }).into_response())

@@ -140,10 +140,11 @@ impl Session {
             // CSV's options, with CSV's defaults (comma, empty NULL) unless given.
             let mut rest: Vec<ast::CopyOption> =
                 opts.iter().filter(|o| !matches!(o, ast::CopyOption::Format(_))).cloned().collect();
-            if super::export::format_name(filename, format.as_deref()) == "csv" {
+            let name = super::export::format_name(filename, format.as_deref());
+            if name == "csv" {
                 rest.insert(0, ast::CopyOption::Format(ast::Ident::new("csv")));
             }
-            let format = super::export::format_of(filename, format.as_deref(), options(&rest, &legacy_options)?)?;
+            let format = super::export::format_of(&name, options(&rest, &legacy_options)?)?;
             let query = copy_query(source)?;
             let rows = self.export(query, filename, format).await?;
             return Ok(Output::count("COPY", rows));

@@ -146,10 +146,10 @@ pub fn format_name(url: &str, format: Option<&str>) -> String {
     }
 }
 
-/// The export format; `csv` holds the CSV options (COPY's, with CSV's defaults).
-pub fn format_of(url: &str, format: Option<&str>, csv: CopyOptions) -> SqlResult<ExportFormat> {
-    let name = format_name(url, format);
-    match name.as_str() {
+/// The export format named `name` (see [`format_name`]); `csv` holds the CSV options (COPY's,
+/// with CSV's defaults).
+pub fn format_of(name: &str, csv: CopyOptions) -> SqlResult<ExportFormat> {
+    match name {
         "parquet" => Ok(ExportFormat::Parquet),
         "csv" => Ok(ExportFormat::Csv(csv)),
         other => Err(SqlError::new(

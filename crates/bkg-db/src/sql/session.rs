@@ -1194,7 +1194,7 @@ impl Session {
             Ok(rename_batch(&out_schema, b?)?)
         });
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream));
-        Ok(StatementStream { schema, stream, tag: "SELECT".into(), rows: None })
+        Ok(StatementStream { schema, stream, rows: None })
     }
 
     /// Plans and runs SQL text that must be a query (used by DML for its row-selecting part).
@@ -1358,22 +1358,23 @@ fn rename_batch(schema: &SchemaRef, b: RecordBatch) -> Result<RecordBatch, dataf
 pub struct StatementStream {
     pub schema: SchemaRef,
     pub stream: datafusion::execution::SendableRecordBatchStream,
-    /// The command tag (`SELECT`, `INSERT`, `CREATE TABLE`, …).
-    pub tag: String,
     /// Rows a command changed, when it counts them.
     pub rows: Option<u64>,
 }
 
 impl StatementStream {
     fn from_output(out: Output) -> StatementStream {
-        let tag = out.tag_text();
         let (schema, batches, rows) = match out {
             Output::Rows { schema, batches, .. } | Output::CopyOut { schema, batches, .. } => (schema, batches, None),
             Output::Command { rows, .. } => (Arc::new(Schema::empty()), vec![], rows),
             Output::CopyIn { .. } => (Arc::new(Schema::empty()), vec![], None),
         };
-        let stream = futures::stream::iter(batches.into_iter().map(Ok));
-        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream));
-        StatementStream { schema, stream, tag, rows }
+        StatementStream { stream: memory_stream(schema.clone(), batches), schema, rows }
     }
+}
+
+/// Batches already in memory as a record batch stream.
+pub fn memory_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> datafusion::execution::SendableRecordBatchStream {
+    let stream = futures::stream::iter(batches.into_iter().map(Ok));
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream))
 }
