@@ -61,5 +61,5 @@ bench-rest: ## REST (wrk) side by side with pgwire (pgbench) on one bkg-db (rele
 	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/rest/compare.sh
 
 bench-flight: ## Flight SQL DoGet/DoPut beside PostgreSQL COPY, TPC-H SF1 lineitem (release build; results in bench-results/)
-	cargo build --release -p bkg-db
-	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/flight/compare.sh
+	cargo build --release -p bkg-db --bin bkg-db --example flight_doget
+	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db BKG_FLIGHT_RUST_CLIENT=$(CARGO_TARGET_DIR)/release/examples/flight_doget benches/flight/compare.sh

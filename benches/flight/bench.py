@@ -5,9 +5,11 @@ Run by benches/flight/compare.sh, which starts both servers. Prints a Markdown t
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -127,7 +129,17 @@ def main() -> None:
         t, text_bytes = timed(copy_out)
         outs.append(t)
     t_get, t_out = statistics.median(gets), statistics.median(outs)
-    results.append(("export: Flight DoGet (SELECT *) vs COPY TO STDOUT (text)", rows / t_get, rows / t_out, arrow_bytes / t_get, text_bytes / t_out))
+    results.append(("export: Flight DoGet (SELECT *, ADBC Go client) vs COPY TO STDOUT (text)", rows / t_get, rows / t_out, arrow_bytes / t_get, text_bytes / t_out))
+    # The same DoGet read by a Rust client (arrow-flight, crates/bkg-db/examples/flight_doget.rs),
+    # which decodes without re-exporting through the C data interface.
+    rust_client = os.environ.get("BKG_FLIGHT_RUST_CLIENT")
+    if rust_client:
+        out = subprocess.run([rust_client, flight_uri, "postgres", bkg_password, "SELECT * FROM lineitem", str(RUNS)],
+                             check=True, capture_output=True, text=True).stdout
+        runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert all(r["rows"] == rows for r in runs), runs
+        t_rust = statistics.median(r["seconds"] for r in runs)
+        results.append(("export: Flight DoGet (SELECT *, Rust arrow-flight client) vs COPY TO STDOUT (text)", rows / t_rust, rows / t_out, runs[0]["arrow_bytes"] / t_rust, text_bytes / t_out))
     ceiling = tcp_ceiling()
 
     print(f"lineitem SF1: {rows} rows; Arrow {arrow_bytes / 1e9:.2f} GB in memory, COPY text {text_bytes / 1e9:.2f} GB; median of {RUNS} runs for exports")

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// (uuid, json, jsonb, char(n), varchar(n) all travel as Utf8).
 pub const PG_TYPE_METADATA_KEY: &str = "bkg.pg_type";
 
+/// Field metadata key holding `n` of a `char(n)` column: its values are stored blank-padded to
+/// `n`, and the planner pads string literals compared with it the same way.
+pub const CHAR_LENGTH_METADATA_KEY: &str = "bkg.char_length";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataType {
     Bool,
@@ -112,12 +116,14 @@ impl DataType {
 
     pub fn arrow_field(&self, name: &str, nullable: bool) -> Field {
         let field = Field::new(name, self.arrow_type(), nullable);
-        match self.metadata_tag() {
-            Some(tag) => {
-                field.with_metadata([(PG_TYPE_METADATA_KEY.to_string(), tag.to_string())].into_iter().collect())
-            }
-            None => field,
+        let mut metadata = std::collections::HashMap::new();
+        if let Some(tag) = self.metadata_tag() {
+            metadata.insert(PG_TYPE_METADATA_KEY.to_string(), tag.to_string());
         }
+        if let DataType::Char(n) = self {
+            metadata.insert(CHAR_LENGTH_METADATA_KEY.to_string(), n.to_string());
+        }
+        if metadata.is_empty() { field } else { field.with_metadata(metadata) }
     }
 }
 

@@ -4,7 +4,11 @@
 //! `22003 numeric_value_out_of_range`. An analyzer rule (after type coercion, so operand types are
 //! final) replaces those operators on integer operands with checked functions that keep the
 //! operator's name and type, so result columns are named and typed as before. The same rule makes
-//! `text::bytea` decode PostgreSQL's bytea input formats.
+//! `text::bytea` decode PostgreSQL's bytea input formats, and compares `char(n)` columns with
+//! string literals as PostgreSQL compares bpchar values: `char(n)` values are stored blank-padded
+//! to `n`, so a literal compared with one (`=`, `<>`, `<`, `<=`, `>`, `>=`, `IN`) is padded to `n`
+//! too, and `c_mktsegment = 'BUILDING'` finds `'BUILDING  '`; `length()` and `||` drop the
+//! padding. (`LIKE` sees it, as in PostgreSQL.)
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -144,6 +148,9 @@ impl CheckedIntegerArithmetic {
                     Expr::ScalarFunction(ScalarFunction::new_udf(self.bytea_in.clone(), vec![expr.as_ref().clone()]));
                 return Ok(Transformed::yes(f.alias_if_changed(e.schema_name().to_string())?));
             }
+            if let Some(padded) = pad_char_literals(&e, schema) {
+                return Ok(Transformed::yes(padded));
+            }
             let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
             let udf = match op {
                 Operator::Plus => &self.add,
@@ -163,6 +170,115 @@ impl CheckedIntegerArithmetic {
     }
 }
 
+/// `n` of a `char(n)` column expression (possibly under an alias or a cast between string types).
+fn char_length(e: &Expr, schema: &DFSchema) -> Option<usize> {
+    match e {
+        Expr::Column(c) => schema
+            .qualified_field_from_column(c)
+            .ok()?
+            .1
+            .metadata()
+            .get(bkg_kernel::value::CHAR_LENGTH_METADATA_KEY)?
+            .parse()
+            .ok(),
+        Expr::Cast(Cast { expr, field }) if is_string(field.data_type()) => char_length(expr, schema),
+        _ => None,
+    }
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+/// A string literal blank-padded to `n` characters (trailing blanks first dropped, as bpchar
+/// input does); `None` if it is not a string literal or is longer than `n` without its blanks.
+fn padded_literal(e: &Expr, n: usize) -> Option<Expr> {
+    use datafusion::common::ScalarValue as S;
+    let Expr::Literal(value, meta) = e else { return None };
+    let (S::Utf8(Some(s)) | S::Utf8View(Some(s)) | S::LargeUtf8(Some(s))) = value else { return None };
+    let trimmed = s.trim_end_matches(' ');
+    let len = trimmed.chars().count();
+    if len > n || (len == n && trimmed.len() == s.len()) {
+        return None;
+    }
+    let mut padded = trimmed.to_string();
+    padded.extend(std::iter::repeat_n(' ', n - len));
+    let value = match value {
+        S::Utf8View(_) => S::Utf8View(Some(padded)),
+        S::LargeUtf8(_) => S::LargeUtf8(Some(padded)),
+        _ => S::Utf8(Some(padded)),
+    };
+    Some(Expr::Literal(value, meta.clone()))
+}
+
+fn rtrim(e: &Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(datafusion::functions::string::rtrim(), vec![e.clone()]))
+}
+
+/// Pads the string literals of a comparison with a `char(n)` column (see the module comment).
+fn pad_char_literals(e: &Expr, schema: &DFSchema) -> Option<Expr> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) =>
+        {
+            if let Some(n) = char_length(left, schema)
+                && let Some(lit) = padded_literal(right, n)
+            {
+                return Some(Expr::BinaryExpr(BinaryExpr::new(left.clone(), *op, Box::new(lit))));
+            }
+            if let Some(n) = char_length(right, schema)
+                && let Some(lit) = padded_literal(left, n)
+            {
+                return Some(Expr::BinaryExpr(BinaryExpr::new(Box::new(lit), *op, right.clone())));
+            }
+            None
+        }
+        // bpchar's blanks do not count in length() and drop off in ||, as in PostgreSQL.
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::StringConcat, right })
+            if char_length(left, schema).is_some() || char_length(right, schema).is_some() =>
+        {
+            let trim = |e: &Expr| if char_length(e, schema).is_some() { rtrim(e) } else { e.clone() };
+            Some(Expr::BinaryExpr(BinaryExpr::new(Box::new(trim(left)), Operator::StringConcat, Box::new(trim(right)))))
+        }
+        Expr::ScalarFunction(f)
+            if matches!(f.name(), "length" | "char_length" | "character_length")
+                && f.args.len() == 1
+                && char_length(&f.args[0], schema).is_some() =>
+        {
+            Some(Expr::ScalarFunction(ScalarFunction::new_udf(f.func.clone(), vec![rtrim(&f.args[0])])))
+        }
+        Expr::InList(in_list) => {
+            let n = char_length(&in_list.expr, schema)?;
+            let mut changed = false;
+            let list = in_list
+                .list
+                .iter()
+                .map(|item| match padded_literal(item, n) {
+                    Some(p) => {
+                        changed = true;
+                        p
+                    }
+                    None => item.clone(),
+                })
+                .collect();
+            changed.then(|| {
+                Expr::InList(datafusion::logical_expr::expr::InList::new(in_list.expr.clone(), list, in_list.negated))
+            })
+        }
+        _ => None,
+    }
+}
+
 impl AnalyzerRule for CheckedIntegerArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|p| {
@@ -174,7 +290,17 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
             for other in &inputs[1..] {
                 schema.merge(other.schema());
             }
-            p.map_expressions(|e| self.rewrite(e, &schema))
+            // Nodes whose expressions name output columns keep those names (a padded literal
+            // inside `sum(CASE WHEN c = '…' …)` would otherwise rename the aggregate).
+            let named = matches!(p, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Window(_));
+            p.map_expressions(|e| {
+                let name = named.then(|| e.schema_name().to_string());
+                let t = self.rewrite(e, &schema)?;
+                match name {
+                    Some(name) if t.transformed => t.map_data(|e| e.alias_if_changed(name)),
+                    _ => Ok(t),
+                }
+            })
         })
         .map(|t| t.data)
     }
