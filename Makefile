@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients smoke lint fmt bench bench-pgbench bench-rest bench-flight
+.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ build: ## Build the server (debug)
 run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
 	cargo run -p bkg-db -- serve
 
-test: test-deps lint test-rust test-slt-postgres test-clients smoke ## Install what the tests need, then run every test
+test: test-deps lint test-rust test-slt-postgres test-clients test-bench-smoke smoke ## Install what the tests need, then run every test
 	@echo "make test: all suites passed"
 
 test-deps: ## Install the tools the tests drive (psql, curl, cargo-nextest)
@@ -35,6 +35,9 @@ test-slt-postgres: ## Check the .slt files' expected results against a throwaway
 test-clients: build ## Driver tests with real clients: Python psycopg 3 (pytest), Node.js pg and postgrest-js (node --test)
 	@scripts/test-clients.sh
 
+test-bench-smoke: build ## The side-by-side benchmark harness at TPC-H SF 0.01: answers checked against DuckDB, timings ignored
+	BKG_BIN=$(CARGO_TARGET_DIR)/debug/bkg-db benches/compare.sh --smoke
+
 smoke: build ## Drive the built server as a psql user would (shared smoke check), if present
 	@if [[ -x $(SHARED_CHECKS)/smoke.sh ]]; then \
 		$(SHARED_CHECKS)/smoke.sh $(CARGO_TARGET_DIR)/debug/bkg-db; \
@@ -51,6 +54,11 @@ fmt: ## Format the code
 
 bench: ## Criterion benchmarks of the kernel (figures go to docs/benchmarks.md)
 	cargo bench -p bkg-kernel
+
+SF ?= 1
+bench-compare: ## TPC-H (SF=1), load and pgbench beside PostgreSQL, DuckDB and DataFusion (release build; updates docs/benchmarks.md)
+	cargo build --release -p bkg-db --bin bkg-db
+	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db SF=$(SF) benches/compare.sh
 
 bench-pgbench: ## pgbench side by side with a throwaway PostgreSQL (release build; results in bench-results/)
 	cargo build --release -p bkg-db

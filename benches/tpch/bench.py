@@ -219,7 +219,7 @@ def render(args, engines, results, loads) -> str:
         f"TPC-H SF {args.sf}, {datetime.date.today().isoformat()}, {platform.machine()} with {_cpus()} CPUs, "
         f"{_mem_gib():.0f} GiB; one cold run then the median of {args.runs} hot runs, seconds.",
         "",
-        "Versions: " + "; ".join(e.version.split(" on ")[0] for e in engines) + ".",
+        "Versions: " + "; ".join(f"{e.name}: {e.version.split(' on ')[0]}" for e in engines) + ".",
         "",
         "| Query | " + " | ".join(f"{n} cold | {n} hot" for n in names) + " | bkg-db answer |",
         "|---|" + "---|---|" * len(names) + "---|",

@@ -4,6 +4,9 @@ use clap::Parser;
 
 use bkg_db::config::{Cli, Command};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();

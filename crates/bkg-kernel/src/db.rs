@@ -755,7 +755,7 @@ pub struct TableWrites {
     /// new rowid -> old rowid, for updates (change feed).
     pub updated_from: HashMap<u64, u64>,
     /// Unique keys of `inserts`, per index id.
-    keys: HashMap<u64, HashMap<Vec<u8>, u64>>,
+    keys: HashMap<u64, crate::mvcc::FastMap<Vec<u8>, u64>>,
 }
 
 /// What INSERT does when a unique key already exists.
@@ -1126,10 +1126,10 @@ impl Transaction {
     }
 
     fn add_insert(&mut self, table: u64, rowid: u64, row: Row) {
-        let def = self.catalog.table(table).expect("checked by caller").clone();
+        let def = self.catalog.table(table).expect("checked by caller");
         let w = self.writes.entry(table).or_default();
         for idx in def.indexes.iter().filter(|i| i.unique) {
-            if let Some(k) = index_key(&row, &idx.columns, &def) {
+            if let Some(k) = index_key(&row, &idx.columns, def) {
                 w.keys.entry(idx.id).or_default().insert(k, rowid);
             }
         }

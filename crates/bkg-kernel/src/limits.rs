@@ -2,7 +2,8 @@
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest single WAL record (one transaction's changes).
+    /// Largest single WAL record (one transaction's changes). The record's length field is 32
+    /// bits, so this stays below 4 GiB.
     pub wal_record_bytes_max: u64,
     /// A segment is closed and a new one started once it grows past this.
     pub wal_segment_bytes_max: u64,
@@ -23,7 +24,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            wal_record_bytes_max: 512 << 20,
+            wal_record_bytes_max: 3 << 30,
             wal_segment_bytes_max: 64 << 20,
             wal_queue_len_max: 4096,
             wal_batch_bytes_max: 8 << 20,

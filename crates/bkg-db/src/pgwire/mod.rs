@@ -629,7 +629,7 @@ impl CopyHandler for ConnHandlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.session.lock().await.copy_data(&copy_data.data);
+        self.session.lock().await.copy_data(&copy_data.data).await;
         Ok(())
     }
 

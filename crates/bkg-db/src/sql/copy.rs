@@ -1,8 +1,9 @@
 //! COPY FROM STDIN and COPY TO STDOUT, text and CSV formats.
 //!
-//! COPY FROM collects the client's data (up to [`COPY_IN_BYTES_MAX`]), parses it into text fields
-//! and inserts them through the same path as INSERT (casts, defaults, constraints), in the
-//! session's transaction. COPY TO runs the query and encodes its rows.
+//! COPY FROM parses the client's data as it arrives, a few MiB of complete lines at a time, and
+//! inserts each chunk's rows through the same path as INSERT (casts, defaults, constraints) into
+//! one transaction (the session's, or its own committed at CopyDone). A row may not exceed
+//! [`COPY_ROW_BYTES_MAX`]. COPY TO runs the query and encodes its rows.
 
 use std::sync::Arc;
 
@@ -14,8 +15,11 @@ use super::ddl::{ident_name, resolve_table};
 use super::session::{Output, Session};
 use crate::error::{SqlError, SqlResult, codes};
 
-/// Most bytes one COPY FROM STDIN may send.
-pub const COPY_IN_BYTES_MAX: usize = 1 << 30;
+/// Most bytes of one row (one line, or one CSV record with quoted newlines) of COPY FROM STDIN.
+pub const COPY_ROW_BYTES_MAX: usize = 256 << 20;
+
+/// Client data is parsed and inserted once this many bytes of it are waiting.
+const COPY_CHUNK_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
@@ -114,14 +118,23 @@ fn copy_query(source: ast::CopySource) -> SqlResult<Statement> {
     })
 }
 
-/// A COPY FROM STDIN waiting for its data.
+/// A COPY FROM STDIN receiving its data.
 #[derive(Debug)]
 pub struct PendingCopy {
-    pub table: u64,
-    pub target: Vec<usize>,
-    pub opts: CopyOptions,
-    pub data: Vec<u8>,
-    pub overflow: bool,
+    table: u64,
+    target: Vec<usize>,
+    opts: CopyOptions,
+    /// Data not parsed yet (an incomplete last line).
+    data: Vec<u8>,
+    /// Lines parsed so far (for the header and error positions).
+    lines: usize,
+    /// The end marker `\.` was seen: the rest is ignored.
+    ended: bool,
+    rows: u64,
+    /// `Some(implicit)` once rows were inserted: whether COPY opened its own transaction.
+    started: Option<bool>,
+    /// The first error; later data is ignored and CopyDone reports it.
+    error: Option<SqlError>,
 }
 
 impl Session {
@@ -186,7 +199,17 @@ impl Session {
                         .collect::<SqlResult<Vec<_>>>()?
                 };
                 let n = target.len();
-                self.pending_copy = Some(PendingCopy { table, target, opts: o, data: Vec::new(), overflow: false });
+                self.pending_copy = Some(PendingCopy {
+                    table,
+                    target,
+                    opts: o,
+                    data: Vec::new(),
+                    lines: 0,
+                    ended: false,
+                    rows: 0,
+                    started: None,
+                    error: None,
+                });
                 Ok(Output::CopyIn { columns: n })
             }
             (true, ast::CopyTarget::Stdout) => {
@@ -205,75 +228,152 @@ impl Session {
         }
     }
 
-    /// Adds client data to the COPY in progress.
-    pub fn copy_data(&mut self, data: &[u8]) {
-        if let Some(p) = self.pending_copy.as_mut() {
-            if p.data.len() + data.len() > COPY_IN_BYTES_MAX {
-                p.overflow = true;
-                p.data = Vec::new();
-            } else if !p.overflow {
-                p.data.extend_from_slice(data);
+    /// Adds client data to the COPY in progress; complete lines are parsed and inserted once a
+    /// few MiB are waiting.
+    pub async fn copy_data(&mut self, data: &[u8]) {
+        let Some(p) = self.pending_copy.as_mut() else { return };
+        if p.error.is_some() || p.ended {
+            return;
+        }
+        p.data.extend_from_slice(data);
+        if p.data.len() >= COPY_CHUNK_BYTES {
+            self.copy_flush(false).await;
+        }
+    }
+
+    /// Parses and inserts the complete lines waiting (all data if `last`); errors are kept for
+    /// CopyDone.
+    async fn copy_flush(&mut self, last: bool) {
+        let Some(mut p) = self.pending_copy.take() else { return };
+        if let Err(e) = self.copy_chunk(&mut p, last).await {
+            p.error.get_or_insert(e);
+            p.data = Vec::new();
+        }
+        self.pending_copy = Some(p);
+    }
+
+    async fn copy_chunk(&mut self, p: &mut PendingCopy, last: bool) -> SqlResult<()> {
+        if p.error.is_some() || p.ended {
+            return Ok(());
+        }
+        let cut = if last { p.data.len() } else { complete_lines(&p.data, &p.opts) };
+        if cut == 0 {
+            if p.data.len() > COPY_ROW_BYTES_MAX {
+                return Err(SqlError::new(
+                    "54000",
+                    format!("a COPY row exceeds the limit of {COPY_ROW_BYTES_MAX} bytes"),
+                ));
             }
+            return Ok(());
         }
-    }
-
-    /// Abandons the COPY in progress (client sent CopyFail).
-    pub fn copy_fail(&mut self, reason: &str) -> SqlError {
-        self.pending_copy = None;
-        self.mark_failed();
-        SqlError::new(codes::QUERY_CANCELED, format!("COPY from stdin failed: {reason}"))
-    }
-
-    /// Parses and inserts the data of the COPY in progress; returns the row count.
-    pub async fn copy_done(&mut self) -> SqlResult<u64> {
-        let p =
-            self.pending_copy.take().ok_or_else(|| SqlError::new(codes::PROTOCOL_VIOLATION, "no COPY in progress"))?;
-        let r = self.copy_in_rows(p).await;
-        if r.is_err() {
-            self.mark_failed();
-        }
-        r
-    }
-
-    async fn copy_in_rows(&mut self, p: PendingCopy) -> SqlResult<u64> {
-        if p.overflow {
-            return Err(SqlError::new("54000", format!("COPY data exceeds the limit of {COPY_IN_BYTES_MAX} bytes")));
-        }
-        let rows = if p.opts.csv {
-            parse_csv(&p.data, &p.opts, p.target.len())?
+        let chunk: Vec<u8> = p.data.drain(..cut).collect();
+        let mut o = p.opts.clone();
+        o.header &= p.lines == 0;
+        let parsed = if o.csv {
+            parse_csv(&chunk, &o, p.target.len(), p.lines)?
         } else {
-            parse_text(&p.data, &p.opts, p.target.len())?
+            parse_text(&chunk, &o, p.target.len(), p.lines)?
         };
+        p.lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        p.ended = parsed.ended;
+        let rows = parsed.rows;
+        if rows.is_empty() {
+            return Ok(());
+        }
         let n = rows.len() as u64;
         let fields: Vec<Field> =
             (0..p.target.len()).map(|i| Field::new(format!("c{i}"), ArrowType::Utf8, true)).collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let mut batches = Vec::new();
-        for chunk in rows.chunks(8192) {
-            let cols: Vec<ArrayRef> = (0..p.target.len())
-                .map(|c| Arc::new(chunk.iter().map(|r| r[c].as_deref()).collect::<StringArray>()) as ArrayRef)
-                .collect();
-            batches.push(RecordBatch::try_new(schema.clone(), cols)?);
-        }
-        let implicit = !self.in_transaction();
-        if implicit {
-            self.begin_internal();
-        } else {
-            self.statement_start();
+        let cols: Vec<ArrayRef> = (0..p.target.len())
+            .map(|c| Arc::new(rows.iter().map(|r| r[c].as_deref()).collect::<StringArray>()) as ArrayRef)
+            .collect();
+        drop(rows);
+        let batch = RecordBatch::try_new(schema, cols)?;
+        if p.started.is_none() {
+            let implicit = !self.in_transaction();
+            if implicit {
+                self.begin_internal();
+            } else {
+                self.statement_start();
+            }
+            p.started = Some(implicit);
         }
         self.sync_view();
-        let r = super::dml::insert_batches(self, p.table, Some(p.target), &batches).await;
-        match (r, implicit) {
-            (Ok(_), true) => self.commit_internal().await?,
-            (Ok(_), false) => {}
-            (Err(e), true) => {
+        super::dml::insert_batches(self, p.table, Some(p.target.clone()), std::slice::from_ref(&batch)).await?;
+        p.rows += n;
+        Ok(())
+    }
+
+    /// Abandons the COPY in progress (client sent CopyFail).
+    pub fn copy_fail(&mut self, reason: &str) -> SqlError {
+        if let Some(PendingCopy { started: Some(true), .. }) = self.pending_copy.take() {
+            self.end_internal();
+        }
+        self.mark_failed();
+        SqlError::new(codes::QUERY_CANCELED, format!("COPY from stdin failed: {reason}"))
+    }
+
+    /// Parses and inserts the rest of the COPY in progress, commits its own transaction if it
+    /// opened one, and returns the row count.
+    pub async fn copy_done(&mut self) -> SqlResult<u64> {
+        if self.pending_copy.is_none() {
+            return Err(SqlError::new(codes::PROTOCOL_VIOLATION, "no COPY in progress"));
+        }
+        self.copy_flush(true).await;
+        let p = self.pending_copy.take().ok_or_else(|| SqlError::internal("COPY vanished"))?;
+        match (p.error, p.started) {
+            (None, Some(true)) => {
+                if let Err(e) = self.commit_internal().await {
+                    self.mark_failed();
+                    return Err(e);
+                }
+            }
+            (None, _) => {}
+            (Some(e), Some(true)) => {
                 self.end_internal();
+                self.mark_failed();
                 return Err(e);
             }
-            (Err(e), false) => return Err(e),
+            (Some(e), _) => {
+                self.mark_failed();
+                return Err(e);
+            }
         }
-        Ok(n)
+        Ok(p.rows)
     }
+}
+
+/// Length of the leading complete lines of `data` (CSV: newlines inside quotes do not end one).
+fn complete_lines(data: &[u8], o: &CopyOptions) -> usize {
+    if !o.csv {
+        return data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    }
+    let (mut quoted, mut end, mut i) = (false, 0, 0);
+    while i < data.len() {
+        let b = data[i];
+        if quoted {
+            if b == o.escape && o.escape != o.quote && data.get(i + 1) == Some(&o.quote) {
+                i += 2;
+                continue;
+            }
+            if b == o.quote {
+                quoted = false;
+            }
+        } else if b == o.quote {
+            quoted = true;
+        } else if b == b'\n' {
+            end = i + 1;
+        }
+        i += 1;
+    }
+    end
+}
+
+/// Rows parsed from a chunk of COPY data.
+pub struct Parsed {
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The chunk held the end marker `\.`.
+    pub ended: bool,
 }
 
 fn field_count_error(line: usize, got: usize, want: usize) -> SqlError {
@@ -285,16 +385,20 @@ fn field_count_error(line: usize, got: usize, want: usize) -> SqlError {
 }
 
 /// PostgreSQL text format: delimiter-separated, `\N` (or the NULL string) for NULL, backslash escapes.
-pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Vec<Option<String>>>> {
+/// `line0` is the number of lines before `data` (for error positions).
+pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> SqlResult<Parsed> {
     let text =
         std::str::from_utf8(data).map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
     let mut rows = Vec::new();
+    let mut ended = false;
+    let nlines = text.split('\n').count();
     for (i, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
+            ended = true;
             break;
         }
-        if line.is_empty() && i + 1 == text.split('\n').count() {
+        if line.is_empty() && i + 1 == nlines {
             continue;
         }
         if o.header && i == 0 {
@@ -353,17 +457,19 @@ pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<V
             row.push(Some(out));
         }
         if row.len() != ncols {
-            return Err(field_count_error(i + 1, row.len(), ncols));
+            return Err(field_count_error(line0 + i + 1, row.len(), ncols));
         }
         rows.push(row);
     }
-    Ok(rows)
+    Ok(Parsed { rows, ended })
 }
 
 /// CSV: quoted fields may hold delimiters, quotes (doubled) and newlines; an unquoted field equal
 /// to the NULL string (empty by default) is NULL, a quoted empty string is an empty string.
-pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Vec<Option<String>>>> {
+/// `line0` is the number of lines before `data` (for error positions).
+pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> SqlResult<Parsed> {
     let mut rows = Vec::new();
+    let mut ended = false;
     let mut row: Vec<Option<String>> = Vec::new();
     let mut field: Vec<u8> = Vec::new();
     let mut quoted = false;
@@ -404,6 +510,7 @@ pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Ve
         }
         if at_line_start && data[i..].starts_with(b"\\.") && matches!(data.get(i + 2), None | Some(b'\n') | Some(b'\r'))
         {
+            ended = true;
             break;
         }
         at_line_start = false;
@@ -422,7 +529,7 @@ pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Ve
                 was_quoted = false;
                 if !(o.header && line == 1) {
                     if row.len() != ncols {
-                        return Err(field_count_error(line, row.len(), ncols));
+                        return Err(field_count_error(line0 + line, row.len(), ncols));
                     }
                     rows.push(std::mem::take(&mut row));
                 }
@@ -441,12 +548,12 @@ pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize) -> SqlResult<Vec<Ve
         finish_field(&mut field, was_quoted, &mut row)?;
         if !(o.header && line == 1) {
             if row.len() != ncols {
-                return Err(field_count_error(line, row.len(), ncols));
+                return Err(field_count_error(line0 + line, row.len(), ncols));
             }
             rows.push(row);
         }
     }
-    Ok(rows)
+    Ok(Parsed { rows, ended })
 }
 
 fn escape_text(s: &str, delim: u8, out: &mut String) {
@@ -512,17 +619,17 @@ mod tests {
     #[test]
     fn text_format_parses_nulls_and_escapes() {
         let o = CopyOptions::default();
-        let rows = parse_text(b"1\ta\\tb\t\\N\n2\tx\\\\y\t\\101\n\\.\n", &o, 3).unwrap();
+        let rows = parse_text(b"1\ta\\tb\t\\N\n2\tx\\\\y\t\\101\n\\.\n", &o, 3, 0).unwrap().rows;
         assert_eq!(rows[0], vec![Some("1".into()), Some("a\tb".into()), None]);
         assert_eq!(rows[1], vec![Some("2".into()), Some("x\\y".into()), Some("A".into())]);
-        assert_eq!(parse_text(b"1\t2\n", &o, 3).unwrap_err().code, "22P04");
+        assert_eq!(parse_text(b"1\t2\n", &o, 3, 0).err().expect("too few fields").code, "22P04");
     }
 
     #[test]
     fn csv_parses_quotes_newlines_and_nulls() {
         let o =
             CopyOptions { csv: true, delimiter: b',', null: String::new(), header: true, quote: b'"', escape: b'"' };
-        let rows = parse_csv(b"id,name,note\n1,\"a,b\",\n2,\"say \"\"hi\"\"\nthere\",\"\"\n", &o, 3).unwrap();
+        let rows = parse_csv(b"id,name,note\n1,\"a,b\",\n2,\"say \"\"hi\"\"\nthere\",\"\"\n", &o, 3, 0).unwrap().rows;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], vec![Some("1".into()), Some("a,b".into()), None]);
         assert_eq!(rows[1], vec![Some("2".into()), Some("say \"hi\"\nthere".into()), Some("".into())]);

@@ -93,6 +93,60 @@ SELECT id, name, born, score FROM people ORDER BY id;
     assert!(err.contains("42501"), "{err}");
 }
 
+/// COPY FROM STDIN is parsed and inserted a few MiB at a time: CSV records with quoted newlines
+/// cross the chunk boundaries intact, and a bad row far into the data fails the whole COPY with
+/// its line number and leaves nothing behind.
+#[test]
+fn psql_copy_streams_large_data_in_chunks() {
+    let server = TestServer::start_with(&[("BKG_DB_RLS_DEFAULT", "off")]);
+    let (ok, _, err) = psql(&server, &["-c", "CREATE TABLE big (id int PRIMARY KEY, note text, code char(4))"], "");
+    assert!(ok, "{err}");
+    let n = 120_000;
+    let mut csv = String::from("id,note,code\n");
+    for i in 0..n {
+        // ~100 bytes per row: 12 MB, three or more chunks.
+        csv.push_str(&format!(
+            "{i},\"line one of {i}\nline two, with \"\"quotes\"\" {}\",c{}\n",
+            "x".repeat(40),
+            i % 10
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let copy = format!("\\copy big FROM '{}' WITH (FORMAT csv, HEADER true)", file.display());
+    let (ok, _, err) = psql(&server, &["-c", &copy], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = psql(
+        &server,
+        &["-At", "-c", "SELECT count(*), count(DISTINCT note), sum(length(note)), min(code), max(id) FROM big"],
+        "",
+    );
+    let one = "line one of 0\nline two, with \"quotes\" ".len() + 40;
+    let digits: usize = (0..n).map(|i: usize| i.to_string().len() - 1).sum();
+    assert_eq!(out.trim(), format!("{n}|{n}|{}|c0  |{}", one * n + digits, n - 1));
+    // A bad row near the end: nothing of this COPY stays, and the error names its line.
+    let mut bad = String::new();
+    for i in 0..n {
+        bad.push_str(&format!("{}\tnote {i}\tc\n", n + i));
+    }
+    bad.push_str("not-a-number\tx\tc\n");
+    std::fs::write(&file, &bad).unwrap();
+    let copy = format!("\\copy big FROM '{}'", file.display());
+    let (ok, _, err) = psql(&server, &["-v", "VERBOSITY=verbose", "-c", &copy], "");
+    assert!(!ok);
+    assert!(err.contains("22P02"), "{err}");
+    let (_, out, _) = psql(&server, &["-At", "-c", "SELECT count(*) FROM big"], "");
+    assert_eq!(out.trim(), n.to_string());
+    // A row with too few fields in a later chunk names its line.
+    bad.truncate(bad.len() - "not-a-number\tx\tc\n".len());
+    bad.push_str("1\tshort\n");
+    std::fs::write(&file, &bad).unwrap();
+    let (ok, _, err) = psql(&server, &["-c", &copy], "");
+    assert!(!ok);
+    assert!(err.contains(&format!("line {}", n + 1)), "{err}");
+}
+
 #[test]
 fn psql_meta_commands_list_objects() {
     let server = TestServer::start();
