@@ -31,7 +31,11 @@ pub struct CommitRecord {
 
 impl CommitRecord {
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = vec![RECORD_VERSION];
+        // Sized up front: a bulk load's record runs to hundreds of MiB, and growing the buffer by
+        // doubling copied it and touched fresh pages several times over.
+        let size = bincode::serialized_size(self).map_err(|e| Error::Internal(format!("sizing a WAL record: {e}")))?;
+        let mut out = Vec::with_capacity(1 + size as usize);
+        out.push(RECORD_VERSION);
         bincode::serialize_into(&mut out, self).map_err(|e| Error::Internal(format!("encoding a WAL record: {e}")))?;
         Ok(out)
     }

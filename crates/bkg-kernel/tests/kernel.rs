@@ -700,3 +700,29 @@ fn one_process_per_data_directory() {
     let db2 = open(dir.path());
     db2.close();
 }
+
+/// The size trigger counts WAL bytes across segment rotations: with 64 KiB segments and a
+/// 256 KiB trigger, a megabyte of commits makes `maybe_checkpoint` run, which resets the count.
+#[test]
+fn wal_size_triggers_a_checkpoint_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path());
+    o.limits.wal_segment_bytes_max = 64 << 10;
+    o.limits.checkpoint_wal_bytes = 256 << 10;
+    let db = Database::open(o).expect("open").0;
+    let table = setup(&db);
+    let mut id = 0;
+    while db.stats().wal_bytes_since_checkpoint < 1 << 20 {
+        let mut t = db.begin(RR);
+        let rows = (0..100).map(|i| kv_row(id + i, i, &"x".repeat(100))).collect();
+        t.insert(table, rows, OnConflict::Error).unwrap();
+        t.commit_blocking().unwrap();
+        id += 100;
+    }
+    let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert!(segments > 4, "{segments} segments: rotation happened several times");
+    assert!(db.maybe_checkpoint().unwrap(), "a megabyte of WAL is past the 256 KiB trigger");
+    assert_eq!(db.stats().wal_bytes_since_checkpoint, 0);
+    assert!(!db.maybe_checkpoint().unwrap(), "nothing written since");
+    assert_eq!(contents(&db, table).len(), id as usize);
+}
