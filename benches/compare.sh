@@ -65,12 +65,7 @@ DATA=$DATA BKG_PORT=$port OUT_DIR=$OUT_DIR BKG_PG_REF_TCP=1 BKG_PG_REF_PORT=$((p
 pgbench_table() {
   echo "pgbench scale $PGBENCH_SCALE, $PGBENCH_CLIENTS clients, 2 threads, $PGBENCH_DURATION s per mode."
   echo
-  echo "| Mode | bkg-db TPS | p50 ms | p99 ms | failed | PostgreSQL TPS | p50 ms | p99 ms | bkg-db / PostgreSQL |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  paste -d' ' "$OUT_DIR/pgbench-bkg.txt" "$OUT_DIR/pgbench-pg.txt" | while read -r s p btps b50 b99 bfail _ _ ptps p50 p99 _; do
-    ratio=$(awk -v a="$btps" -v b="$ptps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    echo "| $s $p | $btps | $b50 | $b99 | $bfail | $ptps | $p50 | $p99 | $ratio |"
-  done
+  "$root/benches/pgbench/compare.sh" --table "$OUT_DIR/pgbench-bkg.txt" "$OUT_DIR/pgbench-pg.txt"
 }
 
 report=$work/report.md
@@ -80,13 +75,14 @@ report=$work/report.md
   [[ -s $OUT_DIR/pgbench-bkg.txt && -s $OUT_DIR/pgbench-pg.txt ]] && pgbench_table
   echo
   echo "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs; $(uname -sr)." \
-    "bkg-db $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown) (release build)."
+    "bkg-db $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown) ($(basename "$(dirname "$BKG_BIN")") build)."
 } >"$report"
 cat "$report"
 if [[ -z $smoke ]]; then
   mkdir -p "$root/bench-results"
-  cp "$report" "$root/bench-results/compare-sf$SF-$(date +%Y%m%d-%H%M%S).md"
-  cp "$OUT_DIR/tpch.json" "$root/bench-results/compare-sf$SF-$(date +%Y%m%d-%H%M%S).json" 2>/dev/null || true
+  stamp=$root/bench-results/compare-sf$SF-$(date +%Y%m%d-%H%M%S)
+  cp "$report" "$stamp.md"
+  cp "$OUT_DIR/tpch.json" "$stamp.json" 2>/dev/null || true
   # The generated part of docs/benchmarks.md lies between two marker lines.
   doc=$root/docs/benchmarks.md
   if grep -q '^<!-- bench-compare:start -->$' "$doc" && grep -q '^<!-- bench-compare:end -->$' "$doc"; then

@@ -43,10 +43,20 @@ suite() {
   rm -rf "$logs"
 }
 
-if [[ ${1:-} == --suite ]]; then
-  suite
-  exit 0
-fi
+# Markdown rows from two suite outputs (bkg-db's, PostgreSQL's), with the ratio.
+table() {
+  echo "| Mode | bkg-db TPS | p50 ms | p99 ms | failed | PostgreSQL TPS | p50 ms | p99 ms | bkg-db / PostgreSQL |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  paste -d' ' "$1" "$2" | while read -r s p btps b50 b99 bfail _ _ ptps p50 p99 _; do
+    ratio=$(awk -v a="$btps" -v b="$ptps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "| $s $p | $btps | $b50 | $b99 | $bfail | $ptps | $p50 | $p99 | $ratio |"
+  done
+}
+
+case ${1:-} in
+  --suite) suite; exit 0 ;;
+  --table) table "$2" "$3"; exit 0 ;;
+esac
 
 command -v pgbench >/dev/null || { echo "compare: pgbench missing (apt-get install postgresql)" >&2; exit 1; }
 . "$root/benches/start-bkg.sh"
@@ -60,10 +70,5 @@ out="$root/bench-results/pgbench-$(date +%Y%m%d-%H%M%S).md"
 {
   echo "pgbench scale $SCALE, $CLIENTS clients, 2 threads, ${DURATION} s per mode; $(nproc) CPUs; $(date -u +%Y-%m-%d)"
   echo
-  echo "| Mode | bkg-db TPS | p50 ms | p99 ms | failed | PostgreSQL TPS | p50 ms | p99 ms | bkg-db / PostgreSQL |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  paste -d' ' <(echo "$bkg") <(echo "$pg") | while read -r s p btps b50 b99 bfail _ _ ptps p50 p99 _; do
-    ratio=$(awk -v a="$btps" -v b="$ptps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    echo "| $s $p | $btps | $b50 | $b99 | $bfail | $ptps | $p50 | $p99 | $ratio |"
-  done
+  table <(echo "$bkg") <(echo "$pg")
 } | tee "$out"

@@ -20,6 +20,7 @@ import datetime
 import decimal
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -278,8 +279,6 @@ def render(args, engines, results, loads) -> str:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

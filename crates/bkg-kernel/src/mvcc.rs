@@ -19,10 +19,6 @@
 //! replaces the base.
 
 use std::collections::HashMap;
-
-/// Hash map for index keys and row ids: foldhash (seeded per process) instead of SipHash, which
-/// cost a tenth of a bulk load.
-pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +30,10 @@ use crate::arrow_conv::{column_from_values, values_from_column};
 use crate::catalog::TableDef;
 use crate::error::{Error, Result};
 use crate::value::{Row, Value};
+
+/// Hash map for index keys and row ids: foldhash (seeded per process) instead of SipHash, which
+/// cost a tenth of a bulk load.
+pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 /// `xmin` of a version whose commit failed to reach the WAL: never visible.
 pub const ABORTED: u64 = u64::MAX;

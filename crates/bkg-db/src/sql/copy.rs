@@ -266,7 +266,9 @@ impl Session {
             }
             return Ok(());
         }
-        let chunk: Vec<u8> = p.data.drain(..cut).collect();
+        // The complete lines leave the buffer as they are; only the incomplete tail is copied.
+        let tail = p.data.split_off(cut);
+        let chunk = std::mem::replace(&mut p.data, tail);
         let mut o = p.opts.clone();
         o.header &= p.lines == 0;
         let parsed = if o.csv {
@@ -306,11 +308,17 @@ impl Session {
 
     /// Abandons the COPY in progress (client sent CopyFail).
     pub fn copy_fail(&mut self, reason: &str) -> SqlError {
-        if let Some(PendingCopy { started: Some(true), .. }) = self.pending_copy.take() {
+        let p = self.pending_copy.take();
+        self.abandon_copy(p.and_then(|p| p.started));
+        SqlError::new(codes::QUERY_CANCELED, format!("COPY from stdin failed: {reason}"))
+    }
+
+    /// Ends a failed COPY: its own transaction is dropped, the session's marked failed.
+    fn abandon_copy(&mut self, started: Option<bool>) {
+        if started == Some(true) {
             self.end_internal();
         }
         self.mark_failed();
-        SqlError::new(codes::QUERY_CANCELED, format!("COPY from stdin failed: {reason}"))
     }
 
     /// Parses and inserts the rest of the COPY in progress, commits its own transaction if it
@@ -321,23 +329,15 @@ impl Session {
         }
         self.copy_flush(true).await;
         let p = self.pending_copy.take().ok_or_else(|| SqlError::internal("COPY vanished"))?;
-        match (p.error, p.started) {
-            (None, Some(true)) => {
-                if let Err(e) = self.commit_internal().await {
-                    self.mark_failed();
-                    return Err(e);
-                }
-            }
-            (None, _) => {}
-            (Some(e), Some(true)) => {
-                self.end_internal();
-                self.mark_failed();
-                return Err(e);
-            }
-            (Some(e), _) => {
-                self.mark_failed();
-                return Err(e);
-            }
+        if let Some(e) = p.error {
+            self.abandon_copy(p.started);
+            return Err(e);
+        }
+        if p.started == Some(true)
+            && let Err(e) = self.commit_internal().await
+        {
+            self.mark_failed();
+            return Err(e);
         }
         Ok(p.rows)
     }
