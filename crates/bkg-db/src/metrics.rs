@@ -97,6 +97,18 @@ impl Metrics {
             s.wal_bytes_since_checkpoint,
         );
         metric("bkg_visible_commit_ts", "gauge", "Newest durable commit timestamp.", s.visible_ts);
+        metric(
+            "bkg_mvcc_row_versions",
+            "gauge",
+            "Row versions held in memory since the last checkpoint (live and dead).",
+            s.row_versions,
+        );
+        metric(
+            "bkg_mvcc_bulk_rows",
+            "gauge",
+            "Rows of bulk inserts (COPY, Flight ingest, CREATE TABLE AS) held as Arrow columns since the last checkpoint.",
+            s.bulk_rows,
+        );
         metric("bkg_active_snapshots", "gauge", "Snapshots held by open transactions.", s.active_snapshots as u64);
         out
     }

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::{Catalog, ColumnDefault, TableDef};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::mvcc::{Chunk, ScanSpec, TableStore, Version, columns_from_rows, index_key};
-use crate::record::{Change, ChangeKind, CommitRecord, Op};
+use crate::mvcc::{ABORTED, BaseSegment, Chunk, ScanSpec, TableStore, Version, columns_from_rows, index_key};
+use crate::record::{self, Change, ChangeKind, CommitRecord, Op};
 use crate::snapshot::{self, Manifest, SnapshotFile, SnapshotStore};
 use crate::value::{Row, Value};
 use crate::vfs::{Clock, StdVfs, SystemClock, Vfs};
@@ -336,6 +338,7 @@ impl Database {
 
     pub fn stats(&self) -> DbStats {
         let s = &self.shared;
+        let stores: Vec<Arc<TableStore>> = s.stores.read().values().cloned().collect();
         DbStats {
             commits: s.commits.load(Ordering::Relaxed),
             serialization_failures: s.conflicts.load(Ordering::Relaxed),
@@ -345,6 +348,8 @@ impl Database {
             wal_bytes_since_checkpoint: s.wal_stats.bytes_since_checkpoint.load(Ordering::Relaxed),
             visible_ts: self.visible_ts(),
             active_snapshots: s.active.lock().values().sum(),
+            row_versions: stores.iter().map(|t| t.version_count() as u64).sum(),
+            bulk_rows: stores.iter().map(|t| t.bulk_rows() as u64).sum(),
         }
     }
 
@@ -598,6 +603,16 @@ impl Database {
             }
             for op in &rec.ops {
                 out.push(match op {
+                    Op::InsertColumns { table, ipc } => {
+                        let def = rec.catalog.as_ref().unwrap_or(&catalog).table(*table);
+                        let seg = record::decode_segment(ipc, rec.commit_ts)?;
+                        for g in 0..seg.groups.len() {
+                            for (_, row) in def.map(|d| seg.group_rows(d, g)).unwrap_or_default() {
+                                out.push(mk(*table, ChangeKind::Insert, None, Some(row.to_vec())));
+                            }
+                        }
+                        continue;
+                    }
                     Op::Insert { table, row, .. } => mk(*table, ChangeKind::Insert, None, Some(row.clone())),
                     Op::Delete { table, old, .. } => mk(*table, ChangeKind::Delete, Some(old.clone()), None),
                     Op::Update { table, old, new, .. } => {
@@ -645,6 +660,10 @@ pub struct DbStats {
     pub wal_bytes_since_checkpoint: u64,
     pub visible_ts: u64,
     pub active_snapshots: usize,
+    /// Row versions held in memory (inserted or updated since the checkpoint, one at a time).
+    pub row_versions: u64,
+    /// Rows of bulk inserts since the checkpoint, held as Arrow columns.
+    pub bulk_rows: u64,
 }
 
 /// Removes snapshot files and directories the manifest does not list (best effort: leftovers
@@ -670,6 +689,24 @@ fn remove_stale_snapshots(vfs: &dyn Vfs, snapshots: &SnapshotStore, dir: &Path, 
     }
 }
 
+/// The column batches of one transaction's table as segments of `ts`: consecutive batches of
+/// the same columns become the row groups of one segment.
+fn merge_batches(batches: &[Arc<BaseSegment>], ts: u64) -> Result<Vec<Arc<BaseSegment>>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < batches.len() {
+        let schema = batches[i].groups.first().map(|g| g.schema());
+        let mut j = i + 1;
+        while j < batches.len() && batches[j].groups.first().map(|g| g.schema()) == schema {
+            j += 1;
+        }
+        let groups: Vec<_> = batches[i..j].iter().flat_map(|b| b.groups.iter().cloned()).collect();
+        out.push(Arc::new(BaseSegment::new(ts, groups, batches[i].columns.clone(), HashMap::new())?));
+        i = j;
+    }
+    Ok(out)
+}
+
 fn apply_ops(
     catalog: &Catalog,
     stores: &HashMap<u64, Arc<TableStore>>,
@@ -677,7 +714,8 @@ fn apply_ops(
     ts: u64,
     next_rowid: &mut u64,
 ) -> Result<()> {
-    let mut per_table: BTreeMap<u64, (Vec<(u64, Row)>, Vec<u64>)> = BTreeMap::new();
+    type TableOps = (Vec<(u64, Row)>, Vec<u64>, Vec<Arc<BaseSegment>>);
+    let mut per_table: BTreeMap<u64, TableOps> = BTreeMap::new();
     for op in ops {
         match op {
             Op::Insert { table, rowid, row } => {
@@ -691,12 +729,19 @@ fn apply_ops(
                 e.0.push((*new_rowid, Row::from(new.clone())));
                 *next_rowid = (*next_rowid).max(new_rowid + 1);
             }
+            Op::InsertColumns { table, ipc } => {
+                let seg = record::decode_segment(ipc, ts)?;
+                if let Some(last) = (0..seg.groups.len()).rev().find_map(|g| seg.rowids(g).values().last().copied()) {
+                    *next_rowid = (*next_rowid).max(last + 1);
+                }
+                per_table.entry(*table).or_default().2.push(Arc::new(seg));
+            }
         }
     }
-    for (table, (ins, del)) in per_table {
+    for (table, (ins, del, segs)) in per_table {
         if let (Some(def), Some(store)) = (catalog.table(table), stores.get(&table)) {
             // Replay: nobody reads yet, every version deleted before this commit is dead.
-            store.install(def, &ins, &del, ts, ts - 1);
+            store.install(def, &ins, &segs, &del, ts, ts - 1);
         }
     }
     Ok(())
@@ -754,8 +799,54 @@ pub struct TableWrites {
     pub deletes: BTreeMap<u64, Row>,
     /// new rowid -> old rowid, for updates (change feed).
     pub updated_from: HashMap<u64, u64>,
-    /// Unique keys of `inserts`, per index id.
+    /// Rows inserted column by column ([`Transaction::insert_columns`]), one group each.
+    pub batches: Vec<Arc<BaseSegment>>,
+    /// Unique keys of `inserts` and `batches`, per index id.
     keys: HashMap<u64, crate::mvcc::FastMap<Vec<u8>, u64>>,
+}
+
+impl TableWrites {
+    /// (batch, row) of `rowid` among the column batches.
+    fn batch_row(&self, rowid: u64) -> Option<(usize, usize)> {
+        self.batches.iter().enumerate().find_map(|(b, seg)| seg.locate(rowid).map(|(_, i)| (b, i)))
+    }
+
+    /// Whether this transaction wrote the row `rowid`.
+    fn owns(&self, rowid: u64) -> bool {
+        self.inserts.contains_key(&rowid) || self.batch_row(rowid).is_some()
+    }
+
+    /// A row this transaction wrote.
+    fn own_row(&self, def: &TableDef, rowid: u64) -> Option<Row> {
+        if let Some(row) = self.inserts.get(&rowid) {
+            return Some(row.clone());
+        }
+        self.batch_row(rowid).map(|(b, i)| self.batches[b].row(def, 0, i))
+    }
+
+    /// Calls `f` with every row this transaction wrote: row inserts, then column batches.
+    pub(crate) fn for_each_own(&self, def: &TableDef, mut f: impl FnMut(u64, &Row)) {
+        for (r, row) in &self.inserts {
+            f(*r, row);
+        }
+        for seg in &self.batches {
+            for (r, row) in seg.group_rows(def, 0) {
+                f(r, &row);
+            }
+        }
+    }
+
+    /// Whether this transaction inserted rows into the table.
+    pub fn has_inserts(&self) -> bool {
+        !self.inserts.is_empty() || !self.batches.is_empty()
+    }
+
+    /// Turns the column batches into row inserts (before a row of them is deleted or updated).
+    fn spill_batches(&mut self, def: &TableDef) {
+        for seg in std::mem::take(&mut self.batches) {
+            self.inserts.extend(seg.group_rows(def, 0));
+        }
+    }
 }
 
 /// What INSERT does when a unique key already exists.
@@ -846,7 +937,7 @@ impl Transaction {
         let Some(store) = store else { return Ok(()) };
         for rowid in rowids {
             if let Some(w) = self.writes.get(&table)
-                && (w.inserts.contains_key(&rowid) || w.deletes.contains_key(&rowid))
+                && (w.owns(rowid) || w.deletes.contains_key(&rowid))
             {
                 continue;
             }
@@ -888,7 +979,7 @@ impl Transaction {
         self.ddl
     }
     pub fn has_writes(&self) -> bool {
-        self.ddl || self.writes.values().any(|w| !w.inserts.is_empty() || !w.deletes.is_empty())
+        self.ddl || self.writes.values().any(|w| w.has_inserts() || !w.deletes.is_empty())
     }
     pub fn writes(&self, table: u64) -> Option<&TableWrites> {
         self.writes.get(&table)
@@ -930,10 +1021,8 @@ impl Transaction {
                 _ => store.for_each_visible(def, self.read_ts, &mut f),
             }
         }
-        if let Some(w) = w {
-            for (r, row) in &w.inserts {
-                f(*r, row);
-            }
+        if let (Some(w), Some(def)) = (w, self.catalog.table(table)) {
+            w.for_each_own(def, f);
         }
     }
 
@@ -971,6 +1060,18 @@ impl Transaction {
             let rows: Vec<(u64, Row)> = w.inserts.iter().take(left).map(|(r, row)| (*r, row.clone())).collect();
             for chunk in rows.chunks(crate::mvcc::CHUNK_ROWS) {
                 out.push((chunk.len(), columns_from_rows(def, columns, chunk)?));
+            }
+        }
+        if let Some(w) = w {
+            let mut left = limit.saturating_sub(out.iter().map(|c| c.0).sum());
+            for seg in &w.batches {
+                if left == 0 {
+                    break;
+                }
+                let n = seg.rows().min(left);
+                let cols = crate::mvcc::segment_columns(def, seg, 0, columns)?;
+                out.push((n, cols.into_iter().map(|c| c.slice(0, n)).collect()));
+                left -= n;
             }
         }
         Ok(out)
@@ -1011,11 +1112,11 @@ impl Transaction {
             return Ok(out);
         }
         if let Some(w) = w {
-            for (r, row) in &w.inserts {
+            w.for_each_own(def, |r, row| {
                 if index_key(row, &idx.columns, def).as_deref() == Some(&enc[..]) {
-                    out.push((*r, row.clone()));
+                    out.push((r, row.clone()));
                 }
-            }
+            });
         }
         Ok(out)
     }
@@ -1027,13 +1128,13 @@ impl Transaction {
     /// The row with id `rowid` as this transaction sees it.
     pub fn row(&self, table: u64, rowid: u64) -> Option<Row> {
         let w = self.writes.get(&table);
-        if let Some(row) = w.and_then(|w| w.inserts.get(&rowid)) {
-            return Some(row.clone());
+        let def = self.catalog.table(table)?;
+        if let Some(row) = w.and_then(|w| w.own_row(def, rowid)) {
+            return Some(row);
         }
         if w.is_some_and(|w| w.deletes.contains_key(&rowid)) {
             return None;
         }
-        let def = self.catalog.table(table)?;
         self.store(table)?.version(def, rowid).filter(|v| v.visible_at(self.read_ts)).map(|v| v.row)
     }
 
@@ -1054,7 +1155,8 @@ impl Transaction {
             if let Some(w) = w
                 && let Some(&r) = w.keys.get(&idx.id).and_then(|m| m.get(&key))
             {
-                return Ok(Some((idx.id, r, w.inserts[&r].clone(), true)));
+                let row = w.own_row(def, r).ok_or_else(|| Error::Internal(format!("own row {r} not found")))?;
+                return Ok(Some((idx.id, r, row, true)));
             }
             if let Some(store) = store {
                 if store.has_index(idx.id) {
@@ -1180,6 +1282,118 @@ impl Transaction {
         Ok(out)
     }
 
+    /// Inserts rows given column by column and keeps them columnar up to the store: the path of
+    /// bulk loads, which builds no per-row values. `columns[pos]` holds physical column `pos`
+    /// as `def.columns[pos].data_type.arrow_type()` (`None` for dropped columns), all of one
+    /// length. Enforces NOT NULL and unique keys (a duplicate is an error); foreign keys are
+    /// the caller's to check. Returns the number of rows.
+    pub fn insert_columns(&mut self, table: u64, columns: Vec<Option<ArrayRef>>) -> Result<usize> {
+        let def = self.table_def(table)?.clone();
+        if columns.len() != def.columns.len() {
+            return Err(Error::Internal(format!(
+                "{} columns given, table {} has {}",
+                columns.len(),
+                def.name,
+                def.columns.len()
+            )));
+        }
+        let n = columns.iter().flatten().next().map_or(0, |c| c.len());
+        let mut fields = vec![Field::new("__rowid", ArrowType::UInt64, false)];
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
+        let mut positions = HashMap::new();
+        for (pos, (c, col)) in def.columns.iter().zip(columns).enumerate() {
+            if c.dropped {
+                continue;
+            }
+            let col = col.ok_or_else(|| Error::Internal(format!("no values for column {}", c.name)))?;
+            let want = c.data_type.arrow_type();
+            if col.len() != n || col.data_type() != &want {
+                return Err(Error::Internal(format!(
+                    "column {} given as {} values of {}, expected {n} of {want}",
+                    c.name,
+                    col.len(),
+                    col.data_type()
+                )));
+            }
+            if !c.nullable && col.null_count() > 0 {
+                return Err(Error::NotNullViolation { table: def.name.clone(), column: c.name.clone() });
+            }
+            positions.insert(pos, fields.len());
+            fields.push(Field::new(pos.to_string(), want, true));
+            arrays.push(col);
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        self.count_rows(n)?;
+        let first = self.shared.next_rowid.fetch_add(n as u64, Ordering::Relaxed);
+        arrays.insert(0, Arc::new(UInt64Array::from_iter_values(first..first + n as u64)));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| Error::Internal(format!("column batch: {e}")))?;
+        let seg = BaseSegment::new(self.read_ts, vec![batch], positions, HashMap::new())?;
+        // Unique keys: against each other, this transaction's rows and the store, before any
+        // of them is recorded.
+        let store = self.store(table);
+        let w = self.writes.get(&table);
+        let read_ts = self.read_ts;
+        let mut new_keys: Vec<(u64, Vec<Option<Vec<u8>>>)> = Vec::new();
+        for idx in def.indexes.iter().filter(|i| i.unique) {
+            let keys = crate::mvcc::segment_keys(&seg, &def, 0, &idx.columns);
+            let own = w.and_then(|w| w.keys.get(&idx.id));
+            let mut seen: crate::mvcc::FastMap<&[u8], ()> = crate::mvcc::FastMap::default();
+            seen.reserve(n);
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(k) = k
+                    && (seen.insert(k, ()).is_some() || own.is_some_and(|o| o.contains_key(k)))
+                {
+                    return Err(Self::unique_violation(&def, idx.id, &seg.row(&def, 0, i)));
+                }
+            }
+            let deleted = |r: u64| w.is_some_and(|w| w.deletes.contains_key(&r));
+            let hit = match &store {
+                Some(store) if store.has_index(idx.id) => {
+                    store.first_key_hit(idx.id, keys.iter().map(|k| k.as_deref()), |r, xmin, xmax| {
+                        let visible = xmin <= read_ts && (xmax == 0 || xmax > read_ts);
+                        let newer = xmax == 0 && xmin != ABORTED && xmin > read_ts;
+                        !deleted(r) && (visible || newer)
+                    })
+                }
+                Some(store) => {
+                    // An index this transaction created: compare with every visible row.
+                    let mut hit = None;
+                    store.for_each_visible(&def, read_ts, |r, row| {
+                        if hit.is_none()
+                            && !deleted(r)
+                            && let Some(k) = index_key(row, &idx.columns, &def)
+                            && let Some(i) =
+                                seen.get(k.as_slice()).and(keys.iter().position(|x| x.as_ref() == Some(&k)))
+                        {
+                            hit = Some((i, r));
+                        }
+                    });
+                    hit
+                }
+                None => None,
+            };
+            if let Some((i, _)) = hit {
+                return Err(Self::unique_violation(&def, idx.id, &seg.row(&def, 0, i)));
+            }
+            new_keys.push((idx.id, keys));
+        }
+        let w = self.writes.entry(table).or_default();
+        for (id, keys) in new_keys {
+            let m = w.keys.entry(id).or_default();
+            m.reserve(n);
+            for (i, k) in keys.into_iter().enumerate() {
+                if let Some(k) = k {
+                    m.insert(k, first + i as u64);
+                }
+            }
+        }
+        w.batches.push(Arc::new(seg));
+        Ok(n)
+    }
+
     /// Records that a statement removes referenced keys (see [`crate::fk`]).
     pub(crate) fn note_key_removal(&mut self) {
         self.fk_since = Some(self.fk_since.map_or(self.read_ts, |s| s.min(self.read_ts)));
@@ -1213,6 +1427,11 @@ impl Transaction {
     fn delete_one(&mut self, table: u64, rowid: u64, store: Option<&TableStore>) -> Result<Option<Row>> {
         let catalog = self.catalog.clone();
         let w = self.writes.entry(table).or_default();
+        if !w.batches.is_empty()
+            && let Some(def) = catalog.table(table)
+        {
+            w.spill_batches(def);
+        }
         if let Some(row) = w.inserts.remove(&rowid) {
             for m in w.keys.values_mut() {
                 m.retain(|_, r| *r != rowid);
@@ -1424,6 +1643,20 @@ impl Transaction {
                     if !store.has_index(idx.id) {
                         continue;
                     }
+                    // Keys of every row written (rows and column batches), checked under one lock.
+                    if let Some(keys) = w.keys.get(&idx.id) {
+                        let keys: Vec<(&Vec<u8>, u64)> = keys.iter().map(|(k, r)| (k, *r)).collect();
+                        let hit = store.first_key_hit(
+                            idx.id,
+                            keys.iter().map(|(k, _)| Some(k.as_slice())),
+                            |r, xmin, xmax| xmax == 0 && xmin != ABORTED && !w.deletes.contains_key(&r),
+                        );
+                        if let Some((i, _)) = hit {
+                            let row = w.own_row(def, keys[i].1).unwrap_or_else(|| Row::from(Vec::new()));
+                            return Err(Self::unique_violation(def, idx.id, &row));
+                        }
+                        continue;
+                    }
                     for row in w.inserts.values() {
                         let Some(key) = index_key(row, &idx.columns, def) else {
                             continue;
@@ -1443,6 +1676,7 @@ impl Transaction {
         let ts = *guard + 1;
         // Build the record.
         let mut ops = Vec::new();
+        let mut segments: HashMap<u64, Vec<Arc<BaseSegment>>> = HashMap::new();
         for (t, w) in &self.writes {
             if final_catalog.table(*t).is_none() {
                 continue;
@@ -1465,6 +1699,11 @@ impl Transaction {
                     None => ops.push(Op::Insert { table: *t, rowid: *r, row: row.to_vec() }),
                 }
             }
+            let segs = merge_batches(&w.batches, ts)?;
+            for seg in &segs {
+                ops.push(Op::InsertColumns { table: *t, ipc: record::encode_segment(seg)? });
+            }
+            segments.insert(*t, segs);
         }
         let record =
             CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
@@ -1493,7 +1732,8 @@ impl Transaction {
             };
             let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
             let del: Vec<u64> = w.deletes.keys().copied().collect();
-            store.install(def, &ins, &del, ts, horizon);
+            let segs = segments.remove(t).unwrap_or_default();
+            store.install(def, &ins, &segs, &del, ts, horizon);
             installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
         }
         // DDL: stores of new tables and new indexes exist before the catalog that names them,

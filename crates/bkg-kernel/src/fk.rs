@@ -220,12 +220,14 @@ pub(crate) fn validate_at_commit(
 ) -> Result<()> {
     let own_keys = |table: u64, cols: &[usize]| -> HashSet<Vec<u8>> {
         let (Some(def), Some(w)) = (cat.table(table), writes.get(&table)) else { return HashSet::new() };
-        w.inserts.values().filter_map(|r| index_key(r, cols, def)).collect()
+        let mut keys = HashSet::new();
+        w.for_each_own(def, |_, r| keys.extend(index_key(r, cols, def)));
+        keys
     };
     // Referencing rows we wrote: their keys must still exist.
     for (t, w) in writes {
         let Some(def) = cat.table(*t) else { continue };
-        if def.foreign_keys.is_empty() || w.inserts.is_empty() {
+        if def.foreign_keys.is_empty() || !w.has_inserts() {
             continue;
         }
         for fk in &def.foreign_keys {
@@ -235,7 +237,9 @@ pub(crate) fn validate_at_commit(
             let idx = parent_index(parent, &fk.ref_columns);
             let store = stores.get(&parent.id);
             let mut ok: HashSet<Vec<u8>> = HashSet::new();
-            for row in w.inserts.values() {
+            let mut rows = Vec::new();
+            w.for_each_own(def, |_, r| rows.push(r.clone()));
+            for row in &rows {
                 let Some(key) = index_key(row, &fk.columns, def) else { continue };
                 if ok.contains(&key) || ours.contains(&key) {
                     continue;

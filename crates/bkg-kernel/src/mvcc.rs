@@ -112,12 +112,12 @@ impl BaseSegment {
         self.groups.iter().map(|g| g.num_rows()).sum()
     }
 
-    fn rowids(&self, g: usize) -> &UInt64Array {
+    pub fn rowids(&self, g: usize) -> &UInt64Array {
         rowid_array(&self.groups[g]).expect("checked in BaseSegment::new")
     }
 
     /// (group, row) of `rowid`, if it is in the base.
-    fn locate(&self, rowid: u64) -> Option<(usize, usize)> {
+    pub(crate) fn locate(&self, rowid: u64) -> Option<(usize, usize)> {
         let g = self.first_rowids.partition_point(|&f| f <= rowid).checked_sub(1)?;
         let ids = self.rowids(g).values();
         ids.binary_search(&rowid).ok().map(|i| (g, i))
@@ -129,7 +129,7 @@ impl BaseSegment {
     }
 
     /// Row `i` of group `g` at the table's full physical width.
-    fn row(&self, def: &TableDef, g: usize, i: usize) -> Row {
+    pub(crate) fn row(&self, def: &TableDef, g: usize, i: usize) -> Row {
         let mut out = Vec::with_capacity(def.columns.len());
         for (pos, c) in def.columns.iter().enumerate() {
             let v = if c.dropped {
@@ -148,8 +148,17 @@ impl BaseSegment {
         Row::from(out)
     }
 
+    /// Every row of group `g` with its row id, at the table's full physical width.
+    pub(crate) fn group_rows(&self, def: &TableDef, g: usize) -> Vec<(u64, Row)> {
+        let ids = self.rowids(g);
+        let cols: Vec<Vec<Value>> = (0..def.columns.len())
+            .map(|p| if def.columns[p].dropped { vec![Value::Null; ids.len()] } else { self.values(def, g, p) })
+            .collect();
+        (0..ids.len()).map(|i| (ids.value(i), cols.iter().map(|c| c[i].clone()).collect::<Row>())).collect()
+    }
+
     /// Values of physical column `pos` in group `g` (the default for a column added later).
-    fn values(&self, def: &TableDef, g: usize, pos: usize) -> Vec<Value> {
+    pub(crate) fn values(&self, def: &TableDef, g: usize, pos: usize) -> Vec<Value> {
         let c = &def.columns[pos];
         match self.column(g, pos) {
             Some(col) => values_from_column(&c.data_type, col).unwrap_or_else(|_| vec![Value::Null; col.len()]),
@@ -186,18 +195,80 @@ pub fn index_key(row: &[Value], columns: &[usize], def: &TableDef) -> Option<Vec
     Some(key)
 }
 
+/// Encodes the keys of every row of group `g` of `seg` on `columns` (`None` where a key column
+/// is NULL), reading only the key columns.
+pub fn segment_keys(seg: &BaseSegment, def: &TableDef, g: usize, columns: &[usize]) -> Vec<Option<Vec<u8>>> {
+    let n = seg.groups[g].num_rows();
+    let cols: Vec<Vec<Value>> = columns.iter().map(|&c| seg.values(def, g, c)).collect();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut key = Vec::with_capacity(16);
+        let mut null = false;
+        for vals in &cols {
+            let v = &vals[i];
+            if v.is_null() {
+                null = true;
+                break;
+            }
+            v.encode_key(&mut key);
+        }
+        out.push((!null).then_some(key));
+    }
+    out
+}
+
+/// Columnar rows of a table: the checkpoint base, or the rows one bulk insert committed after it.
+#[derive(Debug)]
+struct Seg {
+    /// `xmin` of every row: the checkpoint timestamp for the base, the commit's for a bulk
+    /// insert ([`ABORTED`] once its commit failed).
+    xmin: u64,
+    data: Arc<BaseSegment>,
+    /// `xmax` of every row, per group.
+    xmax: Vec<Vec<u64>>,
+    /// Lowest and highest row id (`lo > hi` when empty).
+    lo: u64,
+    hi: u64,
+    /// The checkpoint base (as opposed to a bulk insert since).
+    checkpoint: bool,
+}
+
+impl Seg {
+    fn new(data: Arc<BaseSegment>, xmin: u64, xmax: Vec<Vec<u64>>, checkpoint: bool) -> Seg {
+        let lo = data.first_rowids.first().copied().unwrap_or(1);
+        let hi = data
+            .groups
+            .iter()
+            .rev()
+            .find_map(|g| rowid_array(g).ok().and_then(|ids| ids.values().last().copied()))
+            .unwrap_or(0);
+        Seg { xmin, data, xmax, lo, hi, checkpoint }
+    }
+
+    fn rows(&self) -> usize {
+        self.data.rows()
+    }
+
+    fn dead(&self) -> usize {
+        self.xmax.iter().flatten().filter(|&&x| x != 0).count()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Loc {
-    Base(usize, usize),
+    /// (segment, group, row)
+    Seg(usize, usize, usize),
     Delta(usize),
 }
 
 #[derive(Debug, Default)]
 struct TableData {
-    base: Option<Arc<BaseSegment>>,
-    /// `xmax` of every base row, per group.
-    base_xmax: Vec<Vec<u64>>,
-    base_dead: usize,
+    /// The checkpoint base (first, if there is one), then bulk inserts in commit order.
+    segs: Vec<Seg>,
+    /// Segment rows with an `xmax`.
+    seg_dead: usize,
+    /// Segments whose commit failed (dropped by the next vacuum).
+    aborted_segs: usize,
     versions: Vec<Version>,
     by_rowid: FastMap<u64, usize>,
     indexes: Vec<HashIndex>,
@@ -209,60 +280,67 @@ impl TableData {
         if let Some(&s) = self.by_rowid.get(&rowid) {
             return Some(Loc::Delta(s));
         }
-        self.base.as_ref()?.locate(rowid).map(|(g, i)| Loc::Base(g, i))
+        self.segs.iter().enumerate().find_map(|(s, seg)| {
+            if rowid < seg.lo || rowid > seg.hi {
+                return None;
+            }
+            seg.data.locate(rowid).map(|(g, i)| Loc::Seg(s, g, i))
+        })
     }
 
     fn version(&self, def: &TableDef, loc: Loc) -> Version {
         match loc {
             Loc::Delta(s) => self.versions[s].clone(),
-            Loc::Base(g, i) => {
-                let base = self.base.as_ref().expect("located in the base");
+            Loc::Seg(s, g, i) => {
+                let seg = &self.segs[s];
                 Version {
-                    rowid: base.rowids(g).value(i),
-                    xmin: base.ts,
-                    xmax: self.base_xmax[g][i],
-                    row: base.row(def, g, i),
+                    rowid: seg.data.rowids(g).value(i),
+                    xmin: seg.xmin,
+                    xmax: seg.xmax[g][i],
+                    row: seg.data.row(def, g, i),
                 }
             }
+        }
+    }
+
+    fn xmin(&self, loc: Loc) -> u64 {
+        match loc {
+            Loc::Delta(s) => self.versions[s].xmin,
+            Loc::Seg(s, ..) => self.segs[s].xmin,
         }
     }
 
     fn xmax(&self, loc: Loc) -> u64 {
         match loc {
             Loc::Delta(s) => self.versions[s].xmax,
-            Loc::Base(g, i) => self.base_xmax[g][i],
+            Loc::Seg(s, g, i) => self.segs[s].xmax[g][i],
         }
     }
 
     fn xmax_mut(&mut self, loc: Loc) -> &mut u64 {
         match loc {
             Loc::Delta(s) => &mut self.versions[s].xmax,
-            Loc::Base(g, i) => &mut self.base_xmax[g][i],
+            Loc::Seg(s, g, i) => &mut self.segs[s].xmax[g][i],
         }
     }
 
-    /// Builds the map of one index over base rows kept by `keep_base` and versions kept by
-    /// `keep_version`.
+    /// Builds the map of one index over segment rows kept by `keep_seg` (given their `xmax`)
+    /// and all versions.
     fn build_index(
         &self,
         def: &TableDef,
         columns: &[usize],
-        keep_base: impl Fn(u64) -> bool,
+        keep_seg: impl Fn(u64) -> bool,
     ) -> FastMap<Vec<u8>, Vec<u64>> {
         let mut map: FastMap<Vec<u8>, Vec<u64>> = FastMap::default();
-        if let Some(base) = &self.base {
-            for g in 0..base.groups.len() {
-                let cols: Vec<(usize, Vec<Value>)> = columns.iter().map(|&c| (c, base.values(def, g, c))).collect();
-                let ids = base.rowids(g);
-                let mut row = vec![Value::Null; def.columns.len()];
-                for i in 0..ids.len() {
-                    if !keep_base(self.base_xmax[g][i]) {
-                        continue;
-                    }
-                    for (c, vals) in &cols {
-                        row[*c] = vals[i].clone();
-                    }
-                    if let Some(k) = index_key(&row, columns, def) {
+        for seg in self.segs.iter().filter(|s| s.xmin != ABORTED) {
+            for g in 0..seg.data.groups.len() {
+                let keys = segment_keys(&seg.data, def, g, columns);
+                let ids = seg.data.rowids(g);
+                for (i, k) in keys.into_iter().enumerate() {
+                    if let Some(k) = k
+                        && keep_seg(seg.xmax[g][i])
+                    {
                         map.entry(k).or_default().push(ids.value(i));
                     }
                 }
@@ -276,16 +354,41 @@ impl TableData {
         map
     }
 
-    fn rebuild_indexes(&mut self, def: &TableDef, keep_base: impl Fn(u64) -> bool + Copy) {
-        let maps: Vec<_> = self.indexes.iter().map(|i| self.build_index(def, &i.columns, keep_base)).collect();
+    fn rebuild_indexes(&mut self, def: &TableDef, keep_seg: impl Fn(u64) -> bool + Copy) {
+        let maps: Vec<_> = self.indexes.iter().map(|i| self.build_index(def, &i.columns, keep_seg)).collect();
         for (idx, map) in self.indexes.iter_mut().zip(maps) {
             idx.map = map;
         }
     }
 
+    /// Adds `rowid` under `key` to index `i`. A key's list that grows past a few entries first
+    /// drops row ids no snapshot at or after `horizon` can see.
+    fn index_insert(&mut self, i: usize, key: Vec<u8>, rowid: u64, horizon: u64) {
+        match self.indexes[i].map.get_mut(&key) {
+            None => {
+                self.indexes[i].map.insert(key, vec![rowid]);
+                return;
+            }
+            Some(ids) if ids.len() < 4 => {
+                ids.push(rowid);
+                return;
+            }
+            Some(_) => {}
+        }
+        let mut ids = self.indexes[i].map.remove(&key).unwrap_or_default();
+        ids.retain(|r| {
+            self.locate(*r).is_some_and(|loc| {
+                let x = self.xmax(loc);
+                x == 0 || x > horizon
+            })
+        });
+        ids.push(rowid);
+        self.indexes[i].map.insert(key, ids);
+    }
+
     fn live_estimate(&self) -> u64 {
-        let base = self.base.as_ref().map_or(0, |b| b.rows());
-        (base + self.versions.len()).saturating_sub(self.base_dead + self.dead) as u64
+        let segs: usize = self.segs.iter().filter(|s| s.xmin != ABORTED).map(|s| s.rows()).sum();
+        (segs + self.versions.len()).saturating_sub(self.seg_dead + self.dead) as u64
     }
 }
 
@@ -304,6 +407,29 @@ pub struct ScanSpec<'a> {
 
 /// A chunk of a scan: its row count and one array per requested column.
 pub type Chunk = (usize, Vec<ArrayRef>);
+
+/// The columns of group `g` of `seg` that `columns` asks for (`None` = row ids), at full length.
+pub fn segment_columns(
+    def: &TableDef,
+    seg: &BaseSegment,
+    g: usize,
+    columns: &[Option<usize>],
+) -> Result<Vec<ArrayRef>> {
+    let n = seg.groups[g].num_rows();
+    columns
+        .iter()
+        .map(|c| match c {
+            None => Ok(seg.groups[g].column(0).clone()),
+            Some(pos) => match seg.column(g, *pos) {
+                Some(col) => Ok(col.clone()),
+                None => {
+                    let c = &def.columns[*pos];
+                    column_from_values(&c.data_type, std::iter::repeat_n(&c.missing, n))
+                }
+            },
+        })
+        .collect()
+}
 
 #[derive(Debug)]
 pub struct TableStore {
@@ -342,55 +468,68 @@ impl TableStore {
     }
 
     /// Installs `base` as the checkpointed rows of the table. The caller guarantees that no
-    /// snapshot older than `base.ts` is still in use: versions created at or before it are
-    /// either in `base` or invisible to every remaining reader, and are dropped.
+    /// snapshot older than `base.ts` is still in use: versions and bulk inserts committed at or
+    /// before it are either in `base` or invisible to every remaining reader, and are dropped.
     pub fn replace_base(&self, def: &TableDef, base: BaseSegment) {
         let mut d = self.data.write();
         let ts = base.ts;
+        // Deletions committed (or pending) after the checkpoint carry over to the new base.
+        let mut deleted: FastMap<u64, u64> = FastMap::default();
+        for seg in &d.segs {
+            for (g, xs) in seg.xmax.iter().enumerate() {
+                for (i, &x) in xs.iter().enumerate() {
+                    if x > ts {
+                        deleted.insert(seg.data.rowids(g).value(i), x);
+                    }
+                }
+            }
+        }
+        for v in d.versions.iter().filter(|v| v.xmax > ts) {
+            deleted.insert(v.rowid, v.xmax);
+        }
         let mut xmax = Vec::with_capacity(base.groups.len());
-        let mut base_dead = 0;
         for g in 0..base.groups.len() {
             let ids = base.rowids(g);
-            let mut col = Vec::with_capacity(ids.len());
-            for &r in ids.values() {
-                // Deletions committed (or pending) after the checkpoint carry over.
-                let x = d.locate(r).map_or(0, |loc| d.xmax(loc));
-                let x = if x != 0 && x <= ts { 0 } else { x };
-                base_dead += usize::from(x != 0);
-                col.push(x);
-            }
-            xmax.push(col);
+            xmax.push(if deleted.is_empty() {
+                vec![0; ids.len()]
+            } else {
+                ids.values().iter().map(|r| deleted.get(r).copied().unwrap_or(0)).collect()
+            });
         }
-        let rows_before = d.base.as_ref().map_or(0, |b| b.rows()) + d.versions.len();
+        let rows_before = d.segs.iter().map(|s| s.rows()).sum::<usize>() + d.versions.len();
         d.versions.retain(|v| v.xmin > ts && v.xmin != ABORTED);
         d.by_rowid = d.versions.iter().enumerate().map(|(s, v)| (v.rowid, s)).collect();
         d.dead = d.versions.iter().filter(|v| v.xmax != 0).count();
-        // The new base holds the rows live at `ts` and the kept versions those written after it,
-        // all of them row ids the store already had; if as many remain as there were, no row id
-        // left and the index maps (keyed to row ids, not locations) are still exact. A bulk load
-        // with checkpoints in between then never rebuilds its indexes.
-        let rows_after = base.rows() + d.versions.len();
-        d.base = Some(Arc::new(base));
-        d.base_xmax = xmax;
-        d.base_dead = base_dead;
+        let kept: Vec<Seg> = std::mem::take(&mut d.segs)
+            .into_iter()
+            .filter(|s| !s.checkpoint && s.xmin > ts && s.xmin != ABORTED)
+            .collect();
+        let mut segs = vec![Seg::new(Arc::new(base), ts, xmax, true)];
+        segs.extend(kept);
+        d.segs = segs;
+        d.seg_dead = d.segs.iter().map(|s| s.dead()).sum();
+        d.aborted_segs = 0;
+        // The new base holds the rows live at `ts`, the kept versions and bulk inserts those
+        // written after it, all of them row ids the store already had; if as many remain as
+        // there were, no row id left and the index maps (keyed to row ids, not locations) are
+        // still exact. A bulk load with checkpoints in between then never rebuilds its indexes.
+        let rows_after = d.segs.iter().map(|s| s.rows()).sum::<usize>() + d.versions.len();
         if rows_after != rows_before {
             d.rebuild_indexes(def, |_| true);
         }
         self.row_count_estimate.store(d.live_estimate(), Ordering::Relaxed);
     }
 
-    /// Calls `f` for every row visible at `read_ts`, as rows (base rows are converted).
+    /// Calls `f` for every row visible at `read_ts`, as rows (segment rows are converted).
     pub fn for_each_visible(&self, def: &TableDef, read_ts: u64, mut f: impl FnMut(u64, &Row)) {
         let d = self.data.read();
-        if let Some(base) = &d.base
-            && base.ts <= read_ts
-        {
-            for g in 0..base.groups.len() {
-                let ids = base.rowids(g);
+        for seg in d.segs.iter().filter(|s| s.xmin <= read_ts) {
+            for g in 0..seg.data.groups.len() {
+                let ids = seg.data.rowids(g);
                 for i in 0..ids.len() {
-                    let x = d.base_xmax[g][i];
+                    let x = seg.xmax[g][i];
                     if x == 0 || x > read_ts {
-                        f(ids.value(i), &base.row(def, g, i));
+                        f(ids.value(i), &seg.data.row(def, g, i));
                     }
                 }
             }
@@ -406,14 +545,12 @@ impl TableStore {
     /// included) that was committed after `since`.
     pub fn for_each_live_since(&self, def: &TableDef, since: u64, mut f: impl FnMut(u64, &Row)) {
         let d = self.data.read();
-        if let Some(base) = &d.base
-            && base.ts > since
-        {
-            for g in 0..base.groups.len() {
-                let ids = base.rowids(g);
+        for seg in d.segs.iter().filter(|s| s.xmin > since && s.xmin != ABORTED) {
+            for g in 0..seg.data.groups.len() {
+                let ids = seg.data.rowids(g);
                 for i in 0..ids.len() {
-                    if d.base_xmax[g][i] == 0 {
-                        f(ids.value(i), &base.row(def, g, i));
+                    if seg.xmax[g][i] == 0 {
+                        f(ids.value(i), &seg.data.row(def, g, i));
                     }
                 }
             }
@@ -425,16 +562,18 @@ impl TableStore {
         }
     }
 
-    /// Reads the rows visible at `spec.read_ts` column by column: base row groups (after
+    /// Reads the rows visible at `spec.read_ts` column by column: segment row groups (after
     /// pruning) filtered by visibility, then the in-memory versions.
     pub fn scan_columns(&self, def: &TableDef, spec: &ScanSpec<'_>) -> Result<Vec<Chunk>> {
-        // Under the lock: which base rows are visible, and the visible versions.
-        let (base, masks, rows) = {
+        // Under the lock: which segment rows are visible, and the visible versions.
+        type Masks = Vec<Option<BooleanArray>>;
+        let (segs, rows) = {
             let d = self.data.read();
-            let mut masks: Vec<Option<BooleanArray>> = Vec::new();
-            let base = d.base.clone().filter(|b| b.ts <= spec.read_ts);
-            if let Some(base) = &base {
-                let keep = spec.prune.map(|p| p(base));
+            let mut segs: Vec<(Arc<BaseSegment>, Masks)> = Vec::new();
+            for seg in d.segs.iter().filter(|s| s.xmin <= spec.read_ts) {
+                let base = &seg.data;
+                let keep = spec.prune.filter(|_| !base.stats.is_empty()).map(|p| p(base));
+                let mut masks: Masks = Vec::with_capacity(base.groups.len());
                 for g in 0..base.groups.len() {
                     if keep.as_ref().is_some_and(|k| !k.get(g).copied().unwrap_or(true)) {
                         self.groups_pruned.fetch_add(1, Ordering::Relaxed);
@@ -442,12 +581,13 @@ impl TableStore {
                         continue;
                     }
                     let ids = base.rowids(g).values();
-                    let xs = &d.base_xmax[g];
+                    let xs = &seg.xmax[g];
                     let mask: BooleanArray = (0..ids.len())
                         .map(|i| Some((xs[i] == 0 || xs[i] > spec.read_ts) && !spec.skip.is_some_and(|s| s(ids[i]))))
                         .collect();
                     masks.push(Some(mask));
                 }
+                segs.push((base.clone(), masks));
             }
             let mut rows: Vec<(u64, Row)> = Vec::new();
             for v in &d.versions {
@@ -455,11 +595,11 @@ impl TableStore {
                     rows.push((v.rowid, v.row.clone()));
                 }
             }
-            (base, masks, rows)
+            (segs, rows)
         };
         let mut out: Vec<Chunk> = Vec::new();
         let mut left = spec.limit;
-        if let Some(base) = &base {
+        for (base, masks) in &segs {
             for (g, mask) in masks.iter().enumerate() {
                 if left == 0 {
                     break;
@@ -469,20 +609,9 @@ impl TableStore {
                 if visible == 0 {
                     continue;
                 }
-                let all = visible == mask.len();
-                let mut cols = Vec::with_capacity(spec.columns.len());
-                for c in spec.columns {
-                    let col: ArrayRef = match c {
-                        None => base.groups[g].column(0).clone(),
-                        Some(pos) => match base.column(g, *pos) {
-                            Some(col) => col.clone(),
-                            None => {
-                                let c = &def.columns[*pos];
-                                column_from_values(&c.data_type, std::iter::repeat_n(&c.missing, mask.len()))?
-                            }
-                        },
-                    };
-                    cols.push(if all { col } else { filter(&col, mask).map_err(arrow_err)? });
+                let mut cols = segment_columns(def, base, g, spec.columns)?;
+                if visible != mask.len() {
+                    cols = cols.iter().map(|c| filter(c, mask).map_err(arrow_err)).collect::<Result<_>>()?;
                 }
                 let (n, cols) = truncate_chunk(visible, cols, left);
                 left -= n;
@@ -512,6 +641,33 @@ impl TableStore {
         }
     }
 
+    /// The first of `keys` (in order) that a row in index `index_id` carries and `hit` accepts,
+    /// given that row's id, `xmin` and `xmax`: its position in `keys` and the row id. One lock
+    /// for all keys, and no row is built.
+    pub fn first_key_hit<'k>(
+        &self,
+        index_id: u64,
+        keys: impl Iterator<Item = Option<&'k [u8]>>,
+        hit: impl Fn(u64, u64, u64) -> bool,
+    ) -> Option<(usize, u64)> {
+        let d = self.data.read();
+        let idx = d.indexes.iter().find(|i| i.id == index_id)?;
+        if idx.map.is_empty() {
+            return None;
+        }
+        for (pos, key) in keys.enumerate() {
+            let Some(ids) = key.and_then(|k| idx.map.get(k)) else { continue };
+            for &r in ids {
+                if let Some(loc) = d.locate(r)
+                    && hit(r, d.xmin(loc), d.xmax(loc))
+                {
+                    return Some((pos, r));
+                }
+            }
+        }
+        None
+    }
+
     pub fn has_index(&self, index_id: u64) -> bool {
         self.data.read().indexes.iter().any(|i| i.id == index_id)
     }
@@ -527,26 +683,64 @@ impl TableStore {
         rowids.map(|r| (r, d.locate(r).map(|loc| d.xmax(loc)))).collect()
     }
 
-    /// Installs a commit: new versions with `xmin = ts`, and `xmax = ts` on deleted ones.
+    /// Installs a commit: new versions with `xmin = ts`, new column segments (bulk inserts)
+    /// with `xmin = ts`, and `xmax = ts` on deleted rows.
     ///
     /// `horizon` is the oldest snapshot anyone may still read at: an index entry that gets a new
     /// row id also drops the row ids of versions deleted at or before it (no snapshot sees them),
     /// so a hot key's list stays short between vacuums instead of growing with every update.
-    pub fn install(&self, def: &TableDef, inserts: &[(u64, Row)], deletes: &[u64], ts: u64, horizon: u64) {
+    pub fn install(
+        &self,
+        def: &TableDef,
+        inserts: &[(u64, Row)],
+        segments: &[Arc<BaseSegment>],
+        deletes: &[u64],
+        ts: u64,
+        horizon: u64,
+    ) {
+        // Keys of the segments' rows are encoded before the lock is taken.
+        let index_columns: Vec<Vec<usize>> = self.data.read().indexes.iter().map(|i| i.columns.clone()).collect();
+        let seg_keys: Vec<Vec<Vec<Option<Vec<u8>>>>> = segments
+            .iter()
+            .map(|s| {
+                (0..s.groups.len())
+                    .map(|g| index_columns.iter().flat_map(|cols| segment_keys(s, def, g, cols)).collect())
+                    .collect()
+            })
+            .collect();
         let mut d = self.data.write();
         for &r in deletes {
             if let Some(loc) = d.locate(r) {
                 *d.xmax_mut(loc) = ts;
                 match loc {
                     Loc::Delta(_) => d.dead += 1,
-                    Loc::Base(..) => d.base_dead += 1,
+                    Loc::Seg(..) => d.seg_dead += 1,
                 }
             }
         }
         d.versions.reserve(inserts.len());
         d.by_rowid.reserve(inserts.len());
+        let seg_rows: usize = segments.iter().map(|s| s.rows()).sum();
         for idx in &mut d.indexes {
-            idx.map.reserve(inserts.len());
+            idx.map.reserve(inserts.len() + seg_rows);
+        }
+        let nidx = d.indexes.len().min(index_columns.len());
+        for (seg, keys) in segments.iter().zip(seg_keys) {
+            // The segment goes in first: pruning a key's list must find the rows it holds.
+            let xmax = seg.groups.iter().map(|g| vec![0; g.num_rows()]).collect();
+            d.segs.push(Seg::new(seg.clone(), ts, xmax, false));
+            for (g, keys) in keys.into_iter().enumerate() {
+                let ids = seg.rowids(g).values().clone();
+                let n = ids.len();
+                for (k, key) in keys.into_iter().enumerate() {
+                    let (i, row) = (k / n.max(1), k % n.max(1));
+                    if let Some(key) = key
+                        && i < nidx
+                    {
+                        d.index_insert(i, key, ids[row], horizon);
+                    }
+                }
+            }
         }
         for (rowid, row) in inserts {
             let slot = d.versions.len();
@@ -554,28 +748,7 @@ impl TableStore {
             d.by_rowid.insert(*rowid, slot);
             for i in 0..d.indexes.len() {
                 if let Some(k) = index_key(row, &d.indexes[i].columns, def) {
-                    match d.indexes[i].map.get_mut(&k) {
-                        None => {
-                            d.indexes[i].map.insert(k, vec![*rowid]);
-                            continue;
-                        }
-                        Some(ids) if ids.len() < 4 => {
-                            ids.push(*rowid);
-                            continue;
-                        }
-                        Some(_) => {}
-                    }
-                    let mut ids = d.indexes[i].map.remove(&k).unwrap_or_default();
-                    if ids.len() >= 4 {
-                        ids.retain(|r| {
-                            d.locate(*r).is_some_and(|loc| {
-                                let x = d.xmax(loc);
-                                x == 0 || x > horizon
-                            })
-                        });
-                    }
-                    ids.push(*rowid);
-                    d.indexes[i].map.insert(k, ids);
+                    d.index_insert(i, k, *rowid, horizon);
                 }
             }
         }
@@ -592,7 +765,7 @@ impl TableStore {
                 *d.xmax_mut(loc) = 0;
                 match loc {
                     Loc::Delta(_) => d.dead -= 1,
-                    Loc::Base(..) => d.base_dead -= 1,
+                    Loc::Seg(..) => d.seg_dead -= 1,
                 }
             }
         }
@@ -602,21 +775,33 @@ impl TableStore {
                 d.dead += 1;
             }
         }
+        let mut aborted = 0;
+        for seg in d.segs.iter_mut().filter(|s| !s.checkpoint && s.xmin == ts) {
+            seg.xmin = ABORTED;
+            aborted += 1;
+        }
+        d.aborted_segs += aborted;
+        self.row_count_estimate.store(d.live_estimate(), Ordering::Relaxed);
     }
 
-    /// Drops versions no snapshot at or after `horizon` can see. Returns how many were dropped.
-    /// Dead base rows stay until the next checkpoint replaces the base.
+    /// Drops versions no snapshot at or after `horizon` can see, and bulk inserts whose commit
+    /// failed. Returns how many versions were dropped. Dead segment rows stay until the next
+    /// checkpoint replaces the base.
     pub fn vacuum(&self, horizon: u64, def: &TableDef) -> usize {
         let mut d = self.data.write();
-        if d.dead == 0 {
+        if d.dead == 0 && d.aborted_segs == 0 {
             return 0;
         }
         let before = d.versions.len();
         d.versions.retain(|v| v.xmin != ABORTED && (v.xmax == 0 || v.xmax > horizon));
         let removed = before - d.versions.len();
-        if removed == 0 {
+        let segs_before = d.segs.len();
+        d.segs.retain(|s| s.xmin != ABORTED);
+        d.aborted_segs = 0;
+        if removed == 0 && segs_before == d.segs.len() {
             return 0;
         }
+        d.seg_dead = d.segs.iter().map(|s| s.dead()).sum();
         d.dead = d.versions.iter().filter(|v| v.xmax != 0).count();
         d.by_rowid = d.versions.iter().enumerate().map(|(s, v)| (v.rowid, s)).collect();
         d.rebuild_indexes(def, |x| x == 0 || x > horizon);
@@ -628,9 +813,14 @@ impl TableStore {
         self.data.read().versions.len()
     }
 
-    /// Number of rows in the columnar base.
+    /// Number of rows in the checkpoint base.
     pub fn base_rows(&self) -> usize {
-        self.data.read().base.as_ref().map_or(0, |b| b.rows())
+        self.data.read().segs.iter().filter(|s| s.checkpoint).map(|s| s.rows()).sum()
+    }
+
+    /// Number of rows in column segments of bulk inserts since the checkpoint.
+    pub fn bulk_rows(&self) -> usize {
+        self.data.read().segs.iter().filter(|s| !s.checkpoint && s.xmin != ABORTED).map(|s| s.rows()).sum()
     }
 
     /// Largest integer in column `col` over every row (to resume identity sequences).
@@ -643,9 +833,9 @@ impl TableStore {
             _ => None,
         };
         let mut max = d.versions.iter().filter_map(|v| v.row.get(col).and_then(as_int)).max();
-        if let Some(base) = &d.base {
-            for g in 0..base.groups.len() {
-                max = max.max(base.values(def, g, col).iter().filter_map(as_int).max());
+        for seg in &d.segs {
+            for g in 0..seg.data.groups.len() {
+                max = max.max(seg.data.values(def, g, col).iter().filter_map(as_int).max());
             }
         }
         max
@@ -653,10 +843,8 @@ impl TableStore {
 
     pub fn max_rowid(&self) -> Option<u64> {
         let d = self.data.read();
-        let base_max = d.base.as_ref().and_then(|b| {
-            b.groups.iter().rev().find_map(|g| rowid_array(g).ok().and_then(|ids| ids.values().last().copied()))
-        });
-        d.versions.iter().map(|v| v.rowid).max().max(base_max)
+        let seg_max = d.segs.iter().filter(|s| s.lo <= s.hi).map(|s| s.hi).max();
+        d.versions.iter().map(|v| v.rowid).max().max(seg_max)
     }
 }
 

@@ -1,9 +1,12 @@
 //! The payload of a WAL commit record and the change feed built from it.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::mvcc::BaseSegment;
 use crate::value::Value;
 
 /// Payload format version, first byte of every record payload. Version 2 carries the catalog as
@@ -12,9 +15,90 @@ pub const RECORD_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
-    Insert { table: u64, rowid: u64, row: Vec<Value> },
-    Delete { table: u64, rowid: u64, old: Vec<Value> },
-    Update { table: u64, old_rowid: u64, new_rowid: u64, old: Vec<Value>, new: Vec<Value> },
+    Insert {
+        table: u64,
+        rowid: u64,
+        row: Vec<Value>,
+    },
+    Delete {
+        table: u64,
+        rowid: u64,
+        old: Vec<Value>,
+    },
+    Update {
+        table: u64,
+        old_rowid: u64,
+        new_rowid: u64,
+        old: Vec<Value>,
+        new: Vec<Value>,
+    },
+    /// Rows of a bulk insert, column by column: an Arrow IPC stream (see [`encode_segment`]).
+    InsertColumns {
+        table: u64,
+        #[serde(with = "byte_buf")]
+        ipc: Vec<u8>,
+    },
+}
+
+/// Encodes the row groups of a column segment as an Arrow IPC stream: field 0 is `__rowid`, the
+/// others are named by the physical column position they hold.
+pub fn encode_segment(seg: &BaseSegment) -> Result<Vec<u8>> {
+    let err = |e: arrow::error::ArrowError| Error::Internal(format!("encoding a column segment: {e}"));
+    let Some(first) = seg.groups.first() else { return Ok(Vec::new()) };
+    let bytes: usize = seg.groups.iter().map(|g| g.get_array_memory_size()).sum();
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &first.schema()).map_err(err)?;
+    for g in &seg.groups {
+        w.write(g).map_err(err)?;
+    }
+    w.finish().map_err(err)?;
+    drop(w);
+    Ok(out)
+}
+
+/// Decodes what [`encode_segment`] wrote, as a segment whose rows have `xmin = ts`.
+pub fn decode_segment(ipc: &[u8], ts: u64) -> Result<BaseSegment> {
+    let err = |e: arrow::error::ArrowError| Error::Internal(format!("decoding a column segment: {e}"));
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(err)?;
+    let schema = reader.schema();
+    let mut columns = HashMap::new();
+    for (i, f) in schema.fields().iter().enumerate().skip(1) {
+        let pos: usize = f
+            .name()
+            .parse()
+            .map_err(|_| Error::Internal(format!("column segment field {:?} is not a position", f.name())))?;
+        columns.insert(pos, i);
+    }
+    let groups = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(err)?;
+    BaseSegment::new(ts, groups, columns, HashMap::new())
+}
+
+/// A byte vector as one length-prefixed run of bytes (serde's default is one element at a time).
+mod byte_buf {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    struct Visitor;
+
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// One committed transaction.

@@ -37,6 +37,15 @@ pub fn kv_row(id: i64, v: i64, note: &str) -> Vec<Value> {
     vec![Value::Int64(id), Value::Int64(v), Value::Text(Arc::from(note))]
 }
 
+/// The columns of kv rows `(id, v, note)` for [`Transaction::insert_columns`].
+pub fn kv_columns(rows: &[(Option<i64>, i64)], note: &str) -> Vec<Option<arrow::array::ArrayRef>> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    let ids: ArrayRef = Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>());
+    let vs: ArrayRef = Arc::new(rows.iter().map(|r| Some(r.1)).collect::<Int64Array>());
+    let notes: ArrayRef = Arc::new(rows.iter().map(|_| Some(note)).collect::<StringArray>());
+    vec![Some(ids), Some(vs), Some(notes)]
+}
+
 /// Looks up the kv table by name in the transaction's catalog.
 pub fn table_id(txn: &Transaction, name: &str) -> Option<u64> {
     txn.catalog().find_table("public", name).map(|t| t.id)

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bkg_kernel::testutil::{create_kv_table, kv_contents, kv_get, kv_row, table_id};
+use bkg_kernel::testutil::{create_kv_table, kv_columns, kv_contents, kv_get, kv_row, table_id};
 use bkg_kernel::vfs::FaultyVfs;
 use bkg_kernel::wal::FsyncFailure;
 use bkg_kernel::{Database, ErrorCode, IsolationLevel, OnConflict, Options};
@@ -425,7 +425,25 @@ fn model_random_transactions_and_restarts() {
         for _ in 0..ops {
             let k = rng.random_range(0..40);
             let v = rng.random_range(0..1000);
-            match rng.random_range(0..3) {
+            match rng.random_range(0..4) {
+                3 => {
+                    // A bulk insert of a few keys, kept columnar.
+                    let keys: Vec<i64> = (0..rng.random_range(1..4)).map(|i| (k + i * 7) % 40).collect();
+                    let rows: Vec<(Option<i64>, i64)> = keys.iter().map(|&k| (Some(k), v)).collect();
+                    match x.insert_columns(t, kv_columns(&rows, "b")) {
+                        Ok(n) => {
+                            assert_eq!(n, keys.len());
+                            assert!(keys.iter().all(|k| !local.contains_key(k)));
+                            local.extend(keys.iter().map(|&k| (k, v)));
+                        }
+                        Err(e) => {
+                            assert_eq!(e.code(), ErrorCode::UniqueViolation);
+                            assert!(keys.iter().any(|k| local.contains_key(k)));
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
                 0 => match x.insert(t, vec![kv_row(k, v, "m")], OnConflict::Error) {
                     Ok(_) => {
                         assert!(!local.contains_key(&k));
@@ -725,4 +743,88 @@ fn wal_size_triggers_a_checkpoint_across_segments() {
     assert_eq!(db.stats().wal_bytes_since_checkpoint, 0);
     assert!(!db.maybe_checkpoint().unwrap(), "nothing written since");
     assert_eq!(contents(&db, table).len(), id as usize);
+}
+
+#[test]
+fn bulk_inserts_stay_columnar_through_commit_recovery_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    put(&db, t, -1, -1);
+    let rows = |from: i64, to: i64| -> Vec<(Option<i64>, i64)> { (from..to).map(|i| (Some(i), i * 2)).collect() };
+    let mut x = db.begin(RR);
+    assert_eq!(x.insert_columns(t, kv_columns(&rows(0, 6000), "a")).unwrap(), 6000);
+    assert_eq!(x.insert_columns(t, kv_columns(&rows(6000, 10_000), "b")).unwrap(), 4000);
+    // The transaction sees its batches through every read path, other transactions do not.
+    assert_eq!(columnar_contents(&x, t).len(), 10_001);
+    assert_eq!(kv_contents(&x, t).len(), 10_001);
+    assert_eq!(kv_get(&x, t, 7000).map(|(_, v)| v), Some(14_000));
+    assert_eq!(contents(&db, t).len(), 1);
+    // Duplicates: inside a batch, against the transaction's own rows and against the store.
+    let dup = |x: &mut bkg_kernel::Transaction, rows: Vec<(Option<i64>, i64)>| {
+        let err = x.insert_columns(t, kv_columns(&rows, "d")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UniqueViolation, "{err}");
+    };
+    dup(&mut x, vec![(Some(20_000), 0), (Some(20_000), 1)]);
+    dup(&mut x, vec![(Some(20_001), 0), (Some(9999), 1)]);
+    dup(&mut x, vec![(Some(-1), 0)]);
+    let err = x.insert(t, vec![kv_row(5, 0, "r")], OnConflict::Error).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UniqueViolation);
+    let err = x.insert_columns(t, kv_columns(&[(None, 1)], "n")).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotNullViolation);
+    x.commit_blocking().unwrap();
+    let store = db.store(t).unwrap();
+    assert_eq!((store.bulk_rows(), store.version_count()), (10_000, 1));
+    let expected: Vec<(i64, i64)> = std::iter::once((-1, -1)).chain((0..10_000).map(|i| (i, i * 2))).collect();
+    assert_eq!(contents(&db, t), expected);
+    assert_eq!(columnar_contents(&db.begin(RR), t), expected);
+    let feed = db.changes_since(0, 100_000).unwrap();
+    assert_eq!(feed.iter().filter(|c| c.kind == bkg_kernel::ChangeKind::Insert).count(), 10_001);
+    // A committed key collides, from either path.
+    let mut y = db.begin(RR);
+    dup(&mut y, vec![(Some(10_000), 0), (Some(42), 0)]);
+    drop(y);
+    let mut y = db.begin(RR);
+    assert_eq!(
+        y.insert(t, vec![kv_row(42, 0, "r")], OnConflict::Error).unwrap_err().code(),
+        ErrorCode::UniqueViolation
+    );
+    drop(y);
+    // Updating and deleting bulk rows, committed and not yet committed.
+    let mut z = db.begin(RR);
+    z.insert_columns(t, kv_columns(&rows(10_000, 10_010), "c")).unwrap();
+    let (r, _) = kv_get(&z, t, 10_005).unwrap();
+    z.delete(t, &[r]).unwrap();
+    let (r, _) = kv_get(&z, t, 42).unwrap();
+    z.update(t, vec![(r, kv_row(42, -42, "u"))]).unwrap();
+    let (r, _) = kv_get(&z, t, 43).unwrap();
+    z.delete(t, &[r]).unwrap();
+    z.commit_blocking().unwrap();
+    let mut expected: BTreeMap<i64, i64> = expected.into_iter().collect();
+    expected.extend((10_000..10_010).map(|i| (i, i * 2)));
+    expected.remove(&10_005);
+    expected.remove(&43);
+    expected.insert(42, -42);
+    let expected: Vec<(i64, i64)> = expected.into_iter().collect();
+    assert_eq!(contents(&db, t), expected);
+    // Recovery replays the column batches from the WAL; a checkpoint folds them into the base.
+    db.close();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(contents(&db, t), expected);
+    assert_eq!(columnar_contents(&db.begin(RR), t), expected);
+    assert_eq!(db.store(t).unwrap().bulk_rows(), 10_000);
+    db.checkpoint().unwrap();
+    let store = db.store(t).unwrap();
+    assert_eq!((store.bulk_rows(), store.base_rows()), (0, expected.len()));
+    let mut y = db.begin(RR);
+    assert_eq!(
+        y.insert(t, vec![kv_row(9000, 0, "r")], OnConflict::Error).unwrap_err().code(),
+        ErrorCode::UniqueViolation
+    );
+    drop(y);
+    db.close();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(contents(&db, t), expected);
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bkg_kernel::{ColumnDefault, OnConflict, PolicyCommand, Row, TableDef, Value, privilege};
-use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
@@ -20,7 +20,7 @@ use super::ddl::{ident_name, resolve_table};
 use super::policy::{self, Clause};
 use super::provider::{DML_SCHEMA, ROWID_COLUMN, rows_to_batches};
 use super::session::{Output, Session};
-use super::types::column_values;
+use super::types::{column_array, column_values};
 use crate::error::{SqlError, SqlResult, codes};
 
 fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
@@ -57,31 +57,45 @@ async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> Sql
     Ok(out)
 }
 
-/// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`).
+/// Inserts at least this many rows at once column by column (see [`insert_batches`]); fewer go
+/// in as rows, so small inserts do not leave many tiny column segments behind.
+pub const BULK_ROWS_MIN: usize = 512;
+
+/// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`): the
+/// path of COPY FROM, Flight ingest and CREATE TABLE AS. A large insert into a table without
+/// foreign keys or row-level security checks stays columnar into the kernel
+/// ([`bkg_kernel::Transaction::insert_columns`]); otherwise rows are built and inserted as
+/// INSERT does. Both paths apply the same casts, defaults and constraints.
 pub async fn insert_batches(
     session: &mut Session,
     table: u64,
     target: Option<Vec<usize>>,
     batches: &[RecordBatch],
 ) -> SqlResult<u64> {
+    let def = table_def(session, table)?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if total >= BULK_ROWS_MIN && def.foreign_keys.is_empty() && !session.rls_restricts(&def) {
+        let target = insert_target(&def, target, batches)?;
+        let fills = defaults(session, &def, &target).await?;
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let columns = build_columns(session, &def, &target, &fills, b)?;
+            session.with_txn(|t| Ok(t.insert_columns(table, columns)?))?;
+        }
+        return Ok(total as u64);
+    }
     let rows = build_rows(session, table, target, batches).await?;
     let n = rows.len() as u64;
-    let def = table_def(session, table)?;
     policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
     session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
     Ok(n)
 }
 
-async fn build_rows(
-    session: &mut Session,
-    table: u64,
-    target: Option<Vec<usize>>,
-    batches: &[RecordBatch],
-) -> SqlResult<Vec<Vec<Value>>> {
-    let def = table_def(session, table)?;
+/// The physical columns the input columns go to, checked: no more inputs than targets, and no
+/// value for an identity column GENERATED ALWAYS.
+fn insert_target(def: &TableDef, target: Option<Vec<usize>>, batches: &[RecordBatch]) -> SqlResult<Vec<usize>> {
     let live: Vec<usize> = def.live_columns().map(|(p, _)| p).collect();
     let ncols = batches.first().map(|b| b.num_columns()).unwrap_or(0);
-    let mut target = target.unwrap_or_else(|| live.clone());
+    let mut target = target.unwrap_or(live);
     if ncols > target.len() {
         return Err(SqlError::syntax("INSERT has more expressions than target columns"));
     }
@@ -100,6 +114,52 @@ async fn build_rows(
             )));
         }
     }
+    Ok(target)
+}
+
+/// One batch as full-width physical columns for the kernel: given columns cast and checked,
+/// the others filled with their defaults (`None` for dropped columns).
+fn build_columns(
+    session: &mut Session,
+    def: &TableDef,
+    target: &[usize],
+    fills: &[Fill],
+    batch: &RecordBatch,
+) -> SqlResult<Vec<Option<ArrayRef>>> {
+    let n = batch.num_rows();
+    let mut out: Vec<Option<ArrayRef>> = Vec::with_capacity(def.columns.len());
+    for (pos, (c, f)) in def.columns.iter().zip(fills).enumerate() {
+        if c.dropped {
+            out.push(None);
+            continue;
+        }
+        let col = match (target.iter().position(|&p| p == pos), f) {
+            (Some(i), _) => column_array(batch.column(i), &c.data_type, &c.name)?,
+            (None, Fill::Const(v)) => {
+                bkg_kernel::arrow_conv::column_from_values(&c.data_type, std::iter::repeat_n(v, n))?
+            }
+            (None, Fill::Identity) => {
+                let values = (0..n)
+                    .map(|_| {
+                        session.with_txn(|t| Ok(t.next_identity(def.id, pos))).and_then(|v| int_value(&c.data_type, v))
+                    })
+                    .collect::<SqlResult<Vec<Value>>>()?;
+                bkg_kernel::arrow_conv::column_from_values(&c.data_type, values.iter())?
+            }
+        };
+        out.push(Some(col));
+    }
+    Ok(out)
+}
+
+async fn build_rows(
+    session: &mut Session,
+    table: u64,
+    target: Option<Vec<usize>>,
+    batches: &[RecordBatch],
+) -> SqlResult<Vec<Vec<Value>>> {
+    let def = table_def(session, table)?;
+    let target = insert_target(&def, target, batches)?;
     let fills = defaults(session, &def, &target).await?;
     let mut rows = Vec::new();
     for b in batches {

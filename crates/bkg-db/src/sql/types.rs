@@ -135,35 +135,7 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
         }
         return Ok(out);
     }
-    let target = dt.arrow_type();
-    let cast = if matches!(dt, DataType::Bytea) && is_text(array.data_type()) {
-        bytea_from_text(array)?
-    } else if array.data_type() == &target {
-        array.clone()
-    } else {
-        let opts = CastOptions { safe: false, ..Default::default() };
-        cast_with_options(array, &target, &opts).map_err(|e| {
-            let msg = e.to_string();
-            let mut err = SqlError::from(e);
-            if msg.contains("Can't cast value") || msg.contains("too large to store") {
-                err = SqlError::new(
-                    codes::NUMERIC_VALUE_OUT_OF_RANGE,
-                    format!("value out of range for type {}", dt.pg_name()),
-                );
-            }
-            if err.code == codes::INTERNAL {
-                err = SqlError::new(
-                    codes::DATATYPE_MISMATCH,
-                    format!(
-                        "column \"{column}\" is of type {} but expression is of type {}",
-                        dt.pg_name(),
-                        array.data_type()
-                    ),
-                );
-            }
-            err
-        })?
-    };
+    let cast = cast_column(array, dt, column)?;
     let mut values = values_from_column(dt, &cast).map_err(SqlError::from)?;
     match dt {
         DataType::Varchar(Some(n)) => {
@@ -219,6 +191,102 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
         _ => {}
     }
     Ok(values)
+}
+
+/// Casts a column to `dt`'s storage type (errors name the column and SQLSTATE).
+fn cast_column(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<ArrayRef> {
+    let target = dt.arrow_type();
+    Ok(if matches!(dt, DataType::Bytea) && is_text(array.data_type()) {
+        bytea_from_text(array)?
+    } else if array.data_type() == &target {
+        array.clone()
+    } else {
+        let opts = CastOptions { safe: false, ..Default::default() };
+        cast_with_options(array, &target, &opts).map_err(|e| {
+            let msg = e.to_string();
+            let mut err = SqlError::from(e);
+            if msg.contains("Can't cast value") || msg.contains("too large to store") {
+                err = SqlError::new(
+                    codes::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("value out of range for type {}", dt.pg_name()),
+                );
+            }
+            if err.code == codes::INTERNAL {
+                err = SqlError::new(
+                    codes::DATATYPE_MISMATCH,
+                    format!(
+                        "column \"{column}\" is of type {} but expression is of type {}",
+                        dt.pg_name(),
+                        array.data_type()
+                    ),
+                );
+            }
+            err
+        })?
+    })
+}
+
+/// As [`column_values`], but as an Arrow column of `dt.arrow_type()`: the columnar insert path.
+/// Numbers, text, dates and times stay arrays end to end (varchar(n) and char(n) are checked
+/// and padded on the array); the other types go through values.
+pub fn column_array(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<ArrayRef> {
+    use datafusion::arrow::array::{StringArray, StringBuilder};
+    let by_values = || -> SqlResult<ArrayRef> {
+        let values = column_values(array, dt, column)?;
+        Ok(bkg_kernel::arrow_conv::column_from_values(dt, values.iter())?)
+    };
+    match dt {
+        DataType::Array(_) | DataType::Bytea | DataType::Uuid | DataType::Json | DataType::Jsonb => by_values(),
+        DataType::Varchar(Some(n)) => {
+            let cast = cast_column(array, dt, column)?;
+            let text = cast.as_any().downcast_ref::<StringArray>().ok_or_else(|| SqlError::internal("text column"))?;
+            // Only a value of more than n bytes can have more than n characters.
+            if text.iter().flatten().any(|s| s.len() > *n as usize && s.chars().count() > *n as usize) {
+                return Err(SqlError::new(
+                    codes::STRING_DATA_RIGHT_TRUNCATION,
+                    format!("value too long for type character varying({n})"),
+                ));
+            }
+            Ok(cast)
+        }
+        DataType::Char(n) => {
+            let n = *n as usize;
+            let cast = cast_column(array, dt, column)?;
+            let text = cast.as_any().downcast_ref::<StringArray>().ok_or_else(|| SqlError::internal("text column"))?;
+            let padded = |s: &str| s.len() == n && s.is_ascii();
+            if text.iter().flatten().all(padded) {
+                return Ok(cast);
+            }
+            let mut b = StringBuilder::with_capacity(text.len(), text.len() * n);
+            for v in text.iter() {
+                let Some(s) = v else {
+                    b.append_null();
+                    continue;
+                };
+                if padded(s) {
+                    b.append_value(s);
+                    continue;
+                }
+                let trimmed = s.trim_end_matches(' ');
+                let len = trimmed.chars().count();
+                if len > n {
+                    return Err(SqlError::new(
+                        codes::STRING_DATA_RIGHT_TRUNCATION,
+                        format!("value too long for type character({n})"),
+                    ));
+                }
+                let mut p = String::with_capacity(trimmed.len() + n - len);
+                p.push_str(trimmed);
+                p.extend(std::iter::repeat_n(' ', n - len));
+                b.append_value(p);
+            }
+            Ok(Arc::new(b.finish()))
+        }
+        _ => {
+            let cast = cast_column(array, dt, column)?;
+            if cast.data_type() == &dt.arrow_type() { Ok(cast) } else { by_values() }
+        }
+    }
 }
 
 /// The elements of a one-dimensional array in PostgreSQL's text form: `{1,2,NULL}`,
