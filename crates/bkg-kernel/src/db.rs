@@ -1677,6 +1677,7 @@ impl Transaction {
         // Build the record.
         let mut ops = Vec::new();
         let mut segments: HashMap<u64, Vec<Arc<BaseSegment>>> = HashMap::new();
+        let mut record_segments: Vec<Arc<BaseSegment>> = Vec::new();
         for (t, w) in &self.writes {
             if final_catalog.table(*t).is_none() {
                 continue;
@@ -1701,13 +1702,15 @@ impl Transaction {
             }
             let segs = merge_batches(&w.batches, ts)?;
             for seg in &segs {
-                ops.push(Op::InsertColumns { table: *t, ipc: record::encode_segment(seg)? });
+                // The bytes are written from the segment when the record is encoded.
+                ops.push(Op::InsertColumns { table: *t, ipc: Vec::new() });
+                record_segments.push(seg.clone());
             }
             segments.insert(*t, segs);
         }
         let record =
             CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
-        let payload = record.encode()?;
+        let payload = record.encode_with_segments(&record_segments)?;
         if payload.len() as u64 > shared.opts.limits.wal_record_bytes_max {
             return Err(Error::ProgramLimit {
                 what: format!("transaction record of {} bytes", payload.len()),

@@ -1,6 +1,7 @@
 //! The payload of a WAL commit record and the change feed built from it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,12 @@ use crate::value::Value;
 /// Payload format version, first byte of every record payload. Version 2 carries the catalog as
 /// JSON, so fields added to it later (with serde defaults) keep old records readable.
 pub const RECORD_VERSION: u8 = 2;
+
+/// Format of a record with column segments: `3`, the length (u64 LE) of a version-2 body whose
+/// [`Op::InsertColumns`] carry no bytes, that body, then per `InsertColumns` op in order its
+/// Arrow IPC stream, each preceded by its length (u64 LE). The streams are written straight
+/// from the segments' buffers into the payload, so a bulk load is copied once, not twice.
+pub const RECORD_VERSION_COLUMNS: u8 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
@@ -43,17 +50,21 @@ pub enum Op {
 /// Encodes the row groups of a column segment as an Arrow IPC stream: field 0 is `__rowid`, the
 /// others are named by the physical column position they hold.
 pub fn encode_segment(seg: &BaseSegment) -> Result<Vec<u8>> {
-    let err = |e: arrow::error::ArrowError| Error::Internal(format!("encoding a column segment: {e}"));
-    let Some(first) = seg.groups.first() else { return Ok(Vec::new()) };
     let bytes: usize = seg.groups.iter().map(|g| g.get_array_memory_size()).sum();
     let mut out = Vec::with_capacity(bytes + 4096);
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &first.schema()).map_err(err)?;
+    write_segment(seg, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the IPC stream of [`encode_segment`] to `out`.
+fn write_segment(seg: &BaseSegment, out: &mut Vec<u8>) -> Result<()> {
+    let err = |e: arrow::error::ArrowError| Error::Internal(format!("encoding a column segment: {e}"));
+    let Some(first) = seg.groups.first() else { return Ok(()) };
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(out, &first.schema()).map_err(err)?;
     for g in &seg.groups {
         w.write(g).map_err(err)?;
     }
-    w.finish().map_err(err)?;
-    drop(w);
-    Ok(out)
+    w.finish().map_err(err)
 }
 
 /// Decodes what [`encode_segment`] wrote, as a segment whose rows have `xmin = ts`.
@@ -124,8 +135,53 @@ impl CommitRecord {
         Ok(out)
     }
 
+    /// Encodes the record whose `InsertColumns` ops (empty) stand for `segments`, in order.
+    pub fn encode_with_segments(&self, segments: &[Arc<BaseSegment>]) -> Result<Vec<u8>> {
+        if segments.is_empty() {
+            return self.encode();
+        }
+        let head = bincode::serialized_size(self).map_err(|e| Error::Internal(format!("sizing a WAL record: {e}")))?;
+        let data: usize = segments
+            .iter()
+            .map(|s| s.groups.iter().map(|g| g.get_array_memory_size() + 1024).sum::<usize>() + 1024)
+            .sum();
+        let mut out = Vec::with_capacity(9 + head as usize + data);
+        out.push(RECORD_VERSION_COLUMNS);
+        out.extend_from_slice(&head.to_le_bytes());
+        bincode::serialize_into(&mut out, self).map_err(|e| Error::Internal(format!("encoding a WAL record: {e}")))?;
+        for seg in segments {
+            let at = out.len();
+            out.extend_from_slice(&[0; 8]);
+            write_segment(seg, &mut out)?;
+            let len = (out.len() - at - 8) as u64;
+            out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+        }
+        Ok(out)
+    }
+
     pub fn decode(buf: &[u8]) -> Result<CommitRecord> {
         match buf.first() {
+            Some(&RECORD_VERSION_COLUMNS) => {
+                let bad = || Error::Internal("a WAL record's column segments are cut short".into());
+                let read_len = |at: usize| -> Result<usize> {
+                    let b = buf.get(at..at + 8).ok_or_else(bad)?;
+                    usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes"))).map_err(|_| bad())
+                };
+                let head = read_len(1)?;
+                let body = buf.get(9..9usize.checked_add(head).ok_or_else(bad)?).ok_or_else(bad)?;
+                let mut rec: CommitRecord =
+                    bincode::deserialize(body).map_err(|e| Error::Internal(format!("decoding a WAL record: {e}")))?;
+                let mut at = 9 + head;
+                for op in &mut rec.ops {
+                    if let Op::InsertColumns { ipc, .. } = op {
+                        let len = read_len(at)?;
+                        at += 8;
+                        *ipc = buf.get(at..at.checked_add(len).ok_or_else(bad)?).ok_or_else(bad)?.to_vec();
+                        at += len;
+                    }
+                }
+                Ok(rec)
+            }
             Some(&RECORD_VERSION) => {
                 bincode::deserialize(&buf[1..]).map_err(|e| Error::Internal(format!("decoding a WAL record: {e}")))
             }

@@ -52,12 +52,20 @@ fn segment_header() -> [u8; 16] {
 
 /// Frames one payload as a WAL record.
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    frame_header(payload, out);
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of `payload`'s frame (length and checksum) to `out`.
+fn frame_header(payload: &[u8], out: &mut Vec<u8>) {
     let len = (payload.len() as u32).to_le_bytes();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
 }
+
+/// Payloads of at least this size are written from their own buffer (see `write_batch`).
+const DIRECT_WRITE_BYTES: usize = 1 << 20;
 
 /// What to do when fsync fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,16 +370,34 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
         });
         return;
     }
-    let mut buf = Vec::with_capacity(batch.iter().map(|b| b.0.len() + RECORD_HEADER_LEN).sum());
+    // Records are framed into one buffer and written with one call, except large payloads (a
+    // bulk load), written from where they are instead of being copied once more.
     let mut lsns = Vec::with_capacity(batch.len());
     let mut max_ts = 0;
-    for (payload, ts, _, _) in &batch {
-        lsns.push(st.seg_first_lsn + st.seg_len + buf.len() as u64);
-        frame(payload, &mut buf);
-        max_ts = max_ts.max(*ts);
-    }
+    let mut buf = Vec::with_capacity(
+        batch.iter().map(|b| if b.0.len() >= DIRECT_WRITE_BYTES { 0 } else { b.0.len() } + RECORD_HEADER_LEN).sum(),
+    );
+    let mut written = 0u64;
+    let mut write = |st: &mut WriterState| -> std::io::Result<()> {
+        for (payload, ts, _, _) in &batch {
+            lsns.push(st.seg_first_lsn + st.seg_len + written + buf.len() as u64);
+            max_ts = max_ts.max(*ts);
+            if payload.len() < DIRECT_WRITE_BYTES {
+                frame(payload, &mut buf);
+                continue;
+            }
+            frame_header(payload, &mut buf);
+            st.file.write_all(&buf)?;
+            st.file.write_all(payload)?;
+            written += (buf.len() + payload.len()) as u64;
+            buf.clear();
+        }
+        st.file.write_all(&buf)?;
+        written += buf.len() as u64;
+        Ok(())
+    };
     let path = segment_path(&st.dir, st.seg_first_lsn);
-    if let Err(e) = st.file.write_all(&buf) {
+    if let Err(e) = write(st) {
         // Cut the partial write away so the log stays a sequence of whole records.
         if let Err(e2) = st.file.set_len(st.seg_len) {
             tracing::error!(error = %e2, "cannot truncate the WAL after a failed write");
@@ -389,12 +415,12 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
         });
         return;
     }
-    st.seg_len += buf.len() as u64;
+    st.seg_len += written;
     st.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
     st.stats.batches.fetch_add(1, Ordering::Relaxed);
     st.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    st.stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-    st.stats.bytes_since_checkpoint.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    st.stats.bytes.fetch_add(written, Ordering::Relaxed);
+    st.stats.bytes_since_checkpoint.fetch_add(written, Ordering::Relaxed);
     st.visible_ts.fetch_max(max_ts, Ordering::SeqCst);
     for ((_, _, done, _), lsn) in batch.into_iter().zip(lsns) {
         let _ = done.send(Ok(lsn));

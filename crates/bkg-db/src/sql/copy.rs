@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{self, Statement};
 
@@ -126,6 +126,8 @@ pub struct PendingCopy {
     opts: CopyOptions,
     /// Data not parsed yet (an incomplete last line).
     data: Vec<u8>,
+    /// The buffer of the last chunk parsed, kept for the next one.
+    spare: Vec<u8>,
     /// Lines parsed so far (for the header and error positions).
     lines: usize,
     /// The end marker `\.` was seen: the rest is ignored.
@@ -204,6 +206,7 @@ impl Session {
                     target,
                     opts: o,
                     data: Vec::new(),
+                    spare: Vec::new(),
                     lines: 0,
                     ended: false,
                     rows: 0,
@@ -266,9 +269,15 @@ impl Session {
             }
             return Ok(());
         }
-        // The complete lines leave the buffer as they are; only the incomplete tail is copied.
-        let tail = p.data.split_off(cut);
-        let chunk = std::mem::replace(&mut p.data, tail);
+        // The complete lines leave the buffer as they are; the incomplete tail is copied into the
+        // buffer of the previous chunk, so a long COPY reuses two buffers instead of growing a
+        // fresh one from nothing for every chunk.
+        let mut next = std::mem::take(&mut p.spare);
+        next.clear();
+        next.reserve(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
+        next.extend_from_slice(&p.data[cut..]);
+        p.data.truncate(cut);
+        let mut chunk = std::mem::replace(&mut p.data, next);
         let mut o = p.opts.clone();
         o.header &= p.lines == 0;
         let parsed = if o.csv {
@@ -277,19 +286,17 @@ impl Session {
             parse_text(&chunk, &o, p.target.len(), p.lines)?
         };
         p.lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        chunk.clear();
+        p.spare = chunk;
         p.ended = parsed.ended;
-        let rows = parsed.rows;
-        if rows.is_empty() {
+        if parsed.rows == 0 {
             return Ok(());
         }
-        let n = rows.len() as u64;
+        let n = parsed.rows as u64;
         let fields: Vec<Field> =
             (0..p.target.len()).map(|i| Field::new(format!("c{i}"), ArrowType::Utf8, true)).collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let cols: Vec<ArrayRef> = (0..p.target.len())
-            .map(|c| Arc::new(rows.iter().map(|r| r[c].as_deref()).collect::<StringArray>()) as ArrayRef)
-            .collect();
-        drop(rows);
+        let cols = parsed.columns;
         let batch = RecordBatch::try_new(schema, cols)?;
         if p.started.is_none() {
             let implicit = !self.in_transaction();
@@ -369,9 +376,10 @@ fn complete_lines(data: &[u8], o: &CopyOptions) -> usize {
     end
 }
 
-/// Rows parsed from a chunk of COPY data.
+/// Rows parsed from a chunk of COPY data, column by column, as text.
 pub struct Parsed {
-    pub rows: Vec<Vec<Option<String>>>,
+    pub columns: Vec<ArrayRef>,
+    pub rows: usize,
     /// The chunk held the end marker `\.`.
     pub ended: bool,
 }
@@ -384,14 +392,56 @@ fn field_count_error(line: usize, got: usize, want: usize) -> SqlError {
     }
 }
 
+fn utf8_error() -> SqlError {
+    SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\"")
+}
+
+/// Parsed fields go straight into one text column builder per column.
+struct Columns {
+    builders: Vec<StringBuilder>,
+    /// Column of the next field in the current row.
+    col: usize,
+    rows: usize,
+}
+
+impl Columns {
+    fn new(ncols: usize, bytes: usize) -> Columns {
+        let per_col = bytes / ncols.max(1);
+        Columns { builders: (0..ncols).map(|_| StringBuilder::with_capacity(1024, per_col)).collect(), col: 0, rows: 0 }
+    }
+
+    fn push(&mut self, v: Option<&str>, line: usize) -> SqlResult<()> {
+        let Some(b) = self.builders.get_mut(self.col) else {
+            return Err(field_count_error(line, self.col + 1, self.builders.len()));
+        };
+        b.append_option(v);
+        self.col += 1;
+        Ok(())
+    }
+
+    fn end_row(&mut self, line: usize) -> SqlResult<()> {
+        if self.col != self.builders.len() {
+            return Err(field_count_error(line, self.col, self.builders.len()));
+        }
+        self.col = 0;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self, ended: bool) -> Parsed {
+        let columns = self.builders.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef).collect();
+        Parsed { columns, rows: self.rows, ended }
+    }
+}
+
 /// PostgreSQL text format: delimiter-separated, `\N` (or the NULL string) for NULL, backslash escapes.
 /// `line0` is the number of lines before `data` (for error positions).
 pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> SqlResult<Parsed> {
-    let text =
-        std::str::from_utf8(data).map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
-    let mut rows = Vec::new();
+    let text = std::str::from_utf8(data).map_err(|_| utf8_error())?;
+    let mut cols = Columns::new(ncols, data.len());
     let mut ended = false;
     let nlines = text.split('\n').count();
+    let mut out = String::new();
     for (i, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
@@ -404,13 +454,17 @@ pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> S
         if o.header && i == 0 {
             continue;
         }
-        let mut row = Vec::with_capacity(ncols);
+        let at = line0 + i + 1;
         for raw in line.split(o.delimiter as char) {
             if raw == o.null {
-                row.push(None);
+                cols.push(None, at)?;
                 continue;
             }
-            let mut out = String::with_capacity(raw.len());
+            if !raw.contains('\\') {
+                cols.push(Some(raw), at)?;
+                continue;
+            }
+            out.clear();
             let mut chars = raw.chars().peekable();
             while let Some(c) = chars.next() {
                 if c != '\\' {
@@ -454,35 +508,34 @@ pub fn parse_text(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> S
                     None => {}
                 }
             }
-            row.push(Some(out));
+            cols.push(Some(&out), at)?;
         }
-        if row.len() != ncols {
-            return Err(field_count_error(line0 + i + 1, row.len(), ncols));
-        }
-        rows.push(row);
+        cols.end_row(at)?;
     }
-    Ok(Parsed { rows, ended })
+    Ok(cols.finish(ended))
 }
 
 /// CSV: quoted fields may hold delimiters, quotes (doubled) and newlines; an unquoted field equal
 /// to the NULL string (empty by default) is NULL, a quoted empty string is an empty string.
 /// `line0` is the number of lines before `data` (for error positions).
 pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> SqlResult<Parsed> {
-    let mut rows = Vec::new();
+    let mut cols = Columns::new(ncols, data.len());
     let mut ended = false;
-    let mut row: Vec<Option<String>> = Vec::new();
     let mut field: Vec<u8> = Vec::new();
     let mut quoted = false;
     let mut was_quoted = false;
     let mut line = 1usize;
     let mut i = 0;
     let mut at_line_start = true;
-    let finish_field = |field: &mut Vec<u8>, was_quoted: bool, row: &mut Vec<Option<String>>| -> SqlResult<()> {
-        let s = String::from_utf8(std::mem::take(field))
-            .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))?;
-        row.push(if !was_quoted && s == o.null { None } else { Some(s) });
+    let finish_field = |field: &mut Vec<u8>, was_quoted: bool, line: usize, cols: &mut Columns| -> SqlResult<()> {
+        if !(o.header && line == 1) {
+            let s = std::str::from_utf8(field).map_err(|_| utf8_error())?;
+            cols.push(if !was_quoted && s == o.null { None } else { Some(s) }, line0 + line)?;
+        }
+        field.clear();
         Ok(())
     };
+    let special = |b: u8| b == o.quote || b == o.delimiter || b == b'\n' || b == b'\r';
     while i < data.len() {
         let b = data[i];
         if quoted {
@@ -520,40 +573,42 @@ pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> Sq
                 was_quoted = true;
             }
             _ if b == o.delimiter => {
-                finish_field(&mut field, was_quoted, &mut row)?;
+                finish_field(&mut field, was_quoted, line, &mut cols)?;
                 was_quoted = false;
             }
             b'\r' if data.get(i + 1) == Some(&b'\n') => {}
             b'\n' => {
-                finish_field(&mut field, was_quoted, &mut row)?;
+                finish_field(&mut field, was_quoted, line, &mut cols)?;
                 was_quoted = false;
                 if !(o.header && line == 1) {
-                    if row.len() != ncols {
-                        return Err(field_count_error(line0 + line, row.len(), ncols));
-                    }
-                    rows.push(std::mem::take(&mut row));
+                    cols.end_row(line0 + line)?;
                 }
-                row.clear();
                 line += 1;
                 at_line_start = true;
             }
-            _ => field.push(b),
+            _ => {
+                // A run of ordinary bytes at once.
+                let start = i;
+                i += 1;
+                while i < data.len() && !special(data[i]) {
+                    i += 1;
+                }
+                field.extend_from_slice(&data[start..i]);
+                continue;
+            }
         }
         i += 1;
     }
     if quoted {
         return Err(SqlError::new("22P04", "unterminated CSV quoted field"));
     }
-    if !field.is_empty() || was_quoted || !row.is_empty() {
-        finish_field(&mut field, was_quoted, &mut row)?;
+    if !field.is_empty() || was_quoted || cols.col > 0 {
+        finish_field(&mut field, was_quoted, line, &mut cols)?;
         if !(o.header && line == 1) {
-            if row.len() != ncols {
-                return Err(field_count_error(line0 + line, row.len(), ncols));
-            }
-            rows.push(row);
+            cols.end_row(line0 + line)?;
         }
     }
-    Ok(Parsed { rows, ended })
+    Ok(cols.finish(ended))
 }
 
 fn escape_text(s: &str, delim: u8, out: &mut String) {
@@ -614,12 +669,20 @@ pub fn encode_rows(schema: &SchemaRef, batches: &[RecordBatch], o: &CopyOptions)
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::{Array, StringArray};
+
     use super::*;
+
+    /// The parsed rows, as text.
+    fn rows(p: Parsed) -> Vec<Vec<Option<String>>> {
+        let cols: Vec<&StringArray> = p.columns.iter().map(|c| c.as_any().downcast_ref().unwrap()).collect();
+        (0..p.rows).map(|r| cols.iter().map(|c| (!c.is_null(r)).then(|| c.value(r).to_string())).collect()).collect()
+    }
 
     #[test]
     fn text_format_parses_nulls_and_escapes() {
         let o = CopyOptions::default();
-        let rows = parse_text(b"1\ta\\tb\t\\N\n2\tx\\\\y\t\\101\n\\.\n", &o, 3, 0).unwrap().rows;
+        let rows = rows(parse_text(b"1\ta\\tb\t\\N\n2\tx\\\\y\t\\101\n\\.\n", &o, 3, 0).unwrap());
         assert_eq!(rows[0], vec![Some("1".into()), Some("a\tb".into()), None]);
         assert_eq!(rows[1], vec![Some("2".into()), Some("x\\y".into()), Some("A".into())]);
         assert_eq!(parse_text(b"1\t2\n", &o, 3, 0).err().expect("too few fields").code, "22P04");
@@ -629,7 +692,7 @@ mod tests {
     fn csv_parses_quotes_newlines_and_nulls() {
         let o =
             CopyOptions { csv: true, delimiter: b',', null: String::new(), header: true, quote: b'"', escape: b'"' };
-        let rows = parse_csv(b"id,name,note\n1,\"a,b\",\n2,\"say \"\"hi\"\"\nthere\",\"\"\n", &o, 3, 0).unwrap().rows;
+        let rows = rows(parse_csv(b"id,name,note\n1,\"a,b\",\n2,\"say \"\"hi\"\"\nthere\",\"\"\n", &o, 3, 0).unwrap());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], vec![Some("1".into()), Some("a,b".into()), None]);
         assert_eq!(rows[1], vec![Some("2".into()), Some("say \"hi\"\nthere".into()), Some("".into())]);

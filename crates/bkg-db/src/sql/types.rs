@@ -258,6 +258,7 @@ pub fn column_array(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<
                 return Ok(cast);
             }
             let mut b = StringBuilder::with_capacity(text.len(), text.len() * n);
+            let mut p = String::new();
             for v in text.iter() {
                 let Some(s) = v else {
                     b.append_null();
@@ -275,10 +276,10 @@ pub fn column_array(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult<
                         format!("value too long for type character({n})"),
                     ));
                 }
-                let mut p = String::with_capacity(trimmed.len() + n - len);
+                p.clear();
                 p.push_str(trimmed);
                 p.extend(std::iter::repeat_n(' ', n - len));
-                b.append_value(p);
+                b.append_value(&p);
             }
             Ok(Arc::new(b.finish()))
         }
