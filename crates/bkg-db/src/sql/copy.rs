@@ -5,6 +5,7 @@
 //! one transaction (the session's, or its own committed at CopyDone). A row may not exceed
 //! [`COPY_ROW_BYTES_MAX`]. COPY TO runs the query and encodes its rows.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
@@ -12,6 +13,7 @@ use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaR
 use datafusion::sql::sqlparser::ast::{self, Statement};
 
 use super::ddl::{ident_name, resolve_table};
+use super::dml::BulkInsert;
 use super::session::{Output, Session};
 use crate::error::{SqlError, SqlResult, codes};
 
@@ -20,6 +22,47 @@ pub const COPY_ROW_BYTES_MAX: usize = 256 << 20;
 
 /// Client data is parsed and inserted once this many bytes of it are waiting.
 const COPY_CHUNK_BYTES: usize = 4 << 20;
+
+/// Chunks parsed on other threads at once, beyond the one being inserted.
+const COPY_PARSERS: usize = 2;
+
+/// What a parser thread made of one chunk of COPY data.
+#[derive(Debug)]
+struct ParsedChunk {
+    /// The rows as text, one column per COPY column.
+    text: RecordBatch,
+    /// The columns cast for a columnar insert (when the COPY has one and the chunk is large).
+    cast: Option<Vec<ArrayRef>>,
+    /// The chunk held the end marker `\.`.
+    ended: bool,
+    /// The chunk's buffer, for reuse.
+    buf: Vec<u8>,
+}
+
+/// Parses one chunk of complete lines (`line0` lines precede it) and, for a columnar insert of
+/// enough rows, casts its columns.
+fn parse_chunk(
+    mut buf: Vec<u8>,
+    o: &CopyOptions,
+    ncols: usize,
+    line0: usize,
+    bulk: Option<&BulkInsert>,
+) -> SqlResult<ParsedChunk> {
+    let parsed = if o.csv { parse_csv(&buf, o, ncols, line0)? } else { parse_text(&buf, o, ncols, line0)? };
+    buf.clear();
+    let fields: Vec<Field> = (0..ncols).map(|i| Field::new(format!("c{i}"), ArrowType::Utf8, true)).collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let text = RecordBatch::try_new_with_options(
+        schema,
+        parsed.columns,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(parsed.rows)),
+    )?;
+    let cast = match bulk {
+        Some(b) if parsed.rows >= super::dml::BULK_ROWS_MIN => Some(BulkInsert::cast(&b.def, &b.target, &text)?),
+        _ => None,
+    };
+    Ok(ParsedChunk { text, cast, ended: parsed.ended, buf })
+}
 
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
@@ -126,8 +169,14 @@ pub struct PendingCopy {
     opts: CopyOptions,
     /// Data not parsed yet (an incomplete last line).
     data: Vec<u8>,
-    /// The buffer of the last chunk parsed, kept for the next one.
-    spare: Vec<u8>,
+    /// Buffers of chunks parsed, kept for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// Chunks being parsed, oldest first (inserted in this order).
+    jobs: VecDeque<tokio::task::JoinHandle<SqlResult<ParsedChunk>>>,
+    /// The columnar insert, when the table takes one (see [`super::dml::BulkInsert`]).
+    bulk: Option<Arc<BulkInsert>>,
+    /// `bulk` was planned (at the first chunk, inside the COPY's transaction).
+    planned: bool,
     /// Lines parsed so far (for the header and error positions).
     lines: usize,
     /// The end marker `\.` was seen: the rest is ignored.
@@ -207,6 +256,9 @@ impl Session {
                     opts: o,
                     data: Vec::new(),
                     spare: Vec::new(),
+                    jobs: VecDeque::new(),
+                    bulk: None,
+                    planned: false,
                     lines: 0,
                     ended: false,
                     rows: 0,
@@ -244,18 +296,37 @@ impl Session {
         }
     }
 
-    /// Parses and inserts the complete lines waiting (all data if `last`); errors are kept for
+    /// Hands the complete lines waiting (all data if `last`) to a parser thread and inserts what
+    /// the parsers finished, in order; with `last`, waits for all of them. Errors are kept for
     /// CopyDone.
     async fn copy_flush(&mut self, last: bool) {
         let Some(mut p) = self.pending_copy.take() else { return };
-        if let Err(e) = self.copy_chunk(&mut p, last).await {
+        let mut result = Ok(());
+        if !p.planned && p.error.is_none() && !p.data.is_empty() {
+            p.planned = true;
+            self.copy_begin(&mut p);
+            self.sync_view();
+            match BulkInsert::prepare(self, p.table, Some(p.target.clone()), &[]).await {
+                Ok(bulk) => p.bulk = bulk.map(Arc::new),
+                Err(e) => result = Err(e),
+            }
+        }
+        if result.is_ok() {
+            result = self.copy_dispatch(&mut p, last);
+        }
+        while result.is_ok() && (p.jobs.len() > COPY_PARSERS || (last && !p.jobs.is_empty())) {
+            result = self.copy_insert_next(&mut p).await;
+        }
+        if let Err(e) = result {
             p.error.get_or_insert(e);
             p.data = Vec::new();
+            p.jobs.clear();
         }
         self.pending_copy = Some(p);
     }
 
-    async fn copy_chunk(&mut self, p: &mut PendingCopy, last: bool) -> SqlResult<()> {
+    /// Starts parsing (and casting, for a columnar insert) the complete lines waiting.
+    fn copy_dispatch(&mut self, p: &mut PendingCopy, last: bool) -> SqlResult<()> {
         if p.error.is_some() || p.ended {
             return Ok(());
         }
@@ -269,35 +340,57 @@ impl Session {
             }
             return Ok(());
         }
-        // The complete lines leave the buffer as they are; the incomplete tail is copied into the
-        // buffer of the previous chunk, so a long COPY reuses two buffers instead of growing a
+        // The complete lines leave the buffer as they are; the incomplete tail is copied into a
+        // buffer a parser gave back, so a long COPY reuses a few buffers instead of growing a
         // fresh one from nothing for every chunk.
-        let mut next = std::mem::take(&mut p.spare);
+        let mut next = p.spare.pop().unwrap_or_default();
         next.clear();
         next.reserve(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
         next.extend_from_slice(&p.data[cut..]);
         p.data.truncate(cut);
-        let mut chunk = std::mem::replace(&mut p.data, next);
+        let chunk = std::mem::replace(&mut p.data, next);
         let mut o = p.opts.clone();
         o.header &= p.lines == 0;
-        let parsed = if o.csv {
-            parse_csv(&chunk, &o, p.target.len(), p.lines)?
-        } else {
-            parse_text(&chunk, &o, p.target.len(), p.lines)?
-        };
+        let line0 = p.lines;
         p.lines += chunk.iter().filter(|&&b| b == b'\n').count();
-        chunk.clear();
-        p.spare = chunk;
-        p.ended = parsed.ended;
-        if parsed.rows == 0 {
+        let ncols = p.target.len();
+        let bulk = p.bulk.clone();
+        p.jobs.push_back(tokio::task::spawn_blocking(move || parse_chunk(chunk, &o, ncols, line0, bulk.as_deref())));
+        Ok(())
+    }
+
+    /// Waits for the oldest parser and inserts its rows.
+    async fn copy_insert_next(&mut self, p: &mut PendingCopy) -> SqlResult<()> {
+        let Some(job) = p.jobs.pop_front() else { return Ok(()) };
+        let chunk = job.await.map_err(|e| SqlError::internal(format!("COPY parser: {e}")))?;
+        if p.ended {
+            // Data after the end marker is ignored, errors in it included.
             return Ok(());
         }
-        let n = parsed.rows as u64;
-        let fields: Vec<Field> =
-            (0..p.target.len()).map(|i| Field::new(format!("c{i}"), ArrowType::Utf8, true)).collect();
-        let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let cols = parsed.columns;
-        let batch = RecordBatch::try_new(schema, cols)?;
+        let chunk = chunk?;
+        if p.spare.len() < COPY_PARSERS {
+            p.spare.push(chunk.buf);
+        }
+        p.ended = chunk.ended;
+        let n = chunk.text.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        self.copy_begin(p);
+        self.sync_view();
+        match (&p.bulk, chunk.cast) {
+            (Some(bulk), Some(cast)) => bulk.insert(self, cast, n)?,
+            _ => {
+                super::dml::insert_batches(self, p.table, Some(p.target.clone()), std::slice::from_ref(&chunk.text))
+                    .await?;
+            }
+        }
+        p.rows += n as u64;
+        Ok(())
+    }
+
+    /// Opens the COPY's transaction (or starts its statement in the session's) once.
+    fn copy_begin(&mut self, p: &mut PendingCopy) {
         if p.started.is_none() {
             let implicit = !self.in_transaction();
             if implicit {
@@ -307,10 +400,6 @@ impl Session {
             }
             p.started = Some(implicit);
         }
-        self.sync_view();
-        super::dml::insert_batches(self, p.table, Some(p.target.clone()), std::slice::from_ref(&batch)).await?;
-        p.rows += n;
-        Ok(())
     }
 
     /// Abandons the COPY in progress (client sent CopyFail).

@@ -28,6 +28,7 @@ fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
 }
 
 /// Values for columns an INSERT does not name, computed once per statement (identity per row).
+#[derive(Debug)]
 enum Fill {
     Const(Value),
     Identity,
@@ -63,31 +64,101 @@ pub const BULK_ROWS_MIN: usize = 512;
 
 /// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`): the
 /// path of COPY FROM, Flight ingest and CREATE TABLE AS. A large insert into a table without
-/// foreign keys or row-level security checks stays columnar into the kernel
-/// ([`bkg_kernel::Transaction::insert_columns`]); otherwise rows are built and inserted as
-/// INSERT does. Both paths apply the same casts, defaults and constraints.
+/// foreign keys or row-level security checks stays columnar into the kernel ([`BulkInsert`]);
+/// otherwise rows are built and inserted as INSERT does. Both paths apply the same casts,
+/// defaults and constraints.
 pub async fn insert_batches(
     session: &mut Session,
     table: u64,
     target: Option<Vec<usize>>,
     batches: &[RecordBatch],
 ) -> SqlResult<u64> {
-    let def = table_def(session, table)?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if total >= BULK_ROWS_MIN && def.foreign_keys.is_empty() && !session.rls_restricts(&def) {
-        let target = insert_target(&def, target, batches)?;
-        let fills = defaults(session, &def, &target).await?;
+    if total >= BULK_ROWS_MIN
+        && let Some(bulk) = BulkInsert::prepare(session, table, target.clone(), batches).await?
+    {
         for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            let columns = build_columns(session, &def, &target, &fills, b)?;
-            session.with_txn(|t| Ok(t.insert_columns(table, columns)?))?;
+            let columns = BulkInsert::cast(&bulk.def, &bulk.target, b)?;
+            bulk.insert(session, columns, b.num_rows())?;
         }
         return Ok(total as u64);
     }
+    let def = table_def(session, table)?;
     let rows = build_rows(session, table, target, batches).await?;
     let n = rows.len() as u64;
     policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
     session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
     Ok(n)
+}
+
+/// A columnar insert into one table, planned once per statement: the physical columns the
+/// inputs go to and the defaults of the others. [`cast`](Self::cast) needs no session, so a
+/// COPY runs it on other threads while it reads on.
+#[derive(Debug)]
+pub struct BulkInsert {
+    pub def: TableDef,
+    pub target: Vec<usize>,
+    fills: Vec<Fill>,
+}
+
+impl BulkInsert {
+    /// `None` when the table needs the row path: foreign keys to check, or row-level security
+    /// policies that apply to this session.
+    pub async fn prepare(
+        session: &mut Session,
+        table: u64,
+        target: Option<Vec<usize>>,
+        batches: &[RecordBatch],
+    ) -> SqlResult<Option<BulkInsert>> {
+        let def = table_def(session, table)?;
+        if !def.foreign_keys.is_empty() || session.rls_restricts(&def) {
+            return Ok(None);
+        }
+        let target = insert_target(&def, target, batches)?;
+        let fills = defaults(session, &def, &target).await?;
+        Ok(Some(BulkInsert { def, target, fills }))
+    }
+
+    /// The input columns of `batch`, cast and checked for their target columns.
+    pub fn cast(def: &TableDef, target: &[usize], batch: &RecordBatch) -> SqlResult<Vec<ArrayRef>> {
+        target
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| column_array(batch.column(i), &def.columns[p].data_type, &def.columns[p].name))
+            .collect()
+    }
+
+    /// Inserts `n` rows given as the target columns from [`cast`](Self::cast); the other
+    /// columns get their defaults (`None` for dropped ones).
+    pub fn insert(&self, session: &mut Session, mut given: Vec<ArrayRef>, n: usize) -> SqlResult<()> {
+        let def = &self.def;
+        let mut out: Vec<Option<ArrayRef>> = Vec::with_capacity(def.columns.len());
+        for (pos, (c, f)) in def.columns.iter().zip(&self.fills).enumerate() {
+            if c.dropped {
+                out.push(None);
+                continue;
+            }
+            let col = match (self.target.iter().position(|&p| p == pos), f) {
+                (Some(i), _) => std::mem::replace(&mut given[i], Arc::new(datafusion::arrow::array::NullArray::new(0))),
+                (None, Fill::Const(v)) => {
+                    bkg_kernel::arrow_conv::column_from_values(&c.data_type, std::iter::repeat_n(v, n))?
+                }
+                (None, Fill::Identity) => {
+                    let values = (0..n)
+                        .map(|_| {
+                            session
+                                .with_txn(|t| Ok(t.next_identity(def.id, pos)))
+                                .and_then(|v| int_value(&c.data_type, v))
+                        })
+                        .collect::<SqlResult<Vec<Value>>>()?;
+                    bkg_kernel::arrow_conv::column_from_values(&c.data_type, values.iter())?
+                }
+            };
+            out.push(Some(col));
+        }
+        session.with_txn(|t| Ok(t.insert_columns(def.id, out)?))?;
+        Ok(())
+    }
 }
 
 /// The physical columns the input columns go to, checked: no more inputs than targets, and no
@@ -115,41 +186,6 @@ fn insert_target(def: &TableDef, target: Option<Vec<usize>>, batches: &[RecordBa
         }
     }
     Ok(target)
-}
-
-/// One batch as full-width physical columns for the kernel: given columns cast and checked,
-/// the others filled with their defaults (`None` for dropped columns).
-fn build_columns(
-    session: &mut Session,
-    def: &TableDef,
-    target: &[usize],
-    fills: &[Fill],
-    batch: &RecordBatch,
-) -> SqlResult<Vec<Option<ArrayRef>>> {
-    let n = batch.num_rows();
-    let mut out: Vec<Option<ArrayRef>> = Vec::with_capacity(def.columns.len());
-    for (pos, (c, f)) in def.columns.iter().zip(fills).enumerate() {
-        if c.dropped {
-            out.push(None);
-            continue;
-        }
-        let col = match (target.iter().position(|&p| p == pos), f) {
-            (Some(i), _) => column_array(batch.column(i), &c.data_type, &c.name)?,
-            (None, Fill::Const(v)) => {
-                bkg_kernel::arrow_conv::column_from_values(&c.data_type, std::iter::repeat_n(v, n))?
-            }
-            (None, Fill::Identity) => {
-                let values = (0..n)
-                    .map(|_| {
-                        session.with_txn(|t| Ok(t.next_identity(def.id, pos))).and_then(|v| int_value(&c.data_type, v))
-                    })
-                    .collect::<SqlResult<Vec<Value>>>()?;
-                bkg_kernel::arrow_conv::column_from_values(&c.data_type, values.iter())?
-            }
-        };
-        out.push(Some(col));
-    }
-    Ok(out)
 }
 
 async fn build_rows(
