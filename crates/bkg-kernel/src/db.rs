@@ -1112,11 +1112,33 @@ impl Transaction {
             return Ok(out);
         }
         if let Some(w) = w {
-            w.for_each_own(def, |r, row| {
+            for (r, row) in &w.inserts {
                 if index_key(row, &idx.columns, def).as_deref() == Some(&enc[..]) {
-                    out.push((r, row.clone()));
+                    out.push((*r, row.clone()));
                 }
-            });
+            }
+            // Column batches: a unique key is one probe of the write set's keys (a transaction
+            // that loads a parent table and then its children looks up every parent key);
+            // other indexes compare the batches' key columns.
+            match w.keys.get(&index_id).filter(|_| idx.unique) {
+                Some(keys) => {
+                    if let Some(&r) = keys.get(&enc)
+                        && let Some((b, i)) = w.batch_row(r)
+                    {
+                        out.push((r, w.batches[b].row(def, 0, i)));
+                    }
+                }
+                None => {
+                    for seg in &w.batches {
+                        let keys = crate::mvcc::segment_keys(seg, def, 0, &idx.columns);
+                        for (i, k) in keys.iter().enumerate() {
+                            if k.as_deref() == Some(&enc[..]) {
+                                out.push((seg.rowids(0).value(i), seg.row(def, 0, i)));
+                            }
+                        }
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -1710,35 +1732,66 @@ impl Transaction {
         }
         let record =
             CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
-        let payload = record.encode_with_segments(&record_segments)?;
-        if payload.len() as u64 > shared.opts.limits.wal_record_bytes_max {
-            return Err(Error::ProgramLimit {
-                what: format!("transaction record of {} bytes", payload.len()),
-                limit: shared.opts.limits.wal_record_bytes_max,
-            });
-        }
+        let max = shared.opts.limits.wal_record_bytes_max;
+        let encode = || -> Result<Vec<u8>> {
+            let payload = record.encode_with_segments(&record_segments)?;
+            if payload.len() as u64 > max {
+                return Err(Error::ProgramLimit {
+                    what: format!("transaction record of {} bytes", payload.len()),
+                    limit: max,
+                });
+            }
+            Ok(payload)
+        };
         // Install with xmin/xmax = ts: invisible until the watermark reaches ts.
-        let mut new_stores: HashMap<u64, Arc<TableStore>> = HashMap::new();
-        let mut installed: Vec<(Arc<TableStore>, Vec<u64>, Vec<u64>)> = Vec::new();
         let horizon = {
             let active = shared.active.lock();
             let visible = shared.visible_ts.load(Ordering::SeqCst);
             active.keys().next().copied().unwrap_or(visible).min(visible)
         };
-        for (t, w) in &self.writes {
-            let Some(def) = final_catalog.table(*t) else {
-                continue;
-            };
-            let store = match stores_now.get(t) {
-                Some(s) => s.clone(),
-                None => new_stores.entry(*t).or_insert_with(|| Arc::new(TableStore::new(def))).clone(),
-            };
-            let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
-            let del: Vec<u64> = w.deletes.keys().copied().collect();
-            let segs = segments.remove(t).unwrap_or_default();
-            store.install(def, &ins, &segs, &del, ts, horizon);
-            installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
-        }
+        type Installed = Vec<(Arc<TableStore>, Vec<u64>, Vec<u64>)>;
+        let install = || -> (HashMap<u64, Arc<TableStore>>, Installed) {
+            let mut new_stores: HashMap<u64, Arc<TableStore>> = HashMap::new();
+            let mut installed: Installed = Vec::new();
+            for (t, w) in &self.writes {
+                let Some(def) = final_catalog.table(*t) else {
+                    continue;
+                };
+                let store = match stores_now.get(t) {
+                    Some(s) => s.clone(),
+                    None => new_stores.entry(*t).or_insert_with(|| Arc::new(TableStore::new(def))).clone(),
+                };
+                let ins: Vec<(u64, Row)> = w.inserts.iter().map(|(r, row)| (*r, row.clone())).collect();
+                let del: Vec<u64> = w.deletes.keys().copied().collect();
+                let segs = segments.get(t).map(Vec::as_slice).unwrap_or_default();
+                store.install(def, &ins, segs, &del, ts, horizon);
+                installed.push((store, ins.into_iter().map(|(r, _)| r).collect(), del));
+            }
+            (new_stores, installed)
+        };
+        let (payload, (new_stores, installed)) = if record_segments.is_empty() {
+            let payload = encode()?;
+            (payload, install())
+        } else {
+            // A bulk load: its record is encoded on another thread while its segments and index
+            // entries are installed.
+            let (payload, done) = std::thread::scope(|scope| {
+                let encoding = scope.spawn(encode);
+                let done = install();
+                let payload =
+                    encoding.join().unwrap_or_else(|_| Err(Error::Internal("encoding a WAL record failed".into())));
+                (payload, done)
+            });
+            match payload {
+                Ok(p) => (p, done),
+                Err(e) => {
+                    for (store, ins, del) in &done.1 {
+                        store.undo(ins, del, ts);
+                    }
+                    return Err(e);
+                }
+            }
+        };
         // DDL: stores of new tables and new indexes exist before the catalog that names them,
         // and the catalog is published at `ts`, invisible until the watermark reaches it.
         let published = new_catalog.is_some();
