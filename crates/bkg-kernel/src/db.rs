@@ -12,7 +12,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::catalog::{Catalog, ColumnDefault, TableDef};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::mvcc::{ABORTED, BaseSegment, Chunk, ScanSpec, TableStore, Version, columns_from_rows, index_key};
+use crate::mvcc::{
+    BaseSegment, Chunk, ScanSpec, TableStore, Version, columns_from_rows, encode_key, index_key, live, visible,
+};
 use crate::record::{self, Change, ChangeKind, CommitRecord, Op};
 use crate::snapshot::{self, Manifest, SnapshotFile, SnapshotStore};
 use crate::value::{Row, Value};
@@ -1085,13 +1087,7 @@ impl Transaction {
             .iter()
             .find(|i| i.id == index_id)
             .ok_or_else(|| Error::Internal(format!("index {index_id} not found")))?;
-        let mut enc = Vec::new();
-        for v in key {
-            if v.is_null() {
-                return Ok(vec![]);
-            }
-            v.encode_key(&mut enc);
-        }
+        let Some(enc) = encode_key(key) else { return Ok(vec![]) };
         let w = self.writes.get(&table);
         let mut out = Vec::new();
         if let Some(store) = self.store(table)
@@ -1120,7 +1116,7 @@ impl Transaction {
             // Column batches: a unique key is one probe of the write set's keys (a transaction
             // that loads a parent table and then its children looks up every parent key);
             // other indexes compare the batches' key columns.
-            match w.keys.get(&index_id).filter(|_| idx.unique) {
+            match w.keys.get(&index_id) {
                 Some(keys) => {
                     if let Some(&r) = keys.get(&enc)
                         && let Some((b, i)) = w.batch_row(r)
@@ -1374,10 +1370,9 @@ impl Transaction {
             let deleted = |r: u64| w.is_some_and(|w| w.deletes.contains_key(&r));
             let hit = match &store {
                 Some(store) if store.has_index(idx.id) => {
+                    // As find_conflict: visible, or live and committed after the snapshot.
                     store.first_key_hit(idx.id, keys.iter().map(|k| k.as_deref()), |r, xmin, xmax| {
-                        let visible = xmin <= read_ts && (xmax == 0 || xmax > read_ts);
-                        let newer = xmax == 0 && xmin != ABORTED && xmin > read_ts;
-                        !deleted(r) && (visible || newer)
+                        !deleted(r) && (visible(xmin, xmax, read_ts) || (live(xmin, xmax) && xmin > read_ts))
                     })
                 }
                 Some(store) => {
@@ -1671,7 +1666,7 @@ impl Transaction {
                         let hit = store.first_key_hit(
                             idx.id,
                             keys.iter().map(|(k, _)| Some(k.as_slice())),
-                            |r, xmin, xmax| xmax == 0 && xmin != ABORTED && !w.deletes.contains_key(&r),
+                            |r, xmin, xmax| live(xmin, xmax) && !w.deletes.contains_key(&r),
                         );
                         if let Some((i, _)) = hit {
                             let row = w.own_row(def, keys[i].1).unwrap_or_else(|| Row::from(Vec::new()));

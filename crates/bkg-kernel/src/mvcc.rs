@@ -49,15 +49,28 @@ pub struct Version {
     pub row: Row,
 }
 
+/// A row with these `xmin`/`xmax` is visible to a snapshot at `read_ts`.
+#[inline]
+pub fn visible(xmin: u64, xmax: u64, read_ts: u64) -> bool {
+    xmin <= read_ts && (xmax == 0 || xmax > read_ts)
+}
+
+/// A row with these `xmin`/`xmax` is live in the newest state (including commits still waiting
+/// for their fsync).
+#[inline]
+pub fn live(xmin: u64, xmax: u64) -> bool {
+    xmax == 0 && xmin != ABORTED
+}
+
 impl Version {
     #[inline]
     pub fn visible_at(&self, read_ts: u64) -> bool {
-        self.xmin <= read_ts && (self.xmax == 0 || self.xmax > read_ts)
+        visible(self.xmin, self.xmax, read_ts)
     }
     /// Live in the newest state (including commits still waiting for their fsync).
     #[inline]
     pub fn live(&self) -> bool {
-        self.xmax == 0 && self.xmin != ABORTED
+        live(self.xmin, self.xmax)
     }
 }
 
@@ -182,11 +195,11 @@ struct HashIndex {
     map: FastMap<Vec<u8>, Vec<u64>>,
 }
 
-/// Encodes the key of `row` on `columns`; `None` if any key column is NULL (NULLs never collide).
-pub fn index_key(row: &[Value], columns: &[usize], def: &TableDef) -> Option<Vec<u8>> {
+/// Encodes a key from its values in index column order; `None` if any is NULL (NULLs never
+/// collide).
+pub fn encode_key<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<Vec<u8>> {
     let mut key = Vec::with_capacity(16);
-    for &c in columns {
-        let v = row.get(c).unwrap_or(&def.columns[c].missing);
+    for v in values {
         if v.is_null() {
             return None;
         }
@@ -195,26 +208,16 @@ pub fn index_key(row: &[Value], columns: &[usize], def: &TableDef) -> Option<Vec
     Some(key)
 }
 
+/// Encodes the key of `row` on `columns` (see [`encode_key`]).
+pub fn index_key(row: &[Value], columns: &[usize], def: &TableDef) -> Option<Vec<u8>> {
+    encode_key(columns.iter().map(|&c| row.get(c).unwrap_or(&def.columns[c].missing)))
+}
+
 /// Encodes the keys of every row of group `g` of `seg` on `columns` (`None` where a key column
 /// is NULL), reading only the key columns.
 pub fn segment_keys(seg: &BaseSegment, def: &TableDef, g: usize, columns: &[usize]) -> Vec<Option<Vec<u8>>> {
-    let n = seg.groups[g].num_rows();
     let cols: Vec<Vec<Value>> = columns.iter().map(|&c| seg.values(def, g, c)).collect();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut key = Vec::with_capacity(16);
-        let mut null = false;
-        for vals in &cols {
-            let v = &vals[i];
-            if v.is_null() {
-                null = true;
-                break;
-            }
-            v.encode_key(&mut key);
-        }
-        out.push((!null).then_some(key));
-    }
-    out
+    (0..seg.groups[g].num_rows()).map(|i| encode_key(cols.iter().map(|c| &c[i]))).collect()
 }
 
 /// Columnar rows of a table: the checkpoint base, or the rows one bulk insert committed after it.
@@ -700,11 +703,12 @@ impl TableStore {
     ) {
         // Keys of the segments' rows are encoded before the lock is taken.
         let index_columns: Vec<Vec<usize>> = self.data.read().indexes.iter().map(|i| i.columns.clone()).collect();
-        let seg_keys: Vec<Vec<Vec<Option<Vec<u8>>>>> = segments
+        type GroupKeys = Vec<Vec<Option<Vec<u8>>>>; // per index, per row
+        let seg_keys: Vec<Vec<GroupKeys>> = segments
             .iter()
             .map(|s| {
                 (0..s.groups.len())
-                    .map(|g| index_columns.iter().flat_map(|cols| segment_keys(s, def, g, cols)).collect())
+                    .map(|g| index_columns.iter().map(|cols| segment_keys(s, def, g, cols)).collect())
                     .collect()
             })
             .collect();
@@ -729,15 +733,13 @@ impl TableStore {
             // The segment goes in first: pruning a key's list must find the rows it holds.
             let xmax = seg.groups.iter().map(|g| vec![0; g.num_rows()]).collect();
             d.segs.push(Seg::new(seg.clone(), ts, xmax, false));
-            for (g, keys) in keys.into_iter().enumerate() {
+            for (g, per_index) in keys.into_iter().enumerate() {
                 let ids = seg.rowids(g).values().clone();
-                let n = ids.len();
-                for (k, key) in keys.into_iter().enumerate() {
-                    let (i, row) = (k / n.max(1), k % n.max(1));
-                    if let Some(key) = key
-                        && i < nidx
-                    {
-                        d.index_insert(i, key, ids[row], horizon);
+                for (i, keys) in per_index.into_iter().enumerate().take(nidx) {
+                    for (row, key) in keys.into_iter().enumerate() {
+                        if let Some(key) = key {
+                            d.index_insert(i, key, ids[row], horizon);
+                        }
                     }
                 }
             }

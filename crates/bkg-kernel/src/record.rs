@@ -39,7 +39,8 @@ pub enum Op {
         old: Vec<Value>,
         new: Vec<Value>,
     },
-    /// Rows of a bulk insert, column by column: an Arrow IPC stream (see [`encode_segment`]).
+    /// Rows of a bulk insert, column by column: an Arrow IPC stream (see [`write_segment`]);
+    /// empty inside a format-3 record, whose streams follow its body.
     InsertColumns {
         table: u64,
         #[serde(with = "byte_buf")]
@@ -47,16 +48,8 @@ pub enum Op {
     },
 }
 
-/// Encodes the row groups of a column segment as an Arrow IPC stream: field 0 is `__rowid`, the
-/// others are named by the physical column position they hold.
-pub fn encode_segment(seg: &BaseSegment) -> Result<Vec<u8>> {
-    let bytes: usize = seg.groups.iter().map(|g| g.get_array_memory_size()).sum();
-    let mut out = Vec::with_capacity(bytes + 4096);
-    write_segment(seg, &mut out)?;
-    Ok(out)
-}
-
-/// Appends the IPC stream of [`encode_segment`] to `out`.
+/// Appends the row groups of a column segment to `out` as an Arrow IPC stream: field 0 is
+/// `__rowid`, the others are named by the physical column position they hold.
 fn write_segment(seg: &BaseSegment, out: &mut Vec<u8>) -> Result<()> {
     let err = |e: arrow::error::ArrowError| Error::Internal(format!("encoding a column segment: {e}"));
     let Some(first) = seg.groups.first() else { return Ok(()) };
@@ -67,7 +60,7 @@ fn write_segment(seg: &BaseSegment, out: &mut Vec<u8>) -> Result<()> {
     w.finish().map_err(err)
 }
 
-/// Decodes what [`encode_segment`] wrote, as a segment whose rows have `xmin = ts`.
+/// Decodes what [`write_segment`] wrote, as a segment whose rows have `xmin = ts`.
 pub fn decode_segment(ipc: &[u8], ts: u64) -> Result<BaseSegment> {
     let err = |e: arrow::error::ArrowError| Error::Internal(format!("decoding a column segment: {e}"));
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(err)?;

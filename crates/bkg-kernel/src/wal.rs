@@ -392,8 +392,10 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
             written += (buf.len() + payload.len()) as u64;
             buf.clear();
         }
-        st.file.write_all(&buf)?;
-        written += buf.len() as u64;
+        if !buf.is_empty() {
+            st.file.write_all(&buf)?;
+            written += buf.len() as u64;
+        }
         Ok(())
     };
     let path = segment_path(&st.dir, st.seg_first_lsn);

@@ -135,40 +135,13 @@ pub fn column_values(array: &ArrayRef, dt: &DataType, column: &str) -> SqlResult
         }
         return Ok(out);
     }
-    let cast = cast_column(array, dt, column)?;
+    // varchar(n) lengths and char(n) padding are checked on the array (as the columnar path does).
+    let cast = match dt {
+        DataType::Varchar(Some(_)) | DataType::Char(_) => column_array(array, dt, column)?,
+        _ => cast_column(array, dt, column)?,
+    };
     let mut values = values_from_column(dt, &cast).map_err(SqlError::from)?;
     match dt {
-        DataType::Varchar(Some(n)) => {
-            for v in &values {
-                if let Value::Text(s) = v
-                    && s.chars().count() > *n as usize
-                {
-                    return Err(SqlError::new(
-                        codes::STRING_DATA_RIGHT_TRUNCATION,
-                        format!("value too long for type character varying({n})"),
-                    ));
-                }
-            }
-        }
-        DataType::Char(n) => {
-            for v in &mut values {
-                if let Value::Text(s) = v {
-                    let len = s.chars().count();
-                    let trimmed = s.trim_end_matches(' ');
-                    if trimmed.chars().count() > *n as usize {
-                        return Err(SqlError::new(
-                            codes::STRING_DATA_RIGHT_TRUNCATION,
-                            format!("value too long for type character({n})"),
-                        ));
-                    }
-                    if len != *n as usize {
-                        let mut padded: String = trimmed.to_string();
-                        padded.extend(std::iter::repeat_n(' ', *n as usize - trimmed.chars().count()));
-                        *v = Value::Text(Arc::from(padded));
-                    }
-                }
-            }
-        }
         DataType::Uuid => {
             for v in &mut values {
                 if let Value::Text(s) = v {
