@@ -106,7 +106,7 @@ pub(crate) struct Shared {
     next_txn_id: AtomicU64,
     sequences: Mutex<HashMap<(u64, usize), i64>>,
     /// read_ts -> number of snapshots pinned at it.
-    active: Mutex<BTreeMap<u64, usize>>,
+    active: Mutex<BTreeMap<u64, ActivePin>>,
     writer: WalWriter,
     pub(crate) wal_stats: Arc<WalStats>,
     poisoned: Arc<AtomicBool>,
@@ -341,6 +341,14 @@ impl Database {
     pub fn stats(&self) -> DbStats {
         let s = &self.shared;
         let stores: Vec<Arc<TableStore>> = s.stores.read().values().cloned().collect();
+        // One look at the pins (a guard held across the struct literal would deadlock).
+        let (active_snapshots, oldest_since_ms, horizon) = {
+            let active = s.active.lock();
+            let count: usize = active.values().map(|p| p.count).sum();
+            let since = active.values().map(|p| p.since_ms).min();
+            let horizon = active.keys().next().copied().unwrap_or_else(|| self.visible_ts());
+            (count, since, horizon)
+        };
         DbStats {
             commits: s.commits.load(Ordering::Relaxed),
             serialization_failures: s.conflicts.load(Ordering::Relaxed),
@@ -349,7 +357,9 @@ impl Database {
             wal_records: s.wal_stats.records.load(Ordering::Relaxed),
             wal_bytes_since_checkpoint: s.wal_stats.bytes_since_checkpoint.load(Ordering::Relaxed),
             visible_ts: self.visible_ts(),
-            active_snapshots: s.active.lock().values().sum(),
+            active_snapshots,
+            oldest_snapshot_age_ms: oldest_since_ms.map(|t| s.opts.clock.now_ms().saturating_sub(t)),
+            gc_horizon_lag: self.visible_ts().saturating_sub(horizon),
             row_versions: stores.iter().map(|t| t.version_count() as u64).sum(),
             bulk_rows: stores.iter().map(|t| t.bulk_rows() as u64).sum(),
         }
@@ -360,6 +370,7 @@ impl Database {
         let shared = self.shared.clone();
         let read_ts = pin(&shared, None);
         let catalog = catalog_at(&shared, read_ts);
+        let (shared_for_mark, catalog_for_mark) = (shared.clone(), catalog.clone());
         Transaction {
             id: shared.next_txn_id.fetch_add(1, Ordering::Relaxed),
             base_catalog_version: catalog.version,
@@ -373,6 +384,7 @@ impl Database {
             finished: false,
             locked: Vec::new(),
             fk_since: None,
+            mark: StatementMark::new(&shared_for_mark, &catalog_for_mark, false),
         }
     }
 
@@ -662,6 +674,10 @@ pub struct DbStats {
     pub wal_bytes_since_checkpoint: u64,
     pub visible_ts: u64,
     pub active_snapshots: usize,
+    /// How long the oldest snapshot still held has been held (ms), if any is.
+    pub oldest_snapshot_age_ms: Option<u64>,
+    /// Commits newer than the oldest snapshot held: versions they replaced cannot be collected.
+    pub gc_horizon_lag: u64,
     /// Row versions held in memory (inserted or updated since the checkpoint, one at a time).
     pub row_versions: u64,
     /// Rows of bulk inserts since the checkpoint, held as Arrow columns.
@@ -754,22 +770,67 @@ fn catalog_at(shared: &Shared, ts: u64) -> Arc<Catalog> {
     cats.iter().rev().find(|(t, _)| *t <= ts).or(cats.first()).map(|(_, c)| c.clone()).expect("a catalog")
 }
 
+/// The holders of one snapshot timestamp.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActivePin {
+    count: usize,
+    /// When the first of the current holders pinned it (clock ms).
+    since_ms: u64,
+}
+
 fn pin(shared: &Shared, previous: Option<u64>) -> u64 {
     let mut active = shared.active.lock();
     if let Some(p) = previous {
         unpin_locked(&mut active, p);
     }
     let ts = shared.visible_ts.load(Ordering::SeqCst);
-    *active.entry(ts).or_default() += 1;
+    pin_locked(shared, &mut active, ts);
     ts
 }
 
-fn unpin_locked(active: &mut BTreeMap<u64, usize>, ts: u64) {
-    if let Some(n) = active.get_mut(&ts) {
-        *n -= 1;
-        if *n == 0 {
+fn pin_locked(shared: &Shared, active: &mut BTreeMap<u64, ActivePin>, ts: u64) {
+    active.entry(ts).or_insert_with(|| ActivePin { count: 0, since_ms: shared.opts.clock.now_ms() }).count += 1;
+}
+
+fn unpin_locked(active: &mut BTreeMap<u64, ActivePin>, ts: u64) {
+    if let Some(p) = active.get_mut(&ts) {
+        p.count -= 1;
+        if p.count == 0 {
             active.remove(&ts);
         }
+    }
+}
+
+fn release_row_locks(shared: &Shared, txn: u64, locked: Vec<(u64, u64)>) {
+    if locked.is_empty() {
+        return;
+    }
+    {
+        let mut held = shared.locks.held.lock();
+        for k in locked {
+            if held.get(&k) == Some(&txn) {
+                held.remove(&k);
+            }
+        }
+    }
+    shared.locks.released.notify_waiters();
+}
+
+/// What a committing transaction holds until its commit is visible or has failed: its row
+/// locks and its snapshot pin. It travels with the WAL request and is dropped by the WAL
+/// writer after it published the commit (or undid it), so a commit whose caller stopped
+/// waiting (a cancelled or timed-out COMMIT) still releases both at the right moment.
+struct CommitHold {
+    shared: Arc<Shared>,
+    txn: u64,
+    read_ts: u64,
+    locked: Vec<(u64, u64)>,
+}
+
+impl Drop for CommitHold {
+    fn drop(&mut self) {
+        release_row_locks(&self.shared, self.txn, std::mem::take(&mut self.locked));
+        unpin_locked(&mut self.shared.active.lock(), self.read_ts);
     }
 }
 
@@ -781,7 +842,7 @@ struct Pin {
 
 impl Pin {
     fn new(shared: Arc<Shared>, ts: u64) -> Pin {
-        *shared.active.lock().entry(ts).or_default() += 1;
+        pin_locked(&shared, &mut shared.active.lock(), ts);
         Pin { shared, ts }
     }
 }
@@ -889,6 +950,45 @@ pub struct Transaction {
     locked: Vec<(u64, u64)>,
     /// Oldest snapshot a statement removed referenced keys with (checked again at commit).
     fk_since: Option<u64>,
+    /// Where the running statement started, for [`Transaction::rollback_statement`].
+    mark: StatementMark,
+}
+
+/// The state of a transaction's writes when its running statement started, and what that
+/// statement did to writes of earlier statements. Rows the statement writes need no entry:
+/// row ids only grow, so every row it creates has an id at or above `first_rowid`.
+#[derive(Debug)]
+struct StatementMark {
+    first_rowid: u64,
+    rows_written: usize,
+    fk_since: Option<u64>,
+    catalog: Arc<Catalog>,
+    base_catalog_version: u64,
+    ddl: bool,
+    undo: Vec<StatementUndo>,
+}
+
+/// A change the running statement made to what earlier statements (or the store) had.
+#[derive(Debug)]
+enum StatementUndo {
+    /// A committed version it deleted.
+    Deleted { table: u64, rowid: u64 },
+    /// A row an earlier statement of this transaction wrote, which it deleted or replaced.
+    OwnRemoved { table: u64, rowid: u64, row: Row, updated_from: Option<u64>, keys: Vec<(u64, Vec<u8>)> },
+}
+
+impl StatementMark {
+    fn new(shared: &Shared, catalog: &Arc<Catalog>, ddl: bool) -> StatementMark {
+        StatementMark {
+            first_rowid: shared.next_rowid.load(Ordering::SeqCst),
+            rows_written: 0,
+            fk_since: None,
+            catalog: catalog.clone(),
+            base_catalog_version: catalog.version,
+            ddl,
+            undo: Vec::new(),
+        }
+    }
 }
 
 impl Drop for Transaction {
@@ -916,18 +1016,7 @@ impl Transaction {
     }
 
     fn release_locks(&mut self) {
-        if self.locked.is_empty() {
-            return;
-        }
-        {
-            let mut held = self.shared.locks.held.lock();
-            for k in self.locked.drain(..) {
-                if held.get(&k) == Some(&self.id) {
-                    held.remove(&k);
-                }
-            }
-        }
-        self.shared.locks.released.notify_waiters();
+        release_row_locks(&self.shared, self.id, std::mem::take(&mut self.locked));
     }
 
     /// Locks the rows of `table` this statement is about to delete or replace, and checks that
@@ -987,7 +1076,9 @@ impl Transaction {
         self.writes.get(&table)
     }
 
-    /// Called at each statement start: READ COMMITTED takes a new snapshot.
+    /// Called at each statement start: READ COMMITTED takes a new snapshot, and the
+    /// transaction's writes so far are marked as what [`Transaction::rollback_statement`]
+    /// returns to.
     pub fn statement_start(&mut self) {
         if self.isolation == IsolationLevel::ReadCommitted {
             self.read_ts = pin(&self.shared, Some(self.read_ts));
@@ -996,6 +1087,53 @@ impl Transaction {
                 self.base_catalog_version = self.catalog.version;
             }
         }
+        let mut mark = StatementMark::new(&self.shared, &self.catalog, self.ddl);
+        mark.rows_written = self.rows_written;
+        mark.fk_since = self.fk_since;
+        mark.base_catalog_version = self.base_catalog_version;
+        self.mark = mark;
+    }
+
+    /// Undoes everything the running statement wrote (since the last
+    /// [`statement_start`](Self::statement_start), or the transaction's start): the write set,
+    /// the catalog and the counters are as they were before it. Row locks it took stay held
+    /// until the transaction ends. This is what lets a failed statement be rerun (READ
+    /// COMMITTED after a conflict or a lock wait) without a trace of its first run.
+    pub fn rollback_statement(&mut self) {
+        let first = self.mark.first_rowid;
+        for w in self.writes.values_mut() {
+            drop(w.inserts.split_off(&first));
+            w.batches.retain(|seg| seg.rowids(0).values().first().is_some_and(|&r| r < first));
+            for m in w.keys.values_mut() {
+                m.retain(|_, r| *r < first);
+            }
+            w.updated_from.retain(|new, _| *new < first);
+        }
+        for u in std::mem::take(&mut self.mark.undo).into_iter().rev() {
+            match u {
+                StatementUndo::Deleted { table, rowid } => {
+                    if let Some(w) = self.writes.get_mut(&table) {
+                        w.deletes.remove(&rowid);
+                    }
+                }
+                StatementUndo::OwnRemoved { table, rowid, row, updated_from, keys } => {
+                    let w = self.writes.entry(table).or_default();
+                    for (idx, k) in keys {
+                        w.keys.entry(idx).or_default().insert(k, rowid);
+                    }
+                    if let Some(old) = updated_from {
+                        w.updated_from.insert(rowid, old);
+                    }
+                    w.inserts.insert(rowid, row);
+                }
+            }
+        }
+        self.rows_written = self.mark.rows_written;
+        self.fk_since = self.mark.fk_since;
+        self.catalog = self.mark.catalog.clone();
+        self.base_catalog_version = self.mark.base_catalog_version;
+        self.ddl = self.mark.ddl;
+        self.writes.retain(|_, w| w.has_inserts() || !w.deletes.is_empty());
     }
 
     /// The catalog for DDL; the transaction now carries a private copy.
@@ -1443,24 +1581,32 @@ impl Transaction {
 
     fn delete_one(&mut self, table: u64, rowid: u64, store: Option<&TableStore>) -> Result<Option<Row>> {
         let catalog = self.catalog.clone();
+        let def = catalog.table(table).ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))?;
         let w = self.writes.entry(table).or_default();
-        if !w.batches.is_empty()
-            && let Some(def) = catalog.table(table)
-        {
+        if !w.batches.is_empty() {
             w.spill_batches(def);
         }
         if let Some(row) = w.inserts.remove(&rowid) {
-            for m in w.keys.values_mut() {
-                m.retain(|_, r| *r != rowid);
+            let mut keys = Vec::new();
+            for idx in def.indexes.iter().filter(|i| i.unique) {
+                if let Some(k) = index_key(&row, &idx.columns, def)
+                    && let Some(m) = w.keys.get_mut(&idx.id)
+                    && m.get(&k) == Some(&rowid)
+                {
+                    m.remove(&k);
+                    keys.push((idx.id, k));
+                }
             }
             // Updating a row this transaction already updated: the original stays deleted.
-            w.updated_from.remove(&rowid);
+            let updated_from = w.updated_from.remove(&rowid);
+            if rowid < self.mark.first_rowid {
+                self.mark.undo.push(StatementUndo::OwnRemoved { table, rowid, row: row.clone(), updated_from, keys });
+            }
             return Ok(Some(row));
         }
         if w.deletes.contains_key(&rowid) {
             return Ok(None);
         }
-        let def = catalog.table(table).ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))?;
         let Some(v) = store.and_then(|s| s.version(def, rowid)) else {
             return Ok(None);
         };
@@ -1474,6 +1620,7 @@ impl Transaction {
             });
         }
         w.deletes.insert(rowid, v.row.clone());
+        self.mark.undo.push(StatementUndo::Deleted { table, rowid });
         Ok(Some(v.row))
     }
 
@@ -1588,13 +1735,21 @@ impl Transaction {
     }
 
     /// Commits: validates, writes the WAL record, waits for its fsync, then makes it visible.
+    ///
+    /// Cancel safety: dropping the future before the record is handed to the WAL writer
+    /// rolls the transaction back (its `Drop`). Once handed over, the commit goes on without
+    /// the caller: it becomes durable and visible (or fails and is undone), and its locks and
+    /// snapshot pin are released then, by the writer; the caller just does not learn the
+    /// outcome. Callers that must report the outcome run the future to completion.
     pub async fn commit(mut self) -> Result<CommitInfo> {
-        self.finished = true;
         let shared = self.shared.clone();
         let result = self.commit_inner().await;
-        // After the commit is visible (or failed): waiters then see the new versions.
+        // A commit that never reached the writer (read-only, or refused) releases here.
         self.release_locks();
-        unpin_locked(&mut shared.active.lock(), self.read_ts);
+        if !self.finished {
+            self.finished = true;
+            unpin_locked(&mut shared.active.lock(), self.read_ts);
+        }
         if matches!(result, Ok(CommitInfo { commit_ts, .. }) if commit_ts > 0) {
             shared.commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -1805,6 +1960,14 @@ impl Transaction {
         }
         let undo_list = installed.clone();
         let catalogs = shared.catalogs.clone();
+        // From here the WAL writer holds the locks and the pin (see `commit`).
+        let hold = CommitHold {
+            shared: shared.clone(),
+            txn: self.id,
+            read_ts: self.read_ts,
+            locked: std::mem::take(&mut self.locked),
+        };
+        self.finished = true;
         let undo: wal::Undo = Box::new(move || {
             for (store, ins, del) in undo_list {
                 store.undo(&ins, &del, ts);
@@ -1812,6 +1975,7 @@ impl Transaction {
             if published {
                 catalogs.write().retain(|(t, _)| *t != ts);
             }
+            drop(hold);
         });
         let (done, rx) = tokio::sync::oneshot::channel();
         shared.writer.send(WalRequest::Append { payload, commit_ts: ts, done, undo: Some(undo) })?;

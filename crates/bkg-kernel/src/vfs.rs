@@ -102,8 +102,9 @@ impl Vfs for StdVfs {
 
 /// Fault injection around [`StdVfs`] for tests.
 ///
-/// Counts every `write_all` and `sync_data`; `fail_write_at(n)` makes the n-th write (1-based,
-/// counted from the call) fail with ENOSPC, `fail_sync_at(n)` the n-th fsync with EIO, and
+/// Counts every `write_all`, `sync_data`/`sync_dir` and `rename`; `fail_write_at(n)` makes the
+/// n-th write (1-based, counted from the call) fail with ENOSPC, `fail_sync_at(n)` the n-th
+/// fsync with EIO, `fail_rename_at(n)` the n-th rename with EIO (nothing renamed), and
 /// `set_disk_full(true)` fails every write until cleared. `drop_unsynced()` truncates every file
 /// written through it back to its last synced length, as a power loss would.
 #[derive(Default, Clone)]
@@ -115,8 +116,10 @@ pub struct FaultyVfs {
 struct FaultState {
     writes: AtomicU64,
     syncs: AtomicU64,
+    renames: AtomicU64,
     fail_write_at: AtomicU64,
     fail_sync_at: AtomicU64,
+    fail_rename_at: AtomicU64,
     disk_full: AtomicBool,
     /// path -> (written length, synced length)
     files: Mutex<HashMap<PathBuf, (u64, u64)>>,
@@ -133,6 +136,15 @@ impl FaultyVfs {
     pub fn fail_sync_at(&self, n: u64) {
         let now = self.inner.syncs.load(Ordering::SeqCst);
         self.inner.fail_sync_at.store(now + n, Ordering::SeqCst);
+    }
+    pub fn fail_rename_at(&self, n: u64) {
+        let now = self.inner.renames.load(Ordering::SeqCst);
+        self.inner.fail_rename_at.store(now + n, Ordering::SeqCst);
+    }
+    /// Writes, syncs and renames so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let s = &self.inner;
+        (s.writes.load(Ordering::SeqCst), s.syncs.load(Ordering::SeqCst), s.renames.load(Ordering::SeqCst))
     }
     pub fn set_disk_full(&self, full: bool) {
         self.inner.disk_full.store(full, Ordering::SeqCst);
@@ -218,6 +230,10 @@ impl Vfs for FaultyVfs {
         Ok(Box::new(FaultyFile { path: path.to_path_buf(), file, state: self.inner.clone() }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let n = self.inner.renames.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.inner.fail_rename_at.load(Ordering::SeqCst) == n {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         StdVfs.rename(from, to)?;
         let mut files = self.inner.files.lock();
         if let Some(v) = files.remove(from) {
