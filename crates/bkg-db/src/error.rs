@@ -36,6 +36,11 @@ pub mod codes {
     pub const WRONG_OBJECT_TYPE: &str = "42809";
     pub const DATATYPE_MISMATCH: &str = "42804";
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const DATETIME_VALUE_OUT_OF_RANGE: &str = "22008";
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const NAME_TOO_LONG: &str = "42622";
     pub const DIVISION_BY_ZERO: &str = "22012";
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
     pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
