@@ -71,7 +71,8 @@ pub struct JwtArgs {
     /// generated on first start and kept in `<data-dir>/auth/keys.json`.
     #[arg(long, env = "BKG_DB_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// Required `aud` claim of API tokens (unset: not checked).
+    /// Required `aud` claim of API tokens (unset: a token's `aud`, if it has one, must name
+    /// `authenticated`; tokens without `aud`, such as the API keys, pass).
     #[arg(long, env = "BKG_DB_JWT_AUD")]
     pub jwt_aud: Option<String>,
     /// Required `iss` claim of API tokens (unset: not checked).
@@ -183,6 +184,10 @@ pub struct ServeArgs {
     /// Take a column snapshot at least this often (seconds) when anything was written.
     #[arg(long, env = "BKG_DB_CHECKPOINT_INTERVAL_S", default_value_t = 300)]
     pub checkpoint_interval_s: u64,
+    /// Log a warning when a transaction has held its snapshot longer than this (seconds; 0 = never):
+    /// while it does, old row versions cannot be collected.
+    #[arg(long, env = "BKG_DB_SNAPSHOT_AGE_WARN_S", default_value_t = 600)]
+    pub snapshot_age_warn_s: u64,
     /// Seconds to let open connections finish after SIGTERM/SIGINT.
     #[arg(long, env = "BKG_DB_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,

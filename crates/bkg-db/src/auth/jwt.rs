@@ -2,8 +2,10 @@
 //!
 //! Only what the server configured is accepted: the header's `alg` must equal it (so `none`, or an
 //! HMAC token made with a public key, never verifies), `crit`, `jku`, `x5u` and `jwk` headers are
-//! refused, `exp` is required, `nbf`/`iat` are checked with a bounded leeway and `aud`/`iss` when
-//! configured. Signatures are checked with `ring` in constant time.
+//! refused, `exp` is required, `nbf`/`iat` are checked with a bounded leeway, `iss` when
+//! configured, and `aud` always: against the configured audience, or else, when the token has one,
+//! against [`DEFAULT_AUDIENCE`]. The header and the payload must be JSON objects in which no object,
+//! at any depth, names a member twice. Signatures are checked with `ring` in constant time.
 //!
 //! HS256 uses the shared secret. ES256 and RS256 use a key ring (P-256 keys, generated; RSA keys,
 //! imported from PKCS#8 files), each key with a `kid`: tokens are signed with the newest key of
@@ -13,12 +15,16 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Longest token accepted, in bytes (headers of a few KiB are already unusual).
 pub const TOKEN_BYTES_MAX: usize = 8 << 10;
 /// Most clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_S_MAX: u64 = 60;
+/// The `aud` accepted when none is configured: the one the server's `/auth/v1` user tokens carry
+/// (GoTrue's default). Tokens without `aud`, such as the API keys, are accepted too.
+pub const DEFAULT_AUDIENCE: &str = "authenticated";
 
 /// The one algorithm a server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,7 +200,8 @@ pub struct JwtConfig {
     pub secret: Vec<u8>,
     /// ES256/RS256 key ring (keys of other algorithms than `alg` are ignored).
     pub keys: Vec<SigningKey>,
-    /// Required `aud` (string or one element of an array), if set.
+    /// Required `aud` (a string, or one element of an array), if set: tokens without it are
+    /// refused. When unset, a token's `aud`, if it has one, must be [`DEFAULT_AUDIENCE`].
     pub audience: Option<String>,
     /// Required `iss`, if set.
     pub issuer: Option<String>,
@@ -234,6 +241,93 @@ fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, JwtError> {
     B64URL.decode(part.as_bytes()).map_err(|_| err(format!("JWT {what} is not base64url")))
 }
 
+/// Longest member name quoted in an error, in characters.
+const NAME_CHARS_MAX: usize = 64;
+
+/// Parses a JWT header or payload: a JSON object in which no object, at any depth, names a
+/// member twice. Parsers disagree on which of two members of one name wins (serde_json keeps the
+/// last, others the first or refuse), so a token whose meaning depends on it is refused.
+fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, JwtError> {
+    let not_object = || err(format!("JWT {what} is not a JSON object"));
+    // First a walk that only checks member names (serde_json's recursion limit bounds its depth),
+    // then the parse itself, so the claims are exactly what serde_json makes of the text.
+    let duplicate = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let walked = NoDuplicates(&duplicate).deserialize(&mut de).and_then(|()| de.end());
+    if let Some(name) = duplicate.into_inner() {
+        let shown: String = name.chars().take(NAME_CHARS_MAX).collect();
+        return Err(err(format!("JWT {what} has duplicate member {shown:?}")));
+    }
+    walked.map_err(|_| not_object())?;
+    serde_json::from_slice(bytes).map_err(|_| not_object())
+}
+
+/// Walks a JSON value and stops at the first object that names a member twice, recording the name.
+#[derive(Clone, Copy)]
+struct NoDuplicates<'a>(&'a std::cell::RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicates<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if seen.contains(&name) {
+                *self.0.borrow_mut() = Some(name);
+                return Err(serde::de::Error::custom("duplicate member"));
+            }
+            map.next_value_seed(self)?;
+            seen.insert(name);
+        }
+        Ok(())
+    }
+}
+
 impl JwtConfig {
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
@@ -248,8 +342,7 @@ impl JwtConfig {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(err("JWT must have three parts"));
         };
-        let header: Map<String, Value> =
-            serde_json::from_slice(&decode_part(h, "header")?).map_err(|_| err("JWT header is not a JSON object"))?;
+        let header = parse_object(&decode_part(h, "header")?, "header")?;
         match header.get("alg").and_then(Value::as_str) {
             Some(a) if a == self.alg.name() => {}
             Some(other) => return Err(err(format!("JWT algorithm {other} is not accepted"))),
@@ -289,8 +382,7 @@ impl JwtConfig {
                 key.verify(signed.as_bytes(), &sig).map_err(err)?;
             }
         }
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&decode_part(p, "payload")?).map_err(|_| err("JWT payload is not a JSON object"))?;
+        let claims = parse_object(&decode_part(p, "payload")?, "payload")?;
         let leeway = self.leeway_s.min(LEEWAY_S_MAX);
         let num = |k: &str| -> Result<Option<u64>, JwtError> {
             match claims.get(k) {
@@ -316,15 +408,19 @@ impl JwtConfig {
         {
             return Err(err("JWT was issued in the future (iat)"));
         }
-        if let Some(aud) = &self.audience {
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => a == aud,
-                Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
-                _ => false,
-            };
-            if !ok {
-                return Err(err("JWT audience is not accepted"));
-            }
+        // A token meant for another service is not ours, configured audience or not; RFC 7519
+        // §4.1.3. Only a configured audience makes `aud` required: the API keys carry it then.
+        let names = |want: &str| match claims.get("aud") {
+            Some(Value::String(a)) => a == want,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(want)),
+            _ => false,
+        };
+        let aud_ok = match &self.audience {
+            Some(aud) => names(aud.as_str()),
+            None => !claims.contains_key("aud") || names(DEFAULT_AUDIENCE),
+        };
+        if !aud_ok {
+            return Err(err("JWT audience is not accepted"));
         }
         if let Some(iss) = &self.issuer
             && claims.get("iss").and_then(Value::as_str) != Some(iss.as_str())
@@ -389,6 +485,129 @@ mod tests {
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    /// An HS256 token over header and payload texts as given (`sign` cannot repeat a member).
+    fn sign_raw(c: &JwtConfig, header: &str, payload: &str) -> String {
+        let signed = format!("{}.{}", B64URL.encode(header.as_bytes()), B64URL.encode(payload.as_bytes()));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &c.secret);
+        format!("{signed}.{}", B64URL.encode(ring::hmac::sign(&key, signed.as_bytes()).as_ref()))
+    }
+
+    const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+    #[test]
+    fn foreign_audience_is_refused_by_default() {
+        let c = cfg();
+        assert_eq!(c.audience, None);
+        for aud in [json!("other-service"), json!(["other-service"]), json!([]), json!(null), json!(7)] {
+            let t = c.sign(&claims(json!({"role": "service_role", "exp": 2000, "aud": aud})));
+            assert_eq!(c.verify_at(&t, 1000).unwrap_err().0, "JWT audience is not accepted", "{aud}");
+        }
+    }
+
+    #[test]
+    fn authenticated_audience_is_accepted_by_default() {
+        let c = cfg();
+        let t = c.sign(&claims(json!({"role": "authenticated", "exp": 2000, "aud": "authenticated"})));
+        assert_eq!(c.verify_at(&t, 1000).unwrap()["aud"], DEFAULT_AUDIENCE);
+    }
+
+    #[test]
+    fn missing_audience_is_accepted_by_default() {
+        // The API keys carry no aud unless one is configured.
+        let c = cfg();
+        let t = c.sign(&claims(json!({"role": "anon", "iss": "bkg-db", "exp": 2000})));
+        assert_eq!(c.verify_at(&t, 1000).unwrap()["role"], "anon");
+    }
+
+    #[test]
+    fn audience_array_containing_authenticated_is_accepted_by_default() {
+        let c = cfg();
+        let t = c.sign(&claims(json!({"exp": 2000, "aud": ["other-service", "authenticated"]})));
+        assert!(c.verify_at(&t, 1000).is_ok());
+    }
+
+    #[test]
+    fn configured_audience_replaces_the_default() {
+        let c = JwtConfig { audience: Some("my-api".into()), ..cfg() };
+        let ok = c.sign(&claims(json!({"exp": 2000, "aud": "my-api"})));
+        assert!(c.verify_at(&ok, 1000).is_ok());
+        let ok = c.sign(&claims(json!({"exp": 2000, "aud": ["x", "my-api"]})));
+        assert!(c.verify_at(&ok, 1000).is_ok());
+        // The default no longer applies, and a configured audience is required.
+        for t in [
+            c.sign(&claims(json!({"exp": 2000, "aud": "authenticated"}))),
+            c.sign(&claims(json!({"exp": 2000}))),
+            c.sign(&claims(json!({"exp": 2000, "aud": "other-service"}))),
+        ] {
+            assert_eq!(c.verify_at(&t, 1000).unwrap_err().0, "JWT audience is not accepted");
+        }
+    }
+
+    #[test]
+    fn duplicate_role_in_payload_is_refused() {
+        let c = cfg();
+        let t = sign_raw(&c, HS256_HEADER, r#"{"role":"anon","exp":2000,"role":"service_role"}"#);
+        assert_eq!(c.verify_at(&t, 1000).unwrap_err().0, r#"JWT payload has duplicate member "role""#);
+        // Also when an escape spells the same name.
+        let t = sign_raw(&c, HS256_HEADER, r#"{"role":"anon","exp":2000,"r\u006fle":"service_role"}"#);
+        assert_eq!(c.verify_at(&t, 1000).unwrap_err().0, r#"JWT payload has duplicate member "role""#);
+    }
+
+    #[test]
+    fn duplicate_alg_in_header_is_refused() {
+        let c = cfg();
+        let t = sign_raw(&c, r#"{"alg":"none","typ":"JWT","alg":"HS256"}"#, r#"{"role":"anon","exp":2000}"#);
+        assert_eq!(c.verify_at(&t, 1000).unwrap_err().0, r#"JWT header has duplicate member "alg""#);
+    }
+
+    #[test]
+    fn duplicate_member_nested_in_app_metadata_is_refused() {
+        let c = cfg();
+        for payload in [
+            r#"{"exp":2000,"app_metadata":{"provider":"email","admin":false,"admin":true}}"#,
+            r#"{"exp":2000,"app_metadata":{"org":{"admin":false,"admin":true}}}"#,
+            r#"{"exp":2000,"app_metadata":{"orgs":[{"id":1},{"admin":false,"admin":true}]}}"#,
+        ] {
+            let t = sign_raw(&c, HS256_HEADER, payload);
+            assert_eq!(
+                c.verify_at(&t, 1000).unwrap_err().0,
+                r#"JWT payload has duplicate member "admin""#,
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_without_duplicate_members_are_unaffected() {
+        let c = cfg();
+        // One name in several objects is no duplicate.
+        let payload = json!({
+            "role": "authenticated", "exp": 2000, "iat": 999.5, "aud": "authenticated", "sub": null,
+            "app_metadata": {"provider": "email", "providers": ["email"], "role": "x"},
+            "user_metadata": {"role": {"role": [{"role": 1}, {"role": 2}]}, "ok": true, "n": -3},
+            "amr": [{"method": "password", "timestamp": 1}, {"method": "otp", "timestamp": 2}],
+        });
+        let t = c.sign(&claims(payload.clone()));
+        assert_eq!(Value::Object(c.verify_at(&t, 1000).unwrap()), payload);
+        let t = sign_raw(&c, HS256_HEADER, &payload.to_string());
+        assert_eq!(Value::Object(c.verify_at(&t, 1000).unwrap()), payload);
+        // What is not one JSON object is refused as before.
+        for (header, payload, want) in [
+            (HS256_HEADER, r#"{"exp":2000} x"#, "JWT payload is not a JSON object"),
+            (HS256_HEADER, r#"[{"exp":2000}]"#, "JWT payload is not a JSON object"),
+            (HS256_HEADER, r#"{"exp":2000"#, "JWT payload is not a JSON object"),
+            (r#"{"alg":"HS256"}{}"#, r#"{"exp":2000}"#, "JWT header is not a JSON object"),
+        ] {
+            assert_eq!(c.verify_at(&sign_raw(&c, header, payload), 1000).unwrap_err().0, want);
+        }
+        // Nesting deeper than serde_json's recursion limit is refused, not a stack overflow.
+        let deep = format!(r#"{{"exp":2000,"a":{}1{}}}"#, "[".repeat(1000), "]".repeat(1000));
+        assert_eq!(
+            c.verify_at(&sign_raw(&c, HS256_HEADER, &deep), 1000).unwrap_err().0,
+            "JWT payload is not a JSON object"
+        );
     }
 
     #[test]
