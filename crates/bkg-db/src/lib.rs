@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod flight;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod migrate;
