@@ -20,9 +20,12 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub pg: Arc<PgServer>,
     pub started: Instant,
+    /// Authenticates the callers `/healthz` shows details to.
+    pub rest: crate::rest::RestState,
 }
 
-pub fn router(state: HttpState, rest: crate::rest::RestState, auth: Router) -> Router {
+pub fn router(state: HttpState, auth: Router) -> Router {
+    let rest = state.rest.clone();
     let counters = state.metrics.clone();
     Router::new()
         .route("/healthz", get(healthz))
@@ -55,16 +58,32 @@ async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
     crate::rest::RestError::new(404, "PGRST125", format!("Invalid path specified in request URL: {}", uri.path()))
 }
 
-/// Liveness and state: version, uptime, last checkpoint, recovery.
+/// Liveness: status, version and uptime for anyone; the data directory, last checkpoint and
+/// recovery too for operators (the service role or an admin-scoped token).
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "The server is up", content_type = "application/json")))]
-async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
-    let cp = s.engine.db.last_checkpoint();
-    Json(serde_json::json!({
+async fn healthz(
+    State(s): State<HttpState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let mut out = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "data_dir": s.engine.db.dir().display().to_string(),
         "uptime_s": s.started.elapsed().as_secs(),
+    });
+    let credentials = headers.contains_key("apikey") || headers.contains_key(header::AUTHORIZATION);
+    let operator = credentials
+        && match s.rest.begin(addr, &headers).await {
+            Ok(mut ctx) => ctx.session().is_operator(),
+            Err(_) => false,
+        };
+    if !operator {
+        return Json(out);
+    }
+    let cp = s.engine.db.last_checkpoint();
+    let details = serde_json::json!({
+        "data_dir": s.engine.db.dir().display().to_string(),
         "last_checkpoint": cp.map(|c| serde_json::json!({
             "checkpoint_ts": c.checkpoint_ts,
             "wall_ms": c.wall_ms,
@@ -76,7 +95,11 @@ async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
             "records_replayed": s.engine.recovery.records_replayed,
             "torn_bytes_cut": s.engine.recovery.torn_bytes_cut,
         },
-    }))
+    });
+    if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), details) {
+        o.extend(d);
+    }
+    Json(out)
 }
 
 /// Prometheus metrics (text exposition format).

@@ -110,6 +110,18 @@ impl Metrics {
             s.bulk_rows,
         );
         metric("bkg_active_snapshots", "gauge", "Snapshots held by open transactions.", s.active_snapshots as u64);
+        metric(
+            "bkg_oldest_snapshot_age_seconds",
+            "gauge",
+            "How long the oldest snapshot still held by a transaction has been held (0 when none is).",
+            s.oldest_snapshot_age_ms.unwrap_or(0) / 1000,
+        );
+        metric(
+            "bkg_gc_horizon_lag",
+            "gauge",
+            "Commits newer than the oldest snapshot held: the versions they replaced cannot be collected yet.",
+            s.gc_horizon_lag,
+        );
         out
     }
 }

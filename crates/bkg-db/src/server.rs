@@ -43,13 +43,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let (auth_config, fresh_keys) = crate::auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
     if fresh_keys {
-        // Shown once; they stay in <data-dir>/auth/keys.json (mode 0600).
-        eprintln!(
-            "bkg-db: API keys (stored in {}):\n  anon:         {}\n  service_role: {}",
-            dir.join("auth/keys.json").display(),
-            auth_config.anon_key,
-            auth_config.service_key
-        );
+        // The keys stay in <data-dir>/auth/keys.json (mode 0600). They are shown once, and only
+        // to a person at a terminal: never into a log, where the service key would be read by
+        // whoever reads logs.
+        let keys_file = dir.join("auth/keys.json");
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!(
+                "bkg-db: API keys (stored in {}):\n  anon:         {}\n  service_role: {}",
+                keys_file.display(),
+                auth_config.anon_key,
+                auth_config.service_key
+            );
+        } else {
+            tracing::info!(keys_file = %keys_file.display(), "API keys created; read them from the keys file");
+        }
     }
     let rest_config = args.rest_config();
     // The server's own schema changes (crates/bkg-db/migrations), before anything uses them.
@@ -92,7 +99,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
     let rest = crate::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
     let users = crate::auth::gotrue::router(engine.clone(), auth_config.clone(), args.gotrue_config());
-    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started }, rest, users)
+    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started, rest }, users)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -104,12 +111,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     });
     let ckpt_engine = engine.clone();
     let mut ckpt_stop = stop_rx.clone();
+    let snapshot_age_warn_ms = args.snapshot_age_warn_s * 1000;
     let ckpt_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut warned_at: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = ckpt_stop.changed() => break,
+            }
+            // A snapshot held for long keeps every version replaced since from being collected.
+            let stats = ckpt_engine.db.stats();
+            if snapshot_age_warn_ms > 0
+                && let Some(age_ms) = stats.oldest_snapshot_age_ms.filter(|a| *a > snapshot_age_warn_ms)
+                && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                warned_at = Some(Instant::now());
+                tracing::warn!(
+                    age_s = age_ms / 1000,
+                    gc_horizon_lag = stats.gc_horizon_lag,
+                    "a transaction has held its snapshot for long: old row versions cannot be collected until it ends"
+                );
             }
             let e = ckpt_engine.clone();
             match tokio::task::spawn_blocking(move || e.db.maybe_checkpoint()).await {

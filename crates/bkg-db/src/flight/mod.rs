@@ -153,12 +153,18 @@ pub struct BkgFlight {
     config: FlightConfig,
     sessions: SessionPool,
     tokens: Mutex<HashMap<String, Issued>>,
+    /// Failed password logins per role: a role out of them is refused before its password is
+    /// checked, so guessing is slow and costs the server little.
+    login_failures: crate::rest::limits::RateLimiter<String>,
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     txns: Mutex<HashMap<Vec<u8>, OpenTxn>>,
     ticket_key: ring::hmac::Key,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
+
+/// Failed password logins a role may have per minute over Flight SQL.
+pub const LOGIN_FAILURES_PER_MIN: u32 = 10;
 
 /// A session for one call: pooled for the caller's role, or the one of an open transaction.
 enum Lease<'a> {
@@ -183,6 +189,22 @@ impl Drop for Lease<'_> {
             pool.give(role, s);
         }
     }
+}
+
+/// Outside a Flight SQL transaction every call runs on a session as good as new, so a
+/// statement that would change the session for later calls is refused (0A000) rather than
+/// silently forgotten. Inside one, settings last until it ends.
+fn refuse_session_state(stmt: &datafusion::sql::sqlparser::ast::Statement) -> Result<(), Status> {
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    let what = match stmt {
+        S::Set(_) | S::Reset(_) | S::Discard { .. } => "SET, RESET and DISCARD outside a transaction",
+        S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => {
+            "transaction control in SQL (use the Flight SQL BeginTransaction and EndTransaction actions)"
+        }
+        S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => "PREPARE/EXECUTE (use prepared statements)",
+        _ => return Ok(()),
+    };
+    Err(status(SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("{what} is not supported over Flight SQL"))))
 }
 
 /// One error mapping for the whole front door: the SQLSTATE picks the gRPC code, and travels
@@ -278,6 +300,7 @@ impl BkgFlight {
             config,
             sessions: SessionPool::new(),
             tokens: Mutex::new(HashMap::new()),
+            login_failures: crate::rest::limits::RateLimiter::per_minute(LOGIN_FAILURES_PER_MIN),
             prepared: Mutex::new(HashMap::new()),
             txns: Mutex::new(HashMap::new()),
             ticket_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
@@ -341,7 +364,13 @@ impl BkgFlight {
             .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
         let (user, password) =
             raw.split_once(':').ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
+        if let Err(wait_s) = self.login_failures.peek(user.to_string()) {
+            return Err(Status::resource_exhausted(format!(
+                "too many failed logins for role \"{user}\"; retry after {wait_s} s"
+            )));
+        }
         if !self.passwords.password_matches(user, password) {
+            let _ = self.login_failures.check(user.to_string());
             return Err(status(SqlError::new(
                 codes::INVALID_PASSWORD,
                 format!("password authentication failed for user \"{user}\""),
@@ -492,6 +521,9 @@ impl BkgFlight {
     ) -> Result<Ran, Status> {
         let stmt = Self::one_statement(sql)?;
         let mut lease = self.lease(caller, txn).await?;
+        if matches!(lease, Lease::Pooled(..)) {
+            refuse_session_state(&stmt)?;
+        }
         let session = lease.session();
         let runs: Vec<Option<(&RecordBatch, usize)>> = match params.iter().map(|b| b.num_rows()).sum::<usize>() {
             0 => vec![None],

@@ -19,8 +19,16 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::SecretKey;
 use pgwire::tokio::tokio_rustls::rustls::pki_types::CertificateDer;
 
-/// A connection whose flushes are deferred to the next Sync or Flush message.
-pub struct Batched<'a, C>(pub &'a mut C);
+/// A connection whose flushes are deferred to the next Sync or Flush message, except after a
+/// message the client waits for before it sends anything else: a COPY response (the client
+/// sends its data, or reads it, before any Sync), as PostgreSQL flushes it.
+pub struct Batched<'a, C>(pub &'a mut C, pub bool);
+
+impl<'a, C> Batched<'a, C> {
+    pub fn new(client: &'a mut C) -> Batched<'a, C> {
+        Batched(client, false)
+    }
+}
 
 impl<C: ClientInfo> ClientInfo for Batched<'_, C> {
     fn socket_addr(&self) -> SocketAddr {
@@ -85,13 +93,28 @@ impl<C: Sink<PgWireBackendMessage> + Unpin> Sink<PgWireBackendMessage> for Batch
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: PgWireBackendMessage) -> Result<(), Self::Error> {
+        if matches!(
+            item,
+            PgWireBackendMessage::CopyInResponse(_)
+                | PgWireBackendMessage::CopyOutResponse(_)
+                | PgWireBackendMessage::CopyBothResponse(_)
+        ) {
+            self.1 = true;
+        }
         Pin::new(&mut *self.0).start_send(item)
     }
 
     /// Deferred: the buffer is written at the next Sync or Flush (or when it fills up, which
-    /// `poll_ready` of the framed connection handles).
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    /// `poll_ready` of the framed connection handles), unless a COPY response waits in it.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !self.1 {
+            return Poll::Ready(Ok(()));
+        }
+        let r = Pin::new(&mut *self.0).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.1 = false;
+        }
+        r
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -56,8 +56,36 @@ pub struct PgServer {
     /// Open connections per role, for the roles' CONNECTION LIMIT.
     per_role: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     /// Connections by backend key, for cancel requests.
-    connections: Arc<pgwire::api::ConnectionManager>,
-    cancel: Arc<pgwire::api::cancel::DefaultCancelHandler>,
+    cancel: Arc<Cancels>,
+}
+
+/// Backend key (process id, secret) → the session a CancelRequest is for. The request goes to
+/// the session's [`CancelSignal`](crate::sql::CancelSignal), which interrupts the statement
+/// running then (never a COMMIT); pgwire's own cancel path, which drops the whole query
+/// future wherever it is, is not used. One entry per open connection.
+#[derive(Default)]
+pub struct Cancels {
+    by_key: parking_lot::Mutex<std::collections::HashMap<(i32, bytes::Bytes), Arc<crate::sql::CancelSignal>>>,
+}
+
+impl Cancels {
+    fn register(&self, key: (i32, bytes::Bytes), signal: Arc<crate::sql::CancelSignal>) {
+        self.by_key.lock().insert(key, signal);
+    }
+
+    fn unregister(&self, key: &(i32, bytes::Bytes)) {
+        self.by_key.lock().remove(key);
+    }
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let signal = self.by_key.lock().get(&(request.pid, request.secret_key.to_bytes())).cloned();
+        if let Some(signal) = signal {
+            signal.cancel();
+        }
+    }
 }
 
 /// TLS on the wire listener.
@@ -332,12 +360,16 @@ impl QueryParser for BkgQueryParser {
 }
 
 /// Per-connection handlers.
+#[derive(Clone)]
 pub struct ConnHandlers {
     session: Arc<Mutex<Session>>,
     parser: Arc<BkgQueryParser>,
     server: Arc<PgServer>,
     /// The role whose connection count this connection holds (taken at login).
     slot: Arc<parking_lot::Mutex<Option<String>>>,
+    /// Where cancel requests for this connection go, and its backend key once registered.
+    cancel: Arc<crate::sql::CancelSignal>,
+    cancel_key: Arc<parking_lot::Mutex<Option<(i32, bytes::Bytes)>>>,
 }
 
 fn encode_rows(
@@ -534,7 +566,7 @@ impl ExtendedQueryHandler for ConnHandlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_describe(&mut batch::Batched(client), message).await
+        self._on_describe(&mut batch::Batched::new(client), message).await
     }
 
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
@@ -544,7 +576,7 @@ impl ExtendedQueryHandler for ConnHandlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_execute(&mut batch::Batched(client), message).await
+        self._on_execute(&mut batch::Batched::new(client), message).await
     }
 
     async fn do_query<C>(
@@ -585,8 +617,8 @@ impl ExtendedQueryHandler for ConnHandlers {
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, p) in portal.parameters.iter().enumerate() {
             let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
-            let lit =
-                encode::param_literal(p.as_deref(), &ty, portal.parameter_format.is_binary(i)).map_err(user_error)?;
+            let lit = encode::param_literal_at(p.as_deref(), &ty, portal.parameter_format.is_binary(i), i + 1)
+                .map_err(user_error)?;
             let expr = datafusion::sql::sqlparser::parser::Parser::new(
                 &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
             )
@@ -667,30 +699,15 @@ impl CopyHandler for ConnHandlers {
 
 impl PgWireServerHandlers for ConnHandlers {
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
-        Arc::new(ConnHandlers {
-            session: self.session.clone(),
-            parser: self.parser.clone(),
-            server: self.server.clone(),
-            slot: self.slot.clone(),
-        })
+        Arc::new(self.clone())
     }
 
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(ConnHandlers {
-            session: self.session.clone(),
-            parser: self.parser.clone(),
-            server: self.server.clone(),
-            slot: self.slot.clone(),
-        })
+        Arc::new(self.clone())
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(ConnHandlers {
-            session: self.session.clone(),
-            parser: self.parser.clone(),
-            server: self.server.clone(),
-            slot: self.slot.clone(),
-        })
+        Arc::new(self.clone())
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -707,19 +724,19 @@ impl PgWireServerHandlers for ConnHandlers {
             if let Err(e) = s.configure_certificate(&tls.cert_pem) {
                 tracing::warn!(error = %e, "SCRAM channel binding is off: the certificate was not usable for it");
             }
-            SASLAuthStartupHandler::new(Arc::new(params_of()))
-                .with_scram(s)
-                .with_connection_manager(self.server.connections.clone())
+            SASLAuthStartupHandler::new(Arc::new(params_of())).with_scram(s)
         });
-        let cleartext = self.server.tls.as_ref().is_some_and(|t| t.cleartext_over_tls).then(|| {
-            CleartextPasswordAuthStartupHandler::new((*self.server.auth).clone(), params_of())
-                .with_connection_manager(self.server.connections.clone())
-        });
+        let cleartext = self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.cleartext_over_tls)
+            .then(|| CleartextPasswordAuthStartupHandler::new((*self.server.auth).clone(), params_of()));
         Arc::new(BkgStartup {
-            scram: SASLAuthStartupHandler::new(Arc::new(params_of()))
-                .with_scram(scram)
-                .with_connection_manager(self.server.connections.clone()),
+            scram: SASLAuthStartupHandler::new(Arc::new(params_of())).with_scram(scram),
             cleartext,
+            cancel: self.cancel.clone(),
+            cancel_key: self.cancel_key.clone(),
             scram_tls,
             tls_required: self.server.tls.as_ref().is_some_and(|t| t.required),
             hook: self.server.auth.hook.clone(),
@@ -743,6 +760,8 @@ struct BkgStartup {
     hook: Option<Arc<dyn PasswordHook>>,
     server: Arc<PgServer>,
     slot: Arc<parking_lot::Mutex<Option<String>>>,
+    cancel: Arc<crate::sql::CancelSignal>,
+    cancel_key: Arc<parking_lot::Mutex<Option<(i32, bytes::Bytes)>>>,
 }
 
 #[async_trait]
@@ -788,6 +807,15 @@ impl StartupHandler for BkgStartup {
             }
             *self.slot.lock() = Some(user);
         }
+        // Once authentication handed out the backend key, cancel requests may name it.
+        if r.is_ok() && self.cancel_key.lock().is_none() {
+            let (pid, secret) = client.pid_and_secret_key();
+            let key = (pid, secret.to_bytes());
+            if key != (0, pgwire::messages::startup::SecretKey::default().to_bytes()) {
+                self.server.cancel.register(key.clone(), self.cancel.clone());
+                *self.cancel_key.lock() = Some(key);
+            }
+        }
         match r {
             // PostgreSQL's wording, with the user's name (the SCRAM exchange does not know it).
             Err(PgWireError::InvalidPassword(_)) => {
@@ -825,8 +853,6 @@ impl PgServer {
         max_connections: usize,
         tls: Option<TlsSettings>,
     ) -> Arc<PgServer> {
-        let connections = Arc::new(pgwire::api::ConnectionManager::new());
-        let cancel = Arc::new(pgwire::api::cancel::DefaultCancelHandler::new(connections.clone()));
         Arc::new(PgServer {
             engine,
             metrics,
@@ -835,8 +861,7 @@ impl PgServer {
             tls,
             active: AtomicUsize::new(0),
             per_role: parking_lot::Mutex::new(Default::default()),
-            connections,
-            cancel,
+            cancel: Arc::default(),
         })
     }
 
@@ -864,13 +889,18 @@ impl PgServer {
             server.metrics.connections.fetch_add(1, Ordering::Relaxed);
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
-                let session = Arc::new(Mutex::new(server.engine.session("postgres")));
+                let session = server.engine.session("postgres");
+                let cancel = session.cancel_signal();
+                let session = Arc::new(Mutex::new(session));
                 let slot = Arc::new(parking_lot::Mutex::new(None));
+                let cancel_key = Arc::new(parking_lot::Mutex::new(None));
                 let handlers = Arc::new(ConnHandlers {
                     parser: Arc::new(BkgQueryParser { session: session.clone() }),
                     session: session.clone(),
                     server: server.clone(),
                     slot: slot.clone(),
+                    cancel,
+                    cancel_key: cancel_key.clone(),
                 });
                 // At shutdown a connection is closed as soon as no statement is running on it;
                 // an open transaction block is rolled back with the session.
@@ -922,6 +952,9 @@ impl PgServer {
                 }
                 if let Some(role) = slot.lock().take() {
                     server.release_role_slot(&role);
+                }
+                if let Some(key) = cancel_key.lock().take() {
+                    server.cancel.unregister(&key);
                 }
                 server.active.fetch_sub(1, Ordering::SeqCst);
             });

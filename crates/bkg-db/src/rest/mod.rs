@@ -71,7 +71,9 @@ pub struct RestState {
     pub engine: Arc<Engine>,
     pub auth: Arc<AuthConfig>,
     pub config: Arc<RestConfig>,
-    pub limiter: Arc<limits::RateLimiter>,
+    /// Requests per (client address, principal); `None` counts the requests whose credentials
+    /// failed, which the address must stay within before any token of it is verified.
+    pub limiter: Arc<limits::RateLimiter<(std::net::IpAddr, Option<String>)>>,
     pub sessions: Arc<SessionPool>,
 }
 
@@ -133,9 +135,9 @@ impl Drop for Ctx {
     }
 }
 
-/// Idle sessions per role, so a request does not build a planner state from scratch. HTTP
-/// requests cannot change a session's settings (SET is refused) and run their statements in
-/// transactions they end, so a returned session is as good as new.
+/// Idle sessions per role, so a request does not build a planner state from scratch. A session
+/// goes back only without an open transaction and after DISCARD ALL, so the next caller cannot
+/// tell it from a new one.
 pub struct SessionPool {
     idle: parking_lot::Mutex<std::collections::HashMap<String, Vec<Session>>>,
 }
@@ -149,10 +151,8 @@ impl SessionPool {
     }
 
     pub(crate) fn take(&self, engine: &Arc<Engine>, role: &str, timeout_ms: u64) -> crate::error::SqlResult<Session> {
-        if let Some(s) = self.idle.lock().get_mut(role).and_then(Vec::pop) {
-            return Ok(s);
-        }
-        let mut session = engine.session(role);
+        let pooled = self.idle.lock().get_mut(role).and_then(Vec::pop);
+        let mut session = pooled.unwrap_or_else(|| engine.session(role));
         if timeout_ms > 0 {
             session.set_var("statement_timeout", timeout_ms.to_string())?;
         }
@@ -160,9 +160,9 @@ impl SessionPool {
     }
 
     pub(crate) fn give(&self, role: &str, mut s: Session) {
-        // Only a session as it was handed out goes back: no open transaction, no other role,
-        // and no request's principal.
-        if s.in_transaction() || s.in_failed_transaction() || s.vars.get("role").is_some_and(|r| r != "none") {
+        // Only a session that is as good as new goes back: no open transaction, and every
+        // setting, the role and the request's principal reset (DISCARD ALL).
+        if s.in_transaction() || s.in_failed_transaction() || s.discard_all().is_err() {
             return;
         }
         s.set_claims(None);
@@ -175,16 +175,29 @@ impl SessionPool {
 }
 
 impl RestState {
-    /// Rate limit, then the request's token (`apikey` and/or `Authorization: Bearer`).
+    /// The request's token (`apikey` and/or `Authorization: Bearer`), within the rate limit of
+    /// its address and principal. Failed credentials count against the address alone, and an
+    /// address out of that budget is refused before its token is looked at.
     pub fn authenticate(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
-        if let Err(wait_s) = self.limiter.check(addr.ip()) {
+        let too_many = |wait_s: u64| {
             let mut e = RestError::new(429, "PGRST429", "too many requests").hint(format!(
                 "This client may make {} requests per second; retry after {wait_s} s.",
                 self.config.rate_per_s
             ));
             e.retry_after = Some(wait_s);
-            return Err(e);
-        }
+            e
+        };
+        let failed = (addr.ip(), None);
+        self.limiter.peek(failed.clone()).map_err(too_many)?;
+        let principal = self.verify_credentials(headers).inspect_err(|_| {
+            let _ = self.limiter.check(failed);
+        })?;
+        let who = principal.claims.get("sub").and_then(|v| v.as_str()).unwrap_or(&principal.role);
+        self.limiter.check((addr.ip(), Some(who.to_string()))).map_err(too_many)?;
+        Ok(principal)
+    }
+
+    fn verify_credentials(&self, headers: &HeaderMap) -> Result<Principal, RestError> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         let bearer = match h("authorization") {
             Some(a) => match a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")) {

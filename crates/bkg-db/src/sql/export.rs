@@ -160,8 +160,15 @@ pub fn format_of(name: &str, csv: CopyOptions) -> SqlResult<ExportFormat> {
 }
 
 impl Session {
-    /// Superusers, the service role and admin-scoped tokens may export.
+    /// Superusers, the service role and admin-scoped tokens may export (the callers
+    /// [`Session::is_operator`] names).
     pub fn may_export(&self) -> bool {
+        self.is_operator()
+    }
+
+    /// Superusers, the service role and admin-scoped tokens: who may see and do what operates
+    /// the whole server (exports, the details of `/healthz`).
+    pub fn is_operator(&self) -> bool {
         self.is_superuser() || self.scopes().is_some_and(|s| s.admin) || self.may_impersonate()
     }
 

@@ -21,4 +21,4 @@ pub mod roles;
 pub mod session;
 pub mod types;
 
-pub use session::{Engine, EngineConfig, Output, Session, TxnEvent};
+pub use session::{CancelSignal, Engine, EngineConfig, Output, Session, TxnEvent};

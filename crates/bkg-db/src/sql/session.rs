@@ -140,6 +140,63 @@ impl Output {
     }
 }
 
+/// Cancel requests for one session's running statement (a pgwire CancelRequest). A request
+/// interrupts the statement that is running when it arrives, never one that starts later, and
+/// never a COMMIT: a statement is interrupted at its awaits, and a commit is not interruptible.
+#[derive(Debug, Default)]
+pub struct CancelSignal {
+    requests: std::sync::atomic::AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl CancelSignal {
+    /// Asks the running statement to stop.
+    pub fn cancel(&self) {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn seen(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once a request newer than `seen` arrives.
+    async fn requested_after(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.seen() > seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Runs a statement's work (never its commit) until it ends, `timeout` passes or a cancel
+/// request arrives; the last two drop the work and answer 57014, as PostgreSQL does.
+async fn interruptible<T>(
+    timeout: Option<Duration>,
+    cancel: Arc<CancelSignal>,
+    work: impl std::future::Future<Output = SqlResult<T>>,
+) -> SqlResult<T> {
+    let seen = cancel.seen();
+    let expired = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        () = expired => Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to statement timeout")),
+        () = cancel.requested_after(seen) => {
+            Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to user request"))
+        }
+    }
+}
+
 /// One connection's state.
 pub struct Session {
     pub engine: Arc<Engine>,
@@ -168,6 +225,8 @@ pub struct Session {
     jwt_login: bool,
     /// The scopes of the principal's token (`None`: not limited by scopes).
     scopes: Option<Arc<super::policy::Scopes>>,
+    /// Cancel requests for the running statement.
+    cancel: Arc<CancelSignal>,
 }
 
 impl Drop for Session {
@@ -268,6 +327,62 @@ impl Session {
             dml_target: None,
             jwt_login: false,
             scopes: None,
+            cancel: Arc::default(),
+        }
+    }
+
+    /// `RESET ALL`: every setting back to its default, the role back to the login's, and the
+    /// claims too unless a token fixed them.
+    fn reset_all(&mut self) -> SqlResult<()> {
+        self.vars = default_vars(&self.engine);
+        self.set_role(None)?;
+        if !self.jwt_login {
+            self.set_claims(None);
+        }
+        self.apply_search_path();
+        Ok(())
+    }
+
+    /// `DISCARD ALL`, and what a pooled session goes through before it serves another caller:
+    /// [`reset_all`](Self::reset_all), and nothing left of a COPY or a failed statement. Not
+    /// inside a transaction block (25001, as PostgreSQL). Protocol-level prepared statements
+    /// belong to the front door, which drops them itself.
+    pub fn discard_all(&mut self) -> SqlResult<()> {
+        if self.explicit {
+            return Err(SqlError::new(
+                codes::ACTIVE_SQL_TRANSACTION,
+                "DISCARD ALL cannot run inside a transaction block",
+            ));
+        }
+        self.end_interrupted_block();
+        self.reset_all()?;
+        self.pending_copy = None;
+        self.dml_target = None;
+        self.failed = false;
+        // A statement whose caller went away mid-way (a dropped HTTP request) may have left its
+        // own transaction open, pinning a snapshot while the session waits in a pool.
+        if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+        Ok(())
+    }
+
+    /// Where cancel requests for this session's running statement go.
+    pub fn cancel_signal(&self) -> Arc<CancelSignal> {
+        self.cancel.clone()
+    }
+
+    /// A multi-statement query whose future was dropped before it ended (its caller went away)
+    /// left its implicit transaction open: nothing of it may commit, so it is rolled back
+    /// before anything else runs on the session.
+    fn end_interrupted_block(&mut self) {
+        if self.implicit_block {
+            self.implicit_block = false;
+            if !self.explicit
+                && let Some(t) = self.txn.lock().take()
+            {
+                t.rollback();
+            }
         }
     }
 
@@ -415,6 +530,7 @@ impl Session {
 
     /// Runs every statement of `sql`; stops at the first error, which is the last element.
     pub async fn execute(&mut self, sql: &str) -> Vec<SqlResult<Output>> {
+        self.end_interrupted_block();
         if is_checkpoint(sql) {
             return vec![self.checkpoint().await];
         }
@@ -438,7 +554,7 @@ impl Session {
         let mut out = Vec::with_capacity(stmts.len());
         let mut failed = false;
         for stmt in stmts {
-            let r = self.execute_statement(stmt).await;
+            let r = self.run_statement(stmt).await;
             failed = r.is_err();
             out.push(r);
             if failed {
@@ -487,23 +603,16 @@ impl Session {
     }
 
     pub async fn execute_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
-        self.last_active = std::time::Instant::now();
-        let r = self.execute_statement_timed(stmt).await;
-        self.last_active = std::time::Instant::now();
-        r
+        self.end_interrupted_block();
+        self.run_statement(stmt).await
     }
 
-    async fn execute_statement_timed(&mut self, stmt: Statement) -> SqlResult<Output> {
-        match self.statement_timeout() {
-            Some(t) => match tokio::time::timeout(t, self.execute_statement_inner(stmt)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.on_error();
-                    Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to statement timeout"))
-                }
-            },
-            None => self.execute_statement_inner(stmt).await,
-        }
+    /// Runs one statement in whatever block is open (no check for an interrupted one).
+    async fn run_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.last_active = std::time::Instant::now();
+        let r = self.execute_statement_inner(stmt).await;
+        self.last_active = std::time::Instant::now();
+        r
     }
 
     /// `CHECKPOINT`: writes the column snapshots now (the parser does not know the statement).
@@ -512,6 +621,14 @@ impl Session {
             return Err(SqlError::new(
                 codes::IN_FAILED_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        // A checkpoint rewrites every table: PostgreSQL 15 keeps it to superusers (and
+        // pg_checkpoint, a role this server does not have).
+        if !self.is_superuser() {
+            return Err(SqlError::new(
+                codes::INSUFFICIENT_PRIVILEGE,
+                "must be superuser or have privileges of pg_checkpoint to do CHECKPOINT",
             ));
         }
         let db = self.engine.db.clone();
@@ -554,18 +671,19 @@ impl Session {
                 codes::IN_FAILED_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
-            Statement::Copy { .. } => self.copy(stmt).await,
+            Statement::Copy { .. } => {
+                let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
+                let r = interruptible(timeout, cancel, self.copy(stmt)).await;
+                if r.is_err() {
+                    self.on_error();
+                }
+                r
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable),
             Statement::Reset(r) => {
                 match r.reset {
-                    ast::Reset::ALL => {
-                        self.vars = default_vars(&self.engine);
-                        self.set_role(None)?;
-                        if !self.jwt_login {
-                            self.set_claims(None);
-                        }
-                    }
+                    ast::Reset::ALL => self.reset_all()?,
                     ast::Reset::ConfigurationParameter(name) if name.to_string().eq_ignore_ascii_case("role") => {
                         self.set_role(None)?;
                     }
@@ -589,7 +707,15 @@ impl Session {
                 self.apply_search_path();
                 Ok(Output::command("RESET"))
             }
-            Statement::Discard { .. } => Ok(Output::command("DISCARD ALL")),
+            Statement::Discard { object_type } => {
+                let tag = format!("DISCARD {}", object_type.to_string().to_uppercase());
+                if object_type == ast::DiscardObject::ALL {
+                    self.discard_all()?;
+                }
+                // PLANS, SEQUENCES, TEMP: this server caches no plans across statements, keeps
+                // no sequence state per session and has no temporary tables.
+                Ok(Output::command(&tag))
+            }
             // Protocol-level prepared statements are dropped by the front door; nothing to do here.
             Statement::Deallocate { name, .. } => Ok(Output::command(if name.value.eq_ignore_ascii_case("all") {
                 "DEALLOCATE ALL"
@@ -597,13 +723,22 @@ impl Session {
                 "DEALLOCATE"
             })),
             Statement::Vacuum(_) => {
+                // One VACUUM here collects old versions of every table, so only a superuser
+                // may ask for it (it also runs at every checkpoint).
+                if !self.is_superuser() {
+                    return Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, "must be superuser to VACUUM")
+                        .with_hint("Old row versions are collected at every checkpoint."));
+                }
                 self.engine.db.vacuum();
                 Ok(Output::command("VACUUM"))
             }
             Statement::Analyze(_) => Ok(Output::command("ANALYZE")),
             other => {
                 let implicit = self.start_statement();
-                let r = self.run_with_retries(other).await;
+                // The statement may be interrupted; the commit of its own transaction below
+                // may not (once it reached the WAL it is done, and is reported so).
+                let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
+                let r = interruptible(timeout, cancel, self.run_with_retries(other)).await;
                 match (r, implicit) {
                     (Ok(out), true) => {
                         let txn = self.txn.lock().take();
@@ -906,7 +1041,7 @@ impl Session {
     /// READ COMMITTED on a new snapshot, so it acts on the row's newest version (as PostgreSQL
     /// re-checks it); under REPEATABLE READ the rerun fails with 40001 if the other committed.
     async fn run_with_retries(&mut self, stmt: Statement) -> SqlResult<Output> {
-        let restartable = matches!(stmt, Statement::Update(_) | Statement::Delete(_));
+        let restartable = matches!(stmt, Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_));
         let mut stmt = stmt;
         let mut attempts = 0u32;
         loop {
@@ -933,9 +1068,13 @@ impl Session {
             }
             attempts += 1;
             let Some(next) = again.filter(|_| attempts < 1000) else {
-                // An INSERT … ON CONFLICT met the lock: rows may be written already, no rerun.
                 return Err(SqlError::new("40001", "could not serialize access due to concurrent update"));
             };
+            // The rerun starts from the write set as it was before the statement.
+            self.with_txn(|t| {
+                t.rollback_statement();
+                Ok(())
+            })?;
             self.statement_start();
             stmt = next;
         }
@@ -1064,6 +1203,7 @@ impl Session {
         plan: &super::fast_path::PointPlan,
         param: &dyn Fn(usize, &bkg_kernel::DataType) -> SqlResult<bkg_kernel::Value>,
     ) -> Option<SqlResult<Output>> {
+        self.end_interrupted_block();
         if self.failed || self.pending_copy.is_some() {
             return None;
         }
@@ -1157,17 +1297,12 @@ impl Session {
                 out => Ok(StatementStream::from_output(out)),
             };
         }
+        self.end_interrupted_block();
         self.last_active = std::time::Instant::now();
         let started = std::time::Instant::now();
         let timeout = self.statement_timeout();
         let implicit = self.start_statement();
-        let planned = match timeout {
-            Some(t) => match tokio::time::timeout(t, self.plan_query(stmt)).await {
-                Ok(r) => r,
-                Err(_) => Err(SqlError::new(codes::QUERY_CANCELED, "canceling statement due to statement timeout")),
-            },
-            None => self.plan_query(stmt).await,
-        };
+        let planned = interruptible(timeout, self.cancel.clone(), self.plan_query(stmt)).await;
         // A query writes nothing: an implicit transaction ends once the scans hold their data.
         if implicit {
             self.end_internal();
@@ -1272,15 +1407,26 @@ pub const SQL_TEXT_BYTES_MAX: usize = 16 << 20;
 /// Deepest expression nesting accepted (`a+b+c+...` chains count one level per operator).
 pub const EXPR_DEPTH_MAX: usize = 1500;
 
-/// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`]: planning walks them
-/// recursively, and the time it takes grows with the depth.
+/// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`] (planning walks them
+/// recursively, and the time it takes grows with the depth), and queries with a locking clause
+/// (`FOR UPDATE` …), which this server cannot honour yet.
 fn check_depth(stmt: &Statement) -> SqlResult<()> {
     struct Depth {
         now: usize,
         max: usize,
+        /// A query with a locking clause was found.
+        locks: bool,
     }
     impl ast::Visitor for Depth {
         type Break = ();
+        fn pre_visit_query(&mut self, q: &ast::Query) -> std::ops::ControlFlow<()> {
+            if q.locks.is_empty() {
+                std::ops::ControlFlow::Continue(())
+            } else {
+                self.locks = true;
+                std::ops::ControlFlow::Break(())
+            }
+        }
         fn pre_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
             self.now += 1;
             self.max = self.max.max(self.now);
@@ -1295,8 +1441,14 @@ fn check_depth(stmt: &Statement) -> SqlResult<()> {
             std::ops::ControlFlow::Continue(())
         }
     }
-    let mut d = Depth { now: 0, max: 0 };
+    let mut d = Depth { now: 0, max: 0, locks: false };
     if ast::Visit::visit(stmt, &mut d).is_break() {
+        if d.locks {
+            // Ignoring the clause would let two workers take the same queue row.
+            return Err(SqlError::unsupported("SELECT … FOR UPDATE/FOR SHARE (row locks)").with_hint(
+                "UPDATE and DELETE lock the rows they change; a queue can claim a row with UPDATE … RETURNING.",
+            ));
+        }
         return Err(SqlError::new(
             "54001",
             format!("statement is too deeply nested (expression depth over {EXPR_DEPTH_MAX})"),

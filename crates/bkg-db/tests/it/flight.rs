@@ -243,6 +243,15 @@ async fn flight_sql_refuses_bad_input_with_clear_codes() {
     let mut anon = client(&server).await;
     let e = anon.handshake("postgres", "wrong").await.unwrap_err();
     assert!(format!("{e}").contains("password authentication failed"), "{e}");
+    // Failed logins are throttled per role: after ten a minute even the right password waits.
+    pg_user(&server, "guessed", "right-pass").await;
+    for _ in 0..10 {
+        let e = client(&server).await.handshake("guessed", "wrong").await.unwrap_err();
+        assert!(format!("{e}").contains("password authentication failed"), "{e}");
+    }
+    let e = client(&server).await.handshake("guessed", "right-pass").await.unwrap_err();
+    assert!(format!("{e}").contains("too many failed logins"), "{e}");
+    client(&server).await.handshake("postgres", PASSWORD).await.expect("other roles are not affected");
     assert_eq!(code(&query(&mut anon, "SELECT 1").await.unwrap_err()).0, Code::Unauthenticated);
     anon.set_token("not-a-token".into());
     assert_eq!(code(&query(&mut anon, "SELECT 1").await.unwrap_err()).0, Code::Unauthenticated);
@@ -256,6 +265,17 @@ async fn flight_sql_refuses_bad_input_with_clear_codes() {
     let e = c.execute_update("INSERT INTO k VALUES (1, NULL)".into(), None).await.unwrap_err();
     assert_eq!(code(&e), (Code::FailedPrecondition, "23502".into()));
     assert_eq!(code(&query(&mut c, "SELECT 1; SELECT 2").await.unwrap_err()).1, "42601");
+    // Calls outside a transaction run on pooled sessions: nothing may change them for the
+    // next caller, so session state is refused rather than silently dropped.
+    for sql in ["SET search_path TO nowhere", "RESET ALL", "DISCARD ALL", "BEGIN", "COMMIT"] {
+        let e = c.execute_update(sql.into(), None).await.unwrap_err();
+        assert_eq!(code(&e).1, "0A000", "{sql}: {e}");
+    }
+    let rows = query(&mut c, "SHOW search_path").await.unwrap();
+    let shown = rows[0].column(0).as_any().downcast_ref::<StringArray>().unwrap().value(0).to_string();
+    assert_eq!(shown, "\"$user\", public");
+    // FOR UPDATE is refused, not ignored.
+    assert_eq!(code(&query(&mut c, "SELECT * FROM k FOR UPDATE SKIP LOCKED").await.unwrap_err()).1, "0A000");
     // Tickets: garbage, a tampered one, and one issued to someone else.
     let e = c.do_get(Ticket::new(b"garbage".to_vec())).await.unwrap_err();
     assert_eq!(code(&e).0, Code::InvalidArgument);

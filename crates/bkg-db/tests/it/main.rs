@@ -2,6 +2,7 @@
 
 mod export;
 mod flight;
+mod hardening;
 mod pgbench;
 mod pgwire;
 mod psql;

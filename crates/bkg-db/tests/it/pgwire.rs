@@ -164,11 +164,21 @@ async fn wrong_password_and_connection_limit_are_refused() {
 #[tokio::test]
 async fn health_metrics_and_clean_shutdown() {
     let mut server = TestServer::start();
-    let (status, body) = server.http_get("/healthz");
-    assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["status"], "ok");
-    assert!(v["data_dir"].as_str().unwrap().contains(server.dir.file_name().unwrap().to_str().unwrap()));
+    // Anyone learns status, version and uptime; only an operator learns where the data is.
+    let (anon, service) = server.api_keys();
+    let dir_name = server.dir.file_name().unwrap().to_str().unwrap().to_string();
+    for (who, key, details) in
+        [("nobody", None, false), ("anon", Some(&anon), false), ("service", Some(&service), true)]
+    {
+        let headers: Vec<(&str, &str)> = key.map(|k| vec![("apikey", k.as_str())]).unwrap_or_default();
+        let (status, _, body) = server.http("GET", "/healthz", &headers, b"");
+        assert_eq!(status, 200, "{who}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "ok", "{who}");
+        assert!(v["uptime_s"].is_u64() && v["version"].is_string(), "{who}: {body}");
+        assert_eq!(body.contains(&dir_name), details, "{who} sees the data directory: {body}");
+        assert_eq!(v["last_checkpoint"].is_null() && v.get("recovery").is_none(), !details, "{who}: {body}");
+    }
     let (status, body) = server.http_get("/metrics");
     assert_eq!(status, 200);
     assert!(body.contains("# TYPE bkg_wal_fsyncs_total counter"));
