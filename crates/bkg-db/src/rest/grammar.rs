@@ -201,8 +201,32 @@ pub fn field(s: &str) -> Result<Field, RestError> {
     Ok(Field { column, json })
 }
 
-/// `select=` value.
+/// Deepest nesting of embedded resources in `select=` (`a(b(c(…)))`).
+pub const EMBED_DEPTH_MAX: usize = 8;
+
+/// `select=` value. Its nesting is bounded before anything recurses into it: the items of an
+/// embedding are parsed by a recursive call, so one deep `a(a(a(…)))` would otherwise take
+/// time quadratic in its length and overflow the stack.
 pub fn select(s: &str) -> Result<Vec<SelectItem>, RestError> {
+    let (mut depth, mut deepest, mut quoted) = (0usize, 0usize, false);
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > EMBED_DEPTH_MAX {
+        return Err(bad(format!("embedding nests at most {EMBED_DEPTH_MAX} levels"), s));
+    }
+    select_level(s)
+}
+
+fn select_level(s: &str) -> Result<Vec<SelectItem>, RestError> {
     let mut items = Vec::new();
     if s.trim().is_empty() {
         return Ok(items);
@@ -261,7 +285,7 @@ fn select_item(part: &str) -> Result<SelectItem, RestError> {
                 h => hint = Some(name(h)?),
             }
         }
-        let items = if inner.trim().is_empty() { vec![] } else { select(inner)? };
+        let items = if inner.trim().is_empty() { vec![] } else { select_level(inner)? };
         return Ok(SelectItem::Embed(Embed { alias, relation, hint, inner: inner_join, items, filters: vec![] }));
     }
     let (fpart, cast) = match rest.split_once("::") {
@@ -428,6 +452,19 @@ fn column_end(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deeply nested select is refused before any recursion (it overflowed the stack).
+    #[test]
+    fn deep_embedding_is_refused_without_recursing() {
+        let deep = format!("{}x{}", "a(".repeat(200_000), ")".repeat(200_000));
+        let e = select(&deep).unwrap_err();
+        assert!(format!("{e:?}").contains("at most 8 levels"), "{e:?}");
+        let ok = format!("{}x{}", "a(".repeat(EMBED_DEPTH_MAX), ")".repeat(EMBED_DEPTH_MAX));
+        assert!(select(&ok).is_ok());
+        // Parentheses inside quoted names do not count.
+        let quoted = select(&format!("\"{}\"", "(".repeat(50)));
+        assert!(quoted.as_ref().map_or_else(|e| !format!("{e:?}").contains("levels"), |_| true), "{quoted:?}");
+    }
 
     #[test]
     fn select_items() {

@@ -13,15 +13,13 @@ use datafusion::sql::sqlparser::ast;
 use serde_json::Value as Json;
 
 use super::error::RestError;
-use super::grammar::{self, Cond, Embed, Field, Filter, IsValue, Op, Operand, OrderTerm, SelectItem};
+use super::grammar::{self, Cond, EMBED_DEPTH_MAX, Embed, Field, Filter, IsValue, Op, Operand, OrderTerm, SelectItem};
 use super::output::{csv_field, field_is_json, json_value};
 use crate::pgwire::encode::text_value;
 use crate::sql::{Output, Session};
 
 /// Most key values fetched per embedding query; more are fetched in several queries.
 const EMBED_KEYS_PER_QUERY: usize = 500;
-/// Deepest embedding (`a(b(c(...)))`).
-const EMBED_DEPTH_MAX: usize = 8;
 
 /// A table or view the request names, with its columns.
 #[derive(Debug, Clone)]
