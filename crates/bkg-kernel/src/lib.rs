@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod db;
 pub mod error;
 pub mod fk;
+pub mod fuzzing;
 pub mod limits;
 pub mod mvcc;
 pub mod record;
