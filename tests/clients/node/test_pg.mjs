@@ -202,8 +202,11 @@ test('concurrent updates of one row: the second waits, then fails with 40001', a
   const second = b.query(`UPDATE ${t} SET v = $1 WHERE id = 1`, [20]).finally(() => { settled = true; });
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(settled, false, 'the second writer must wait for the row lock');
+  // b may fail before a's COMMIT answer arrives (the lock goes as the commit becomes
+  // visible): watch for the failure before committing.
+  const failed = rejectsWithCode(second, '40001');
   await a.query('COMMIT');
-  await rejectsWithCode(second, '40001');
+  await failed;
   await b.query('ROLLBACK');
   assert.deepEqual((await a.query(`SELECT v FROM ${t}`)).rows, [{ v: 10 }]);
 });
