@@ -89,22 +89,8 @@ fn pg_param(types: &[Type], raw: &[u8]) -> bool {
 fn pg_param_seeds() -> Vec<(String, Vec<u8>)> {
     /// A one-dimensional binary array (array_send), lower bound 1.
     fn array(oid: u32, elems: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&1i32.to_be_bytes());
-        b.extend_from_slice(&i32::from(elems.iter().any(Option::is_none)).to_be_bytes());
-        b.extend_from_slice(&oid.to_be_bytes());
-        b.extend_from_slice(&(elems.len() as i32).to_be_bytes());
-        b.extend_from_slice(&1i32.to_be_bytes());
-        for e in elems {
-            match e {
-                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(v) => {
-                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    b.extend_from_slice(v);
-                }
-            }
-        }
-        b
+        let has_null = i32::from(elems.iter().any(Option::is_none));
+        crate::pgwire::encode::tests::array(1, has_null, oid, &[(elems.len() as i32, 1)], elems)
     }
     let ts = 757_382_400_000_000i64.to_be_bytes();
     let uuid: Vec<u8> = (0u8..16).map(|i| i.wrapping_mul(17)).collect();

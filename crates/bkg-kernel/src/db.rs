@@ -346,8 +346,7 @@ impl Database {
             let active = s.active.lock();
             let count: usize = active.values().map(|p| p.count).sum();
             let since = active.values().map(|p| p.since_ms).min();
-            let horizon = active.keys().next().copied().unwrap_or_else(|| self.visible_ts());
-            (count, since, horizon)
+            (count, since, horizon_locked(&active, self.visible_ts()))
         };
         DbStats {
             commits: s.commits.load(Ordering::Relaxed),
@@ -370,7 +369,7 @@ impl Database {
         let shared = self.shared.clone();
         let read_ts = pin(&shared, None);
         let catalog = catalog_at(&shared, read_ts);
-        let (shared_for_mark, catalog_for_mark) = (shared.clone(), catalog.clone());
+        let mark = StatementMark::new(&shared, &catalog, false);
         Transaction {
             id: shared.next_txn_id.fetch_add(1, Ordering::Relaxed),
             base_catalog_version: catalog.version,
@@ -384,7 +383,7 @@ impl Database {
             finished: false,
             locked: Vec::new(),
             fk_since: None,
-            mark: StatementMark::new(&shared_for_mark, &catalog_for_mark, false),
+            mark,
         }
     }
 
@@ -453,8 +452,7 @@ impl Database {
 
     /// Oldest snapshot any transaction still reads at.
     pub fn gc_horizon(&self) -> u64 {
-        let active = self.shared.active.lock();
-        active.keys().next().copied().unwrap_or_else(|| self.visible_ts())
+        horizon_locked(&self.shared.active.lock(), self.visible_ts())
     }
 
     /// Drops row versions no snapshot can see any more.
@@ -786,6 +784,11 @@ fn pin(shared: &Shared, previous: Option<u64>) -> u64 {
     let ts = shared.visible_ts.load(Ordering::SeqCst);
     pin_locked(shared, &mut active, ts);
     ts
+}
+
+/// The oldest snapshot pinned, or `visible` when none is.
+fn horizon_locked(active: &BTreeMap<u64, ActivePin>, visible: u64) -> u64 {
+    active.keys().next().copied().unwrap_or(visible)
 }
 
 fn pin_locked(shared: &Shared, active: &mut BTreeMap<u64, ActivePin>, ts: u64) {

@@ -1042,7 +1042,7 @@ fn timestamp_text(t: i64, tz: bool) -> SqlResult<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bkg_kernel::{DataType as D, Value as V};
 
@@ -1086,7 +1086,7 @@ mod tests {
     }
 
     /// A binary array: ndim, flags, element oid, (length, lower bound) per dimension, elements.
-    fn array(ndim: i32, flags: i32, oid: u32, dims: &[(i32, i32)], elems: &[Option<&[u8]>]) -> Vec<u8> {
+    pub(crate) fn array(ndim: i32, flags: i32, oid: u32, dims: &[(i32, i32)], elems: &[Option<&[u8]>]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&ndim.to_be_bytes());
         b.extend_from_slice(&flags.to_be_bytes());
