@@ -11,6 +11,7 @@
 
 mod convert;
 mod metadata;
+mod reset;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -281,13 +282,24 @@ fn data_messages(
 
 /// Reads the record batches of a DoPut.
 async fn put_batches(request: Request<PeekableFlightDataStream>) -> Result<Vec<RecordBatch>, Status> {
+    let reset = request.extensions().get::<reset::BodyReset>().cloned();
     let stream = data_messages(request.into_inner());
     let mut decoded = FlightRecordBatchStream::new_from_flight_data(stream);
     let mut out = Vec::new();
     while let Some(b) = decoded.next().await {
         out.push(b.map_err(|e| invalid(format!("malformed Arrow data: {e}")))?);
     }
+    ended_cleanly(reset.as_ref()).map_err(status)?;
     Ok(out)
+}
+
+/// A DoPut stream that ended because the client reset it (see [`reset`]) was abandoned, not
+/// finished: what came of it must not be used.
+fn ended_cleanly(reset: Option<&reset::BodyReset>) -> SqlResult<()> {
+    if reset.is_some_and(reset::BodyReset::is_set) {
+        return Err(SqlError::new(codes::QUERY_CANCELED, "the client cancelled the upload before its end"));
+    }
+    Ok(())
 }
 
 impl BkgFlight {
@@ -635,6 +647,7 @@ impl BkgFlight {
         if_exists: TableExistsOption,
         request: Request<PeekableFlightDataStream>,
     ) -> SqlResult<i64> {
+        let reset = request.extensions().get::<reset::BodyReset>().cloned();
         let stream = data_messages(request.into_inner());
         let mut decoded = FlightRecordBatchStream::new_from_flight_data(stream);
         let first = decoded
@@ -697,6 +710,7 @@ impl BkgFlight {
                 .transpose()
                 .map_err(|e| SqlError::new(codes::PROTOCOL_VIOLATION, format!("malformed Arrow data: {e}")))?;
         }
+        ended_cleanly(reset.as_ref())?;
         Ok(total)
     }
 }
@@ -1223,7 +1237,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(64)
         .tcp_nodelay(true)
-        .add_service(svc)
+        .add_service(reset::WatchResets(svc))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
             let _ = stop.changed().await;
         })

@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod encode;
+pub mod frames;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -29,12 +30,16 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -370,6 +375,40 @@ pub struct ConnHandlers {
     /// Where cancel requests for this connection go, and its backend key once registered.
     cancel: Arc<crate::sql::CancelSignal>,
     cancel_key: Arc<parking_lot::Mutex<Option<(i32, bytes::Bytes)>>>,
+    /// Names of the statements prepared over the extended protocol (Parse) and not yet closed:
+    /// pgwire's store cannot list them, and `DISCARD ALL` / `DEALLOCATE ALL` must drop them all
+    /// (a pooler such as PgBouncer resets a server connection with `DISCARD ALL` before handing
+    /// it to another client).
+    prepared: Arc<parking_lot::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl ConnHandlers {
+    /// After `DISCARD ALL` or `DEALLOCATE ALL` succeeded: forget the protocol-level prepared
+    /// statements too (and, for DISCARD ALL, the portals), as PostgreSQL does.
+    fn forget_prepared<C>(&self, client: &C, outputs: &[&Output])
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let mut discard = false;
+        let mut deallocate = false;
+        for o in outputs {
+            if let Output::Command { tag, .. } = o {
+                discard |= tag == "DISCARD ALL";
+                deallocate |= tag == "DEALLOCATE ALL";
+            }
+        }
+        if !(discard || deallocate) {
+            return;
+        }
+        let names = std::mem::take(&mut *self.prepared.lock());
+        for n in &names {
+            client.portal_store().rm_statement(n);
+        }
+        if discard {
+            client.portal_store().clear_portals();
+        }
+    }
 }
 
 fn encode_rows(
@@ -469,11 +508,13 @@ impl SimpleQueryHandler for ConnHandlers {
             let name = words.iter().skip(1).find(|w| !w.eq_ignore_ascii_case("prepare")).map(|w| w.trim_matches('"'));
             if let Some(n) = name.filter(|n| !n.eq_ignore_ascii_case("all")) {
                 client.portal_store().rm_statement(n);
+                self.prepared.lock().remove(n);
             }
         }
         let mut session = self.session.lock().await;
         bind_user(&mut session, client);
         let mut results = session.execute(query).await;
+        self.forget_prepared(client, &results.iter().filter_map(|r| r.as_ref().ok()).collect::<Vec<_>>());
         // A statement that failed and ended the transaction (a COMMIT that could not commit):
         // as in PostgreSQL the connection is then idle, not in a failed transaction. pgwire
         // would mark it failed, so the answers before it go out here and the error takes the
@@ -524,6 +565,43 @@ impl ExtendedQueryHandler for ConnHandlers {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        self.prepared.lock().insert(name);
+        client.send(PgWireBackendMessage::ParseComplete(ParseComplete::new())).await?;
+        Ok(())
+    }
+
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                client.portal_store().rm_statement(name);
+                self.prepared.lock().remove(name);
+            }
+            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            _ => {}
+        }
+        client.send(PgWireBackendMessage::CloseComplete(CloseComplete::new())).await?;
+        Ok(())
     }
 
     // Replies to Parse, Bind, Describe and Execute wait in the buffer for Sync or Flush.
@@ -640,7 +718,10 @@ impl ExtendedQueryHandler for ConnHandlers {
                         .with_hint("Prepare the statement again."),
                 ))
             }
-            Ok(o) => Ok(to_response(o, &portal.result_column_format)),
+            Ok(o) => {
+                self.forget_prepared(client, &[&o]);
+                Ok(to_response(o, &portal.result_column_format))
+            }
             Err(e) => {
                 self.server.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
                 if !session.in_transaction() {
@@ -742,6 +823,7 @@ impl PgWireServerHandlers for ConnHandlers {
             hook: self.server.auth.hook.clone(),
             server: self.server.clone(),
             slot: self.slot.clone(),
+            sasl_started: Default::default(),
         })
     }
 
@@ -762,6 +844,8 @@ struct BkgStartup {
     slot: Arc<parking_lot::Mutex<Option<String>>>,
     cancel: Arc<crate::sql::CancelSignal>,
     cancel_key: Arc<parking_lot::Mutex<Option<(i32, bytes::Bytes)>>>,
+    /// A SCRAM exchange's first message (SASLInitialResponse) has arrived.
+    sasl_started: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -778,6 +862,17 @@ impl StartupHandler for BkgStartup {
             return Err(PgWireError::UserError(Box::new(info)));
         }
         let startup = matches!(message, PgWireFrontendMessage::Startup(_));
+        // The first password message of a SCRAM exchange is a SASLInitialResponse, which the
+        // library decodes without bounds checks: its layout is checked here first.
+        let scram = !(self.cleartext.is_some() && client.is_secure());
+        if let PgWireFrontendMessage::PasswordMessageFamily(pgwire::messages::startup::PasswordMessageFamily::Raw(body)) =
+            &message
+            && scram
+            && !self.sasl_started.swap(true, Ordering::Relaxed)
+            && let Err(e) = frames::check_sasl_initial(body)
+        {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), "08P01".into(), e.0))));
+        }
         // A token given as the cleartext password: its claims become the session's principal.
         if let (Some(_), Some(hook), PgWireFrontendMessage::PasswordMessageFamily(p)) =
             (&self.cleartext, &self.hook, &message)
@@ -901,6 +996,7 @@ impl PgServer {
                     slot: slot.clone(),
                     cancel,
                     cancel_key: cancel_key.clone(),
+                    prepared: Default::default(),
                 });
                 // At shutdown a connection is closed as soon as no statement is running on it;
                 // an open transaction block is rolled back with the session.
@@ -939,7 +1035,7 @@ impl PgServer {
                     }
                 };
                 tokio::select! {
-                    r = pgwire::tokio::process_socket(socket, server.tls.as_ref().map(|t| t.acceptor.clone()), handlers) => {
+                    r = frames::process_socket(socket, server.tls.as_ref().map(|t| t.acceptor.clone()), handlers) => {
                         if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }

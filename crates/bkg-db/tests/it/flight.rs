@@ -13,7 +13,7 @@ use arrow_flight::sql::{
 use arrow_flight::{FlightInfo, Ticket};
 use datafusion::arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -423,4 +423,29 @@ async fn flight_sql_enforces_row_level_security_for_jwt_bearers() {
     let mut su = bearer(json!({"role": "postgres"})).await;
     assert_eq!(code(&query(&mut su, "SELECT 1").await.unwrap_err()).0, Code::PermissionDenied);
     let _ = pg.query("SELECT 1", &[]).await.unwrap();
+}
+
+/// A DoPut the client abandons mid-stream (the call is dropped: HTTP/2 resets the stream) writes
+/// nothing, pins nothing, and the next ingest on the same channel works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_do_put_writes_nothing() {
+    let server = TestServer::start_with(&[("BKG_DB_RLS_DEFAULT", "off")]);
+    let pg = server.connect().await;
+    pg.batch_execute("CREATE TABLE people (id int PRIMARY KEY, name text)").await.unwrap();
+    let mut c = logged_in(&server).await;
+    let cmd = ingest_cmd("people", TableNotExistOption::Fail, TableExistsOption::Append);
+    // Two batches, then the client stalls: the server has started the ingest when it is dropped.
+    let stalled =
+        futures::stream::iter(vec![Ok(people(0, 5_000)), Ok(people(5_000, 5_000))]).chain(futures::stream::pending());
+    let mut abandoned = c.clone();
+    let call = tokio::spawn(async move { abandoned.execute_ingest(cmd, stalled).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!call.is_finished(), "the ingest waits for the rest of the stream");
+    call.abort();
+    let _ = call.await;
+    server.wait_unpinned("abandoned DoPut");
+    let n: i64 = pg.query_one("SELECT count(*) FROM people", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "an abandoned ingest wrote rows");
+    let cmd = ingest_cmd("people", TableNotExistOption::Fail, TableExistsOption::Append);
+    assert_eq!(c.execute_ingest(cmd, futures::stream::iter(vec![Ok(people(0, 3))])).await.unwrap(), 3);
 }

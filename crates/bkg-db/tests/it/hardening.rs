@@ -226,6 +226,19 @@ async fn maintenance_privileges_locking_clauses_and_discard_all() {
     assert_eq!(show("SHOW search_path").await.as_deref(), Some("\"$user\", public"));
     assert_eq!(show("SHOW statement_timeout").await.as_deref(), Some("0"));
     assert_eq!(show("SHOW application_name").await.as_deref(), Some(""));
+
+    // Statements prepared over the extended protocol go too (a pooler resets a server connection
+    // with DISCARD ALL before another client gets it); DEALLOCATE ALL drops them as well.
+    for reset in ["DISCARD ALL", "DEALLOCATE ALL"] {
+        let a = w.prepare("SELECT id FROM jobs WHERE id = $1").await.unwrap();
+        let b = w.prepare("SELECT count(*) FROM jobs").await.unwrap();
+        w.query(&a, &[&1i32]).await.unwrap();
+        w.batch_execute(reset).await.unwrap();
+        assert_eq!(code(&w.query(&a, &[&1i32]).await.unwrap_err()), "26000", "{reset}");
+        assert_eq!(code(&w.query(&b, &[]).await.unwrap_err()), "26000", "{reset}");
+        let c = w.prepare("SELECT count(*) FROM jobs").await.unwrap();
+        assert_eq!(w.query_one(&c, &[]).await.unwrap().get::<_, i64>(0), 0, "{reset}");
+    }
 }
 
 /// Interrupted work of several kinds leaves nothing behind: a client that disconnects inside a
@@ -270,20 +283,115 @@ async fn interrupted_work_leaves_no_trace_and_no_pinned_snapshot() {
     assert_eq!(code(&err), "57014");
     c.batch_execute("COMMIT; RESET statement_timeout").await.unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = server.http_get("/metrics");
-        let pinned = body.lines().find_map(|l| l.strip_prefix("bkg_active_snapshots ")).map(str::trim) == Some("0");
-        if pinned {
-            break;
-        }
-        assert!(Instant::now() < deadline, "a snapshot stays pinned:\n{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_unpinned("interrupted pgwire work");
     let (n, changed): (i64, i64) = c
         .query_one("SELECT count(*), count(*) FILTER (WHERE v <> 0) FROM w", &[])
         .await
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!((n, changed), (1000, 0), "nothing of the interrupted work is visible");
+}
+
+/// REST writes the client abandons: a body cut off half-way, and a complete write whose client
+/// hangs up without reading the answer. Each is all or nothing, nothing stays pinned, and the
+/// next request is served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_writes_the_client_abandons_are_all_or_nothing() {
+    use std::io::Write;
+    let server = TestServer::start_with(&[("BKG_DB_RLS_DEFAULT", "off")]);
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE r (id int PRIMARY KEY, v text)").await.unwrap();
+    let (_, service) = server.api_keys();
+    let rows = |from: i32, n: i32| {
+        let items: Vec<String> = (from..from + n).map(|i| format!(r#"{{"id":{i},"v":"row {i}"}}"#)).collect();
+        format!("[{}]", items.join(","))
+    };
+    let head = |len: usize| {
+        format!(
+            "POST /rest/v1/r HTTP/1.1\r\nHost: localhost\r\napikey: {service}\r\nAuthorization: Bearer {service}\r\n\
+             Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    // 1. Half the body, then the client goes away.
+    let body = rows(0, 20_000);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    s.write_all(head(body.len()).as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(s);
+    // 2. The whole body, and the client hangs up at once without reading the answer.
+    let body = rows(100_000, 20_000);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    s.write_all(head(body.len()).as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    drop(s);
+    server.wait_unpinned("abandoned REST writes");
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM r WHERE id < 100000").await, 0, "a cut-off body wrote rows");
+    let n = count("SELECT count(*) FROM r WHERE id >= 100000").await;
+    assert!(n == 0 || n == 20_000, "an abandoned complete write is all or nothing: {n} rows");
+    // The server still answers, and a write after it works.
+    let (status, _, answer) = server.http(
+        "POST",
+        "/rest/v1/r",
+        &[("apikey", &service), ("Authorization", &format!("Bearer {service}")), ("Content-Type", "application/json")],
+        rows(200_000, 3).as_bytes(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(count("SELECT count(*) FROM r WHERE id >= 200000").await, 3);
+}
+
+/// Malformed messages before login end the connection with FATAL 08P01 and nothing else: a
+/// startup packet without its terminator, a length beyond the limit, and a SASLInitialResponse
+/// whose response length runs past its end (pgwire's decoder panicked on it). The server goes
+/// on serving.
+#[tokio::test]
+async fn malformed_messages_before_login_get_fatal_08p01() {
+    use std::io::{Read, Write};
+    let server = TestServer::start();
+    let startup = |params: &[u8]| {
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        body.extend_from_slice(params);
+        let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        m.extend(body);
+        m
+    };
+    let answer = |bytes: &[&[u8]]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for b in bytes {
+            s.write_all(b).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    let fatal_08p01 = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        out.first() == Some(&b'E') && text.contains("SFATAL") && text.contains("C08P01")
+    };
+    // Pairs without the final NUL.
+    let out = answer(&[&startup(b"user\0postgres\0database")]);
+    assert!(fatal_08p01(&out), "{:?}", String::from_utf8_lossy(&out));
+    // A length beyond the startup limit.
+    let out = answer(&[&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]]);
+    assert!(fatal_08p01(&out), "{:?}", String::from_utf8_lossy(&out));
+    // A SASLInitialResponse claiming 1000 bytes of response and carrying 3.
+    let mut sasl = b"SCRAM-SHA-256\0".to_vec();
+    sasl.extend(1000i32.to_be_bytes());
+    sasl.extend(b"abc");
+    let mut p = vec![b'p'];
+    p.extend(((sasl.len() + 4) as i32).to_be_bytes());
+    p.extend(sasl);
+    let out = answer(&[&startup(b"user\0postgres\0\0"), &p]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(out.first() == Some(&b'R'), "the server asks for SASL first: {text:?}");
+    assert!(text.contains("SFATAL") && text.contains("C08P01"), "{text:?}");
+    // The server is still there.
+    let c = server.connect().await;
+    assert_eq!(c.query_one("SELECT 1::int", &[]).await.unwrap().get::<_, i32>(0), 1);
 }

@@ -154,6 +154,21 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Waits until no snapshot is pinned (`bkg_active_snapshots 0`), at most 10 s.
+    pub fn wait_unpinned(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = self.http_get("/metrics");
+            if body.lines().find_map(|l| l.strip_prefix("bkg_active_snapshots ")).map(str::trim) == Some("0") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: a snapshot stays pinned:\n{body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
