@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use crate::config::{KeysAction, KeysArgs, MigrateAction, MigrateArgs};
-use crate::migrate::{self, Migration, StatusRow};
-use crate::sql::{Engine, EngineConfig};
+use bkg_sql::migrate::{self, Migration, StatusRow};
+use bkg_sql::{Engine, EngineConfig};
 
 /// Runs a migrate command; returns the process exit code.
 pub fn migrate(action: MigrateAction) -> i32 {
@@ -167,7 +167,7 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
         println!("service_role: {}", stored["service_key"].as_str().unwrap_or(""));
         return Ok(());
     }
-    let (mut cfg, _) = crate::auth::AuthConfig::load_or_create(&dir, &args.jwt.key_settings())?;
+    let (mut cfg, _) = bkg_auth::AuthConfig::load_or_create(&dir, &args.jwt.key_settings())?;
     match action {
         KeysAction::List(_) => {}
         KeysAction::Rotate(_) => {

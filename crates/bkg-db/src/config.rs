@@ -90,10 +90,10 @@ pub struct JwtArgs {
 }
 
 impl JwtArgs {
-    pub fn key_settings(&self) -> crate::auth::KeySettings {
-        crate::auth::KeySettings {
+    pub fn key_settings(&self) -> bkg_auth::KeySettings {
+        bkg_auth::KeySettings {
             secret: self.jwt_secret.clone(),
-            alg: crate::auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
+            alg: bkg_auth::Alg::parse(&self.jwt_alg).unwrap_or_default(),
             audience: self.jwt_aud.clone(),
             issuer: self.jwt_iss.clone(),
             rsa_key_file: self.jwt_rsa_key_file.clone(),
@@ -251,8 +251,8 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn export_config(&self) -> crate::sql::export::ExportConfig {
-        crate::sql::export::ExportConfig {
+    pub fn export_config(&self) -> bkg_sql::export::ExportConfig {
+        bkg_sql::export::ExportConfig {
             dir: self.export_dir.clone(),
             allowed_prefixes: self
                 .export_allowed_urls
@@ -263,8 +263,8 @@ impl ServeArgs {
         }
     }
 
-    pub fn flight_config(&self) -> crate::flight::FlightConfig {
-        crate::flight::FlightConfig {
+    pub fn flight_config(&self) -> bkg_flight::FlightConfig {
+        bkg_flight::FlightConfig {
             max_message_bytes: self.flight_max_message_mb.max(1) << 20,
             statement_timeout_ms: self.flight_statement_timeout_s * 1000,
             token_ttl: std::time::Duration::from_secs(self.flight_token_ttl_s.max(1)),
@@ -272,8 +272,8 @@ impl ServeArgs {
         }
     }
 
-    pub fn rest_config(&self) -> crate::rest::RestConfig {
-        crate::rest::RestConfig {
+    pub fn rest_config(&self) -> bkg_http::rest::RestConfig {
+        bkg_http::rest::RestConfig {
             schemas: self.rest_schemas.split(',').map(|x| x.trim().to_string()).collect(),
             max_rows: (self.rest_max_rows > 0).then_some(self.rest_max_rows),
             statement_timeout_ms: self.rest_statement_timeout_s * 1000,
@@ -285,12 +285,12 @@ impl ServeArgs {
         }
     }
 
-    pub fn key_settings(&self) -> crate::auth::KeySettings {
+    pub fn key_settings(&self) -> bkg_auth::KeySettings {
         self.jwt.key_settings()
     }
 
-    pub fn gotrue_config(&self) -> crate::auth::gotrue::GoTrueConfig {
-        crate::auth::gotrue::GoTrueConfig {
+    pub fn gotrue_config(&self) -> bkg_http::gotrue::GoTrueConfig {
+        bkg_http::gotrue::GoTrueConfig {
             jwt_expiry_s: self.auth_jwt_expiry_s,
             disable_signup: self.auth_disable_signup,
             rate_per_min: self.auth_rate_per_min,

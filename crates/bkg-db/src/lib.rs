@@ -10,21 +10,15 @@
 //! Layer rule: `bkg_kernel` knows nothing above it; [`sql`] is the one session/plan path every
 //! front door uses; front doors ([`pgwire`], [`http`]) only translate their protocol to it.
 
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod flight;
-#[cfg(test)]
-mod fuzz;
-pub mod http;
-pub mod metrics;
-pub mod migrate;
-pub mod openapi;
-pub mod pgwire;
-pub mod rest;
 pub mod server;
-pub mod sql;
 
-pub use error::{SqlError, SqlResult};
-pub use sql::{Engine, EngineConfig, Output, Session};
+// The layers below, under the names the binary's modules and tests have always used.
+pub use bkg_auth as auth;
+pub use bkg_flight as flight;
+pub use bkg_http as http;
+pub use bkg_http::{openapi, rest};
+pub use bkg_pgwire as pgwire;
+pub use bkg_sql as sql;
+pub use bkg_sql::{Engine, EngineConfig, Output, Session, SqlError, SqlResult, error, metrics, migrate};

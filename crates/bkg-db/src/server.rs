@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use bkg_kernel::{Limits, Options};
 
 use crate::config::ServeArgs;
-use crate::http::{HttpState, router};
-use crate::metrics::Metrics;
-use crate::pgwire::{CatalogAuth, PgServer, TlsSettings};
-use crate::sql::{Engine, EngineConfig};
+use bkg_http::{HttpState, router};
+use bkg_pgwire::{CatalogAuth, PgServer, TlsSettings};
+use bkg_sql::metrics::Metrics;
+use bkg_sql::{Engine, EngineConfig};
 
 /// Runs until SIGTERM/SIGINT, then drains and exits cleanly.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -41,7 +41,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "database open"
     );
-    let (auth_config, fresh_keys) = crate::auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
+    let (auth_config, fresh_keys) = bkg_auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
     if fresh_keys {
         // The keys stay in <data-dir>/auth/keys.json (mode 0600). They are shown once, and only
         // to a person at a terminal: never into a log, where the service key would be read by
@@ -60,18 +60,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let rest_config = args.rest_config();
     // The server's own schema changes (crates/bkg-db/migrations), before anything uses them.
-    let applied = crate::migrate::apply(&engine, &crate::migrate::builtin())
+    let applied = bkg_sql::migrate::apply(&engine, &bkg_sql::migrate::builtin())
         .await
         .map_err(|e| format!("built-in migration failed: {e}"))?;
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "built-in migrations applied");
     }
-    crate::auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
+    bkg_auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
     let metrics = Arc::new(Metrics::default());
     let auth_config = Arc::new(auth_config);
     reload_keys_on_change(auth_config.clone(), dir.clone());
     // Over TLS with cleartext passwords, a JWT is accepted as the password of its role.
-    let hook = crate::auth::TokenPasswordHook::new(engine.clone(), auth_config.clone());
+    let hook = bkg_auth::TokenPasswordHook::new(engine.clone(), auth_config.clone());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, Some(Arc::new(hook))));
     let tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
         (Some(cert), Some(key)) => {
@@ -82,7 +82,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
-    let flight = crate::flight::BkgFlight::new(engine.clone(), auth_config.clone(), auth.clone(), args.flight_config());
+    let flight = bkg_flight::BkgFlight::new(engine.clone(), auth_config.clone(), auth.clone(), args.flight_config());
     let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections, tls);
     let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
         .await
@@ -94,12 +94,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.flight_listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let flight_task = tokio::spawn(crate::flight::serve(flight, flight_listener, stop_rx.clone()));
+    let flight_task = tokio::spawn(bkg_flight::serve(flight, flight_listener, stop_rx.clone()));
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
-    let rest = crate::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
-    let users = crate::auth::gotrue::router(engine.clone(), auth_config.clone(), args.gotrue_config());
-    let app = router(HttpState { engine: engine.clone(), metrics, pg: pg.clone(), started, rest }, users)
+    let rest = bkg_http::rest::RestState::new(engine.clone(), auth_config.clone(), rest_config);
+    let users = bkg_http::gotrue::router(engine.clone(), auth_config.clone(), args.gotrue_config());
+    let pg_active = {
+        let pg = pg.clone();
+        Arc::new(move || pg.active_connections())
+    };
+    let app = router(HttpState { engine: engine.clone(), metrics, pg_active, started, rest }, users)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -177,7 +181,7 @@ async fn wait_for_signal() {
 
 /// Picks up `bkg-db keys rotate|retire` while the server runs: keys.json is checked every two
 /// seconds and the signing keys are read again when it changed.
-fn reload_keys_on_change(auth: Arc<crate::auth::AuthConfig>, dir: std::path::PathBuf) {
+fn reload_keys_on_change(auth: Arc<bkg_auth::AuthConfig>, dir: std::path::PathBuf) {
     let path = dir.join("auth").join("keys.json");
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);

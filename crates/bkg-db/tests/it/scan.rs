@@ -82,7 +82,7 @@ async fn point_queries_take_the_fast_path_with_the_same_answers() {
                 let cells: Vec<String> = b
                     .columns()
                     .iter()
-                    .map(|c| bkg_db::pgwire::encode::text_value(c.as_ref(), i).unwrap().unwrap_or("NULL".into()))
+                    .map(|c| bkg_db::sql::pg_format::text_value(c.as_ref(), i).unwrap().unwrap_or("NULL".into()))
                     .collect();
                 lines.push(cells.join(","));
             }

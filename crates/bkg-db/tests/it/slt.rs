@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bkg_db::pgwire::encode::text_value;
+use bkg_db::sql::pg_format::text_value;
 use bkg_db::{Engine, EngineConfig, Output, Session};
 use bkg_kernel::Options;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};

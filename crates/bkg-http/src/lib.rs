@@ -1,0 +1,126 @@
+//! The HTTP front door: REST (`/rest/v1`), users (`/auth/v1`), policies, migrations, export,
+//! OpenAPI, health and metrics, on one axum router.
+
+#[cfg(test)]
+mod fuzz;
+pub mod gotrue;
+pub mod openapi;
+pub mod rest;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+
+use bkg_sql::Engine;
+use bkg_sql::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    /// PostgreSQL wire connections open now (for `/metrics`).
+    pub pg_active: Arc<dyn Fn() -> usize + Send + Sync>,
+    pub started: Instant,
+    /// Authenticates the callers `/healthz` shows details to.
+    pub rest: crate::rest::RestState,
+}
+
+pub fn router(state: HttpState, auth: Router) -> Router {
+    let rest = state.rest.clone();
+    let counters = state.metrics.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .with_state(state)
+        .merge(crate::rest::router(rest))
+        .merge(auth)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(counters, count))
+}
+
+/// Counts every request and its answer's status class.
+async fn count(
+    State(m): State<Arc<Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    m.http_requests.fetch_add(1, Ordering::Relaxed);
+    let r = next.run(req).await;
+    if r.status().is_client_error() {
+        m.http_client_errors.fetch_add(1, Ordering::Relaxed);
+    } else if r.status().is_server_error() {
+        m.http_server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
+    crate::rest::RestError::new(404, "PGRST125", format!("Invalid path specified in request URL: {}", uri.path()))
+}
+
+/// Liveness: status, version and uptime for anyone; the data directory, last checkpoint and
+/// recovery too for operators (the service role or an admin-scoped token).
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The server is up", content_type = "application/json")))]
+async fn healthz(
+    State(s): State<HttpState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let mut out = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.started.elapsed().as_secs(),
+    });
+    let credentials = headers.contains_key("apikey") || headers.contains_key(header::AUTHORIZATION);
+    let operator = credentials
+        && match s.rest.begin(addr, &headers).await {
+            Ok(mut ctx) => ctx.session().is_operator(),
+            Err(_) => false,
+        };
+    if !operator {
+        return Json(out);
+    }
+    let cp = s.engine.db.last_checkpoint();
+    let details = serde_json::json!({
+        "data_dir": s.engine.db.dir().display().to_string(),
+        "last_checkpoint": cp.map(|c| serde_json::json!({
+            "checkpoint_ts": c.checkpoint_ts,
+            "wall_ms": c.wall_ms,
+            "tables": c.tables,
+            "rows": c.rows,
+            "bytes": c.bytes,
+        })),
+        "recovery": {
+            "records_replayed": s.engine.recovery.records_replayed,
+            "torn_bytes_cut": s.engine.recovery.torn_bytes_cut,
+        },
+    });
+    if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), details) {
+        o.extend(d);
+    }
+    Json(out)
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
+    let body = s.metrics.render(&s.engine.db, (s.pg_active)(), fast);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 description of the HTTP API", content_type = "application/json")))]
+async fn openapi() -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], crate::openapi::json())
+}
