@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run test test-deps test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight
+.PHONY: help build run check test test-deps test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,16 @@ build: ## Build the server (debug)
 
 run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
 	cargo run -p bkg-db -- serve
+
+check: ## Fast inner loop: rustfmt, clippy, unused dependencies, unit tests of every crate, SQL logic files in process
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/unused-deps.sh
+	@if command -v cargo-nextest >/dev/null; then \
+		cargo nextest run --workspace --no-fail-fast -E 'kind(lib) | test(slt_through_the_engine)'; \
+	else \
+		cargo test --workspace --lib --no-fail-fast && cargo test --workspace --test it slt_through_the_engine; \
+	fi
 
 test: test-deps lint test-rust test-slt-postgres test-clients test-bench-smoke smoke ## Install what the tests need, then run every test
 	@echo "make test: all suites passed"
@@ -45,9 +55,10 @@ smoke: build ## Drive the built server as a psql user would (shared smoke check)
 		echo "smoke: $(SHARED_CHECKS)/smoke.sh not found, skipped"; \
 	fi
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/unused-deps.sh
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -352,12 +352,28 @@ impl PasswordHook for TokenPasswordHook {
         if principal.role != user {
             return None;
         }
-        let cat = self.engine.db.catalog();
-        let role = cat.find_role(user)?;
-        if role.superuser {
-            return None;
-        }
+        token_role(&self.engine, user).ok()?;
         Some(Value::Object(principal.claims))
+    }
+}
+
+/// Why a verified token cannot act as the role its `role` claim names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRoleRefusal {
+    /// There is no such role.
+    Missing(String),
+    /// The role is a superuser: tokens name API roles, and a superuser logs in with its
+    /// password (pgwire, Flight SQL's Basic login), never with a token.
+    Superuser(String),
+}
+
+/// The rule every front door applies to a verified token's role, in this one place: the role
+/// must exist and must not be a superuser.
+pub fn token_role(engine: &bkg_sql::Engine, role: &str) -> Result<(), TokenRoleRefusal> {
+    match engine.catalog().find_role(role) {
+        None => Err(TokenRoleRefusal::Missing(role.to_string())),
+        Some(r) if r.superuser => Err(TokenRoleRefusal::Superuser(r.name.clone())),
+        Some(_) => Ok(()),
     }
 }
 
@@ -373,7 +389,7 @@ pub async fn ensure_api_roles(
     rls_default: bool,
 ) -> Result<(), String> {
     use bkg_kernel::{AclItem, privilege};
-    let cat = engine.db.catalog();
+    let cat = engine.catalog();
     let mut stmts = Vec::new();
     for (role, attrs) in [
         (ANON_ROLE, "NOLOGIN NOINHERIT"),

@@ -46,7 +46,7 @@ impl CatalogAuth {
 
     /// The verifier to check `user` against, or `None` when the role may not log in.
     pub fn verifier(&self, user: &str) -> Option<ScramVerifier> {
-        let catalog = self.engine.db.catalog();
+        let catalog = self.engine.catalog();
         let role = catalog.find_role(user).filter(|r| r.login)?;
         // VALID UNTIL: an expired password logs in no more (as if it did not match).
         if role.valid_until.is_some_and(|t| chrono::Utc::now().timestamp_micros() > t) {
@@ -68,7 +68,7 @@ impl CatalogAuth {
     /// its role even when the role cannot log in with a password (the API roles), but never a
     /// superuser that cannot.
     pub fn token_admits(&self, user: &str, presented: &str) -> bool {
-        self.engine.db.catalog().find_role(user).is_some_and(|r| r.login || !r.superuser)
+        self.engine.catalog().find_role(user).is_some_and(|r| r.login || !r.superuser)
             && self.hook.as_ref().is_some_and(|h| h.verify(user, presented).is_some())
     }
 

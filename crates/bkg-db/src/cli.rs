@@ -60,7 +60,7 @@ async fn run(apply: bool, args: &MigrateArgs) -> Result<(), String> {
         Ok::<(), String>(())
     }
     .await;
-    let db = engine.db.clone();
+    let db = engine.kernel().clone();
     let _ = tokio::task::spawn_blocking(move || db.close()).await;
     result
 }

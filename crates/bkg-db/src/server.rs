@@ -35,7 +35,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
     tracing::info!(
-        data_dir = %engine.db.dir().display(),
+        data_dir = %engine.kernel().dir().display(),
         records_replayed = engine.recovery.records_replayed,
         torn_bytes_cut = engine.recovery.torn_bytes_cut,
         recovery_ms = started.elapsed().as_millis() as u64,
@@ -125,7 +125,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 _ = ckpt_stop.changed() => break,
             }
             // A snapshot held for long keeps every version replaced since from being collected.
-            let stats = ckpt_engine.db.stats();
+            let stats = ckpt_engine.stats();
             if snapshot_age_warn_ms > 0
                 && let Some(age_ms) = stats.oldest_snapshot_age_ms.filter(|a| *a > snapshot_age_warn_ms)
                 && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
@@ -138,7 +138,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 );
             }
             let e = ckpt_engine.clone();
-            match tokio::task::spawn_blocking(move || e.db.maybe_checkpoint()).await {
+            match tokio::task::spawn_blocking(move || e.kernel().maybe_checkpoint()).await {
                 Ok(Err(err)) => tracing::error!(error = %err, "checkpoint failed"),
                 Err(err) => tracing::error!(error = %err, "checkpoint task failed"),
                 _ => {}
@@ -165,7 +165,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         Ok(Ok(())) => {}
     }
     let _ = ckpt_task.await;
-    let db = engine.db.clone();
+    let db = engine.kernel().clone();
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())

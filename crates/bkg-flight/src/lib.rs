@@ -342,17 +342,16 @@ impl BkgFlight {
             bkg_auth::AuthFailure::Missing => Status::unauthenticated("no token"),
             bkg_auth::AuthFailure::Invalid(m) => Status::unauthenticated(m),
         })?;
-        let cat = self.engine.db.catalog();
-        match cat.find_role(&principal.role) {
-            None => return Err(Status::unauthenticated(format!("role \"{}\" does not exist", principal.role))),
-            // As over REST: tokens name API roles; superusers log in with their password.
-            Some(r) if r.superuser => {
+        match bkg_auth::token_role(&self.engine, &principal.role) {
+            Ok(()) => {}
+            Err(bkg_auth::TokenRoleRefusal::Missing(role)) => {
+                return Err(Status::unauthenticated(format!("role \"{role}\" does not exist")));
+            }
+            Err(bkg_auth::TokenRoleRefusal::Superuser(role)) => {
                 return Err(Status::permission_denied(format!(
-                    "role \"{}\" cannot be used with a token; log in with its password",
-                    r.name
+                    "role \"{role}\" cannot be used with a token; log in with its password"
                 )));
             }
-            Some(_) => {}
         }
         let sub = principal.claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
         Ok(Caller {
@@ -1029,7 +1028,7 @@ impl FlightSqlService for BkgFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(request.metadata())?;
-        let cat = self.engine.db.catalog();
+        let cat = self.engine.catalog();
         let v = self.visible(&cat, &caller);
         self.metadata_stream(metadata::db_schemas(&v, query).map_err(status))
     }
@@ -1050,7 +1049,7 @@ impl FlightSqlService for BkgFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(request.metadata())?;
-        let cat = self.engine.db.catalog();
+        let cat = self.engine.catalog();
         let v = self.visible(&cat, &caller);
         self.metadata_stream(metadata::tables(&v, query).map_err(status))
     }
@@ -1110,7 +1109,7 @@ impl FlightSqlService for BkgFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(request.metadata())?;
-        let cat = self.engine.db.catalog();
+        let cat = self.engine.catalog();
         let v = self.visible(&cat, &caller);
         self.metadata_stream(metadata::primary_keys(&v, &query, "public").map_err(status))
     }

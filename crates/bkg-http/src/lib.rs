@@ -88,9 +88,9 @@ async fn healthz(
     if !operator {
         return Json(out);
     }
-    let cp = s.engine.db.last_checkpoint();
+    let cp = s.engine.last_checkpoint();
     let details = serde_json::json!({
-        "data_dir": s.engine.db.dir().display().to_string(),
+        "data_dir": s.engine.data_dir().display().to_string(),
         "last_checkpoint": cp.map(|c| serde_json::json!({
             "checkpoint_ts": c.checkpoint_ts,
             "wall_ms": c.wall_ms,
@@ -114,7 +114,7 @@ async fn healthz(
     responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
-    let body = s.metrics.render(&s.engine.db, (s.pg_active)(), fast);
+    let body = s.metrics.render(&s.engine, (s.pg_active)(), fast);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -1,7 +1,8 @@
 //! A small mutation fuzzer that runs inside the normal test suites (no nightly toolchain):
 //! seeds from `testdata/fuzz/<target>/`, deterministic mutations from a xorshift64 PRNG, a
-//! budget of iterations and time, and a failure report that reproduces. Both crates' fuzz
-//! targets use it (`crates/bkg-kernel/tests/fuzz.rs`, `crates/bkg-db/src/fuzz.rs`).
+//! budget of iterations and time, and a failure report that reproduces. Every fuzz target uses
+//! it (`crates/bkg-kernel/tests/fuzz.rs` and the `src/fuzz.rs` of bkg-sql, bkg-auth, bkg-http
+//! and bkg-pgwire).
 //!
 //! `BKG_FUZZ_SECS` sets the time per target (and lifts the iteration cap), `BKG_FUZZ_ITERS`
 //! the iteration cap, `BKG_FUZZ_SEED` the PRNG seed (decimal or `0x` hex), and

@@ -1,7 +1,7 @@
 //! # bkg-kernel: the storage kernel of bkg-db
 //!
 //! ```text
-//!   SQL layer (bkg-db)                 begin / scan / insert / delete / update / commit
+//!   SQL layer (bkg-sql)                begin / scan / insert / delete / update / commit
 //!        │
 //!   ┌────▼──────────── Transaction ────────────┐   snapshot read_ts + private write set
 //!   │  catalog (Arc<Catalog>, private on DDL)  │

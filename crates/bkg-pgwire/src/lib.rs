@@ -283,7 +283,7 @@ impl QueryParser for BkgQueryParser {
         let fields = described.schema.map(|s| fields_of(&s, &Format::UnifiedText)).unwrap_or_default();
         let point = match &stmt {
             Statement::Query(q) => {
-                bkg_sql::fast_path::plan_point_select(&session, &session.engine.db.catalog(), q).map(Arc::new)
+                bkg_sql::fast_path::plan_point_select(&session, &session.engine.catalog(), q).map(Arc::new)
             }
             _ => None,
         };
@@ -1000,7 +1000,7 @@ impl PgServer {
 
     /// Takes a connection of `role` against its CONNECTION LIMIT (superusers are not limited).
     fn take_role_slot(&self, role: &str) -> Result<(), SqlError> {
-        let cat = self.engine.db.catalog();
+        let cat = self.engine.catalog();
         let limit = cat.find_role(role).filter(|r| !r.superuser && r.connection_limit >= 0).map(|r| r.connection_limit);
         let mut counts = self.per_role.lock();
         let n = counts.entry(role.to_string()).or_insert(0);

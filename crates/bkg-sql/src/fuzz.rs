@@ -57,7 +57,7 @@ fn param_types() -> Vec<Type> {
 }
 
 /// One Bind parameter value, tried as every type, in both formats. Whatever is made of a value
-/// stays within a small multiple of its size (encode.rs: at most 64 + 16 bytes per input byte).
+/// stays within a small multiple of its size (pg_format.rs: at most 64 + 16 bytes per input byte).
 fn pg_param(types: &[Type], raw: &[u8]) -> bool {
     let bound = 64 + 16 * raw.len();
     let mut accepted = false;
@@ -155,7 +155,7 @@ fn pg_binary_params() {
 // ---------------------------------------------------------------------------------------------
 // copy_text_csv
 
-/// The option sets COPY FROM takes (sql::copy::options): text and CSV, and the odd ones it lets
+/// The option sets COPY FROM takes (copy::options): text and CSV, and the odd ones it lets
 /// through (a quote or escape cut from a non-ASCII character, a delimiter equal to the quote).
 fn copy_option_sets() -> Vec<CopyOptions> {
     let text = |delimiter: u8, null: &str, header: bool| CopyOptions {

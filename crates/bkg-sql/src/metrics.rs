@@ -3,8 +3,6 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bkg_kernel::Database;
-
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections: AtomicU64,
@@ -17,8 +15,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self, db: &Database, active_connections: usize, fast_path_queries: u64) -> String {
-        let s = db.stats();
+    pub fn render(&self, engine: &crate::Engine, active_connections: usize, fast_path_queries: u64) -> String {
+        let s = engine.stats();
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -73,7 +71,7 @@ impl Metrics {
             "Row changes refused because a transaction that committed after the snapshot changed the row (40001; under READ COMMITTED most are retried).",
             s.serialization_failures,
         );
-        let (locks_held, lock_waits, deadlocks) = db.lock_stats();
+        let (locks_held, lock_waits, deadlocks) = engine.db.lock_stats();
         metric("bkg_row_locks_held", "gauge", "Row write locks held by open transactions.", locks_held as u64);
         metric(
             "bkg_lock_waits_total",

@@ -52,7 +52,8 @@ impl Default for EngineConfig {
 
 /// What is shared by all sessions: the database and DataFusion's runtime (memory pool).
 pub struct Engine {
-    pub db: Database,
+    /// The kernel. Front doors reach it only through the methods below and through sessions.
+    pub(crate) db: Database,
     pub config: EngineConfig,
     runtime: Arc<RuntimeEnv>,
     pub recovery: RecoveryInfo,
@@ -67,6 +68,32 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The current catalog (an immutable snapshot of it).
+    pub fn catalog(&self) -> Arc<bkg_kernel::Catalog> {
+        self.db.catalog()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.db.dir()
+    }
+
+    /// The last checkpoint written, if any.
+    pub fn last_checkpoint(&self) -> Option<bkg_kernel::CheckpointInfo> {
+        self.db.last_checkpoint()
+    }
+
+    /// The kernel's counters (versions, snapshots, WAL, GC horizon).
+    pub fn stats(&self) -> bkg_kernel::DbStats {
+        self.db.stats()
+    }
+
+    /// The kernel itself, for the binary's maintenance (the checkpoint loop, shutdown) and for
+    /// tests. Front doors go through sessions and the methods above.
+    pub fn kernel(&self) -> &Database {
+        &self.db
+    }
+
     pub fn open(opts: Options, config: EngineConfig) -> SqlResult<Arc<Engine>> {
         let (db, recovery) = Database::open(opts)?;
         Engine::with_database(db, recovery, config)

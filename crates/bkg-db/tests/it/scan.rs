@@ -27,8 +27,8 @@ async fn filters_skip_row_groups_of_the_snapshot() {
         r.unwrap();
     }
     s.execute("CHECKPOINT").await.pop().unwrap().unwrap();
-    let t = engine.db.catalog().find_table("public", "events").unwrap().id;
-    let store = engine.db.store(t).unwrap();
+    let t = engine.kernel().catalog().find_table("public", "events").unwrap().id;
+    let store = engine.kernel().store(t).unwrap();
     assert_eq!(store.base_rows(), 10_000);
     let pruned = |s: &bkg_kernel::mvcc::TableStore| s.groups_pruned.load(std::sync::atomic::Ordering::Relaxed);
     // Ten row groups of 1000 rows in row-id (insertion) order, which follows the ids closely but

@@ -184,21 +184,15 @@ impl RestState {
     /// Rate limit, then authentication; opens a session as the token's role.
     pub async fn begin(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Ctx, RestError> {
         let principal = self.authenticate(addr, headers)?;
-        let cat = self.engine.db.catalog();
-        match cat.find_role(&principal.role) {
-            None => {
-                return Err(RestError::new(401, "PGRST301", format!("role \"{}\" does not exist", principal.role)));
+        match bkg_auth::token_role(&self.engine, &principal.role) {
+            Ok(()) => {}
+            Err(bkg_auth::TokenRoleRefusal::Missing(role)) => {
+                return Err(RestError::new(401, "PGRST301", format!("role \"{role}\" does not exist")));
             }
-            // Tokens name API roles; a superuser is reached over pgwire with its password.
-            Some(r) if r.superuser => {
-                return Err(RestError::new(
-                    403,
-                    "PGRST301",
-                    format!("role \"{}\" cannot be used through the API", r.name),
-                )
-                .hint("Use service_role for full access over HTTP."));
+            Err(bkg_auth::TokenRoleRefusal::Superuser(role)) => {
+                return Err(RestError::new(403, "PGRST301", format!("role \"{role}\" cannot be used through the API"))
+                    .hint("Use service_role for full access over HTTP."));
             }
-            Some(_) => {}
         }
         let mut session = self
             .sessions
@@ -606,7 +600,7 @@ async fn handle_table(
     let req = parse_request(&query_pairs(q))?;
     let pref = prefer(headers);
     // The newest catalog (a pooled session's own view may be older).
-    let cat = s.engine.db.catalog();
+    let cat = s.engine.catalog();
     let rel = Rel::resolve(&cat, &schema, table)?;
     let body = if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
         Some(read_body(body, s.config.body_bytes_max).await?)

@@ -37,7 +37,6 @@ fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Princip
 fn table_def(s: &RestState, name: &str) -> Result<TableDef, RestError> {
     let (schema, table) = name.split_once('.').unwrap_or(("public", name));
     s.engine
-        .db
         .catalog()
         .find_table(schema, table)
         .cloned()
@@ -73,7 +72,7 @@ fn parse_command(c: &str) -> Result<PolicyCommand, RestError> {
 }
 
 fn policy_json(s: &RestState, def: &TableDef, p: &PolicyDef) -> Value {
-    let cat = s.engine.db.catalog();
+    let cat = s.engine.catalog();
     let roles: Vec<String> = if p.roles.is_empty() {
         vec!["public".into()]
     } else {
@@ -165,7 +164,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, RestError> {
     admin(&s, addr, &headers)?;
-    let cat = s.engine.db.catalog();
+    let cat = s.engine.catalog();
     let all: Vec<Value> = cat
         .tables
         .values()
@@ -383,7 +382,7 @@ pub async fn explain(
         .clone()
         .or_else(|| req.claims.get("role").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| bkg_auth::ANON_ROLE.to_string());
-    let cat = s.engine.db.catalog();
+    let cat = s.engine.catalog();
     let role = cat
         .find_role(&role_name)
         .ok_or_else(|| RestError::new(400, "42704", format!("role \"{role_name}\" does not exist")))?;
