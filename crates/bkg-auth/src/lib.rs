@@ -412,7 +412,7 @@ pub async fn ensure_api_roles(
         return Ok(());
     }
     for s in &pending {
-        let q = format!("\"{}\"", s.replace('"', "\"\""));
+        let q = bkg_sql::quote::ident(s);
         stmts.push(format!("GRANT USAGE ON SCHEMA {q} TO {ANON_ROLE}, {AUTHENTICATED_ROLE}, {SERVICE_ROLE}"));
         stmts.push(format!("GRANT ALL ON ALL TABLES IN SCHEMA {q} TO {SERVICE_ROLE}"));
         stmts.push(format!("GRANT CREATE ON SCHEMA {q} TO {SERVICE_ROLE}"));

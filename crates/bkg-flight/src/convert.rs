@@ -11,9 +11,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 pub use bkg_sql::ddl::quote_ident;
 use bkg_sql::error::{SqlError, SqlResult, codes};
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use bkg_sql::quote::literal as sql_string;
 
 /// The PostgreSQL type an Arrow column is stored as, for CREATE TABLE of an ingest.
 pub fn sql_type(dt: &A) -> SqlResult<String> {

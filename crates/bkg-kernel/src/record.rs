@@ -125,7 +125,24 @@ impl CommitRecord {
         let mut out = Vec::with_capacity(1 + size as usize);
         out.push(RECORD_VERSION);
         bincode::serialize_into(&mut out, self).map_err(|e| Error::Internal(format!("encoding a WAL record: {e}")))?;
+        #[cfg(debug_assertions)]
+        self.check_decodes(&out, true);
         Ok(out)
+    }
+
+    /// Debug builds decode every record they encode (invariant: what the WAL holds is what the
+    /// reader will replay). A record without column segments must also encode back to the very
+    /// same bytes.
+    #[cfg(debug_assertions)]
+    fn check_decodes(&self, encoded: &[u8], same_bytes: bool) {
+        let back = CommitRecord::decode(encoded).expect("an encoded WAL record decodes");
+        assert_eq!((back.commit_ts, back.wall_ms, back.ops.len()), (self.commit_ts, self.wall_ms, self.ops.len()));
+        assert_eq!(back.catalog.is_some(), self.catalog.is_some());
+        if same_bytes {
+            let mut again = vec![RECORD_VERSION];
+            bincode::serialize_into(&mut again, &back).expect("re-encoding a decoded WAL record");
+            assert!(again == encoded, "a WAL record decodes to a different record");
+        }
     }
 
     /// Encodes the record whose `InsertColumns` ops (empty) stand for `segments`, in order.
@@ -149,6 +166,8 @@ impl CommitRecord {
             let len = (out.len() - at - 8) as u64;
             out[at..at + 8].copy_from_slice(&len.to_le_bytes());
         }
+        #[cfg(debug_assertions)]
+        self.check_decodes(&out, false);
         Ok(out)
     }
 

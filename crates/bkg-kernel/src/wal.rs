@@ -547,6 +547,16 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
         batch.iter().map(|b| if b.0.len() >= DIRECT_WRITE_BYTES { 0 } else { b.0.len() } + RECORD_HEADER_LEN).sum(),
     );
     let mut written = 0u64;
+    // docs/bkg-db.md §3.5, invariant 3: WAL order is commit-timestamp order, and nothing in the
+    // batch is older than what is already visible.
+    #[cfg(debug_assertions)]
+    {
+        let mut last = st.visible_ts.load(Ordering::SeqCst);
+        for (_, ts, _, _) in batch.iter().filter(|b| b.1 > 0) {
+            debug_assert!(*ts > last, "WAL record of commit {ts} queued after commit {last}");
+            last = *ts;
+        }
+    }
     let mut write = |st: &mut WriterState| -> std::io::Result<()> {
         for (payload, ts, _, _) in &batch {
             lsns.push(st.seg_first_lsn + st.seg_len + written + buf.len() as u64);

@@ -52,10 +52,7 @@ fn positions(def: &TableDef, names: &[String]) -> SqlResult<Vec<usize>> {
 }
 
 /// Resolves a table name to its id in the transaction's catalog.
-/// `name` as a quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::quote::ident as quote_ident;
 
 pub fn resolve_table(session: &Session, name: &ObjectName) -> SqlResult<u64> {
     let (schema, table) = split_name(session, name)?;

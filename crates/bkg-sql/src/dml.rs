@@ -467,7 +467,7 @@ async fn upsert(
     )?;
     ctx.register_table("excluded", Arc::new(MemTable::try_new(existing_schema.clone(), vec![excluded])?))?;
     let (targets, exprs) = assignments(def, &du.assignments, false)?;
-    let quoted = format!("\"{}\"", target.replace('"', "\"\""));
+    let quoted = crate::quote::ident(&target);
     let mut sql = format!("SELECT {quoted}.\"{ROWID_COLUMN}\"");
     for e in &exprs {
         sql.push_str(", ");
@@ -509,7 +509,7 @@ async fn returning(
     let table_name = alias.trim_matches('"').to_string();
     ctx.register_table(datafusion::common::TableReference::bare(table_name.clone()), Arc::new(mem))?;
     let list = items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
-    let df = ctx.sql(&format!("SELECT {list} FROM \"{}\"", table_name.replace('"', "\"\""))).await?;
+    let df = ctx.sql(&format!("SELECT {list} FROM {}", crate::quote::ident(&table_name))).await?;
     let out_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok(Output::Rows { schema: out_schema, batches, tag: tag.to_string() })

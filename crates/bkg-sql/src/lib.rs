@@ -24,6 +24,7 @@ pub mod pg_semantics;
 pub mod policy;
 pub mod pool;
 pub mod provider;
+pub mod quote;
 pub mod roles;
 pub mod session;
 pub mod types;

@@ -451,9 +451,7 @@ pub fn cast_name(ty: &Type) -> Option<&'static str> {
     })
 }
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::quote::literal as sql_string;
 
 /// Turns one bound parameter into SQL literal text, checking it against its declared type.
 pub fn param_literal(value: Option<&[u8]>, ty: &Type, binary: bool) -> SqlResult<String> {

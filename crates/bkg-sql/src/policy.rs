@@ -174,7 +174,7 @@ fn parse_expr(sql: &str) -> Option<ast::Expr> {
 
 fn text_literal(v: Option<String>) -> ast::Expr {
     let sql = match v {
-        Some(s) => format!("'{}'", s.replace('\'', "''")),
+        Some(s) => crate::quote::literal(&s),
         None => "NULL".into(),
     };
     parse_expr(&sql).expect("a literal parses")

@@ -43,9 +43,7 @@ fn table_def(s: &RestState, name: &str) -> Result<TableDef, RestError> {
         .ok_or_else(|| RestError::new(404, "42P01", format!("relation \"{name}\" does not exist")))
 }
 
-fn quote(id: &str) -> String {
-    format!("\"{}\"", id.replace('"', "\"\""))
-}
+use bkg_sql::quote::ident as quote;
 
 fn command_name(c: PolicyCommand) -> &'static str {
     match c {

@@ -71,9 +71,7 @@ impl Rel {
     }
 }
 
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+pub use bkg_sql::quote::ident as quote;
 
 /// The SQL type a text parameter is cast to before it meets a column of type `dt`; None when
 /// the column holds text already (text, varchar, uuid, json) or arrays (their text form is
