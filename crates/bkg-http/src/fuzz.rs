@@ -1,31 +1,9 @@
-//! Fuzz targets run inside the normal test suite for a bounded time (no nightly, no cargo-fuzz).
+//! Fuzz targets of this crate, run by `bkg_kernel::fuzzing` inside the normal test suite for a
+//! bounded time (how, the budget and the knobs: that module's documentation).
 //!
 //! | test               | code under test                                                   |
 //! |--------------------|-------------------------------------------------------------------|
 //! | `postgrest_filter` | the PostgREST URL grammar ([`crate::rest::grammar`])               |
-//!
-//! (The other targets: see `testdata/fuzz/README.txt`.)
-//!
-//! Each target runs every seed of `testdata/fuzz/<target>/` (and seeds the test builds), then
-//! mutated inputs: bit flips, interesting bytes and integers, truncation, slice duplication,
-//! random insertions, splicing of two inputs, and for text targets grammar tokens (quotes,
-//! backslashes, commas, parentheses, dots, newlines, `::`, `%`, unicode). The mutations come
-//! from a xorshift64 PRNG seeded with a constant, so a run is deterministic. A panic in the
-//! code under test, or a failed check (output that is not proportional to its input, an
-//! accepted token that is not validly signed, ...), fails the test with the input printed in
-//! hex and escaped, the PRNG seed and the iteration; the input is also saved to
-//! `$TMPDIR/bkg-fuzz-<target>-crash.<ext>`, and copying that file into `testdata/fuzz/<target>/`
-//! replays it on every run. Which inputs are accepted is never asserted.
-//!
-//! Default budget per target: 20 000 inputs or 2 s, whichever comes first. Longer runs:
-//!
-//! ```text
-//! BKG_FUZZ_SECS=60 cargo nextest run -p bkg-http fuzz
-//! ```
-//!
-//! `BKG_FUZZ_SECS` alone lifts the iteration cap; `BKG_FUZZ_ITERS` sets it, `BKG_FUZZ_SEED`
-//! changes the PRNG seed (decimal or `0x` hex), and `BKG_FUZZ_VERBOSE=1` prints each input
-//! before it runs (for aborts, such as a stack overflow, that no test can catch).
 
 use bkg_kernel::fuzzing::{Budget, Spec, TEXT_TOKENS, corpus, run};
 

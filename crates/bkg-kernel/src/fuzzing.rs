@@ -1,12 +1,27 @@
-//! A small mutation fuzzer that runs inside the normal test suites (no nightly toolchain):
-//! seeds from `testdata/fuzz/<target>/`, deterministic mutations from a xorshift64 PRNG, a
-//! budget of iterations and time, and a failure report that reproduces. Every fuzz target uses
-//! it (`crates/bkg-kernel/tests/fuzz.rs` and the `src/fuzz.rs` of bkg-sql, bkg-auth, bkg-http
-//! and bkg-pgwire).
+//! A small mutation fuzzer that runs inside the normal test suites (no nightly toolchain, no
+//! cargo-fuzz). Every fuzz target uses it (`crates/bkg-kernel/tests/fuzz.rs` and the
+//! `src/fuzz.rs` of bkg-sql, bkg-auth, bkg-http and bkg-pgwire; the list is in
+//! `testdata/fuzz/README.txt`).
 //!
-//! `BKG_FUZZ_SECS` sets the time per target (and lifts the iteration cap), `BKG_FUZZ_ITERS`
-//! the iteration cap, `BKG_FUZZ_SEED` the PRNG seed (decimal or `0x` hex), and
-//! `BKG_FUZZ_VERBOSE=1` prints each input before it runs (for aborts no test can catch).
+//! A target runs every seed of `testdata/fuzz/<target>/` (and the seeds its test builds), then
+//! mutated inputs: bit flips, interesting bytes and integers, truncation, slice duplication,
+//! random insertions, splicing of two inputs, and for text targets grammar tokens (quotes,
+//! backslashes, commas, parentheses, dots, newlines, `::`, `%`, unicode). The mutations come
+//! from a xorshift64 PRNG seeded with a constant, so a run is deterministic. A panic in the
+//! code under test, or a failed check of the target (output out of proportion to its input, an
+//! accepted token that is not validly signed, ...), fails the test with the input printed in
+//! hex and escaped, the PRNG seed and the iteration; the input is also saved to
+//! `$TMPDIR/bkg-fuzz-<target>-crash.<ext>`, and copying that file into `testdata/fuzz/<target>/`
+//! replays it on every run. Which inputs are accepted is never asserted.
+//!
+//! Default budget per target: 20 000 inputs or 2 s, whichever comes first. `BKG_FUZZ_SECS` sets
+//! the time per target (and lifts the iteration cap), `BKG_FUZZ_ITERS` the iteration cap,
+//! `BKG_FUZZ_SEED` the PRNG seed (decimal or `0x` hex), and `BKG_FUZZ_VERBOSE=1` prints each
+//! input before it runs (for aborts, such as a stack overflow, that no test can catch):
+//!
+//! ```text
+//! BKG_FUZZ_SECS=60 cargo nextest run -p bkg-sql fuzz
+//! ```
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
