@@ -116,7 +116,7 @@ struct BkgSchema {
 impl SchemaProvider for BkgSchema {
     fn table_names(&self) -> Vec<String> {
         if self.name == super::pg_catalog::PG_CATALOG {
-            return super::pg_catalog::TABLES.iter().map(|t| t.to_string()).collect();
+            return super::pg_catalog::table_names().map(str::to_string).collect();
         }
         let cat = self.view.get();
         let mut names: Vec<String> =
@@ -155,7 +155,7 @@ impl SchemaProvider for BkgSchema {
         let cat = self.view.get();
         cat.find_table(&self.name, name).is_some()
             || cat.find_view(&self.name, name).is_some()
-            || (self.name == super::pg_catalog::PG_CATALOG && super::pg_catalog::TABLES.contains(&name))
+            || (self.name == super::pg_catalog::PG_CATALOG && super::pg_catalog::table_names().any(|t| t == name))
     }
 }
 
