@@ -1,0 +1,355 @@
+//! Running SQL text: parsing (with its limits), the statement dispatch, errors and CHECKPOINT.
+
+use super::*;
+
+impl Session {
+    /// Parses SQL text into statements (PostgreSQL dialect).
+    pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
+        if sql.len() > SQL_TEXT_BYTES_MAX {
+            return Err(SqlError::new(
+                "54000",
+                format!("statement text of {} bytes exceeds the limit of {SQL_TEXT_BYTES_MAX}", sql.len()),
+            ));
+        }
+        let parse = |text: &str| {
+            Parser::new(&PostgreSqlDialect {}).with_recursion_limit(200).try_with_sql(text)?.parse_statements()
+        };
+        let (role_text, from_user) = match crate::roles::rewrite_role_statements(sql) {
+            Some((text, from_user)) => (Some(text), from_user),
+            None => (None, vec![]),
+        };
+        let sql = role_text.as_deref().unwrap_or(sql);
+        let mut stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => match compat_rewrite(sql) {
+                // Forms the parser does not know but clients send (pgbench, pg_dump).
+                Some(rewritten) => parse(&rewritten).map_err(|_| e)?,
+                None => return Err(e.into()),
+            },
+        };
+        // CREATE USER is CREATE ROLE with LOGIN unless it says otherwise.
+        let mut from_user = from_user.into_iter();
+        for s in stmts.iter_mut() {
+            if let Statement::CreateRole(cr) = s
+                && from_user.next().unwrap_or(false)
+                && cr.login.is_none()
+            {
+                cr.login = Some(true);
+            }
+        }
+        for s in &stmts {
+            check_depth(s)?;
+        }
+        Ok(stmts)
+    }
+
+    /// Runs every statement of `sql`; stops at the first error, which is the last element.
+    pub async fn execute(&mut self, sql: &str) -> Vec<SqlResult<Output>> {
+        self.end_interrupted_block();
+        if is_checkpoint(sql) {
+            return vec![self.checkpoint().await];
+        }
+        let stmts = match Session::parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                if self.explicit {
+                    self.failed = true;
+                }
+                return vec![Err(e)];
+            }
+        };
+        // Several statements outside a transaction block run as one implicit transaction, as in
+        // PostgreSQL: an error rolls all of them back.
+        let block = stmts.len() > 1 && !self.explicit;
+        if block {
+            self.begin_internal();
+            self.txn_started = chrono::Utc::now();
+            self.implicit_block = true;
+        }
+        let mut out = Vec::with_capacity(stmts.len());
+        let mut failed = false;
+        for stmt in stmts {
+            let r = self.run_statement(stmt).await;
+            failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        if block && self.implicit_block {
+            self.implicit_block = false;
+            if !self.explicit {
+                let txn = self.txn.lock().take();
+                if let Some(t) = txn {
+                    if failed {
+                        t.rollback();
+                    } else if let Err(e) = t.commit().await {
+                        out.push(Err(e.into()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs one SQL text that must hold exactly one statement.
+    pub async fn execute_one(&mut self, sql: &str) -> SqlResult<Output> {
+        if is_checkpoint(sql) {
+            return self.checkpoint().await;
+        }
+        let mut stmts = Session::parse(sql)?;
+        match stmts.len() {
+            1 => self.execute_statement(stmts.remove(0)).await,
+            0 => Ok(Output::command("")),
+            _ => Err(SqlError::syntax("cannot insert multiple commands into a prepared statement")),
+        }
+    }
+
+    /// Runs SQL text holding one statement, with `$n` bound to `params` (SQL expressions, bound
+    /// after parsing, so no value can change the statement's structure).
+    pub async fn execute_with_params(&mut self, sql: &str, params: &[ast::Expr]) -> SqlResult<Output> {
+        let mut stmts = Session::parse(sql)?;
+        if stmts.len() != 1 {
+            return Err(SqlError::internal("a statement with parameters must be one statement"));
+        }
+        let mut stmt = stmts.remove(0);
+        crate::describe::bind_params(&mut stmt, params)?;
+        Box::pin(self.execute_statement(stmt)).await
+    }
+
+    pub async fn execute_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.end_interrupted_block();
+        self.run_statement(stmt).await
+    }
+
+    /// Runs one statement in whatever block is open (no check for an interrupted one).
+    pub(super) async fn run_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.last_active = std::time::Instant::now();
+        let r = self.execute_statement_inner(stmt).await;
+        self.last_active = std::time::Instant::now();
+        r
+    }
+
+    /// `CHECKPOINT`: writes the column snapshots now (the parser does not know the statement).
+    pub(super) async fn checkpoint(&mut self) -> SqlResult<Output> {
+        if self.failed {
+            return Err(SqlError::new(
+                codes::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        // A checkpoint rewrites every table: PostgreSQL 15 keeps it to superusers (and
+        // pg_checkpoint, a role this server does not have).
+        if !self.is_superuser() {
+            return Err(SqlError::new(
+                codes::INSUFFICIENT_PRIVILEGE,
+                "must be superuser or have privileges of pg_checkpoint to do CHECKPOINT",
+            ));
+        }
+        let db = self.engine.db.clone();
+        tokio::task::spawn_blocking(move || db.checkpoint())
+            .await
+            .map_err(|e| SqlError::internal(format!("checkpoint task: {e}")))??;
+        Ok(Output::command("CHECKPOINT"))
+    }
+
+    pub(super) fn on_error(&mut self) {
+        if self.explicit {
+            self.failed = true;
+            // Nothing of it can commit any more: give its row locks and snapshot back now.
+            if let Some(t) = self.txn.lock().take() {
+                t.rollback();
+            }
+        } else if self.implicit_block {
+            // The whole block is rolled back at its end.
+        } else if let Some(t) = self.txn.lock().take() {
+            t.rollback();
+        }
+    }
+
+    pub(super) async fn execute_statement_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
+        match stmt {
+            Statement::StartTransaction { modes, .. } => self.begin(&modes),
+            Statement::Commit { chain, .. } => {
+                if chain {
+                    return Err(SqlError::unsupported("COMMIT AND CHAIN"));
+                }
+                self.commit().await
+            }
+            Statement::Rollback { savepoint, .. } => {
+                if savepoint.is_some() {
+                    return Err(SqlError::unsupported("savepoints"));
+                }
+                self.rollback()
+            }
+            _ if self.failed => Err(SqlError::new(
+                codes::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            Statement::Copy { .. } => {
+                let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
+                let r = interruptible(timeout, cancel, self.copy(stmt)).await;
+                if r.is_err() {
+                    self.on_error();
+                }
+                r
+            }
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(&variable),
+            Statement::Reset(r) => {
+                match r.reset {
+                    ast::Reset::ALL => self.reset_all()?,
+                    ast::Reset::ConfigurationParameter(name) if name.to_string().eq_ignore_ascii_case("role") => {
+                        self.set_role(None)?;
+                    }
+                    ast::Reset::ConfigurationParameter(name)
+                        if name.to_string().to_lowercase().starts_with("request.jwt") =>
+                    {
+                        self.set_claims_setting(&name.to_string().to_lowercase(), None)?;
+                    }
+                    ast::Reset::ConfigurationParameter(name) => {
+                        let key = name.to_string().to_lowercase();
+                        match default_vars(&self.engine).get(&key) {
+                            Some(v) => {
+                                self.vars.insert(key, v.clone());
+                            }
+                            None => {
+                                self.vars.remove(&key);
+                            }
+                        }
+                    }
+                }
+                self.apply_search_path();
+                Ok(Output::command("RESET"))
+            }
+            Statement::Discard { object_type } => {
+                let tag = format!("DISCARD {}", object_type.to_string().to_uppercase());
+                if object_type == ast::DiscardObject::ALL {
+                    self.discard_all()?;
+                }
+                // PLANS, SEQUENCES, TEMP: this server caches no plans across statements, keeps
+                // no sequence state per session and has no temporary tables.
+                Ok(Output::command(&tag))
+            }
+            // Protocol-level prepared statements are dropped by the front door; nothing to do here.
+            Statement::Deallocate { name, .. } => Ok(Output::command(if name.value.eq_ignore_ascii_case("all") {
+                "DEALLOCATE ALL"
+            } else {
+                "DEALLOCATE"
+            })),
+            Statement::Vacuum(_) => {
+                // One VACUUM here collects old versions of every table, so only a superuser
+                // may ask for it (it also runs at every checkpoint).
+                if !self.is_superuser() {
+                    return Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, "must be superuser to VACUUM")
+                        .with_hint("Old row versions are collected at every checkpoint."));
+                }
+                self.engine.db.vacuum();
+                Ok(Output::command("VACUUM"))
+            }
+            Statement::Analyze(_) => Ok(Output::command("ANALYZE")),
+            other => {
+                let implicit = self.start_statement();
+                // The statement may be interrupted; the commit of its own transaction below
+                // may not (once it reached the WAL it is done, and is reported so).
+                let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
+                let r = interruptible(timeout, cancel, self.run_with_retries(other)).await;
+                match (r, implicit) {
+                    (Ok(out), true) => {
+                        let txn = self.txn.lock().take();
+                        if let Some(t) = txn {
+                            t.commit().await?;
+                        }
+                        Ok(out)
+                    }
+                    (Ok(out), false) => Ok(out),
+                    (Err(e), _) => {
+                        self.on_error();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites statement forms PostgreSQL accepts that the parser does not, keeping their meaning:
+/// `COPY ... WITH (FREEZE ON)` and `VACUUM ANALYZE t` / `VACUUM (options) t`.
+fn compat_rewrite(sql: &str) -> Option<String> {
+    static FREEZE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\bfreeze\s+(on|off)\b").expect("valid regex"));
+    static VACUUM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)^\s*vacuum\s+(\([^)]*\)\s*|(full|freeze|verbose|analyze)\s+)*").expect("valid regex")
+    });
+    let mut out = FREEZE
+        .replace_all(
+            sql,
+            |c: &regex::Captures| if c[1].eq_ignore_ascii_case("on") { "freeze true" } else { "freeze false" },
+        )
+        .into_owned();
+    if VACUUM.is_match(&out) {
+        out = VACUUM.replace(&out, "VACUUM ").into_owned();
+    }
+    (out != sql).then_some(out)
+}
+
+fn is_checkpoint(sql: &str) -> bool {
+    sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint")
+}
+
+/// Longest SQL text accepted in one message.
+pub const SQL_TEXT_BYTES_MAX: usize = 16 << 20;
+
+/// Deepest expression nesting accepted (`a+b+c+...` chains count one level per operator).
+pub const EXPR_DEPTH_MAX: usize = 1500;
+
+/// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`] (planning walks them
+/// recursively, and the time it takes grows with the depth), and queries with a locking clause
+/// (`FOR UPDATE` …), which this server cannot honour yet.
+fn check_depth(stmt: &Statement) -> SqlResult<()> {
+    struct Depth {
+        now: usize,
+        max: usize,
+        /// A query with a locking clause was found.
+        locks: bool,
+    }
+    impl ast::Visitor for Depth {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &ast::Query) -> std::ops::ControlFlow<()> {
+            if q.locks.is_empty() {
+                std::ops::ControlFlow::Continue(())
+            } else {
+                self.locks = true;
+                std::ops::ControlFlow::Break(())
+            }
+        }
+        fn pre_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
+            self.now += 1;
+            self.max = self.max.max(self.now);
+            if self.now > EXPR_DEPTH_MAX {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
+            self.now -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut d = Depth { now: 0, max: 0, locks: false };
+    if ast::Visit::visit(stmt, &mut d).is_break() {
+        if d.locks {
+            // Ignoring the clause would let two workers take the same queue row.
+            return Err(SqlError::unsupported("SELECT … FOR UPDATE/FOR SHARE (row locks)").with_hint(
+                "UPDATE and DELETE lock the rows they change; a queue can claim a row with UPDATE … RETURNING.",
+            ));
+        }
+        return Err(SqlError::new(
+            "54001",
+            format!("statement is too deeply nested (expression depth over {EXPR_DEPTH_MAX})"),
+        )
+        .with_hint("Split long chains of operators, e.g. use IN (...) instead of many ORs."));
+    }
+    Ok(())
+}
