@@ -15,48 +15,11 @@ use bkg_sql::{Engine, EngineConfig};
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let password = args.validate()?;
     let dir = args.data_path();
-    let limits = Limits {
-        checkpoint_wal_bytes: args.checkpoint_wal_mb << 20,
-        checkpoint_interval_ms: args.checkpoint_interval_s * 1000,
-        ..Limits::default()
-    };
-    let mut opts = Options::new(&dir);
-    opts.limits = limits;
-    let config = EngineConfig {
-        query_memory_bytes_max: args.query_memory_mb << 20,
-        idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_s * 1000,
-        idle_session_timeout_ms: args.idle_session_timeout_s * 1000,
-        export: args.export_config(),
-        ..Default::default()
-    };
     let started = Instant::now();
-    let engine = tokio::task::spawn_blocking(move || Engine::open(opts, config))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
-    tracing::info!(
-        data_dir = %engine.kernel().dir().display(),
-        records_replayed = engine.recovery.records_replayed,
-        torn_bytes_cut = engine.recovery.torn_bytes_cut,
-        recovery_ms = started.elapsed().as_millis() as u64,
-        "database open"
-    );
+    let engine = open_engine(&args, &dir, started).await?;
     let (auth_config, fresh_keys) = bkg_auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
     if fresh_keys {
-        // The keys stay in <data-dir>/auth/keys.json (mode 0600). They are shown once, and only
-        // to a person at a terminal: never into a log, where the service key would be read by
-        // whoever reads logs.
-        let keys_file = dir.join("auth/keys.json");
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!(
-                "bkg-db: API keys (stored in {}):\n  anon:         {}\n  service_role: {}",
-                keys_file.display(),
-                auth_config.anon_key,
-                auth_config.service_key
-            );
-        } else {
-            tracing::info!(keys_file = %keys_file.display(), "API keys created; read them from the keys file");
-        }
+        announce_keys(&dir, &auth_config);
     }
     let rest_config = args.rest_config();
     // The server's own schema changes (crates/bkg-db/migrations), before anything uses them.
@@ -84,15 +47,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let flight = bkg_flight::BkgFlight::new(engine.clone(), auth_config.clone(), auth.clone(), args.flight_config());
     let pg = PgServer::new(engine.clone(), metrics.clone(), auth, args.max_connections, tls);
-    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.pg_listen))?;
-    let http_listener = tokio::net::TcpListener::bind(args.http_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.http_listen))?;
-    let flight_listener = tokio::net::TcpListener::bind(args.flight_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.flight_listen))?;
+    let pg_listener = listen(args.pg_listen).await?;
+    let http_listener = listen(args.http_listen).await?;
+    let flight_listener = listen(args.flight_listen).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let flight_task = tokio::spawn(bkg_flight::serve(flight, flight_listener, stop_rx.clone()));
 
@@ -113,38 +70,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             })
             .await;
     });
-    let ckpt_engine = engine.clone();
-    let mut ckpt_stop = stop_rx.clone();
-    let snapshot_age_warn_ms = args.snapshot_age_warn_s * 1000;
-    let ckpt_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut warned_at: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = ckpt_stop.changed() => break,
-            }
-            // A snapshot held for long keeps every version replaced since from being collected.
-            let stats = ckpt_engine.stats();
-            if snapshot_age_warn_ms > 0
-                && let Some(age_ms) = stats.oldest_snapshot_age_ms.filter(|a| *a > snapshot_age_warn_ms)
-                && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-            {
-                warned_at = Some(Instant::now());
-                tracing::warn!(
-                    age_s = age_ms / 1000,
-                    gc_horizon_lag = stats.gc_horizon_lag,
-                    "a transaction has held its snapshot for long: old row versions cannot be collected until it ends"
-                );
-            }
-            let e = ckpt_engine.clone();
-            match tokio::task::spawn_blocking(move || e.kernel().maybe_checkpoint()).await {
-                Ok(Err(err)) => tracing::error!(error = %err, "checkpoint failed"),
-                Err(err) => tracing::error!(error = %err, "checkpoint task failed"),
-                _ => {}
-            }
-        }
-    });
+    let ckpt_task = tokio::spawn(checkpoints(engine.clone(), stop_rx.clone(), args.snapshot_age_warn_s * 1000));
     tracing::info!(pg = %args.pg_listen, http = %args.http_listen, flight = %args.flight_listen, "bkg-db is ready");
 
     wait_for_signal().await;
@@ -169,6 +95,89 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the database in `dir` with the limits and engine settings of `args`, recovering it.
+async fn open_engine(args: &ServeArgs, dir: &std::path::Path, started: Instant) -> Result<Arc<Engine>, String> {
+    let limits = Limits {
+        checkpoint_wal_bytes: args.checkpoint_wal_mb << 20,
+        checkpoint_interval_ms: args.checkpoint_interval_s * 1000,
+        ..Limits::default()
+    };
+    let mut opts = Options::new(dir);
+    opts.limits = limits;
+    let config = EngineConfig {
+        query_memory_bytes_max: args.query_memory_mb << 20,
+        idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_s * 1000,
+        idle_session_timeout_ms: args.idle_session_timeout_s * 1000,
+        export: args.export_config(),
+        ..Default::default()
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(opts, config))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
+    tracing::info!(
+        data_dir = %engine.kernel().dir().display(),
+        records_replayed = engine.recovery.records_replayed,
+        torn_bytes_cut = engine.recovery.torn_bytes_cut,
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "database open"
+    );
+    Ok(engine)
+}
+
+/// Tells where newly created API keys are. The keys stay in <data-dir>/auth/keys.json (mode
+/// 0600). They are shown once, and only to a person at a terminal: never into a log, where the
+/// service key would be read by whoever reads logs.
+fn announce_keys(dir: &std::path::Path, auth_config: &bkg_auth::AuthConfig) {
+    let keys_file = dir.join("auth/keys.json");
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
+            "bkg-db: API keys (stored in {}):\n  anon:         {}\n  service_role: {}",
+            keys_file.display(),
+            auth_config.anon_key,
+            auth_config.service_key
+        );
+    } else {
+        tracing::info!(keys_file = %keys_file.display(), "API keys created; read them from the keys file");
+    }
+}
+
+async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Once a second until `stop`: runs a checkpoint when one is due, and warns (at most once a
+/// minute) when a snapshot has been held longer than `snapshot_age_warn_ms`.
+async fn checkpoints(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>, snapshot_age_warn_ms: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut warned_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        // A snapshot held for long keeps every version replaced since from being collected.
+        let stats = engine.stats();
+        if snapshot_age_warn_ms > 0
+            && let Some(age_ms) = stats.oldest_snapshot_age_ms.filter(|a| *a > snapshot_age_warn_ms)
+            && warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            warned_at = Some(Instant::now());
+            tracing::warn!(
+                age_s = age_ms / 1000,
+                gc_horizon_lag = stats.gc_horizon_lag,
+                "a transaction has held its snapshot for long: old row versions cannot be collected until it ends"
+            );
+        }
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.kernel().maybe_checkpoint()).await {
+            Ok(Err(err)) => tracing::error!(error = %err, "checkpoint failed"),
+            Err(err) => tracing::error!(error = %err, "checkpoint task failed"),
+            _ => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

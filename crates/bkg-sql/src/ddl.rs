@@ -314,82 +314,15 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         }
         def.indexes.push(IndexDef { id: 0, name: idx_name, columns: cols, unique: true, primary: false });
     }
-    let mut fk_defs = Vec::new();
+    let mut fk_specs = Vec::new();
     for (cols, fk) in fks {
-        let (rs, rn) = split_name(session, &fk.foreign_table)?;
-        if let Some(target) = session.catalog_view().find_table(&rs, &rn) {
-            session.require_relation(target.id, privilege::REFERENCES)?;
-        }
-        let local = positions(&def, &cols)?;
-        let fk_name = fk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{name}_{}_fkey", cols.join("_")));
-        let on_delete = match fk.on_delete {
-            None | Some(ast::ReferentialAction::NoAction) => bkg_kernel::FkAction::NoAction,
-            Some(ast::ReferentialAction::Restrict) => bkg_kernel::FkAction::Restrict,
-            Some(ast::ReferentialAction::Cascade) => bkg_kernel::FkAction::Cascade,
-            Some(ast::ReferentialAction::SetNull) => bkg_kernel::FkAction::SetNull,
-            Some(ast::ReferentialAction::SetDefault) => return Err(SqlError::unsupported("ON DELETE SET DEFAULT")),
-        };
-        if !matches!(
-            fk.on_update,
-            None | Some(ast::ReferentialAction::NoAction) | Some(ast::ReferentialAction::Restrict)
-        ) {
-            return Err(SqlError::unsupported("ON UPDATE actions other than NO ACTION and RESTRICT"));
-        }
-        if fk.characteristics.as_ref().is_some_and(|c| c.deferrable == Some(true)) {
-            return Err(SqlError::unsupported("DEFERRABLE foreign keys"));
-        }
-        if on_delete == bkg_kernel::FkAction::SetNull
-            && let Some(c) = local.iter().find(|&&c| !def.columns[c].nullable)
-        {
-            return Err(SqlError::new(
-                "42P16",
-                format!("ON DELETE SET NULL on column \"{}\", which is NOT NULL", def.columns[*c].name),
-            ));
-        }
-        fk_defs.push((
-            fk_name,
-            local,
-            rs,
-            rn,
-            fk.referred_columns.iter().map(ident_name).collect::<Vec<_>>(),
-            on_delete,
-        ));
+        fk_specs.push(foreign_key_spec(session, &def, &cols, &fk)?);
     }
     let id = session.with_txn(|t| {
         let cat = t.catalog_mut();
-        for (fk_name, local, rs, rn, refcols, on_delete) in fk_defs {
-            let target = if rs == schema && rn == name {
-                None
-            } else {
-                Some(
-                    cat.find_table(&rs, &rn)
-                        .ok_or_else(|| {
-                            SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{rn}\" does not exist"))
-                        })?
-                        .clone(),
-                )
-            };
-            let tdef = target.as_ref().unwrap_or(&def);
-            let refpos: Vec<usize> = if refcols.is_empty() {
-                tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| {
-                    SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\""))
-                })?
-            } else {
-                positions(tdef, &refcols)?
-            };
-            if !tdef.indexes.iter().any(|i| i.unique && i.columns == refpos) {
-                return Err(SqlError::new(
-                    "42830",
-                    format!("there is no unique constraint matching given keys for referenced table \"{rn}\""),
-                ));
-            }
-            def.foreign_keys.push(bkg_kernel::catalog::ForeignKeyDef {
-                name: fk_name,
-                columns: local,
-                ref_table: target.map(|t| t.id).unwrap_or(0),
-                ref_columns: refpos,
-                on_delete,
-            });
+        for spec in fk_specs {
+            let fk = spec.resolve(cat, &def)?;
+            def.foreign_keys.push(fk);
         }
         let created = cat.create_table(def.clone(), ct.if_not_exists)?;
         if let Some(id) = created {
@@ -408,6 +341,99 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         return Ok(Output::count("SELECT", n));
     }
     Ok(Output::command("CREATE TABLE"))
+}
+
+/// A FOREIGN KEY clause of CREATE TABLE, checked against the new table's columns; the
+/// referenced table is looked up in the transaction's catalog by [`FkSpec::resolve`].
+struct FkSpec {
+    name: String,
+    local: Vec<usize>,
+    ref_schema: String,
+    ref_name: String,
+    ref_columns: Vec<String>,
+    on_delete: bkg_kernel::FkAction,
+}
+
+fn foreign_key_spec(
+    session: &Session,
+    def: &TableDef,
+    cols: &[String],
+    fk: &ast::ForeignKeyConstraint,
+) -> SqlResult<FkSpec> {
+    let (ref_schema, ref_name) = split_name(session, &fk.foreign_table)?;
+    if let Some(target) = session.catalog_view().find_table(&ref_schema, &ref_name) {
+        session.require_relation(target.id, privilege::REFERENCES)?;
+    }
+    let local = positions(def, cols)?;
+    let name = fk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{}_{}_fkey", def.name, cols.join("_")));
+    let on_delete = match fk.on_delete {
+        None | Some(ast::ReferentialAction::NoAction) => bkg_kernel::FkAction::NoAction,
+        Some(ast::ReferentialAction::Restrict) => bkg_kernel::FkAction::Restrict,
+        Some(ast::ReferentialAction::Cascade) => bkg_kernel::FkAction::Cascade,
+        Some(ast::ReferentialAction::SetNull) => bkg_kernel::FkAction::SetNull,
+        Some(ast::ReferentialAction::SetDefault) => return Err(SqlError::unsupported("ON DELETE SET DEFAULT")),
+    };
+    if !matches!(fk.on_update, None | Some(ast::ReferentialAction::NoAction) | Some(ast::ReferentialAction::Restrict)) {
+        return Err(SqlError::unsupported("ON UPDATE actions other than NO ACTION and RESTRICT"));
+    }
+    if fk.characteristics.as_ref().is_some_and(|c| c.deferrable == Some(true)) {
+        return Err(SqlError::unsupported("DEFERRABLE foreign keys"));
+    }
+    if on_delete == bkg_kernel::FkAction::SetNull
+        && let Some(c) = local.iter().find(|&&c| !def.columns[c].nullable)
+    {
+        return Err(SqlError::new(
+            "42P16",
+            format!("ON DELETE SET NULL on column \"{}\", which is NOT NULL", def.columns[*c].name),
+        ));
+    }
+    Ok(FkSpec {
+        name,
+        local,
+        ref_schema,
+        ref_name,
+        ref_columns: fk.referred_columns.iter().map(ident_name).collect(),
+        on_delete,
+    })
+}
+
+impl FkSpec {
+    /// The foreign key, its referenced columns resolved (the primary key when none are named)
+    /// and required to be a unique key. A table referencing itself gets table id 0, replaced
+    /// by its id once it is created.
+    fn resolve(self, cat: &bkg_kernel::Catalog, def: &TableDef) -> SqlResult<bkg_kernel::catalog::ForeignKeyDef> {
+        let rn = &self.ref_name;
+        let target = if self.ref_schema == def.schema && *rn == def.name {
+            None
+        } else {
+            Some(
+                cat.find_table(&self.ref_schema, rn)
+                    .ok_or_else(|| SqlError::new(codes::UNDEFINED_TABLE, format!("relation \"{rn}\" does not exist")))?
+                    .clone(),
+            )
+        };
+        let tdef = target.as_ref().unwrap_or(def);
+        let refpos: Vec<usize> = if self.ref_columns.is_empty() {
+            tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| {
+                SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\""))
+            })?
+        } else {
+            positions(tdef, &self.ref_columns)?
+        };
+        if !tdef.indexes.iter().any(|i| i.unique && i.columns == refpos) {
+            return Err(SqlError::new(
+                "42830",
+                format!("there is no unique constraint matching given keys for referenced table \"{rn}\""),
+            ));
+        }
+        Ok(bkg_kernel::catalog::ForeignKeyDef {
+            name: self.name,
+            columns: self.local,
+            ref_table: target.map(|t| t.id).unwrap_or(0),
+            ref_columns: refpos,
+            on_delete: self.on_delete,
+        })
+    }
 }
 
 fn arrow_to_kernel(t: &datafusion::arrow::datatypes::DataType) -> SqlResult<bkg_kernel::DataType> {
@@ -642,40 +668,7 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
         }
         match op {
             Op::OwnerTo { new_owner } => change_owner(session, AclObject::Relation(table), &new_owner)?,
-            Op::AddColumn { if_not_exists, column_def, .. } => {
-                let mut pk = vec![];
-                let mut uniques = vec![];
-                let mut fks = vec![];
-                let mut col = column_from_ast(&column_def, &mut pk, &mut uniques, &mut fks)?;
-                if !pk.is_empty() || !uniques.is_empty() || !fks.is_empty() {
-                    return Err(SqlError::unsupported("constraints in ADD COLUMN (add them with ADD CONSTRAINT)"));
-                }
-                match &col.default {
-                    Some(ColumnDefault::Expr(e)) => {
-                        col.missing = constant_default(e, &col.data_type)?;
-                    }
-                    Some(ColumnDefault::Identity { .. }) => {
-                        return Err(SqlError::unsupported("ADD COLUMN with identity"));
-                    }
-                    None => {}
-                }
-                let col_name = col.name.clone();
-                session.with_txn(|t| {
-                    let has_rows = {
-                        let mut any = false;
-                        t.scan(table, |_, _| any = true);
-                        any
-                    };
-                    if !col.nullable && col.missing.is_null() && has_rows {
-                        let tname = t.catalog().table(table).map(|d| d.name.clone()).unwrap_or_default();
-                        return Err(SqlError::new(
-                            "23502",
-                            format!("column \"{col_name}\" of relation \"{tname}\" contains null values"),
-                        ));
-                    }
-                    Ok(t.catalog_mut().add_column(table, col, if_not_exists)?)
-                })?;
-            }
+            Op::AddColumn { if_not_exists, column_def, .. } => add_column(session, table, &column_def, if_not_exists)?,
             Op::DropColumn { column_names, if_exists, .. } => {
                 for c in column_names {
                     let name = ident_name(&c);
@@ -693,91 +686,131 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
                 let new_name = new.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
                 session.with_txn(|t| Ok(t.catalog_mut().rename_table(table, &new_name)?))?;
             }
-            Op::AddConstraint { constraint, .. } => {
-                let (cols, unique, primary, name) = match &constraint {
-                    TableConstraint::PrimaryKey(p) => {
-                        (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name))
-                    }
-                    TableConstraint::Unique(u) => {
-                        (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name))
-                    }
-                    other => return Err(SqlError::unsupported(format!("ADD {other}"))),
-                };
-                session.with_txn(|t| {
-                    let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
-                    let pos = positions(&def, &cols)?;
-                    let name = name.unwrap_or_else(|| {
-                        if primary {
-                            format!("{}_pkey", def.name)
-                        } else {
-                            format!("{}_{}_key", def.name, cols.join("_"))
-                        }
-                    });
-                    if primary {
-                        let mut nulls = None;
-                        t.scan(table, |_, row| {
-                            for &c in &pos {
-                                if row.get(c).is_none_or(|v| v.is_null()) && nulls.is_none() {
-                                    nulls = Some(def.columns[c].name.clone());
-                                }
-                            }
-                        });
-                        if let Some(c) = nulls {
-                            return Err(SqlError::new(
-                                "23502",
-                                format!("column \"{c}\" of relation \"{}\" contains null values", def.name),
-                            ));
-                        }
-                    }
-                    check_unique_existing(t, &def, &pos, &name)?;
-                    t.catalog_mut().add_index(table, IndexDef { id: 0, name, columns: pos, unique, primary }, false)?;
-                    Ok(())
-                })?;
-            }
-            Op::AlterColumn { column_name, op } => {
-                let name = ident_name(&column_name);
-                session.with_txn(|t| {
-                    if matches!(op, ast::AlterColumnOperation::SetNotNull) {
-                        let def =
-                            t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
-                        if let Some(pos) = def.column_index(&name) {
-                            let mut has_null = false;
-                            t.scan(table, |_, row| {
-                                has_null |= row.get(pos).unwrap_or(&def.columns[pos].missing).is_null()
-                            });
-                            if has_null {
-                                return Err(SqlError::new(
-                                    "23502",
-                                    format!("column \"{name}\" of relation \"{}\" contains null values", def.name),
-                                ));
-                            }
-                        }
-                    }
-                    let def = t.catalog_mut().table_mut(table)?;
-                    let pos = def.column_index(&name).ok_or_else(|| {
-                        SqlError::new(
-                            codes::UNDEFINED_COLUMN,
-                            format!("column \"{name}\" of relation \"{}\" does not exist", def.name),
-                        )
-                    })?;
-                    match op {
-                        ast::AlterColumnOperation::SetNotNull => def.columns[pos].nullable = false,
-                        ast::AlterColumnOperation::DropNotNull => def.columns[pos].nullable = true,
-                        ast::AlterColumnOperation::SetDefault { value } => {
-                            def.columns[pos].default = Some(ColumnDefault::Expr(value.to_string()))
-                        }
-                        ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
-                        other => {
-                            return Err(SqlError::unsupported(format!("ALTER COLUMN {other}")));
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
+            Op::AddConstraint { constraint, .. } => add_constraint(session, table, &constraint)?,
+            Op::AlterColumn { column_name, op } => alter_column(session, table, &column_name, op)?,
             other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
         }
     }
     Ok(Output::command("ALTER TABLE"))
+}
+
+/// ALTER TABLE ... ADD COLUMN: a constant default fills existing rows; NOT NULL needs one
+/// when the table has rows.
+fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if_not_exists: bool) -> SqlResult<()> {
+    let mut pk = vec![];
+    let mut uniques = vec![];
+    let mut fks = vec![];
+    let mut col = column_from_ast(column_def, &mut pk, &mut uniques, &mut fks)?;
+    if !pk.is_empty() || !uniques.is_empty() || !fks.is_empty() {
+        return Err(SqlError::unsupported("constraints in ADD COLUMN (add them with ADD CONSTRAINT)"));
+    }
+    match &col.default {
+        Some(ColumnDefault::Expr(e)) => {
+            col.missing = constant_default(e, &col.data_type)?;
+        }
+        Some(ColumnDefault::Identity { .. }) => {
+            return Err(SqlError::unsupported("ADD COLUMN with identity"));
+        }
+        None => {}
+    }
+    let col_name = col.name.clone();
+    session.with_txn(|t| {
+        let has_rows = {
+            let mut any = false;
+            t.scan(table, |_, _| any = true);
+            any
+        };
+        if !col.nullable && col.missing.is_null() && has_rows {
+            let tname = t.catalog().table(table).map(|d| d.name.clone()).unwrap_or_default();
+            return Err(SqlError::new(
+                "23502",
+                format!("column \"{col_name}\" of relation \"{tname}\" contains null values"),
+            ));
+        }
+        Ok(t.catalog_mut().add_column(table, col, if_not_exists)?)
+    })?;
+    Ok(())
+}
+
+/// ALTER TABLE ... ADD PRIMARY KEY / UNIQUE: checked against the rows already there.
+fn add_constraint(session: &mut Session, table: u64, constraint: &TableConstraint) -> SqlResult<()> {
+    let (cols, unique, primary, name) = match constraint {
+        TableConstraint::PrimaryKey(p) => {
+            (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name))
+        }
+        TableConstraint::Unique(u) => (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name)),
+        other => return Err(SqlError::unsupported(format!("ADD {other}"))),
+    };
+    session.with_txn(|t| {
+        let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+        let pos = positions(&def, &cols)?;
+        let name = name.unwrap_or_else(|| {
+            if primary { format!("{}_pkey", def.name) } else { format!("{}_{}_key", def.name, cols.join("_")) }
+        });
+        if primary {
+            let mut nulls = None;
+            t.scan(table, |_, row| {
+                for &c in &pos {
+                    if row.get(c).is_none_or(|v| v.is_null()) && nulls.is_none() {
+                        nulls = Some(def.columns[c].name.clone());
+                    }
+                }
+            });
+            if let Some(c) = nulls {
+                return Err(SqlError::new(
+                    "23502",
+                    format!("column \"{c}\" of relation \"{}\" contains null values", def.name),
+                ));
+            }
+        }
+        check_unique_existing(t, &def, &pos, &name)?;
+        t.catalog_mut().add_index(table, IndexDef { id: 0, name, columns: pos, unique, primary }, false)?;
+        Ok(())
+    })
+}
+
+/// ALTER TABLE ... ALTER COLUMN: SET/DROP NOT NULL (checked against the rows), SET/DROP DEFAULT.
+fn alter_column(
+    session: &mut Session,
+    table: u64,
+    column_name: &ast::Ident,
+    op: ast::AlterColumnOperation,
+) -> SqlResult<()> {
+    let name = ident_name(column_name);
+    session.with_txn(|t| {
+        if matches!(op, ast::AlterColumnOperation::SetNotNull) {
+            let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+            if let Some(pos) = def.column_index(&name) {
+                let mut has_null = false;
+                t.scan(table, |_, row| has_null |= row.get(pos).unwrap_or(&def.columns[pos].missing).is_null());
+                if has_null {
+                    return Err(SqlError::new(
+                        "23502",
+                        format!("column \"{name}\" of relation \"{}\" contains null values", def.name),
+                    ));
+                }
+            }
+        }
+        let def = t.catalog_mut().table_mut(table)?;
+        let pos = def.column_index(&name).ok_or_else(|| {
+            SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{name}\" of relation \"{}\" does not exist", def.name),
+            )
+        })?;
+        match op {
+            ast::AlterColumnOperation::SetNotNull => def.columns[pos].nullable = false,
+            ast::AlterColumnOperation::DropNotNull => def.columns[pos].nullable = true,
+            ast::AlterColumnOperation::SetDefault { value } => {
+                def.columns[pos].default = Some(ColumnDefault::Expr(value.to_string()))
+            }
+            ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
+            other => {
+                return Err(SqlError::unsupported(format!("ALTER COLUMN {other}")));
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Evaluates a constant default (literal) for ADD COLUMN.

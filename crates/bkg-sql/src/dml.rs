@@ -249,12 +249,54 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     }
     session.require_relation(table, needed)?;
     let def = table_def(session, table)?;
-    let target: Option<Vec<usize>> = if ins.columns.is_empty() {
+    let target = target_columns(&def, &ins.columns)?;
+    let (on_conflict, do_update) = conflict_action(&def, &ins.on)?;
+    let mut ins = ins;
+    type_array_literals(&def, target.as_deref(), &mut ins)?;
+    let rows = match &ins.source {
+        Some(q) => {
+            let batches = match super::fast_path::literal_values(session, q)? {
+                Some(batch) => vec![batch],
+                None => match session.query(Statement::Query(q.clone())).await? {
+                    Output::Rows { batches, .. } => batches,
+                    _ => vec![],
+                },
+            };
+            build_rows(session, table, target, &batches).await?
+        }
+        // INSERT ... DEFAULT VALUES
+        None => vec![default_values_row(session, &def, table).await?],
+    };
+    let alias = ins.table_alias.as_ref().map(|a| a.alias.to_string()).unwrap_or_else(|| name_ident(&name));
+    let proposed = if do_update.is_some() { rows.clone() } else { vec![] };
+    policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
+    let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
+    let mut written = outcome.inserted;
+    if let Some(du) = do_update
+        && !outcome.conflicts.is_empty()
+    {
+        let updated = upsert(session, &def, table, &alias, &du, &proposed, &outcome.conflicts, &written).await?;
+        written.extend(updated);
+    }
+    let n = written.len() as u64;
+    match &ins.returning {
+        Some(items) => {
+            // Rows handed back must be rows the principal may see.
+            policy::check_rows(session, &def, PolicyCommand::Select, Clause::Using, &written)?;
+            returning(&def, &written, items, "INSERT", &alias).await
+        }
+        None => Ok(Output::count("INSERT", n)),
+    }
+}
+
+/// The columns an INSERT names, as positions (`None`: all columns, in order).
+fn target_columns(def: &TableDef, columns: &[ast::ObjectName]) -> SqlResult<Option<Vec<usize>>> {
+    Ok(if columns.is_empty() {
         None
     } else {
         let mut seen = HashSet::new();
         let mut cols = Vec::new();
-        for c in &ins.columns {
+        for c in columns {
             let cname = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
             let pos = def.column_index(&cname).ok_or_else(|| {
                 SqlError::new(
@@ -268,9 +310,12 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
             cols.push(pos);
         }
         Some(cols)
-    };
-    let mut do_update: Option<ast::DoUpdate> = None;
-    let on_conflict = match &ins.on {
+    })
+}
+
+/// What an INSERT does on a unique conflict, and the DO UPDATE clause if it has one.
+fn conflict_action(def: &TableDef, on: &Option<ast::OnInsert>) -> SqlResult<(OnConflict, Option<ast::DoUpdate>)> {
+    let on_conflict = match on {
         None => OnConflict::Error,
         Some(ast::OnInsert::OnConflict(oc)) => {
             let index = match &oc.conflict_target {
@@ -316,21 +361,23 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
                         )
                         .with_hint("For example, ON CONFLICT (column_name)."));
                     }
-                    do_update = Some(du.clone());
-                    OnConflict::Skip(index)
+                    return Ok((OnConflict::Skip(index), Some(du.clone())));
                 }
             }
         }
         Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
     };
-    // '{…}' text for an array column becomes ARRAY[…], so VALUES rows mixing both forms agree
-    // on a type (PostgreSQL types such literals from the column).
-    let mut ins = ins;
+    Ok((on_conflict, None))
+}
+
+/// '{…}' text for an array column becomes ARRAY[…], so VALUES rows mixing both forms agree
+/// on a type (PostgreSQL types such literals from the column).
+fn type_array_literals(def: &TableDef, target: Option<&[usize]>, ins: &mut ast::Insert) -> SqlResult<()> {
     if let Some(q) = ins.source.as_mut()
         && let ast::SetExpr::Values(values) = q.body.as_mut()
     {
-        let positions: Vec<usize> = match &target {
-            Some(t) => t.clone(),
+        let positions: Vec<usize> = match target {
+            Some(t) => t.to_vec(),
             None => def.live_columns().map(|(p, _)| p).collect(),
         };
         let array_types: Vec<Option<ast::DataType>> = positions
@@ -373,52 +420,22 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
             }
         }
     }
-    let rows = match &ins.source {
-        Some(q) => {
-            let batches = match super::fast_path::literal_values(session, q)? {
-                Some(batch) => vec![batch],
-                None => match session.query(Statement::Query(q.clone())).await? {
-                    Output::Rows { batches, .. } => batches,
-                    _ => vec![],
-                },
-            };
-            build_rows(session, table, target, &batches).await?
-        }
-        None => {
-            // INSERT ... DEFAULT VALUES
-            let fills = defaults(session, &def, &[]).await?;
-            let mut row = Vec::new();
-            for (pos, f) in fills.iter().enumerate() {
-                row.push(match f {
-                    Fill::Const(v) => v.clone(),
-                    Fill::Identity => {
-                        int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?
-                    }
-                });
+    Ok(())
+}
+
+/// The row of `INSERT ... DEFAULT VALUES`.
+async fn default_values_row(session: &mut Session, def: &TableDef, table: u64) -> SqlResult<Vec<Value>> {
+    let fills = defaults(session, def, &[]).await?;
+    let mut row = Vec::new();
+    for (pos, f) in fills.iter().enumerate() {
+        row.push(match f {
+            Fill::Const(v) => v.clone(),
+            Fill::Identity => {
+                int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?
             }
-            vec![row]
-        }
-    };
-    let alias = ins.table_alias.as_ref().map(|a| a.alias.to_string()).unwrap_or_else(|| name_ident(&name));
-    let proposed = if do_update.is_some() { rows.clone() } else { vec![] };
-    policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
-    let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
-    let mut written = outcome.inserted;
-    if let Some(du) = do_update
-        && !outcome.conflicts.is_empty()
-    {
-        let updated = upsert(session, &def, table, &alias, &du, &proposed, &outcome.conflicts, &written).await?;
-        written.extend(updated);
+        });
     }
-    let n = written.len() as u64;
-    match &ins.returning {
-        Some(items) => {
-            // Rows handed back must be rows the principal may see.
-            policy::check_rows(session, &def, PolicyCommand::Select, Clause::Using, &written)?;
-            returning(&def, &written, items, "INSERT", &alias).await
-        }
-        None => Ok(Output::count("INSERT", n)),
-    }
+    Ok(row)
 }
 
 /// ON CONFLICT DO UPDATE: evaluates the SET list (and WHERE) over each conflicting existing row,
