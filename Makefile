@@ -16,10 +16,11 @@ build: ## Build the server (debug)
 run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
 	cargo run -p bkg-db -- serve
 
-check: ## Fast inner loop: rustfmt, clippy, unused dependencies, unit tests of every crate, SQL logic files in process
+check: ## Fast inner loop: rustfmt, clippy, unused dependencies, code sizes, unit tests of every crate, SQL logic files in process
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/unused-deps.sh
+	scripts/code-size.py
 	@if command -v cargo-nextest >/dev/null; then \
 		cargo nextest run --workspace --no-fail-fast -E 'kind(lib) | test(slt_through_the_engine)'; \
 	else \
@@ -55,10 +56,11 @@ smoke: build ## Drive the built server as a psql user would (shared smoke check)
 		echo "smoke: $(SHARED_CHECKS)/smoke.sh not found, skipped"; \
 	fi
 
-lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies
+lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies, file and function sizes
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/unused-deps.sh
+	scripts/code-size.py
 
 fmt: ## Format the code
 	cargo fmt --all

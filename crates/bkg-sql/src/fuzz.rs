@@ -34,7 +34,7 @@ fn param_types() -> Vec<Type> {
 }
 
 /// One Bind parameter value, tried as every type, in both formats. Whatever is made of a value
-/// stays within a small multiple of its size (pg_format.rs: at most 64 + 16 bytes per input byte).
+/// stays within a small multiple of its size (pg_format/binary.rs: at most 64 + 16 bytes per input byte).
 fn pg_param(types: &[Type], raw: &[u8]) -> bool {
     let bound = 64 + 16 * raw.len();
     let mut accepted = false;
