@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 pub use bkg_sql::ddl::quote_ident;
 use bkg_sql::error::{SqlError, SqlResult, codes};
 
+use bkg_sql::SqlState;
 use bkg_sql::quote::literal as sql_string;
 
 /// The PostgreSQL type an Arrow column is stored as, for CREATE TABLE of an ingest.
@@ -45,7 +46,7 @@ pub fn sql_type(dt: &A) -> SqlResult<String> {
 /// `CREATE TABLE` text for an ingest's schema.
 pub fn create_table_sql(qualified: &str, fields: &[std::sync::Arc<Field>]) -> SqlResult<String> {
     if fields.is_empty() {
-        return Err(SqlError::new("42P16", "an ingested table needs at least one column"));
+        return Err(SqlError::new(SqlState::InvalidTableDefinition, "an ingested table needs at least one column"));
     }
     let cols = fields
         .iter()

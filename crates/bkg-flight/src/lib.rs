@@ -213,22 +213,22 @@ fn refuse_session_state(stmt: &datafusion::sql::sqlparser::ast::Statement) -> Re
 /// One error mapping for the whole front door: the SQLSTATE picks the gRPC code, and travels
 /// in the message and in the `x-sqlstate` trailer.
 pub fn status(e: SqlError) -> Status {
+    use bkg_sql::sqlstate::GrpcClass as G;
     use tonic::Code;
     let c = e.code;
-    let code = match c {
-        _ if c.starts_with("28") => Code::Unauthenticated,
-        codes::INSUFFICIENT_PRIVILEGE => Code::PermissionDenied,
-        codes::UNDEFINED_TABLE | codes::UNDEFINED_OBJECT | codes::UNDEFINED_FUNCTION | "3F000" => Code::NotFound,
-        codes::DUPLICATE_TABLE | "23505" | "42P06" | "42710" => Code::AlreadyExists,
-        codes::QUERY_CANCELED => Code::Cancelled,
-        _ if c.starts_with("40") => Code::Aborted,
-        _ if c.starts_with("53") || c == "54000" || c == "54001" => Code::ResourceExhausted,
-        _ if c.starts_with("0A") => Code::Unimplemented,
-        _ if c.starts_with("23") || c.starts_with("25") || c.starts_with("55") => Code::FailedPrecondition,
-        _ if c.starts_with("22") || c.starts_with("42") || c.starts_with("08") || c.starts_with("26") => {
-            Code::InvalidArgument
-        }
-        _ => Code::Internal,
+    let code = match c.grpc_class() {
+        G::InvalidArgument => Code::InvalidArgument,
+        G::Unauthenticated => Code::Unauthenticated,
+        G::PermissionDenied => Code::PermissionDenied,
+        G::NotFound => Code::NotFound,
+        G::AlreadyExists => Code::AlreadyExists,
+        G::Aborted => Code::Aborted,
+        G::Cancelled => Code::Cancelled,
+        G::Unimplemented => Code::Unimplemented,
+        G::ResourceExhausted => Code::ResourceExhausted,
+        G::Unavailable => Code::Unavailable,
+        G::FailedPrecondition => Code::FailedPrecondition,
+        G::Internal => Code::Internal,
     };
     let mut message = format!("{} (SQLSTATE {c})", e.message);
     if let Some(d) = &e.detail {
@@ -238,7 +238,7 @@ pub fn status(e: SqlError) -> Status {
         message.push_str(&format!("\nHINT: {h}"));
     }
     let mut s = Status::new(code, message);
-    if let Ok(v) = c.parse() {
+    if let Ok(v) = c.code().parse() {
         s.metadata_mut().insert("x-sqlstate", v);
     }
     s

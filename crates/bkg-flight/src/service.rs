@@ -1,6 +1,7 @@
 //! The Flight SQL service: each RPC mapped onto authentication, statements and metadata.
 
 use super::*;
+use bkg_sql::SqlState;
 
 impl BkgFlight {
     pub(super) fn visible<'a>(&self, cat: &'a bkg_kernel::Catalog, caller: &Caller) -> metadata::Visible<'a> {
@@ -227,7 +228,7 @@ impl FlightSqlService for BkgFlight {
             let mut map = self.prepared.lock();
             if map.len() >= PREPARED_MAX {
                 return Err(status(SqlError::new(
-                    "53400",
+                    SqlState::ConfigurationLimitExceeded,
                     format!("too many prepared statements (at most {PREPARED_MAX}); close some"),
                 )));
             }

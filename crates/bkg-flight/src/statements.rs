@@ -2,6 +2,7 @@
 //! queries, prepared statements, updates and bulk ingest from DoPut.
 
 use super::*;
+use bkg_sql::SqlState;
 
 impl BkgFlight {
     /// A session for `caller`: the transaction's when `txn` names one (it must be the
@@ -111,7 +112,10 @@ impl BkgFlight {
     ) -> Result<R, Status> {
         let mut map = self.prepared.lock();
         let p = map.get_mut(handle).ok_or_else(|| {
-            status(SqlError::new("26000", "unknown prepared statement handle (closed, expired or never made)"))
+            status(SqlError::new(
+                SqlState::InvalidSqlStatementName,
+                "unknown prepared statement handle (closed, expired or never made)",
+            ))
         })?;
         if p.owner != caller.key {
             return Err(status(SqlError::new(
@@ -142,7 +146,7 @@ impl BkgFlight {
         }
         if cmd.catalog.as_deref().is_some_and(|c| c != DATABASE_NAME) {
             return Err(status(SqlError::new(
-                "3D000",
+                SqlState::InvalidCatalogName,
                 format!("database \"{}\" does not exist", cmd.catalog.unwrap_or_default()),
             )));
         }
@@ -338,7 +342,7 @@ pub(crate) fn inline_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> SqlRes
             w.write(b)?;
             if w.get_ref().len() > INLINE_RESULT_MAX {
                 return Err(SqlError::new(
-                    "54000",
+                    SqlState::ProgramLimitExceeded,
                     "the statement's result is too large to return here; run it as a query",
                 ));
             }

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 
 use bkg_sql::Engine;
+use bkg_sql::SqlState;
 use bkg_sql::metrics::Metrics;
 
 #[derive(Clone)]
@@ -62,7 +63,11 @@ async fn count(
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
-    crate::rest::RestError::new(404, "PGRST125", format!("Invalid path specified in request URL: {}", uri.path()))
+    crate::rest::RestError::new(
+        404,
+        SqlState::PgrstPath,
+        format!("Invalid path specified in request URL: {}", uri.path()),
+    )
 }
 
 /// Liveness: status, version and uptime for anyone; the data directory, last checkpoint and

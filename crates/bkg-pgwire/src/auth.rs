@@ -2,6 +2,7 @@
 //! (cleartext, MD5, SCRAM) checked against the catalog, JWTs as passwords, role connection limits.
 
 use super::*;
+use bkg_sql::SqlState;
 
 /// Connection metadata key under which a hook-verified principal reaches the session. Set by
 /// the server only: a startup parameter of the same name is removed.
@@ -15,7 +16,7 @@ impl PgAuth {
     fn check_database(login: &LoginInfo) -> PgWireResult<()> {
         if login.database().is_some_and(|d| d != bkg_sql::provider::DATABASE_NAME) {
             return Err(user_error(SqlError::new(
-                "3D000",
+                SqlState::InvalidCatalogName,
                 format!("database \"{}\" does not exist", login.database().unwrap_or_default()),
             )));
         }
@@ -95,7 +96,11 @@ impl StartupHandler for BkgStartup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if self.tls_required && !client.is_secure() {
-            let mut info = ErrorInfo::new("FATAL".into(), "28000".into(), "SSL connection is required".into());
+            let mut info = ErrorInfo::new(
+                "FATAL".into(),
+                SqlState::InvalidAuthorizationSpecification.to_string(),
+                "SSL connection is required".into(),
+            );
             info.hint = Some("Connect with sslmode=require.".into());
             return Err(PgWireError::UserError(Box::new(info)));
         }
@@ -109,7 +114,11 @@ impl StartupHandler for BkgStartup {
             && !self.sasl_started.swap(true, Ordering::Relaxed)
             && let Err(e) = frames::check_sasl_initial(body)
         {
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), "08P01".into(), e.0))));
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                SqlState::ProtocolViolation.to_string(),
+                e.0,
+            ))));
         }
         // A token given as the cleartext password: its claims become the session's principal.
         if let (Some(_), Some(hook), PgWireFrontendMessage::PasswordMessageFamily(p)) =
@@ -136,7 +145,11 @@ impl StartupHandler for BkgStartup {
         if startup && r.is_ok() && self.slot.lock().is_none() {
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
             if let Err(e) = self.server.take_role_slot(&user) {
-                return Err(PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), e.code.into(), e.message))));
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    e.code.to_string(),
+                    e.message,
+                ))));
             }
             *self.slot.lock() = Some(user);
         }
@@ -156,7 +169,7 @@ impl StartupHandler for BkgStartup {
                 let message = format!("password authentication failed for user \"{user}\"");
                 Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".into(),
-                    codes::INVALID_PASSWORD.into(),
+                    codes::INVALID_PASSWORD.to_string(),
                     message,
                 ))))
             }

@@ -360,7 +360,7 @@ where
             Some(Err(PgWireError::IoError(e))) if frame_error(&e).is_some() => {
                 let refusal = frame_error(&e).map(ToString::to_string).unwrap_or_default();
                 tracing::debug!(peer = %socket.socket_addr(), "refused a malformed message: {refusal}");
-                let info = ErrorInfo::new("FATAL".into(), "08P01".into(), refusal);
+                let info = ErrorInfo::new("FATAL".into(), bkg_sql::SqlState::ProtocolViolation.to_string(), refusal);
                 let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
                 break;
             }

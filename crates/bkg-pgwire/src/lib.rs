@@ -244,8 +244,8 @@ impl PgServer {
                     }
                     _ = idle_at_shutdown => tracing::debug!(%peer, "connection closed for shutdown"),
                     (code, message) = idle_timeout => {
-                        tracing::info!(%peer, code, "{message}");
-                        send_fatal(notice, code, message).await;
+                        tracing::info!(%peer, code = code.code(), "{message}");
+                        send_fatal(notice, code.code(), message).await;
                     }
                 }
                 if let Some(role) = slot.lock().take() {
@@ -337,7 +337,7 @@ async fn reject_too_many(mut socket: tokio::net::TcpStream) {
             body = read_packet(&mut socket).await?;
         }
         let _ = body;
-        socket.write_all(&fatal_frame(codes::TOO_MANY_CONNECTIONS, "sorry, too many clients already")).await?;
+        socket.write_all(&fatal_frame(codes::TOO_MANY_CONNECTIONS.code(), "sorry, too many clients already")).await?;
         socket.shutdown().await
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fut).await;

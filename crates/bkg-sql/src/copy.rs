@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use super::ddl::{ident_name, resolve_table};
 use super::dml::BulkInsert;
 use super::session::{Output, Session};
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// Most bytes of one row (one line, or one CSV record with quoted newlines) of COPY FROM STDIN.
@@ -334,7 +335,7 @@ impl Session {
         if cut == 0 {
             if p.data.len() > COPY_ROW_BYTES_MAX {
                 return Err(SqlError::new(
-                    "54000",
+                    SqlState::ProgramLimitExceeded,
                     format!("a COPY row exceeds the limit of {COPY_ROW_BYTES_MAX} bytes"),
                 ));
             }
@@ -475,14 +476,14 @@ pub struct Parsed {
 
 fn field_count_error(line: usize, got: usize, want: usize) -> SqlError {
     if got > want {
-        SqlError::new("22P04", format!("extra data after last expected column (line {line})"))
+        SqlError::new(SqlState::BadCopyFileFormat, format!("extra data after last expected column (line {line})"))
     } else {
-        SqlError::new("22P04", format!("missing data for column {} (line {line})", got + 1))
+        SqlError::new(SqlState::BadCopyFileFormat, format!("missing data for column {} (line {line})", got + 1))
     }
 }
 
 fn utf8_error() -> SqlError {
-    SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\"")
+    SqlError::new(SqlState::CharacterNotInRepertoire, "invalid byte sequence for encoding \"UTF8\"")
 }
 
 /// Parsed fields go straight into one text column builder per column.
@@ -689,7 +690,7 @@ pub fn parse_csv(data: &[u8], o: &CopyOptions, ncols: usize, line0: usize) -> Sq
         i += 1;
     }
     if quoted {
-        return Err(SqlError::new("22P04", "unterminated CSV quoted field"));
+        return Err(SqlError::new(SqlState::BadCopyFileFormat, "unterminated CSV quoted field"));
     }
     if !field.is_empty() || was_quoted || cols.col > 0 {
         finish_field(&mut field, was_quoted, line, &mut cols)?;

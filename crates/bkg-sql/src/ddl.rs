@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType
 use super::roles::require_owner_in;
 use super::session::{Output, Session};
 use super::types::map_type;
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// Splits a possibly qualified name into (schema, name), lower-casing unquoted parts.
@@ -277,7 +278,7 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
             TableConstraint::PrimaryKey(p) => {
                 if !pk.is_empty() {
                     return Err(SqlError::new(
-                        "42P16",
+                        SqlState::InvalidTableDefinition,
                         format!("multiple primary keys for table \"{name}\" are not allowed"),
                     ));
                 }
@@ -383,7 +384,7 @@ fn foreign_key_spec(
         && let Some(c) = local.iter().find(|&&c| !def.columns[c].nullable)
     {
         return Err(SqlError::new(
-            "42P16",
+            SqlState::InvalidTableDefinition,
             format!("ON DELETE SET NULL on column \"{}\", which is NOT NULL", def.columns[*c].name),
         ));
     }
@@ -415,14 +416,17 @@ impl FkSpec {
         let tdef = target.as_ref().unwrap_or(def);
         let refpos: Vec<usize> = if self.ref_columns.is_empty() {
             tdef.primary_key().map(|p| p.columns.clone()).ok_or_else(|| {
-                SqlError::new("42830", format!("there is no primary key for referenced table \"{rn}\""))
+                SqlError::new(
+                    SqlState::InvalidForeignKey,
+                    format!("there is no primary key for referenced table \"{rn}\""),
+                )
             })?
         } else {
             positions(tdef, &self.ref_columns)?
         };
         if !tdef.indexes.iter().any(|i| i.unique && i.columns == refpos) {
             return Err(SqlError::new(
-                "42830",
+                SqlState::InvalidForeignKey,
                 format!("there is no unique constraint matching given keys for referenced table \"{rn}\""),
             ));
         }
@@ -530,7 +534,7 @@ fn drop(
                             let def = cat.table_mut(table)?;
                             if def.indexes[pos].primary {
                                 return Err(SqlError::new(
-                                    "2BP01",
+                                    SqlState::DependentObjectsStillExist,
                                     format!(
                                         "cannot drop index {name} because constraint {name} on table {} requires it",
                                         def.name
@@ -568,11 +572,8 @@ fn check_unique_existing(t: &bkg_kernel::Transaction, def: &TableDef, cols: &[us
     if let Some(row) = dup {
         let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
         let vals: Vec<String> = cols.iter().map(|&c| bkg_kernel::db::render_value(&row[c])).collect();
-        return Err(SqlError::new("23505", format!("could not create unique index \"{name}\"")).with_detail(format!(
-            "Key ({})=({}) is duplicated.",
-            names.join(", "),
-            vals.join(", ")
-        )));
+        return Err(SqlError::new(SqlState::UniqueViolation, format!("could not create unique index \"{name}\""))
+            .with_detail(format!("Key ({})=({}) is duplicated.", names.join(", "), vals.join(", "))));
     }
     Ok(())
 }
@@ -632,7 +633,7 @@ fn alter_schema(session: &mut Session, alter: ast::AlterSchema) -> SqlResult<Out
         if alter.if_exists {
             return Ok(Output::command("ALTER SCHEMA"));
         }
-        return Err(SqlError::new("3F000", format!("schema \"{name}\" does not exist")));
+        return Err(SqlError::new(SqlState::InvalidSchemaName, format!("schema \"{name}\" does not exist")));
     }
     for op in alter.operations {
         match op {
@@ -723,7 +724,7 @@ fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if
         if !col.nullable && col.missing.is_null() && has_rows {
             let tname = t.catalog().table(table).map(|d| d.name.clone()).unwrap_or_default();
             return Err(SqlError::new(
-                "23502",
+                SqlState::NotNullViolation,
                 format!("column \"{col_name}\" of relation \"{tname}\" contains null values"),
             ));
         }
@@ -758,7 +759,7 @@ fn add_constraint(session: &mut Session, table: u64, constraint: &TableConstrain
             });
             if let Some(c) = nulls {
                 return Err(SqlError::new(
-                    "23502",
+                    SqlState::NotNullViolation,
                     format!("column \"{c}\" of relation \"{}\" contains null values", def.name),
                 ));
             }
@@ -785,7 +786,7 @@ fn alter_column(
                 t.scan(table, |_, row| has_null |= row.get(pos).unwrap_or(&def.columns[pos].missing).is_null());
                 if has_null {
                     return Err(SqlError::new(
-                        "23502",
+                        SqlState::NotNullViolation,
                         format!("column \"{name}\" of relation \"{}\" contains null values", def.name),
                     ));
                 }

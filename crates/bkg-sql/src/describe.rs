@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use super::ddl::{ident_name, resolve_table};
 use super::dml::{assignments, target_relation, targets_sql};
 use super::session::Session;
+use crate::SqlState;
 use crate::error::SqlResult;
 
 #[derive(Debug, Clone, Default)]
@@ -200,7 +201,7 @@ pub fn bind_params(stmt: &mut Statement, values: &[ast::Expr]) -> SqlResult<()> 
         std::ops::ControlFlow::<()>::Continue(())
     });
     if let Some(n) = missing {
-        return Err(crate::error::SqlError::new("08P01", format!("there is no parameter ${n}")));
+        return Err(crate::error::SqlError::new(SqlState::ProtocolViolation, format!("there is no parameter ${n}")));
     }
     Ok(())
 }

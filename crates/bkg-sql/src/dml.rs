@@ -21,6 +21,7 @@ use super::policy::{self, Clause};
 use super::provider::{DML_SCHEMA, ROWID_COLUMN, rows_to_batches};
 use super::session::{Output, Session};
 use super::types::{column_array, column_values};
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
@@ -176,7 +177,7 @@ fn insert_target(def: &TableDef, target: Option<Vec<usize>>, batches: &[RecordBa
     for &p in &target {
         if let Some(ColumnDefault::Identity { always: true }) = def.columns[p].default {
             return Err(SqlError::new(
-                "428C9",
+                SqlState::GeneratedAlways,
                 format!("cannot insert a non-DEFAULT value into column \"{}\"", def.columns[p].name),
             )
             .with_detail(format!(
@@ -225,7 +226,8 @@ async fn build_rows(
 }
 
 fn int_value(dt: &bkg_kernel::DataType, n: i64) -> SqlResult<Value> {
-    let overflow = || SqlError::new("2200H", "nextval: reached maximum value of sequence");
+    let overflow =
+        || SqlError::new(SqlState::SequenceGeneratorLimitExceeded, "nextval: reached maximum value of sequence");
     Ok(match dt {
         bkg_kernel::DataType::Int16 => Value::Int16(i16::try_from(n).map_err(|_| overflow())?),
         bkg_kernel::DataType::Int32 => Value::Int32(i32::try_from(n).map_err(|_| overflow())?),
@@ -305,7 +307,10 @@ fn target_columns(def: &TableDef, columns: &[ast::ObjectName]) -> SqlResult<Opti
                 )
             })?;
             if !seen.insert(pos) {
-                return Err(SqlError::new("42701", format!("column \"{cname}\" specified more than once")));
+                return Err(SqlError::new(
+                    SqlState::DuplicateColumn,
+                    format!("column \"{cname}\" specified more than once"),
+                ));
             }
             cols.push(pos);
         }
@@ -328,7 +333,7 @@ fn conflict_action(def: &TableDef, on: &Option<ast::OnInsert>) -> SqlResult<(OnC
                     Some(
                         idx.ok_or_else(|| {
                             SqlError::new(
-                                "42P10",
+                                SqlState::InvalidColumnReference,
                                 "there is no unique or exclusion constraint matching the ON CONFLICT specification",
                             )
                         })?
@@ -356,7 +361,7 @@ fn conflict_action(def: &TableDef, on: &Option<ast::OnInsert>) -> SqlResult<(OnC
                 ast::OnConflictAction::DoUpdate(du) => {
                     if index.is_none() {
                         return Err(SqlError::new(
-                            "42601",
+                            SqlState::SyntaxError,
                             "ON CONFLICT DO UPDATE requires inference specification or constraint name",
                         )
                         .with_hint("For example, ON CONFLICT (column_name)."));
@@ -455,8 +460,13 @@ async fn upsert(
     let mut seen = HashSet::new();
     for (_, rowid, _) in conflicts {
         if mine.contains(rowid) || !seen.insert(*rowid) {
-            return Err(SqlError::new("21000", "ON CONFLICT DO UPDATE command cannot affect row a second time")
-                .with_hint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values."));
+            return Err(SqlError::new(
+                SqlState::CardinalityViolation,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            )
+            .with_hint(
+                "Ensure that no rows proposed for insertion within the same command have duplicate constrained values.",
+            ));
         }
     }
     // Two in-memory tables: the existing rows (under the target's name) and `excluded`.
@@ -599,7 +609,10 @@ pub(crate) fn assignments(
             )
         })?;
         if check_identity && let Some(ColumnDefault::Identity { always: true }) = def.columns[pos].default {
-            return Err(SqlError::new("428C9", format!("column \"{col}\" can only be updated to DEFAULT")));
+            return Err(SqlError::new(
+                SqlState::GeneratedAlways,
+                format!("column \"{col}\" can only be updated to DEFAULT"),
+            ));
         }
         targets.push(pos);
         exprs.push(format!("({})", a.value));

@@ -4,11 +4,13 @@
 //! SQLSTATE as is; HTTP maps it to a status with `{code,message,details,hint}`.
 
 use bkg_kernel::ErrorCode;
+
+pub use crate::sqlstate::SqlState;
 use datafusion::error::DataFusionError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlError {
-    pub code: &'static str,
+    pub code: SqlState,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
@@ -27,41 +29,44 @@ pub enum Retry {
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
 
+/// The states the code names most, by their PostgreSQL condition names.
 pub mod codes {
-    pub const SYNTAX_ERROR: &str = "42601";
-    pub const UNDEFINED_TABLE: &str = "42P01";
-    pub const UNDEFINED_COLUMN: &str = "42703";
-    pub const UNDEFINED_FUNCTION: &str = "42883";
-    pub const DUPLICATE_TABLE: &str = "42P07";
-    pub const WRONG_OBJECT_TYPE: &str = "42809";
-    pub const DATATYPE_MISMATCH: &str = "42804";
-    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
-    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
-    pub const DATETIME_VALUE_OUT_OF_RANGE: &str = "22008";
-    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
-    pub const NAME_TOO_LONG: &str = "42622";
-    pub const DIVISION_BY_ZERO: &str = "22012";
-    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
-    pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
-    pub const INVALID_PARAMETER_VALUE: &str = "22023";
-    pub const IN_FAILED_TRANSACTION: &str = "25P02";
-    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
-    pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
-    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
-    pub const QUERY_CANCELED: &str = "57014";
-    pub const OUT_OF_MEMORY: &str = "53200";
-    pub const TOO_MANY_CONNECTIONS: &str = "53300";
-    pub const INVALID_PASSWORD: &str = "28P01";
-    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
-    pub const PROTOCOL_VIOLATION: &str = "08P01";
-    pub const UNDEFINED_OBJECT: &str = "42704";
-    pub const INTERNAL: &str = "XX000";
-    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    use super::SqlState;
+
+    pub const SYNTAX_ERROR: SqlState = SqlState::SyntaxError;
+    pub const UNDEFINED_TABLE: SqlState = SqlState::UndefinedTable;
+    pub const UNDEFINED_COLUMN: SqlState = SqlState::UndefinedColumn;
+    pub const UNDEFINED_FUNCTION: SqlState = SqlState::UndefinedFunction;
+    pub const DUPLICATE_TABLE: SqlState = SqlState::DuplicateTable;
+    pub const WRONG_OBJECT_TYPE: SqlState = SqlState::WrongObjectType;
+    pub const DATATYPE_MISMATCH: SqlState = SqlState::DatatypeMismatch;
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState::InvalidTextRepresentation;
+    pub const INVALID_BINARY_REPRESENTATION: SqlState = SqlState::InvalidBinaryRepresentation;
+    pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState::CharacterNotInRepertoire;
+    pub const DATETIME_VALUE_OUT_OF_RANGE: SqlState = SqlState::DatetimeFieldOverflow;
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState::ProgramLimitExceeded;
+    pub const NAME_TOO_LONG: SqlState = SqlState::NameTooLong;
+    pub const DIVISION_BY_ZERO: SqlState = SqlState::DivisionByZero;
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState::NumericValueOutOfRange;
+    pub const STRING_DATA_RIGHT_TRUNCATION: SqlState = SqlState::StringDataRightTruncation;
+    pub const INVALID_PARAMETER_VALUE: SqlState = SqlState::InvalidParameterValue;
+    pub const IN_FAILED_TRANSACTION: SqlState = SqlState::InFailedSqlTransaction;
+    pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState::ActiveSqlTransaction;
+    pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState::NoActiveSqlTransaction;
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::FeatureNotSupported;
+    pub const QUERY_CANCELED: SqlState = SqlState::QueryCanceled;
+    pub const OUT_OF_MEMORY: SqlState = SqlState::OutOfMemory;
+    pub const TOO_MANY_CONNECTIONS: SqlState = SqlState::TooManyConnections;
+    pub const INVALID_PASSWORD: SqlState = SqlState::InvalidPassword;
+    pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState::InsufficientPrivilege;
+    pub const PROTOCOL_VIOLATION: SqlState = SqlState::ProtocolViolation;
+    pub const UNDEFINED_OBJECT: SqlState = SqlState::UndefinedObject;
+    pub const INTERNAL: SqlState = SqlState::InternalError;
+    pub const ADMIN_SHUTDOWN: SqlState = SqlState::AdminShutdown;
 }
 
 impl SqlError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> SqlError {
+    pub fn new(code: SqlState, message: impl Into<String>) -> SqlError {
         SqlError { code, message: message.into(), detail: None, hint: None, retry: None }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> SqlError {
@@ -97,7 +102,8 @@ impl From<bkg_kernel::Error> for SqlError {
         if matches!(code, ErrorCode::Io | ErrorCode::Corruption | ErrorCode::Internal) {
             tracing::error!(error = %e, "kernel error");
         }
-        let mut out = SqlError::new(code.sqlstate(), e.to_string());
+        let state = SqlState::from_code(code.sqlstate()).unwrap_or(SqlState::InternalError);
+        let mut out = SqlError::new(state, e.to_string());
         out.detail = e.detail();
         out.retry = match e {
             bkg_kernel::Error::LockWait { table, rowid, holder } => Some(Retry::LockWait(table, rowid, holder)),
@@ -114,7 +120,7 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
             datafusion::sql::sqlparser::parser::ParserError::TokenizerError(m)
             | datafusion::sql::sqlparser::parser::ParserError::ParserError(m) => m,
             datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                return SqlError::new("54001", "statement is too deeply nested");
+                return SqlError::new(SqlState::StatementTooComplex, "statement is too deeply nested");
             }
         };
         SqlError::syntax(format!("syntax error: {msg}"))
@@ -146,12 +152,12 @@ impl From<datafusion::parquet::errors::ParquetError> for SqlError {
         match e {
             datafusion::parquet::errors::ParquetError::External(inner) => match inner.downcast::<SqlError>() {
                 Ok(s) => *s,
-                Err(other) => SqlError::new("58030", format!("export write: {other}")),
+                Err(other) => SqlError::new(SqlState::IoError, format!("export write: {other}")),
             },
             datafusion::parquet::errors::ParquetError::ArrowError(m) => {
                 SqlError::new(codes::FEATURE_NOT_SUPPORTED, format!("cannot write as Parquet: {m}"))
             }
-            other => SqlError::new("58030", format!("export write: {other}")),
+            other => SqlError::new(SqlState::IoError, format!("export write: {other}")),
         }
     }
 }
@@ -177,10 +183,11 @@ impl From<DataFusionError> for SqlError {
                     datafusion::common::SchemaError::FieldNotFound { ref field, .. } => {
                         SqlError::new(codes::UNDEFINED_COLUMN, format!("column \"{}\" does not exist", field.name()))
                     }
-                    datafusion::common::SchemaError::AmbiguousReference { ref field } => {
-                        SqlError::new("42702", format!("column reference \"{}\" is ambiguous", field.name()))
-                    }
-                    _ => SqlError::new("42P10", text),
+                    datafusion::common::SchemaError::AmbiguousReference { ref field } => SqlError::new(
+                        SqlState::AmbiguousColumn,
+                        format!("column reference \"{}\" is ambiguous", field.name()),
+                    ),
+                    _ => SqlError::new(SqlState::InvalidColumnReference, text),
                 }
             }
             DataFusionError::External(inner) => match inner.downcast::<SqlError>() {
@@ -229,7 +236,8 @@ fn is_regex_error(m: &str) -> bool {
 
 /// 2201B, with the regex engine's message (its first line) as the detail.
 fn invalid_regex(m: &str) -> SqlError {
-    SqlError::new("2201B", "invalid regular expression").with_detail(m.lines().take(4).collect::<Vec<_>>().join(" "))
+    SqlError::new(SqlState::InvalidRegularExpression, "invalid regular expression")
+        .with_detail(m.lines().take(4).collect::<Vec<_>>().join(" "))
 }
 
 fn execution_error(m: String) -> SqlError {

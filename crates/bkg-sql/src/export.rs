@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::copy::CopyOptions;
 use super::session::Session;
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// Rows per Parquet row group.
@@ -91,7 +92,7 @@ pub fn resolve(config: &ExportConfig, data_dir: &Path, url: &str) -> SqlResult<T
         if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
             b = b.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
         }
-        let store = b.build().map_err(|e| SqlError::new("58030", format!("S3 settings: {e}")))?;
+        let store = b.build().map_err(|e| SqlError::new(SqlState::IoError, format!("S3 settings: {e}")))?;
         let path = ObjectPath::parse(key.to_string_lossy())
             .map_err(|e| SqlError::new(codes::INVALID_PARAMETER_VALUE, e.to_string()))?;
         return Ok(Target { store: Arc::new(store), path });
@@ -107,9 +108,10 @@ pub fn resolve(config: &ExportConfig, data_dir: &Path, url: &str) -> SqlResult<T
         None => url,
     };
     let root = config.dir.clone().unwrap_or_else(|| data_dir.join("exports"));
-    std::fs::create_dir_all(&root)
-        .map_err(|e| SqlError::new("58030", format!("cannot create the export directory {}: {e}", root.display())))?;
-    let root = root.canonicalize().map_err(|e| SqlError::new("58030", e.to_string()))?;
+    std::fs::create_dir_all(&root).map_err(|e| {
+        SqlError::new(SqlState::IoError, format!("cannot create the export directory {}: {e}", root.display()))
+    })?;
+    let root = root.canonicalize().map_err(|e| SqlError::new(SqlState::IoError, e.to_string()))?;
     // An absolute path must lie inside the export directory; a relative one is taken from it.
     let p = Path::new(local);
     let relative = if p.is_absolute() {
@@ -120,8 +122,8 @@ pub fn resolve(config: &ExportConfig, data_dir: &Path, url: &str) -> SqlResult<T
     };
     // No symbolic link on the way may lead out of it.
     if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(root.join(parent)).map_err(|e| SqlError::new("58030", e.to_string()))?;
-        let real = root.join(parent).canonicalize().map_err(|e| SqlError::new("58030", e.to_string()))?;
+        std::fs::create_dir_all(root.join(parent)).map_err(|e| SqlError::new(SqlState::IoError, e.to_string()))?;
+        let real = root.join(parent).canonicalize().map_err(|e| SqlError::new(SqlState::IoError, e.to_string()))?;
         if !real.starts_with(&root) {
             return Err(refused(url));
         }
@@ -130,7 +132,7 @@ pub fn resolve(config: &ExportConfig, data_dir: &Path, url: &str) -> SqlResult<T
         return Err(refused(url));
     }
     let store = object_store::local::LocalFileSystem::new_with_prefix(&root)
-        .map_err(|e| SqlError::new("58030", e.to_string()))?;
+        .map_err(|e| SqlError::new(SqlState::IoError, e.to_string()))?;
     let path = ObjectPath::from_filesystem_path(&relative)
         .or_else(|_| ObjectPath::parse(relative.to_string_lossy()))
         .map_err(|e| SqlError::new(codes::INVALID_PARAMETER_VALUE, e.to_string()))?;
@@ -220,7 +222,7 @@ impl Session {
                     first = false;
                     let lines = super::copy::encode_rows(&b.schema(), &[b], &o)?;
                     if let Err(e) = w.write_all(lines.concat().as_bytes()).await {
-                        failed = Some(SqlError::new("58030", format!("export write: {e}")));
+                        failed = Some(SqlError::new(SqlState::IoError, format!("export write: {e}")));
                         break;
                     }
                 }
@@ -228,7 +230,7 @@ impl Session {
                     let _ = w.abort().await;
                     return Err(e);
                 }
-                w.shutdown().await.map_err(|e| SqlError::new("58030", format!("export write: {e}")))?;
+                w.shutdown().await.map_err(|e| SqlError::new(SqlState::IoError, format!("export write: {e}")))?;
             }
         }
         Ok(rows)

@@ -27,7 +27,9 @@ pub mod provider;
 pub mod quote;
 pub mod roles;
 pub mod session;
+pub mod sqlstate;
 pub mod types;
 
 pub use error::{SqlError, SqlResult};
 pub use session::{CancelSignal, Engine, EngineConfig, Output, Session, TxnEvent};
+pub use sqlstate::SqlState;

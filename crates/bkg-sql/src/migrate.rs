@@ -7,6 +7,7 @@
 //! others come from a directory (`bkg-db migrate apply --dir`, `BKG_DB_MIGRATIONS_DIR`) or in the
 //! body of `POST /migrate/apply`.
 
+use crate::SqlState;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ pub struct MigrateError {
     /// `BKG101` edited after it was applied, `BKG102` bad file name or duplicate version,
     /// `BKG103` transaction control inside a file, `BKG104` unreadable file; else the SQLSTATE
     /// of the statement that failed.
-    pub code: String,
+    pub code: SqlState,
     pub message: String,
     pub file: Option<String>,
     pub detail: Option<String>,
@@ -56,12 +57,12 @@ impl std::fmt::Display for MigrateError {
     }
 }
 
-fn merr(code: &str, message: impl Into<String>, file: Option<&str>) -> MigrateError {
-    MigrateError { code: code.into(), message: message.into(), file: file.map(str::to_string), detail: None }
+fn merr(code: SqlState, message: impl Into<String>, file: Option<&str>) -> MigrateError {
+    MigrateError { code, message: message.into(), file: file.map(str::to_string), detail: None }
 }
 
 fn sql_err(e: SqlError, file: Option<&str>) -> MigrateError {
-    MigrateError { code: e.code.into(), message: e.message, file: file.map(str::to_string), detail: e.detail }
+    MigrateError { code: e.code, message: e.message, file: file.map(str::to_string), detail: e.detail }
 }
 
 fn checksum(sql: &str) -> String {
@@ -73,7 +74,7 @@ impl Migration {
     pub fn new(file_name: &str, sql: &str) -> Result<Migration, MigrateError> {
         let bad = || {
             merr(
-                "BKG102",
+                SqlState::BkgMigrationName,
                 "migration files are named <version>_<name>.sql with a version of at least 8 digits",
                 Some(file_name),
             )
@@ -88,7 +89,11 @@ impl Migration {
             return Err(bad());
         }
         if sql.len() > FILE_BYTES_MAX {
-            return Err(merr("BKG104", format!("larger than {FILE_BYTES_MAX} bytes"), Some(file_name)));
+            return Err(merr(
+                SqlState::BkgMigrationRead,
+                format!("larger than {FILE_BYTES_MAX} bytes"),
+                Some(file_name),
+            ));
         }
         Ok(Migration { version: version.into(), name: name.into(), sql: sql.into(), checksum: checksum(sql) })
     }
@@ -108,20 +113,24 @@ pub fn builtin() -> Vec<Migration> {
 
 /// The `*.sql` files of `dir` (other files are ignored).
 pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| merr("BKG104", format!("cannot read {}: {e}", dir.display()), None))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| merr(SqlState::BkgMigrationRead, format!("cannot read {}: {e}", dir.display()), None))?;
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|e| merr("BKG104", format!("cannot read {}: {e}", dir.display()), None))?;
+        let entry =
+            entry.map_err(|e| merr(SqlState::BkgMigrationRead, format!("cannot read {}: {e}", dir.display()), None))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.ends_with(".sql") {
             continue;
         }
         let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|e| merr("BKG104", e.to_string(), Some(&name)))?;
+        let meta =
+            std::fs::metadata(&path).map_err(|e| merr(SqlState::BkgMigrationRead, e.to_string(), Some(&name)))?;
         if meta.len() as usize > FILE_BYTES_MAX {
-            return Err(merr("BKG104", format!("larger than {FILE_BYTES_MAX} bytes"), Some(&name)));
+            return Err(merr(SqlState::BkgMigrationRead, format!("larger than {FILE_BYTES_MAX} bytes"), Some(&name)));
         }
-        let sql = std::fs::read_to_string(&path).map_err(|e| merr("BKG104", e.to_string(), Some(&name)))?;
+        let sql =
+            std::fs::read_to_string(&path).map_err(|e| merr(SqlState::BkgMigrationRead, e.to_string(), Some(&name)))?;
         out.push(Migration::new(&name, &sql)?);
     }
     sort(out)
@@ -130,14 +139,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
 /// Orders by version; the same version twice is an error unless the files are identical.
 pub fn sort(mut all: Vec<Migration>) -> Result<Vec<Migration>, MigrateError> {
     if all.len() > MIGRATIONS_MAX {
-        return Err(merr("BKG102", format!("more than {MIGRATIONS_MAX} migrations"), None));
+        return Err(merr(SqlState::BkgMigrationName, format!("more than {MIGRATIONS_MAX} migrations"), None));
     }
     all.sort_by(|a, b| a.version.cmp(&b.version).then(a.name.cmp(&b.name)));
     all.dedup();
     for w in all.windows(2) {
         if w[0].version == w[1].version {
             return Err(merr(
-                "BKG102",
+                SqlState::BkgMigrationName,
                 format!("version {} is used by two migrations", w[0].version),
                 Some(&w[1].file_name()),
             ));
@@ -229,7 +238,7 @@ pub async fn apply(engine: &Arc<Engine>, migrations: &[Migration]) -> Result<Vec
     let rows = status(engine, migrations).await?;
     if let Some(e) = rows.iter().find(|r| r.state == "edited") {
         return Err(merr(
-            "BKG101",
+            SqlState::BkgMigrationEdited,
             "this migration was edited after it was applied",
             Some(&format!("{}_{}.sql", e.version, e.name)),
         )
@@ -242,7 +251,11 @@ pub async fn apply(engine: &Arc<Engine>, migrations: &[Migration]) -> Result<Vec
         if stmts.iter().any(|s| {
             matches!(s, Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. })
         }) {
-            return Err(merr("BKG103", "migrations run in their own transaction: remove BEGIN/COMMIT", Some(&file)));
+            return Err(merr(
+                SqlState::BkgMigrationTransaction,
+                "migrations run in their own transaction: remove BEGIN/COMMIT",
+                Some(&file),
+            ));
         }
         let mut session = engine.session("postgres");
         session.execute_one("BEGIN").await.map_err(|e| sql_err(e, Some(&file)))?;
@@ -288,14 +301,14 @@ mod tests {
         assert!(Migration::new("20261126120000_create_todos.sql", "").is_ok());
         for bad in ["create.sql", "2026_x.sql", "20261126120000_.sql", "20261126120000_a b.sql", "20261126120000_x.txt"]
         {
-            assert_eq!(Migration::new(bad, "").unwrap_err().code, "BKG102", "{bad}");
+            assert_eq!(Migration::new(bad, "").unwrap_err().code, SqlState::BkgMigrationName, "{bad}");
         }
         let a = Migration::new("20260101000000_a.sql", "select 1").unwrap();
         let b = Migration::new("20250101000000_b.sql", "select 2").unwrap();
         let sorted = sort(vec![a.clone(), b.clone(), a.clone()]).unwrap();
         assert_eq!(sorted, vec![b, a.clone()]);
         let clash = Migration::new("20260101000000_other.sql", "select 3").unwrap();
-        assert_eq!(sort(vec![a, clash]).unwrap_err().code, "BKG102");
+        assert_eq!(sort(vec![a, clash]).unwrap_err().code, SqlState::BkgMigrationName);
         assert!(!builtin().is_empty());
     }
 }

@@ -32,6 +32,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use super::ddl::{ident_name, resolve_table};
 use super::provider::rows_to_batches;
 use super::session::{Output, Session};
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// Who runs a statement, as row-level security needs it; built per statement.
@@ -282,8 +283,12 @@ pub fn evaluate_on_row(
             Some(other) => Some(other.to_string()),
         };
         let arr: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![text]));
-        let cast = datafusion::arrow::compute::cast(&arr, f.data_type())
-            .map_err(|e| SqlError::new("22P02", format!("invalid value for column \"{}\": {e}", f.name())))?;
+        let cast = datafusion::arrow::compute::cast(&arr, f.data_type()).map_err(|e| {
+            SqlError::new(
+                SqlState::InvalidTextRepresentation,
+                format!("invalid value for column \"{}\": {e}", f.name()),
+            )
+        })?;
         cols.push(cast);
     }
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| SqlError::internal(e.to_string()))?;
@@ -505,7 +510,10 @@ fn validate(session: &Session, def: &TableDef, policy: &PolicyDef) -> SqlResult<
         let physical = state.create_physical_expr(expr, &schema)?;
         let ty = physical.data_type(schema.as_arrow())?;
         if ty != datafusion::arrow::datatypes::DataType::Boolean && ty != datafusion::arrow::datatypes::DataType::Null {
-            return Err(SqlError::new("42804", format!("argument of POLICY must be type boolean, not type {ty}")));
+            return Err(SqlError::new(
+                SqlState::DatatypeMismatch,
+                format!("argument of POLICY must be type boolean, not type {ty}"),
+            ));
         }
     }
     Ok(())
@@ -566,7 +574,7 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
                     let new_name = ident_name(&new_name);
                     if def.policies.iter().any(|p| p.name == new_name) {
                         return Err(SqlError::new(
-                            "42710",
+                            SqlState::DuplicateObject,
                             format!("policy \"{new_name}\" for table \"{}\" already exists", def.name),
                         ));
                     }

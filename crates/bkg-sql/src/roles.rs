@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 
 use super::ddl::{ident_name, split_name};
 use super::session::{Output, Session};
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// PBKDF2 rounds of new verifiers (PostgreSQL's default).
@@ -281,7 +282,7 @@ impl Session {
     pub fn require_create_in(&self, schema: &str) -> SqlResult<()> {
         let cat = self.acl_catalog();
         if !cat.schemas.contains_key(schema) {
-            return Err(SqlError::new("3F000", format!("schema \"{schema}\" does not exist")));
+            return Err(SqlError::new(SqlState::InvalidSchemaName, format!("schema \"{schema}\" does not exist")));
         }
         if cat.privileges(self.role, AclObject::Schema(schema))? & privilege::CREATE == 0 {
             return Err(denied(format!("schema {schema}")));
@@ -467,8 +468,12 @@ fn valid_until(e: &ast::Expr) -> SqlResult<Option<i64>> {
     if t.eq_ignore_ascii_case("infinity") {
         return Ok(None);
     }
-    let invalid =
-        || SqlError::new("22007", format!("invalid input syntax for type timestamp with time zone: \"{text}\""));
+    let invalid = || {
+        SqlError::new(
+            SqlState::InvalidDatetimeFormat,
+            format!("invalid input syntax for type timestamp with time zone: \"{text}\""),
+        )
+    };
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
         return Ok(Some(d.timestamp_micros()));
     }
@@ -600,7 +605,7 @@ pub fn drop_roles(session: &mut Session, names: &[ast::ObjectName], if_exists: b
         if let Some(r) = cat.find_role(&name) {
             require_role_admin(session, &cat, r.superuser)?;
             if r.oid == session.session_role || r.oid == session.role {
-                return Err(SqlError::new("55006", "current user cannot be dropped"));
+                return Err(SqlError::new(SqlState::ObjectInUse, "current user cannot be dropped"));
             }
         }
         session.with_txn(|t| Ok(t.catalog_mut().drop_role(&name, if_exists)?))?;
@@ -657,7 +662,10 @@ fn privilege_bits(p: &ast::Privileges, schema_target: bool) -> SqlResult<u32> {
         };
         if bit & all == 0 {
             let kind = if schema_target { "schema" } else { "relation" };
-            return Err(SqlError::new("0LP01", format!("invalid privilege type {} for {kind}", privilege::name(bit))));
+            return Err(SqlError::new(
+                SqlState::InvalidGrantOperation,
+                format!("invalid privilege type {} for {kind}", privilege::name(bit)),
+            ));
         }
         bits |= bit;
     }
@@ -726,7 +734,10 @@ fn grant_or_revoke(
             for s in schemas {
                 let schema = s.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
                 if !cat.schemas.contains_key(&schema) {
-                    return Err(SqlError::new("3F000", format!("schema \"{schema}\" does not exist")));
+                    return Err(SqlError::new(
+                        SqlState::InvalidSchemaName,
+                        format!("schema \"{schema}\" does not exist"),
+                    ));
                 }
                 targets.extend(cat.tables.values().filter(|t| t.schema == schema).map(|t| (Some(t.id), None)));
                 targets.extend(cat.views.values().filter(|v| v.schema == schema).map(|v| (Some(v.id), None)));
@@ -736,7 +747,10 @@ fn grant_or_revoke(
             for s in names {
                 let schema = s.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
                 if !cat.schemas.contains_key(&schema) {
-                    return Err(SqlError::new("3F000", format!("schema \"{schema}\" does not exist")));
+                    return Err(SqlError::new(
+                        SqlState::InvalidSchemaName,
+                        format!("schema \"{schema}\" does not exist"),
+                    ));
                 }
                 targets.push((None, Some(schema)));
             }

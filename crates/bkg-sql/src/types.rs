@@ -8,6 +8,7 @@ use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::sql::sqlparser::ast::{self, CharacterLength, ExactNumberInfo};
 
+use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
 
 /// What a column type declaration means: the type, and whether it is a serial (identity).
@@ -359,7 +360,7 @@ pub fn decode_bytea(s: &str) -> SqlResult<Vec<u8>> {
     let invalid = |m: &str| SqlError::new(codes::INVALID_TEXT_REPRESENTATION, m.to_string());
     if let Some(hex) = s.strip_prefix("\\x") {
         // PostgreSQL reports bad hex input as invalid_parameter_value.
-        let invalid = |m: &str| SqlError::new("22023", m.to_string());
+        let invalid = |m: &str| SqlError::new(SqlState::InvalidParameterValue, m.to_string());
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         let nibble = |b: u8| {
             (b as char)

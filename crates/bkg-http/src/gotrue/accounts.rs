@@ -1,6 +1,7 @@
 //! Users, sessions and refresh tokens in the `auth` schema, worked on as the superuser.
 
 use super::*;
+use bkg_sql::SqlState;
 
 impl GoTrue {
     pub(super) fn session(&self) -> Session {
@@ -171,7 +172,7 @@ impl GoTrue {
         ))
         .await;
         match r {
-            Err(e) if e.code == "23505" => {
+            Err(e) if e.code == SqlState::UniqueViolation => {
                 return Err(fail(422, "user_already_exists", "User already registered"));
             }
             Err(e) => return Err(e.into()),
@@ -223,7 +224,7 @@ impl GoTrue {
                 ))
                 .await;
                 match r {
-                    Err(e) if e.code == "23505" => {
+                    Err(e) if e.code == SqlState::UniqueViolation => {
                         return Err(fail(
                             422,
                             "email_exists",

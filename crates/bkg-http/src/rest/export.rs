@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use super::error::RestError;
 use super::{RestState, read_body};
 use bkg_sql::Session;
+use bkg_sql::SqlState;
 use bkg_sql::copy::CopyOptions;
 
 /// What to export and where.
@@ -69,7 +70,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
     let mut ctx = s.begin(addr, headers).await?;
     let bytes = read_body(body, s.config.body_bytes_max).await?;
     let req: ExportRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        RestError::new(400, "PGRST102", "Body must be {\"query\" or \"table\", \"url\", \"format\"?}")
+        RestError::new(400, SqlState::PgrstBody, "Body must be {\"query\" or \"table\", \"url\", \"format\"?}")
             .details(e.to_string())
     })?;
     let anonymous = ctx.anonymous;
@@ -80,12 +81,12 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
             let name = t.split('.').map(bkg_sql::ddl::quote_ident).collect::<Vec<_>>().join(".");
             format!("SELECT * FROM {name}")
         }
-        _ => return Err(RestError::new(400, "PGRST102", "Give either query or table")),
+        _ => return Err(RestError::new(400, SqlState::PgrstBody, "Give either query or table")),
     };
     let mut stmts = Session::parse(&text).map_err(sql_err)?;
     let query = match (stmts.len(), stmts.pop()) {
         (1, Some(q @ Statement::Query(_))) => q,
-        _ => return Err(RestError::new(400, "42601", "query must be one SELECT")),
+        _ => return Err(RestError::new(400, SqlState::SyntaxError, "query must be one SELECT")),
     };
     let csv = CopyOptions { csv: true, delimiter: b',', null: String::new(), header: req.header, ..Default::default() };
     let name = bkg_sql::export::format_name(&req.url, req.format.as_deref());

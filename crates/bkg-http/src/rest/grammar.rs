@@ -3,6 +3,7 @@
 //! are only ever bound as parameters.
 
 use super::error::RestError;
+use bkg_sql::SqlState;
 
 /// Deepest `or=(and(or(...)))` nesting accepted.
 pub const LOGIC_DEPTH_MAX: usize = 16;
@@ -111,7 +112,7 @@ pub struct OrderTerm {
 }
 
 fn bad(message: impl Into<String>, details: impl Into<String>) -> RestError {
-    RestError::new(400, "PGRST100", message).details(details)
+    RestError::new(400, SqlState::PgrstQueryString, message).details(details)
 }
 
 /// Splits on `sep` at nesting depth 0, outside double quotes.

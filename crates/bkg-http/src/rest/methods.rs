@@ -3,6 +3,7 @@
 //! runs it in the request's transaction.
 
 use super::*;
+use bkg_sql::SqlState;
 
 /// One table request on its way through a method: what every handler needs.
 struct Call<'a> {
@@ -48,7 +49,7 @@ pub(super) async fn dispatch(
         Method::PATCH => call.update(body).await,
         Method::DELETE => call.delete().await,
         Method::PUT => call.put(body).await,
-        _ => Err(RestError::new(405, "PGRST117", format!("Unsupported HTTP method: {method}"))),
+        _ => Err(RestError::new(405, SqlState::PgrstMethod, format!("Unsupported HTTP method: {method}"))),
     }
 }
 
@@ -71,7 +72,7 @@ impl Call<'_> {
             && offset > 0
             && offset as u64 >= t
         {
-            let e = RestError::new(416, "PGRST103", "Requested range not satisfiable")
+            let e = RestError::new(416, SqlState::PgrstRange, "Requested range not satisfiable")
                 .details(format!("An offset of {offset} was requested, but there are only {t} rows."));
             return Ok(with_range(e.into_response(), format!("*/{t}")));
         }
@@ -155,7 +156,7 @@ impl Call<'_> {
     async fn update(&mut self, body: &[u8]) -> Result<Response, RestError> {
         let body = parse_json(body)?;
         let Json::Object(o) = &body else {
-            return Err(RestError::new(400, "PGRST102", "PATCH body must be a JSON object"));
+            return Err(RestError::new(400, SqlState::PgrstBody, "PATCH body must be a JSON object"));
         };
         if self.req.conds.is_empty() {
             return Err(needs_filter("UPDATE"));
@@ -196,7 +197,7 @@ impl Call<'_> {
         let body = parse_json(body)?;
         let objs = objects(&body)?;
         let [o] = objs.as_slice() else {
-            return Err(RestError::new(400, "PGRST102", "PUT body must be one object"));
+            return Err(RestError::new(400, SqlState::PgrstBody, "PUT body must be one object"));
         };
         let mut o = (*o).clone();
         for (c, v) in &url_pk {
@@ -205,7 +206,7 @@ impl Call<'_> {
                 Some(b) if table::body_value(b, &dt, c)?.as_deref() != Some(v.as_str()) => {
                     return Err(RestError::new(
                         400,
-                        "PGRST115",
+                        SqlState::PgrstPutMismatch,
                         "Payload values do not match URL in primary key column(s)",
                     ));
                 }
@@ -261,7 +262,7 @@ fn same_keys(objs: &[&serde_json::Map<String, Json>]) -> Result<Vec<String>, Res
     let first: Vec<String> = objs.first().map(|o| o.keys().cloned().collect()).unwrap_or_default();
     for o in objs {
         if o.len() != first.len() || !first.iter().all(|k| o.contains_key(k)) {
-            return Err(RestError::new(400, "PGRST102", "All object keys must match").hint(
+            return Err(RestError::new(400, SqlState::PgrstBody, "All object keys must match").hint(
                 "Give every object the same keys, or list them in columns= (missing ones become NULL, or defaults with Prefer: missing=default).",
             ));
         }
@@ -292,7 +293,7 @@ fn insert_groups<'o>(
 /// (`merge-duplicates`) updates the columns given that are not in the target.
 fn on_conflict(resolution: &str, target: &[String], cols: &[String]) -> Result<String, RestError> {
     if target.is_empty() {
-        return Err(RestError::new(400, "PGRST100", "upsert needs on_conflict= or a primary key"));
+        return Err(RestError::new(400, SqlState::PgrstQueryString, "upsert needs on_conflict= or a primary key"));
     }
     let t = target.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let sets: Vec<String> =
@@ -306,8 +307,13 @@ fn on_conflict(resolution: &str, target: &[String], cols: &[String]) -> Result<S
 
 /// The primary key a PUT's URL gives: all and only its columns, each with `eq`.
 fn put_key(req: &Request, pk: &[String]) -> Result<Vec<(String, String)>, RestError> {
-    let bad_put =
-        || RestError::new(405, "PGRST105", "Filters must include all and only primary key columns with 'eq' operators");
+    let bad_put = || {
+        RestError::new(
+            405,
+            SqlState::PgrstPutKey,
+            "Filters must include all and only primary key columns with 'eq' operators",
+        )
+    };
     let mut url_pk: Vec<(String, String)> = Vec::new();
     for c in &req.conds {
         match c {
@@ -336,8 +342,12 @@ fn response(
         Format::Csv => ("text/csv; charset=utf-8", table::csv(rows, header)),
         Format::Object => {
             if rows.len() != 1 {
-                return Err(RestError::new(406, "PGRST116", "JSON object requested, multiple (or no) rows returned")
-                    .details(format!("The result contains {} rows", rows.len())));
+                return Err(RestError::new(
+                    406,
+                    SqlState::PgrstSingular,
+                    "JSON object requested, multiple (or no) rows returned",
+                )
+                .details(format!("The result contains {} rows", rows.len())));
             }
             ("application/vnd.pgrst.object+json; charset=utf-8", table::object(&rows[0]))
         }
@@ -364,7 +374,7 @@ fn check_columns(rel: &Rel, cols: &[String]) -> Result<(), RestError> {
         if !rel.columns.iter().any(|(n, _)| n == c) {
             return Err(RestError::new(
                 400,
-                "PGRST204",
+                SqlState::PgrstNoColumn,
                 format!("Could not find the '{c}' column of '{}' in the schema cache", rel.name),
             ));
         }
@@ -373,7 +383,7 @@ fn check_columns(rel: &Rel, cols: &[String]) -> Result<(), RestError> {
 }
 
 fn objects(body: &Json) -> Result<Vec<&serde_json::Map<String, Json>>, RestError> {
-    let not_obj = || RestError::new(400, "PGRST102", "Body must be a JSON object or an array of objects");
+    let not_obj = || RestError::new(400, SqlState::PgrstBody, "Body must be a JSON object or an array of objects");
     match body {
         Json::Object(o) => Ok(vec![o]),
         Json::Array(items) => items.iter().map(|i| i.as_object().ok_or_else(not_obj)).collect(),
@@ -401,7 +411,7 @@ fn row_values(
 }
 
 fn needs_filter(what: &str) -> RestError {
-    RestError::new(400, "21000", format!("{what} requires a WHERE clause"))
+    RestError::new(400, SqlState::CardinalityViolation, format!("{what} requires a WHERE clause"))
         .hint("Add a filter; to affect every row say so explicitly, e.g. id=not.is.null.")
 }
 

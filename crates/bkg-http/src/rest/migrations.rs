@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::RestError;
 use super::{RestState, read_body};
+use bkg_sql::SqlState;
 use bkg_sql::migrate::{self, MigrateError, Migration};
 
 /// A migration file.
@@ -52,12 +53,7 @@ pub struct MigrationStatus {
 }
 
 fn error(e: MigrateError) -> RestError {
-    let status = match e.code.as_str() {
-        "BKG101" => 409,
-        "BKG102" | "BKG103" | "BKG104" => 400,
-        code => super::error::sql_status(code, false),
-    };
-    let mut r = RestError::new(status, e.code.clone(), e.message.clone());
+    let mut r = RestError::new(e.code.http_status(false), e.code, e.message.clone());
     r.details = Some(match (&e.file, &e.detail) {
         (Some(f), Some(d)) => format!("{f}: {d}"),
         (Some(f), None) => f.clone(),
@@ -72,19 +68,19 @@ fn error(e: MigrateError) -> RestError {
 async fn set(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body) -> Result<Vec<Migration>, RestError> {
     let ctx = s.begin(addr, headers).await?;
     if ctx.principal.role != bkg_auth::SERVICE_ROLE {
-        return Err(RestError::new(403, "42501", "migrations need the service role"));
+        return Err(RestError::new(403, SqlState::InsufficientPrivilege, "migrations need the service role"));
     }
     if bkg_sql::policy::Scopes::from_claims(&serde_json::Value::Object(ctx.principal.claims.clone()))
         .is_some_and(|s| !s.admin)
     {
-        return Err(RestError::new(403, "42501", "migrations need the admin scope"));
+        return Err(RestError::new(403, SqlState::InsufficientPrivilege, "migrations need the admin scope"));
     }
     let bytes = read_body(body, s.config.body_bytes_max).await?;
     let req: MigrationsRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         MigrationsRequest::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| {
-            RestError::new(400, "PGRST102", "Body must be {\"migrations\": [{\"name\", \"sql\"}]}")
+            RestError::new(400, SqlState::PgrstBody, "Body must be {\"migrations\": [{\"name\", \"sql\"}]}")
                 .details(e.to_string())
         })?
     };

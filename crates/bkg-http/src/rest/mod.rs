@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value as Json;
 
 use bkg_auth::{AuthConfig, AuthFailure, Principal};
+use bkg_sql::SqlState;
 use bkg_sql::{Engine, Output, Session};
 pub use error::RestError;
 use grammar::{Cond, Embed, SelectItem};
@@ -143,7 +144,7 @@ impl RestState {
     /// address out of that budget is refused before its token is looked at.
     pub fn authenticate(&self, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
         let too_many = |wait_s: u64| {
-            let mut e = RestError::new(429, "PGRST429", "too many requests").hint(format!(
+            let mut e = RestError::new(429, SqlState::PgrstRateLimit, "too many requests").hint(format!(
                 "This client may make {} requests per second; retry after {wait_s} s.",
                 self.config.rate_per_s
             ));
@@ -166,7 +167,7 @@ impl RestState {
             Some(a) => match a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")) {
                 Some(t) => Some(t.trim()),
                 None => {
-                    return Err(RestError::new(401, "PGRST301", "Authorization header must be Bearer <token>"));
+                    return Err(RestError::new(401, SqlState::PgrstJwt, "Authorization header must be Bearer <token>"));
                 }
             },
             None => None,
@@ -174,10 +175,10 @@ impl RestState {
         let principal = match self.auth.authenticate(h("apikey"), bearer) {
             Ok(p) => p,
             Err(AuthFailure::Missing) => {
-                return Err(RestError::new(401, "PGRST302", "No API key found in request")
+                return Err(RestError::new(401, SqlState::PgrstNoCredentials, "No API key found in request")
                     .hint("Send the anon or service key in the apikey header, or a token as Authorization: Bearer."));
             }
-            Err(AuthFailure::Invalid(m)) => return Err(RestError::new(401, "PGRST301", m)),
+            Err(AuthFailure::Invalid(m)) => return Err(RestError::new(401, SqlState::PgrstJwt, m)),
         };
         Ok(principal)
     }
@@ -188,11 +189,15 @@ impl RestState {
         match bkg_auth::token_role(&self.engine, &principal.role) {
             Ok(()) => {}
             Err(bkg_auth::TokenRoleRefusal::Missing(role)) => {
-                return Err(RestError::new(401, "PGRST301", format!("role \"{role}\" does not exist")));
+                return Err(RestError::new(401, SqlState::PgrstJwt, format!("role \"{role}\" does not exist")));
             }
             Err(bkg_auth::TokenRoleRefusal::Superuser(role)) => {
-                return Err(RestError::new(403, "PGRST301", format!("role \"{role}\" cannot be used through the API"))
-                    .hint("Use service_role for full access over HTTP."));
+                return Err(RestError::new(
+                    403,
+                    SqlState::PgrstJwt,
+                    format!("role \"{role}\" cannot be used through the API"),
+                )
+                .hint("Use service_role for full access over HTTP."));
             }
         }
         let mut session = self
@@ -273,7 +278,7 @@ fn accept(headers: &HeaderMap) -> Result<Format, RestError> {
             _ => {}
         }
     }
-    Err(RestError::new(406, "PGRST107", format!("None of these media types are available: {a}"))
+    Err(RestError::new(406, SqlState::PgrstMediaType, format!("None of these media types are available: {a}"))
         .hint("Use application/json, application/vnd.pgrst.object+json or text/csv."))
 }
 
@@ -285,7 +290,7 @@ fn schema_of(cfg: &RestConfig, headers: &HeaderMap, method: &Method) -> Result<S
         Some(s) if cfg.schemas.iter().any(|x| x == s) => Ok(s.to_string()),
         Some(s) => Err(RestError::new(
             406,
-            "PGRST106",
+            SqlState::PgrstSchema,
             format!("The schema must be one of the following: {}", cfg.schemas.join(", ")),
         )
         .details(format!("schema \"{s}\" is not exposed"))),
@@ -305,9 +310,9 @@ struct Request {
 }
 
 fn parse_usize(k: &str, v: &str) -> Result<usize, RestError> {
-    v.trim()
-        .parse()
-        .map_err(|_| RestError::new(400, "PGRST100", format!("{k} must be a non-negative integer, not \"{v}\"")))
+    v.trim().parse().map_err(|_| {
+        RestError::new(400, SqlState::PgrstQueryString, format!("{k} must be a non-negative integer, not \"{v}\""))
+    })
 }
 
 fn parse_request(pairs: &[(String, String)]) -> Result<Request, RestError> {
@@ -345,7 +350,7 @@ fn parse_request(pairs: &[(String, String)]) -> Result<Request, RestError> {
         });
     }
     if !embedded_order.is_empty() {
-        return Err(RestError::new(400, "PGRST100", "ordering embedded resources is not supported")
+        return Err(RestError::new(400, SqlState::PgrstQueryString, "ordering embedded resources is not supported")
             .hint("Order the embedded rows on the client."));
     }
     Ok(r)
@@ -370,8 +375,12 @@ fn split_embedded_key(k: &str) -> (Vec<String>, String) {
 
 fn find_embed<'a>(items: &'a mut [SelectItem], path: &[String]) -> Result<&'a mut Embed, RestError> {
     let missing = || {
-        RestError::new(400, "PGRST108", format!("'{}' is not an embedded resource in this request", path.join(".")))
-            .hint("Add it to select= to filter it.")
+        RestError::new(
+            400,
+            SqlState::PgrstNotEmbedded,
+            format!("'{}' is not an embedded resource in this request", path.join(".")),
+        )
+        .hint("Add it to select= to filter it.")
     };
     let (first, rest) = path.split_first().ok_or_else(missing)?;
     for it in items.iter_mut() {
@@ -391,7 +400,7 @@ fn find_embed<'a>(items: &'a mut [SelectItem], path: &[String]) -> Result<&'a mu
 fn range(headers: &HeaderMap) -> Result<(Option<usize>, Option<usize>), RestError> {
     let Some(r) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok((None, None)) };
     let spec = r.trim().strip_prefix("items=").unwrap_or(r.trim());
-    let bad = || RestError::new(416, "PGRST103", format!("Requested range not satisfiable: {r}"));
+    let bad = || RestError::new(416, SqlState::PgrstRange, format!("Requested range not satisfiable: {r}"));
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let start: usize = a.trim().parse().map_err(|_| bad())?;
     if b.trim().is_empty() {
@@ -411,14 +420,14 @@ fn content_range(offset: usize, n: usize, total: Option<u64>) -> String {
 
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, RestError> {
     axum::body::to_bytes(body, max).await.map_err(|_| {
-        RestError::new(413, "PGRST413", format!("request body is larger than {max} bytes"))
+        RestError::new(413, SqlState::PgrstTooLarge, format!("request body is larger than {max} bytes"))
             .hint("Split the request, or raise BKG_DB_REST_BODY_MAX_MB.")
     })
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Json, RestError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| RestError::new(400, "PGRST102", "Empty or invalid json").details(e.to_string()))
+        .map_err(|e| RestError::new(400, SqlState::PgrstBody, "Empty or invalid json").details(e.to_string()))
 }
 
 /// A documented handler that forwards to the method-agnostic one (`table_request`, `rpc`):
@@ -724,7 +733,9 @@ async fn handle_rpc(
                 vec![]
             } else {
                 serde_json::from_slice::<OrderedArgs>(&b)
-                    .map_err(|e| RestError::new(400, "PGRST102", "Empty or invalid json").details(e.to_string()))?
+                    .map_err(|e| {
+                        RestError::new(400, SqlState::PgrstBody, "Empty or invalid json").details(e.to_string())
+                    })?
                     .0
             }
         }
@@ -740,14 +751,14 @@ async fn handle_rpc(
                 (k, j)
             })
             .collect(),
-        _ => return Err(RestError::new(405, "PGRST117", format!("Unsupported HTTP method: {method}"))),
+        _ => return Err(RestError::new(405, SqlState::PgrstMethod, format!("Unsupported HTTP method: {method}"))),
     };
     let known = ctx.session().statement_state().scalar_functions().contains_key(&function.to_lowercase());
     if !known || !function.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         let names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
         return Err(RestError::new(
             404,
-            "PGRST202",
+            SqlState::PgrstNoFunction,
             format!("Could not find the function public.{function}({}) in the schema cache", names.join(", ")),
         ));
     }
@@ -767,7 +778,7 @@ async fn handle_rpc(
     let anonymous = ctx.anonymous;
     let out = run(ctx.session(), sql, anonymous).await?;
     let Output::Rows { batches, .. } = out else {
-        return Err(RestError::new(500, "XX000", "internal error"));
+        return Err(RestError::new(500, SqlState::InternalError, "internal error"));
     };
     let mut j = String::from("null");
     if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {

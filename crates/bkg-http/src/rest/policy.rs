@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::{RestError, RestState, read_body};
 use bkg_auth::{Principal, SERVICE_ROLE};
 use bkg_sql::Session;
+use bkg_sql::SqlState;
 use bkg_sql::policy::{self, Clause, Scopes, Security};
 
 /// Who may manage policies: the service role without a scope limit, or an `admin` scope.
@@ -29,7 +30,11 @@ fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Princip
         None => p.role == SERVICE_ROLE,
     };
     if !ok {
-        return Err(RestError::new(403, "42501", "policies need the admin scope (or the service role)"));
+        return Err(RestError::new(
+            403,
+            SqlState::InsufficientPrivilege,
+            "policies need the admin scope (or the service role)",
+        ));
     }
     Ok(p)
 }
@@ -40,7 +45,7 @@ fn table_def(s: &RestState, name: &str) -> Result<TableDef, RestError> {
         .catalog()
         .find_table(schema, table)
         .cloned()
-        .ok_or_else(|| RestError::new(404, "42P01", format!("relation \"{name}\" does not exist")))
+        .ok_or_else(|| RestError::new(404, SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")))
 }
 
 use bkg_sql::quote::ident as quote;
@@ -63,7 +68,7 @@ fn parse_command(c: &str) -> Result<PolicyCommand, RestError> {
         "update" => PolicyCommand::Update,
         "delete" => PolicyCommand::Delete,
         other => {
-            return Err(RestError::new(400, "PGRST100", format!("unknown command \"{other}\"")))
+            return Err(RestError::new(400, SqlState::PgrstQueryString, format!("unknown command \"{other}\"")))
                 .map_err(|e| e.hint("One of select, insert, update, delete, all."));
         }
     })
@@ -97,7 +102,7 @@ fn json_response(status: u16, v: Value) -> Response {
 async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(), RestError> {
     let stmts = Session::parse(sql).map_err(|e| RestError::from_sql(e, false))?;
     let [stmt] = stmts.as_slice() else {
-        return Err(RestError::new(400, "42601", "a policy expression must be one SQL expression"));
+        return Err(RestError::new(400, SqlState::SyntaxError, "a policy expression must be one SQL expression"));
     };
     if !matches!(
         stmt,
@@ -105,7 +110,7 @@ async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(),
             | datafusion::sql::sqlparser::ast::Statement::AlterPolicy(_)
             | datafusion::sql::sqlparser::ast::Statement::DropPolicy(_)
     ) {
-        return Err(RestError::new(400, "42601", "a policy expression must be one SQL expression"));
+        return Err(RestError::new(400, SqlState::SyntaxError, "a policy expression must be one SQL expression"));
     }
     let mut session = s.engine.session("postgres");
     // The audit event names the token's subject.
@@ -113,7 +118,7 @@ async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(),
     session.execute_one("BEGIN").await.map_err(|e| RestError::from_sql(e, false))?;
     if let Err(e) = Box::pin(session.execute_statement(stmt.clone())).await {
         let _ = session.execute_one("ROLLBACK").await;
-        let missing = e.code == "42704" || e.code == "42P01";
+        let missing = matches!(e.code, SqlState::UndefinedObject | SqlState::UndefinedTable);
         let mut r = RestError::from_sql(e, false);
         if missing {
             r.status = 404;
@@ -134,7 +139,9 @@ fn expression(text: &str) -> Result<String, RestError> {
                 p.expect_token(&datafusion::sql::sqlparser::tokenizer::Token::EOF)?;
                 Ok(e)
             });
-    parsed.map(|e| e.to_string()).map_err(|e| RestError::new(400, "42601", format!("not a single SQL expression: {e}")))
+    parsed
+        .map(|e| e.to_string())
+        .map_err(|e| RestError::new(400, SqlState::SyntaxError, format!("not a single SQL expression: {e}")))
 }
 
 fn roles_sql(roles: &[String]) -> String {
@@ -147,7 +154,7 @@ fn roles_sql(roles: &[String]) -> String {
 async fn body_json<T: for<'de> Deserialize<'de>>(s: &RestState, body: Body) -> Result<T, RestError> {
     let bytes = read_body(body, s.config.body_bytes_max).await?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| RestError::new(400, "PGRST102", "Invalid JSON body").details(e.to_string()))
+        .map_err(|e| RestError::new(400, SqlState::PgrstBody, "Invalid JSON body").details(e.to_string()))
 }
 
 /// Every row-level security policy.
@@ -188,7 +195,11 @@ pub async fn get_one(
     admin(&s, addr, &headers)?;
     let def = table_def(&s, &table)?;
     let p = def.policies.iter().find(|p| p.name == name).ok_or_else(|| {
-        RestError::new(404, "42704", format!("policy \"{name}\" for table \"{}\" does not exist", def.name))
+        RestError::new(
+            404,
+            SqlState::UndefinedObject,
+            format!("policy \"{name}\" for table \"{}\" does not exist", def.name),
+        )
     })?;
     Ok(json_response(200, policy_json(&s, &def, p)))
 }
@@ -373,7 +384,11 @@ pub async fn explain(
     let def = table_def(&s, &req.table)?;
     let command = parse_command(&req.command)?;
     if command == PolicyCommand::All {
-        return Err(RestError::new(400, "PGRST100", "explain one command: select, insert, update or delete"));
+        return Err(RestError::new(
+            400,
+            SqlState::PgrstQueryString,
+            "explain one command: select, insert, update or delete",
+        ));
     }
     let role_name = req
         .role
@@ -381,9 +396,9 @@ pub async fn explain(
         .or_else(|| req.claims.get("role").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| bkg_auth::ANON_ROLE.to_string());
     let cat = s.engine.catalog();
-    let role = cat
-        .find_role(&role_name)
-        .ok_or_else(|| RestError::new(400, "42704", format!("role \"{role_name}\" does not exist")))?;
+    let role = cat.find_role(&role_name).ok_or_else(|| {
+        RestError::new(400, SqlState::UndefinedObject, format!("role \"{role_name}\" does not exist"))
+    })?;
     let claims = Value::Object(req.claims.clone());
     let sec = Security::new(&cat, role.oid, Some(std::sync::Arc::new(claims)), None);
     let session = s.engine.session("postgres");

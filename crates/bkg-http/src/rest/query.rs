@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 use super::error::RestError;
 use super::output::{csv_field, field_is_json, json_value};
 use super::{RestState, read_body};
+use bkg_sql::SqlState;
 use bkg_sql::pg_format::{pg_type, text_value};
 use bkg_sql::{Output, Session};
 
@@ -89,7 +90,7 @@ fn format(headers: &HeaderMap) -> Result<Format, RestError> {
             _ => {}
         }
     }
-    Err(RestError::new(406, "PGRST107", format!("None of these media types are available: {a}"))
+    Err(RestError::new(406, SqlState::PgrstMediaType, format!("None of these media types are available: {a}"))
         .hint("Use application/json, text/csv or application/vnd.apache.arrow.stream."))
 }
 
@@ -121,7 +122,9 @@ fn allowed(stmt: &Statement) -> Result<(), RestError> {
         _ => None,
     };
     match refused {
-        Some(what) => Err(RestError::new(400, "0A000", format!("{what} is not allowed in /query"))),
+        Some(what) => {
+            Err(RestError::new(400, SqlState::FeatureNotSupported, format!("{what} is not allowed in /query")))
+        }
         None => Ok(()),
     }
 }
@@ -160,18 +163,28 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
     let fmt = format(headers)?;
     let bytes = read_body(body, s.config.body_bytes_max).await?;
     let req: QueryRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        RestError::new(400, "PGRST102", "Body must be {\"query\": ..., \"params\": [...]} or {\"batch\": [...]}")
-            .details(e.to_string())
+        RestError::new(
+            400,
+            SqlState::PgrstBody,
+            "Body must be {\"query\": ..., \"params\": [...]} or {\"batch\": [...]}",
+        )
+        .details(e.to_string())
     })?;
     let items: Vec<QueryStatement> = match (req.query, req.batch) {
         (Some(q), None) => vec![QueryStatement { query: q, params: req.params }],
         (None, Some(b)) if !b.is_empty() && req.params.is_empty() => b,
-        _ => return Err(RestError::new(400, "PGRST102", "Give either query (with params) or a non-empty batch")),
+        _ => {
+            return Err(RestError::new(
+                400,
+                SqlState::PgrstBody,
+                "Give either query (with params) or a non-empty batch",
+            ));
+        }
     };
     if items.len() > BATCH_STATEMENTS_MAX {
         return Err(RestError::new(
             413,
-            "54000",
+            SqlState::ProgramLimitExceeded,
             format!("more than {BATCH_STATEMENTS_MAX} statements in one request"),
         ));
     }
@@ -179,12 +192,20 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
     let mut plan: Vec<(Statement, Vec<ast::Expr>)> = Vec::new();
     for one in &items {
         if one.params.len() > PARAMS_MAX {
-            return Err(RestError::new(413, "54000", format!("more than {PARAMS_MAX} parameters")));
+            return Err(RestError::new(
+                413,
+                SqlState::ProgramLimitExceeded,
+                format!("more than {PARAMS_MAX} parameters"),
+            ));
         }
         let stmts = Session::parse(&one.query).map_err(|e| RestError::from_sql(e, ctx.anonymous))?;
         if stmts.len() > 1 && !one.params.is_empty() {
-            return Err(RestError::new(400, "42601", "cannot insert multiple commands into a prepared statement")
-                .hint("Send statements with parameters one by one in a batch."));
+            return Err(RestError::new(
+                400,
+                SqlState::SyntaxError,
+                "cannot insert multiple commands into a prepared statement",
+            )
+            .hint("Send statements with parameters one by one in a batch."));
         }
         for st in stmts {
             allowed(&st)?;
@@ -192,7 +213,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         }
     }
     if plan.is_empty() {
-        return Err(RestError::new(400, "42601", "no statement to run"));
+        return Err(RestError::new(400, SqlState::SyntaxError, "no statement to run"));
     }
     let anonymous = ctx.anonymous;
     let session = ctx.session();
@@ -210,7 +231,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
             }
             return Err(RestError::new(
                 400,
-                "08P01",
+                SqlState::ProtocolViolation,
                 format!("the statement needs {n} parameters, {} given", params.len()),
             ));
         }
@@ -235,8 +256,12 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
                     if block {
                         let _ = super::tx(session, "ROLLBACK").await;
                     }
-                    return Err(RestError::new(413, "54000", format!("the result has more than {max} rows"))
-                        .hint("Add a LIMIT, or raise BKG_DB_QUERY_MAX_ROWS."));
+                    return Err(RestError::new(
+                        413,
+                        SqlState::ProgramLimitExceeded,
+                        format!("the result has more than {max} rows"),
+                    )
+                    .hint("Add a LIMIT, or raise BKG_DB_QUERY_MAX_ROWS."));
                 }
                 results.push(Result1 { command, rows });
             }
@@ -259,11 +284,9 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
 }
 
 fn last_rows(results: &[Result1]) -> Result<&(SchemaRef, Vec<RecordBatch>), RestError> {
-    results
-        .iter()
-        .rev()
-        .find_map(|r| r.rows.as_ref())
-        .ok_or_else(|| RestError::new(406, "PGRST107", "no statement returned rows").hint("Ask for application/json."))
+    results.iter().rev().find_map(|r| r.rows.as_ref()).ok_or_else(|| {
+        RestError::new(406, SqlState::PgrstMediaType, "no statement returned rows").hint("Ask for application/json.")
+    })
 }
 
 fn json_response(results: &[Result1]) -> Result<Response, RestError> {

@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 use super::error::RestError;
 use super::grammar::{self, Cond, EMBED_DEPTH_MAX, Embed, Field, Filter, IsValue, Op, Operand, OrderTerm, SelectItem};
 use super::output::{csv_field, field_is_json, json_value};
+use bkg_sql::SqlState;
 use bkg_sql::pg_format::text_value;
 use bkg_sql::{Output, Session};
 
@@ -39,7 +40,7 @@ impl Rel {
         if let Some(v) = cat.find_view(schema, name) {
             return Ok(Rel { schema: v.schema.clone(), name: v.name.clone(), columns: v.columns.clone(), def: None });
         }
-        Err(RestError::new(404, "42P01", format!("relation \"{schema}.{name}\" does not exist"))
+        Err(RestError::new(404, SqlState::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist"))
             .hint("Check the table name and the schema (Accept-Profile / Content-Profile headers)."))
     }
 
@@ -58,7 +59,7 @@ impl Rel {
 
     pub fn column(&self, name: &str) -> Result<&DataType, RestError> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| {
-            RestError::new(400, "42703", format!("column {}.{} does not exist", self.name, name))
+            RestError::new(400, SqlState::UndefinedColumn, format!("column {}.{} does not exist", self.name, name))
                 .hint("Column names are case-sensitive.")
         })
     }
@@ -164,7 +165,7 @@ impl Sql {
         let one = |s: &mut Sql, v: &Operand| -> Result<String, RestError> {
             match v {
                 Operand::One(x) => Ok(s.value(Some(x), vt)),
-                _ => Err(RestError::new(400, "PGRST100", "operator needs a single value")),
+                _ => Err(RestError::new(400, SqlState::PgrstQueryString, "operator needs a single value")),
             }
         };
         let like = |v: &Operand| match v {
@@ -198,7 +199,7 @@ impl Sql {
                         .collect();
                     format!("{col} IN ({})", vals.join(", "))
                 }
-                _ => return Err(RestError::new(400, "PGRST100", "in needs a list")),
+                _ => return Err(RestError::new(400, SqlState::PgrstQueryString, "in needs a list")),
             },
             Op::Is => match &f.operand {
                 Operand::Is(IsValue::Null) => format!("{col} IS NULL"),
@@ -206,7 +207,13 @@ impl Sql {
                 Operand::Is(IsValue::True) => format!("{col} IS TRUE"),
                 Operand::Is(IsValue::False) => format!("{col} IS FALSE"),
                 Operand::Is(IsValue::Unknown) => format!("{col} IS UNKNOWN"),
-                _ => return Err(RestError::new(400, "PGRST100", "is needs null, not_null, true, false or unknown")),
+                _ => {
+                    return Err(RestError::new(
+                        400,
+                        SqlState::PgrstQueryString,
+                        "is needs null, not_null, true, false or unknown",
+                    ));
+                }
             },
         };
         Ok(if f.negate { format!("NOT ({sql})") } else { sql })
@@ -305,7 +312,7 @@ fn link(cat: &Catalog, parent: &Rel, e: &Embed) -> Result<Link, RestError> {
         0 => Err(not_related(parent, &e.relation)),
         _ => Err(RestError::new(
             300,
-            "PGRST201",
+            SqlState::PgrstAmbiguousRelationship,
             format!(
                 "Could not embed because more than one relationship was found for '{}' and '{}'",
                 parent.name, e.relation
@@ -333,7 +340,7 @@ fn link(cat: &Catalog, parent: &Rel, e: &Embed) -> Result<Link, RestError> {
 fn not_related(parent: &Rel, other: &str) -> RestError {
     RestError::new(
         400,
-        "PGRST200",
+        SqlState::PgrstNoRelationship,
         format!("Could not find a relationship between '{}' and '{other}' in the schema cache", parent.name),
     )
     .hint("Embedding follows foreign keys between tables of the same schema.")
@@ -515,7 +522,7 @@ impl Reader<'_> {
         if pk.is_empty() {
             return Err(RestError::new(
                 400,
-                "PGRST100",
+                SqlState::PgrstQueryString,
                 "casts and JSON paths in select= on writes need a primary key",
             )
             .hint("Select plain columns, or read the rows back with GET."));
@@ -539,7 +546,11 @@ impl Reader<'_> {
         depth: usize,
     ) -> Result<Vec<RowCells>, RestError> {
         if depth > EMBED_DEPTH_MAX {
-            return Err(RestError::new(400, "PGRST100", format!("embedding nests at most {EMBED_DEPTH_MAX} levels")));
+            return Err(RestError::new(
+                400,
+                SqlState::PgrstQueryString,
+                format!("embedding nests at most {EMBED_DEPTH_MAX} levels"),
+            ));
         }
         // For each embedding: parent key -> JSON of the embedded value.
         let mut embedded: Vec<HashMap<Vec<Option<String>>, String>> = Vec::new();
@@ -752,26 +763,34 @@ pub fn body_value(v: &Json, dt: &DataType, column: &str) -> Result<Option<String
             Json::Array(items) => {
                 let lens: Vec<Option<usize>> = items.iter().map(|i| i.as_array().map(Vec::len)).collect();
                 if lens.iter().any(Option::is_none) {
-                    Err(RestError::new(400, "22P02", format!("malformed array literal for column \"{column}\""))
-                        .details("Elements and nested arrays are mixed."))
+                    Err(RestError::new(
+                        400,
+                        SqlState::InvalidTextRepresentation,
+                        format!("malformed array literal for column \"{column}\""),
+                    )
+                    .details("Elements and nested arrays are mixed."))
                 } else if lens.windows(2).any(|w| w[0] != w[1]) {
                     Err(RestError::new(
                         400,
-                        "2202E",
+                        SqlState::ArraySubscriptError,
                         "multidimensional arrays must have array expressions with matching dimensions",
                     ))
                 } else {
                     Err(RestError::new(
                         400,
-                        "0A000",
+                        SqlState::FeatureNotSupported,
                         format!("column \"{column}\": multidimensional arrays are not supported"),
                     ))
                 }
             }
             // The text form '{a,b}', checked by the cast.
             Json::String(s) => Ok(Some(s.clone())),
-            _ => Err(RestError::new(400, "22P02", format!("malformed array literal for column \"{column}\""))
-                .details("Give a JSON array or the text form \"{a,b}\".")),
+            _ => Err(RestError::new(
+                400,
+                SqlState::InvalidTextRepresentation,
+                format!("malformed array literal for column \"{column}\""),
+            )
+            .details("Give a JSON array or the text form \"{a,b}\".")),
         };
     }
     Ok(match v {

@@ -532,7 +532,7 @@ pub(crate) mod tests {
     fn code_of(r: SqlResult<String>) -> &'static str {
         match r {
             Ok(s) => panic!("expected an error, got {s}"),
-            Err(e) => e.code,
+            Err(e) => e.code.code(),
         }
     }
 
@@ -592,7 +592,7 @@ pub(crate) mod tests {
     fn numeric_digits_signs_and_lengths_are_checked() {
         let refused = |raw: Vec<u8>, message: &str| {
             let e = numeric_from_binary(&raw).unwrap_err();
-            assert_eq!((e.code, e.message.as_str()), ("22P03", message), "{raw:?}");
+            assert_eq!((e.code.code(), e.message.as_str()), ("22P03", message), "{raw:?}");
         };
         let bad_digit = "invalid digit in external \"numeric\" value";
         refused(numeric(1, 0, NUMERIC_POS, 0, &[10000]), bad_digit);
@@ -611,7 +611,7 @@ pub(crate) mod tests {
         // Through Bind, naming the parameter.
         let raw = numeric(1, 0, NUMERIC_POS, 0, &[1, 2]);
         let e = param_literal_at(Some(raw.as_slice()), &Type::NUMERIC, true, 3).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), ("22P03", "incorrect binary data format in bind parameter 3"));
+        assert_eq!((e.code.code(), e.message.as_str()), ("22P03", "incorrect binary data format in bind parameter 3"));
     }
 
     #[test]
@@ -781,12 +781,12 @@ pub(crate) mod tests {
         assert_eq!(code(long), "22P03");
         let wide = 7i64.to_be_bytes();
         let e = bin(&array(1, 0, 23, &[(1, 1)], &[Some(&wide[..])]), &Type::INT4_ARRAY).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), ("22P03", "improper binary format in array element 1"));
+        assert_eq!((e.code.code(), e.message.as_str()), ("22P03", "improper binary format in array element 1"));
         assert_eq!(code(array(1, 0, 23, &[(1, 1)], &[Some(&[0u8, 1][..])])), "22P03");
         let mut trailing = ok.clone();
         trailing.push(0);
         let e = param_literal_at(Some(trailing.as_slice()), &Type::INT4_ARRAY, true, 2).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), ("22P03", "incorrect binary data format in bind parameter 2"));
+        assert_eq!((e.code.code(), e.message.as_str()), ("22P03", "incorrect binary data format in bind parameter 2"));
         // Elements are checked as their type.
         let two_bool = array(1, 0, 16, &[(1, 1)], &[Some(&[2u8][..])]);
         assert_eq!(code_of(bin(&two_bool, &Type::BOOL_ARRAY)), "22P03");

@@ -1,13 +1,14 @@
 //! Running SQL text: parsing (with its limits), the statement dispatch, errors and CHECKPOINT.
 
 use super::*;
+use crate::SqlState;
 
 impl Session {
     /// Parses SQL text into statements (PostgreSQL dialect).
     pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         if sql.len() > SQL_TEXT_BYTES_MAX {
             return Err(SqlError::new(
-                "54000",
+                SqlState::ProgramLimitExceeded,
                 format!("statement text of {} bytes exceeds the limit of {SQL_TEXT_BYTES_MAX}", sql.len()),
             ));
         }
@@ -346,7 +347,7 @@ fn check_depth(stmt: &Statement) -> SqlResult<()> {
             ));
         }
         return Err(SqlError::new(
-            "54001",
+            SqlState::StatementTooComplex,
             format!("statement is too deeply nested (expression depth over {EXPR_DEPTH_MAX})"),
         )
         .with_hint("Split long chains of operators, e.g. use IN (...) instead of many ORs."));

@@ -33,6 +33,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use parking_lot::Mutex;
 
 use super::provider::{BkgCatalogList, CatalogView, DATABASE_NAME, ScanContext};
+use crate::SqlState;
 use crate::error::{Retry, SqlError, SqlResult, codes};
 
 /// Engine-wide settings.
@@ -517,13 +518,21 @@ impl Session {
     /// When an idle connection is to be closed, with the SQLSTATE and message to close it with:
     /// `idle_in_transaction_session_timeout` inside a transaction block, `idle_session_timeout`
     /// outside one. Measured from the end of the last statement.
-    pub fn idle_deadline(&self) -> Option<(std::time::Instant, &'static str, &'static str)> {
+    pub fn idle_deadline(&self) -> Option<(std::time::Instant, SqlState, &'static str)> {
         if self.explicit {
             let t = self.duration_var("idle_in_transaction_session_timeout")?;
-            Some((self.last_active + t, "25P03", "terminating connection due to idle-in-transaction timeout"))
+            Some((
+                self.last_active + t,
+                SqlState::IdleInTransactionSessionTimeout,
+                "terminating connection due to idle-in-transaction timeout",
+            ))
         } else {
             let t = self.duration_var("idle_session_timeout")?;
-            Some((self.last_active + t, "57P05", "terminating connection due to idle-session timeout"))
+            Some((
+                self.last_active + t,
+                SqlState::IdleSessionTimeout,
+                "terminating connection due to idle-session timeout",
+            ))
         }
     }
 }

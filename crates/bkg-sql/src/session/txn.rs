@@ -2,6 +2,7 @@
 //! a row lock wait, and the failed-transaction state.
 
 use super::*;
+use crate::SqlState;
 
 impl Session {
     pub(super) fn begin(&mut self, modes: &[ast::TransactionMode]) -> SqlResult<Output> {
@@ -105,7 +106,10 @@ impl Session {
             }
             attempts += 1;
             let Some(next) = again.filter(|_| attempts < 1000) else {
-                return Err(SqlError::new("40001", "could not serialize access due to concurrent update"));
+                return Err(SqlError::new(
+                    SqlState::SerializationFailure,
+                    "could not serialize access due to concurrent update",
+                ));
             };
             // The rerun starts from the write set as it was before the statement.
             self.with_txn(|t| {
