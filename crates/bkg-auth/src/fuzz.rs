@@ -66,7 +66,7 @@ fn jwt_verify(configs: &[JwtConfig], token: &str) -> bool {
                 "accepted a token not signed with the secret"
             );
             let exp = claims.get("exp").and_then(Json::as_f64).expect("an accepted token has a numeric exp");
-            let leeway = c.leeway_s.min(crate::jwt::LEEWAY_S_MAX);
+            let leeway = c.leeway_s.min(crate::limits::LEEWAY_S_MAX);
             assert!((now as f64) < exp + leeway as f64 + 1.0, "accepted at {now} a token that expired at {exp}");
             let size = serde_json::to_string(&claims).map_or(0, |s| s.len());
             assert!(size <= 8 * token.len() + 64, "a {}-byte token made {size} bytes of claims", token.len());
@@ -112,7 +112,7 @@ fn jwt() {
     }
     let mut tokens: Vec<&str> = TEXT_TOKENS.to_vec();
     tokens.extend(["eyJ", "e30", "AAAA", "_", "-", "=", "+", "/", "..", "fQ", "In0", "eyJhbGciOiJub25lIn0"]);
-    let spec = Spec { name: "jwt", ext: "token", max_len: crate::jwt::TOKEN_BYTES_MAX + 64, tokens: &tokens };
+    let spec = Spec { name: "jwt", ext: "token", max_len: crate::limits::TOKEN_BYTES_MAX + 64, tokens: &tokens };
     run(&spec, &budget.share(2), &token_seeds, &mut |input: &[u8]| {
         jwt_verify(&configs, &String::from_utf8_lossy(input))
     });

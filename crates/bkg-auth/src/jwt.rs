@@ -13,15 +13,12 @@
 //! keys are published as a JWKS. Rotation adds a key (which signs from then on) while older
 //! ones still verify until they are retired.
 
+use crate::limits::{LEEWAY_S_MAX, NAME_CHARS_MAX, TOKEN_BYTES_MAX};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// Longest token accepted, in bytes (headers of a few KiB are already unusual).
-pub const TOKEN_BYTES_MAX: usize = 8 << 10;
-/// Most clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
-pub const LEEWAY_S_MAX: u64 = 60;
 /// The `aud` accepted when none is configured: the one the server's `/auth/v1` user tokens carry
 /// (GoTrue's default). Tokens without `aud`, such as the API keys, are accepted too.
 pub const DEFAULT_AUDIENCE: &str = "authenticated";
@@ -240,9 +237,6 @@ fn now_s() -> u64 {
 fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, JwtError> {
     B64URL.decode(part.as_bytes()).map_err(|_| err(format!("JWT {what} is not base64url")))
 }
-
-/// Longest member name quoted in an error, in characters.
-const NAME_CHARS_MAX: usize = 64;
 
 /// Parses a JWT header or payload: a JSON object in which no object, at any depth, names a
 /// member twice. Parsers disagree on which of two members of one name wins (serde_json keeps the

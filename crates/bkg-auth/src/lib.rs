@@ -160,7 +160,7 @@ impl AuthConfig {
             keys,
             audience: settings.audience.clone(),
             issuer: settings.issuer.clone(),
-            leeway_s: jwt::LEEWAY_S_MAX,
+            leeway_s: limits::LEEWAY_S_MAX,
         };
         let still_valid = |k: Option<String>, role: &str| {
             k.filter(|t| jwt.verify(t).ok().and_then(|c| c.get("role").cloned()) == Some(json!(role)))

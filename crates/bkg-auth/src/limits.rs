@@ -84,6 +84,21 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// Longest token accepted, in bytes (headers of a few KiB are already unusual).
+pub const TOKEN_BYTES_MAX: usize = 8 << 10;
+
+/// Most clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_S_MAX: u64 = 60;
+
+/// Longest member name quoted in an error, in characters.
+pub const NAME_CHARS_MAX: usize = 64;
+
+const _: () = {
+    assert!(NAME_CHARS_MAX < TOKEN_BYTES_MAX);
+    // Clock skew, not token lifetime: well under the shortest expiry anyone configures.
+    assert!(LEEWAY_S_MAX <= 300);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

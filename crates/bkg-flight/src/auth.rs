@@ -146,9 +146,6 @@ impl BkgFlight {
     }
 }
 
-/// Failed password logins a role may have per minute over Flight SQL.
-pub const LOGIN_FAILURES_PER_MIN: u32 = 10;
-
 pub(crate) fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -11,6 +11,7 @@
 
 mod auth;
 mod convert;
+pub mod limits;
 mod metadata;
 mod reset;
 mod service;
@@ -52,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::limits::{INLINE_RESULT_MAX, LOGIN_FAILURES_PER_MIN, PREPARED_MAX, TOKENS_MAX, TRANSACTIONS_MAX};
 use bkg_auth::AuthConfig;
 use bkg_auth::CatalogAuth;
 use bkg_sql::error::{SqlError, SqlResult, codes};
@@ -86,13 +88,6 @@ impl Default for FlightConfig {
         }
     }
 }
-
-/// Most handshake tokens, prepared statements and open transactions kept at once.
-pub const TOKENS_MAX: usize = 10_000;
-pub const PREPARED_MAX: usize = 4_096;
-pub const TRANSACTIONS_MAX: usize = 256;
-/// Largest result of a non-query statement carried inside its ticket.
-const INLINE_RESULT_MAX: usize = 1 << 20;
 
 /// Who makes a call.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod fuzz;
 pub mod gotrue;
+pub mod limits;
 pub mod openapi;
 pub mod rest;
 

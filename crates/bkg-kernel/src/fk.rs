@@ -14,11 +14,9 @@ use std::sync::Arc;
 use crate::catalog::{Catalog, FkAction, ForeignKeyDef, TableDef};
 use crate::db::{TableWrites, Transaction, render_value};
 use crate::error::{Error, Result};
+use crate::limits::CASCADE_DEPTH_MAX;
 use crate::mvcc::{TableStore, index_key};
 use crate::value::{Row, Value};
-
-/// Deepest chain of cascading deletes.
-pub const CASCADE_DEPTH_MAX: usize = 32;
 
 /// Writes a removal causes in referencing tables.
 #[derive(Debug)]

@@ -35,3 +35,8 @@ impl Default for Limits {
         }
     }
 }
+
+/// Deepest chain of cascading deletes.
+pub const CASCADE_DEPTH_MAX: usize = 32;
+
+const _: () = assert!(CASCADE_DEPTH_MAX >= 1);

@@ -13,14 +13,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::limits::{MESSAGE_BYTES_MAX, STARTUP_BYTES_MAX};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Longest message a client may send (its length field included). PostgreSQL allows 1 GiB for
-/// a query; a connection here buffers at most this much for one message.
-pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
-/// Longest startup or cancel message (PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`).
-pub const STARTUP_BYTES_MAX: usize = 10_000;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 << 10;
 

@@ -8,6 +8,7 @@
 
 mod auth;
 mod batch;
+pub mod limits;
 mod query;
 use auth::*;
 use bkg_sql::pg_format as encode;

@@ -17,9 +17,7 @@ use super::dml::BulkInsert;
 use super::session::{Output, Session};
 use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
-
-/// Most bytes of one row (one line, or one CSV record with quoted newlines) of COPY FROM STDIN.
-pub const COPY_ROW_BYTES_MAX: usize = 256 << 20;
+use crate::limits::COPY_ROW_BYTES_MAX;
 
 /// Client data is parsed and inserted once this many bytes of it are waiting.
 const COPY_CHUNK_BYTES: usize = 4 << 20;
@@ -59,7 +57,7 @@ fn parse_chunk(
         &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(parsed.rows)),
     )?;
     let cast = match bulk {
-        Some(b) if parsed.rows >= super::dml::BULK_ROWS_MIN => Some(BulkInsert::cast(&b.def, &b.target, &text)?),
+        Some(b) if parsed.rows >= crate::limits::BULK_ROWS_MIN => Some(BulkInsert::cast(&b.def, &b.target, &text)?),
         _ => None,
     };
     Ok(ParsedChunk { text, cast, ended: parsed.ended, buf })

@@ -23,6 +23,7 @@ use super::session::{Output, Session};
 use super::types::{column_array, column_values};
 use crate::SqlState;
 use crate::error::{SqlError, SqlResult, codes};
+use crate::limits::BULK_ROWS_MIN;
 
 fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
     session.with_txn(|t| t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished")))
@@ -58,10 +59,6 @@ async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> Sql
     }
     Ok(out)
 }
-
-/// Inserts at least this many rows at once column by column (see [`insert_batches`]); fewer go
-/// in as rows, so small inserts do not leave many tiny column segments behind.
-pub const BULK_ROWS_MIN: usize = 512;
 
 /// Inserts the rows of `batches` (columns in `target` order, all live columns when `None`): the
 /// path of COPY FROM, Flight ingest and CREATE TABLE AS. A large insert into a table without

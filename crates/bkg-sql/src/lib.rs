@@ -15,6 +15,7 @@ pub mod fast_path;
 #[cfg(test)]
 mod fuzz;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod migrate;
 pub mod output_names;

@@ -14,14 +14,10 @@ use std::sync::Arc;
 use datafusion::sql::sqlparser::ast::{self, Statement};
 
 use crate::error::{SqlError, SqlResult};
+use crate::limits::{FILE_BYTES_MAX, MIGRATIONS_MAX};
 use crate::{Engine, Output, Session};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_migrations.rs"));
-
-/// Largest migration file accepted, bytes.
-pub const FILE_BYTES_MAX: usize = 8 << 20;
-/// Most migrations in one set.
-pub const MIGRATIONS_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Migration {

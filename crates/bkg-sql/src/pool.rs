@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::limits::POOLED_SESSIONS_PER_ROLE_MAX;
 use crate::{Engine, Session};
 
 /// Idle sessions per role, so a request does not build a planner state from scratch. A session
@@ -11,9 +12,6 @@ use crate::{Engine, Session};
 pub struct SessionPool {
     idle: parking_lot::Mutex<std::collections::HashMap<String, Vec<Session>>>,
 }
-
-/// Most idle sessions kept per role.
-pub const POOLED_SESSIONS_PER_ROLE_MAX: usize = 64;
 
 impl SessionPool {
     pub fn new() -> SessionPool {

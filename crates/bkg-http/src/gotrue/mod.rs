@@ -42,20 +42,10 @@ use datafusion::arrow::array::{Array, StringArray};
 use datafusion::sql::sqlparser::ast;
 use serde_json::{Map, Value, json};
 
+use crate::limits::{BODY_BYTES_MAX, METADATA_BYTES_MAX, PAGE_USERS_MAX, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN};
 use bkg_auth::limits::RateLimiter;
 use bkg_auth::{AUTHENTICATED_ROLE, AuthConfig, SERVICE_ROLE};
 use bkg_sql::{Engine, Output, Session};
-
-/// Largest request body the auth endpoints read.
-pub const BODY_BYTES_MAX: usize = 64 << 10;
-/// Shortest password accepted (GoTrue's default).
-pub const PASSWORD_CHARS_MIN: usize = 6;
-/// Longest password accepted (Argon2 accepts more; nobody needs it).
-pub const PASSWORD_BYTES_MAX: usize = 1024;
-/// Largest `user_metadata` / `app_metadata`, as JSON text.
-pub const METADATA_BYTES_MAX: usize = 16 << 10;
-/// Most users one admin list page returns.
-pub const PAGE_USERS_MAX: usize = 1000;
 
 /// Settings of the auth endpoints.
 #[derive(Debug, Clone)]

@@ -3,12 +3,8 @@
 //! are only ever bound as parameters.
 
 use super::error::RestError;
+use crate::limits::{EMBED_DEPTH_MAX, LIST_ITEMS_MAX, LOGIC_DEPTH_MAX};
 use bkg_sql::SqlState;
-
-/// Deepest `or=(and(or(...)))` nesting accepted.
-pub const LOGIC_DEPTH_MAX: usize = 16;
-/// Most items in one `in.(...)` list, `select=` or `order=`.
-pub const LIST_ITEMS_MAX: usize = 1000;
 
 /// A column, optionally followed by a JSON path: `data->a->>b`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,9 +197,6 @@ pub fn field(s: &str) -> Result<Field, RestError> {
     }
     Ok(Field { column, json })
 }
-
-/// Deepest nesting of embedded resources in `select=` (`a(b(c(…)))`).
-pub const EMBED_DEPTH_MAX: usize = 8;
 
 /// `select=` value. Its nesting is bounded before anything recurses into it: the items of an
 /// embedding are parsed by a recursive call, so one deep `a(a(a(…)))` would otherwise take

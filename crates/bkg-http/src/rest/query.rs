@@ -21,14 +21,10 @@ use serde_json::Value as Json;
 use super::error::RestError;
 use super::output::{csv_field, field_is_json, json_value};
 use super::{RestState, read_body};
+use crate::limits::{BATCH_STATEMENTS_MAX, PARAMS_MAX};
 use bkg_sql::SqlState;
 use bkg_sql::pg_format::{pg_type, text_value};
 use bkg_sql::{Output, Session};
-
-/// Most statements in one request.
-pub const BATCH_STATEMENTS_MAX: usize = 1000;
-/// Most parameters of one statement.
-pub const PARAMS_MAX: usize = 10_000;
 
 /// One statement with its `$1, $2, ...` parameters.
 #[derive(serde::Deserialize, utoipa::ToSchema)]

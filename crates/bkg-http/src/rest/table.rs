@@ -13,8 +13,9 @@ use datafusion::sql::sqlparser::ast;
 use serde_json::Value as Json;
 
 use super::error::RestError;
-use super::grammar::{self, Cond, EMBED_DEPTH_MAX, Embed, Field, Filter, IsValue, Op, Operand, OrderTerm, SelectItem};
+use super::grammar::{self, Cond, Embed, Field, Filter, IsValue, Op, Operand, OrderTerm, SelectItem};
 use super::output::{csv_field, field_is_json, json_value};
+use crate::limits::EMBED_DEPTH_MAX;
 use bkg_sql::SqlState;
 use bkg_sql::pg_format::text_value;
 use bkg_sql::{Output, Session};

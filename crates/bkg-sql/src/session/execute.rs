@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::SqlState;
+use crate::limits::{EXPR_DEPTH_MAX, SQL_TEXT_BYTES_MAX};
 
 impl Session {
     /// Parses SQL text into statements (PostgreSQL dialect).
@@ -297,12 +298,6 @@ fn compat_rewrite(sql: &str) -> Option<String> {
 fn is_checkpoint(sql: &str) -> bool {
     sql.trim().trim_end_matches(';').trim().eq_ignore_ascii_case("checkpoint")
 }
-
-/// Longest SQL text accepted in one message.
-pub const SQL_TEXT_BYTES_MAX: usize = 16 << 20;
-
-/// Deepest expression nesting accepted (`a+b+c+...` chains count one level per operator).
-pub const EXPR_DEPTH_MAX: usize = 1500;
 
 /// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`] (planning walks them
 /// recursively, and the time it takes grows with the depth), and queries with a locking clause

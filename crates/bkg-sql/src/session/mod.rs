@@ -8,7 +8,6 @@ mod plan;
 mod settings;
 mod txn;
 
-pub use execute::{EXPR_DEPTH_MAX, SQL_TEXT_BYTES_MAX};
 pub use plan::{StatementStream, memory_stream};
 pub use settings::parse_duration_ms;
 
