@@ -596,12 +596,19 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
         });
         return;
     }
+    // §3.5 invariant 4: what was written is exactly the batch's records, whole.
+    debug_assert_eq!(
+        written,
+        batch.iter().map(|b| (b.0.len() + RECORD_HEADER_LEN) as u64).sum::<u64>(),
+        "WAL batch written partially"
+    );
     st.seg_len += written;
     st.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
     st.stats.batches.fetch_add(1, Ordering::Relaxed);
     st.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
     st.stats.bytes.fetch_add(written, Ordering::Relaxed);
     st.stats.bytes_since_checkpoint.fetch_add(written, Ordering::Relaxed);
+    // §3.5 invariants 1 and 2: the watermark moves only here, after the fsync above succeeded.
     st.visible_ts.fetch_max(max_ts, Ordering::SeqCst);
     for ((_, _, done, undo), lsn) in batch.into_iter().zip(lsns) {
         // The undo is not needed; dropping it releases what the commit held before the

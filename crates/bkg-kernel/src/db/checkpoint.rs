@@ -69,6 +69,15 @@ impl Database {
         snapshot::write_durable(vfs, &tmp, &snapshot::encode_manifest(&manifest)?)?;
         vfs.rename(&tmp, &manifest_path(dir)).map_err(|e| Error::io(&tmp, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        // §3.5 invariants 6 and 7: the manifest now on disk is this checkpoint's, before any
+        // segment it covers is deleted.
+        #[cfg(debug_assertions)]
+        {
+            let path = manifest_path(dir);
+            let on_disk = vfs.read(&path).map_err(|e| Error::io(&path, e))?;
+            let read_back = snapshot::decode_manifest(&path, &on_disk)?;
+            debug_assert!(read_back.checkpoint_ts == ts && read_back.wal_start_lsn == wal_start_lsn);
+        }
         // Only now may the covered log and older snapshots go.
         for (first, path) in wal::list_segments(vfs, &s.wal_dir)? {
             if first < wal_start_lsn {

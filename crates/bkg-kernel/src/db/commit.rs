@@ -199,6 +199,9 @@ impl Transaction {
         let stores_now = shared.stores.read().clone();
         self.validate(&final_catalog, &stores_now)?;
         let ts = *guard + 1;
+        // §3.5 invariant 2: versions installed at `ts` stay invisible until the WAL writer moves
+        // the watermark to `ts` after their fsync.
+        debug_assert!(shared.visible_ts.load(Ordering::SeqCst) < ts, "commit {ts} at or below the watermark");
         let (ops, segments, record_segments) = self.build_ops(&final_catalog, ts)?;
         let record =
             CommitRecord { commit_ts: ts, wall_ms: shared.opts.clock.now_ms(), catalog: new_catalog.clone(), ops };
