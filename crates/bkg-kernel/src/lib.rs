@@ -40,8 +40,8 @@ pub use catalog::{
     Catalog, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, PolicyCommand, PolicyDef, TableDef, ViewDef,
 };
 pub use db::{
-    CheckpointInfo, CommitInfo, Database, DbStats, InsertOutcome, IsolationLevel, OnConflict, Options, RecoveryInfo,
-    Transaction,
+    ChangeSubscription, CheckpointInfo, CommitInfo, Database, DbStats, FeedError, InsertOutcome, IsolationLevel,
+    OnConflict, Options, RecoveryInfo, Transaction,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;

@@ -19,6 +19,9 @@ pub struct Limits {
     pub snapshot_row_group_rows: usize,
     /// Rows one transaction may write before it is refused.
     pub txn_rows_max: usize,
+    /// Commits buffered for live change-feed subscribers; one that falls further behind is told
+    /// to resume from the WAL.
+    pub feed_commits_max: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             checkpoint_interval_ms: 5 * 60 * 1000,
             snapshot_row_group_rows: 128 * 1024,
             txn_rows_max: 50_000_000,
+            feed_commits_max: 4096,
         }
     }
 }

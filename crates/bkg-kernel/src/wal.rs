@@ -414,6 +414,18 @@ pub(crate) struct WriterState {
     pub stats: Arc<WalStats>,
     pub on_fsync_failure: FsyncFailure,
     pub poisoned: Arc<AtomicBool>,
+    /// Live subscribers of the change feed (`Database::subscribe`).
+    pub feed: tokio::sync::broadcast::Sender<Committed>,
+    /// The LSN after the last commit published to `feed`.
+    pub feed_next_lsn: Arc<AtomicU64>,
+}
+
+/// A commit as the WAL writer publishes it to live subscribers, once visible: its LSN and its
+/// record, shared (subscribers decode what they need).
+#[derive(Clone)]
+pub(crate) struct Committed {
+    pub lsn: u64,
+    pub payload: Arc<Vec<u8>>,
 }
 
 impl WalWriter {
@@ -610,10 +622,16 @@ fn write_batch(st: &mut WriterState, batch: Batch) {
     st.stats.bytes_since_checkpoint.fetch_add(written, Ordering::Relaxed);
     // §3.5 invariants 1 and 2: the watermark moves only here, after the fsync above succeeded.
     st.visible_ts.fetch_max(max_ts, Ordering::SeqCst);
-    for ((_, _, done, undo), lsn) in batch.into_iter().zip(lsns) {
+    let publish = st.feed.receiver_count() > 0;
+    for ((payload, ts, done, undo), lsn) in batch.into_iter().zip(lsns) {
         // The undo is not needed; dropping it releases what the commit held before the
         // committer hears of it.
         drop(undo);
+        if publish && ts > 0 {
+            // A subscriber that lags loses the oldest commits and is told where to resume.
+            let _ = st.feed.send(Committed { lsn, payload: Arc::new(payload) });
+            st.feed_next_lsn.store(lsn + 1, Ordering::SeqCst);
+        }
         let _ = done.send(Ok(lsn));
     }
 }

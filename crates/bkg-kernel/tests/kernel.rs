@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bkg_kernel::testutil::{create_kv_table, kv_columns, kv_contents, kv_get, kv_row, table_id};
 use bkg_kernel::vfs::FaultyVfs;
 use bkg_kernel::wal::FsyncFailure;
-use bkg_kernel::{Database, ErrorCode, IsolationLevel, OnConflict, Options};
+use bkg_kernel::{Database, ErrorCode, IsolationLevel, OnConflict, Options, Value};
 use rand::{Rng, SeedableRng};
 
 const RR: IsolationLevel = IsolationLevel::RepeatableRead;
@@ -382,6 +382,79 @@ fn change_feed_reports_commits_in_order() {
     assert!(changes[2].old.is_some() && changes[2].new.is_some());
     let later = db.changes_since(changes[3].lsn, 100).unwrap();
     assert_eq!(later.len(), 1);
+}
+
+#[test]
+fn live_subscribers_get_each_visible_commit_once_in_order() {
+    use bkg_kernel::ChangeKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let t = setup(&db);
+    let mut sub = db.subscribe();
+    put(&db, t, 1, 1);
+    put(&db, t, 1, 2);
+    // A rolled-back transaction and a read-only one publish nothing.
+    let mut gone = db.begin(RR);
+    gone.insert(t, vec![kv_row(7, 7, "")], OnConflict::Error).unwrap();
+    gone.rollback();
+    db.begin(RR).commit_blocking().unwrap();
+    let mut x = db.begin(RR);
+    let (r, _) = kv_get(&x, t, 1).unwrap();
+    x.delete(t, &[r]).unwrap();
+    x.commit_blocking().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.extend(rt.block_on(sub.recv()).unwrap());
+    }
+    let kinds: Vec<_> = got.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, vec![Insert, Update, Delete]);
+    assert!(got.windows(2).all(|w| w[0].lsn < w[1].lsn && w[0].commit_ts < w[1].commit_ts));
+    assert_eq!(got[1].table, "public.kv");
+    assert_eq!(
+        (&got[1].old.as_ref().unwrap()[1], &got[1].new.as_ref().unwrap()[1]),
+        (&Value::Int64(1), &Value::Int64(2))
+    );
+    assert!(got[2].old.is_some() && got[2].new.is_none(), "a delete carries the old row");
+    // The live feed and the WAL agree.
+    let from_wal: Vec<_> = db.changes_since(got[0].lsn, 100).unwrap();
+    assert_eq!(
+        from_wal.iter().map(|c| (c.lsn, c.kind)).collect::<Vec<_>>(),
+        got.iter().map(|c| (c.lsn, c.kind)).collect::<Vec<_>>()
+    );
+    // Nothing more until the next commit.
+    let idle = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_millis(50), sub.recv()).await });
+    assert!(idle.is_err(), "no commit, no event");
+}
+
+#[test]
+fn a_lagging_subscriber_resumes_from_the_wal_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.limits.feed_commits_max = 4;
+    let (db, _) = Database::open(opts).unwrap();
+    let t = setup(&db);
+    let mut sub = db.subscribe();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    put(&db, t, 0, 0);
+    let first = rt.block_on(sub.recv()).unwrap();
+    for i in 1..20 {
+        put(&db, t, i, i);
+    }
+    let resume = match rt.block_on(sub.recv()) {
+        Err(bkg_kernel::FeedError::Lagged { resume_lsn }) => resume_lsn,
+        other => panic!("expected a lag, got {:?}", other.map(|c| c.len())),
+    };
+    assert_eq!(resume, first[0].lsn + 1, "resume right after the last commit delivered");
+    let rest = db.changes_since(resume, 1000).unwrap();
+    let ids: Vec<i64> = rest
+        .iter()
+        .map(|c| match c.new.as_ref().unwrap()[0] {
+            Value::Int64(id) => id,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, (1..20).collect::<Vec<_>>(), "every commit after the last one delivered, once");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 mod checkpoint;
 mod commit;
 mod feed;
+
+pub use feed::{ChangeSubscription, FeedError};
 mod open;
 mod txn;
 mod write;
@@ -100,6 +102,9 @@ pub(crate) struct Shared {
     /// read_ts -> number of snapshots pinned at it.
     active: Mutex<BTreeMap<u64, ActivePin>>,
     writer: WalWriter,
+    /// Live change-feed subscribers (see `feed.rs`).
+    feed: tokio::sync::broadcast::Sender<wal::Committed>,
+    feed_next_lsn: Arc<AtomicU64>,
     pub(crate) wal_stats: Arc<WalStats>,
     poisoned: Arc<AtomicBool>,
     checkpoint_lock: Mutex<()>,

@@ -160,6 +160,8 @@ impl Database {
         let visible_ts = Arc::new(AtomicU64::new(last_ts));
         let wal_stats = Arc::new(WalStats::default());
         let poisoned = Arc::new(AtomicBool::new(false));
+        let (feed, _) = tokio::sync::broadcast::channel(opts.limits.feed_commits_max.max(1));
+        let feed_next_lsn = Arc::new(AtomicU64::new(seg_first_lsn + seg_len));
         let writer = WalWriter::start(WriterState {
             vfs: vfs.clone(),
             dir: wal_dir.clone(),
@@ -171,6 +173,8 @@ impl Database {
             stats: wal_stats.clone(),
             on_fsync_failure: opts.on_fsync_failure,
             poisoned: poisoned.clone(),
+            feed: feed.clone(),
+            feed_next_lsn: feed_next_lsn.clone(),
         })?;
         let now = opts.clock.now_ms();
         let last_checkpoint = loaded.manifest.as_ref().map(|m| CheckpointInfo {
@@ -194,6 +198,8 @@ impl Database {
             sequences: Mutex::new(HashMap::new()),
             active: Mutex::new(BTreeMap::new()),
             writer,
+            feed,
+            feed_next_lsn,
             wal_stats,
             poisoned,
             checkpoint_lock: Mutex::new(()),
