@@ -187,7 +187,9 @@ impl SqlState {
             S::PgrstJwt | S::PgrstNoCredentials => 401,
             S::PgrstTooLarge => 413,
             S::PgrstRateLimit => 429,
-            S::PgrstNoRelationship | S::PgrstAmbiguousRelationship => 400,
+            S::PgrstNoRelationship => 400,
+            // PostgREST answers an ambiguous embedding with 300 Multiple Choices.
+            S::PgrstAmbiguousRelationship => 300,
             _ => match self.class() {
                 "08" | "53" => 503,
                 "0L" | "0P" | "28" => 403,
@@ -276,7 +278,7 @@ mod tests {
             let ours = code.starts_with("PGRST") || code.starts_with("BKG");
             assert!(ours || (code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())));
             assert_eq!(SqlState::from_code(code), Some(*s));
-            assert!((400..600).contains(&s.http_status(false)), "{code}");
+            assert!((300..600).contains(&s.http_status(false)), "{code}");
         }
         assert_eq!(SqlState::from_code("99999"), None);
     }
