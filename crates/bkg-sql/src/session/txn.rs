@@ -133,20 +133,9 @@ impl Session {
                 Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, "the token's scopes do not allow schema changes")
                     .with_hint("It needs the scope admin."))
             }
-            Statement::CreateTable(_)
-            | Statement::CreateSchema { .. }
-            | Statement::Drop { .. }
-            | Statement::AlterTable(_)
-            | Statement::AlterSchema(_)
-            | Statement::CreateIndex(_)
-            | Statement::CreateView(_)
-            | Statement::Truncate(_) => crate::ddl::execute(self, stmt).await,
-            Statement::CreateRole(_) | Statement::AlterRole { .. } | Statement::Grant(_) | Statement::Revoke(_) => {
-                crate::roles::execute(self, stmt).await
-            }
-            Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_) => {
-                crate::policy::execute(self, stmt)
-            }
+            ref s if is_ddl(s) => crate::ddl::execute(self, stmt).await,
+            ref s if is_role_statement(s) => crate::roles::execute(self, stmt).await,
+            ref s if is_policy_statement(s) => crate::policy::execute(self, stmt),
             Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
             other => {
                 let text = other.to_string();
@@ -239,6 +228,11 @@ impl Session {
 
 /// DDL, role, privilege and policy statements: what only an `admin` scope may run.
 fn is_schema_change(stmt: &Statement) -> bool {
+    is_ddl(stmt) || is_role_statement(stmt) || is_policy_statement(stmt)
+}
+
+/// Statements `crate::ddl` runs.
+fn is_ddl(stmt: &Statement) -> bool {
     matches!(
         stmt,
         Statement::CreateTable(_)
@@ -249,12 +243,15 @@ fn is_schema_change(stmt: &Statement) -> bool {
             | Statement::CreateIndex(_)
             | Statement::CreateView(_)
             | Statement::Truncate(_)
-            | Statement::CreateRole(_)
-            | Statement::AlterRole { .. }
-            | Statement::Grant(_)
-            | Statement::Revoke(_)
-            | Statement::CreatePolicy(_)
-            | Statement::AlterPolicy(_)
-            | Statement::DropPolicy(_)
     )
+}
+
+/// Statements `crate::roles` runs.
+fn is_role_statement(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::CreateRole(_) | Statement::AlterRole { .. } | Statement::Grant(_) | Statement::Revoke(_))
+}
+
+/// Statements `crate::policy` runs.
+fn is_policy_statement(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::CreatePolicy(_) | Statement::AlterPolicy(_) | Statement::DropPolicy(_))
 }
