@@ -1,4 +1,5 @@
-//! The catalog: schemas, tables (with columns, constraints and indexes) and views.
+//! The catalog: schemas, tables (with columns, constraints and indexes), views, roles and
+//! publications.
 //!
 //! A [`Catalog`] is an immutable value shared as `Arc<Catalog>`. A transaction that runs DDL works
 //! on its own copy and, at commit, the whole new catalog goes into the WAL commit record and
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acl::{AclItem, RoleDef, default_roles, privilege};
 use crate::error::{Error, Result};
+use crate::publication::PublicationDef;
 use crate::value::{DataType, Value};
 
 /// First object id handed out, as in PostgreSQL (ids below are reserved for system objects).
@@ -211,6 +213,9 @@ pub struct Catalog {
     /// Roles (users and groups) by oid.
     #[serde(default = "default_roles")]
     pub roles: BTreeMap<u64, RoleDef>,
+    /// Publications (which tables' changes the realtime door emits) by oid.
+    #[serde(default)]
+    pub publications: BTreeMap<u64, PublicationDef>,
 }
 
 impl Default for Catalog {
@@ -237,6 +242,7 @@ impl Default for Catalog {
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             roles: default_roles(),
+            publications: BTreeMap::new(),
         }
     }
 }
@@ -297,6 +303,10 @@ impl Catalog {
             self.views.remove(id);
         }
         self.schemas.remove(name);
+        for id in &tables {
+            self.unpublish_table(*id);
+        }
+        self.unpublish_schema(name);
         Ok(tables)
     }
 
@@ -358,6 +368,7 @@ impl Catalog {
             }
         }
         self.tables.remove(&id).ok_or_else(|| Error::Internal(format!("table {id} vanished")))?;
+        self.unpublish_table(id);
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub mod fk;
 pub mod fuzzing;
 pub mod limits;
 pub mod mvcc;
+pub mod publication;
 pub mod record;
 pub mod snapshot;
 pub mod testutil;
@@ -45,5 +46,6 @@ pub use db::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
+pub use publication::{PublicationDef, PublishKinds};
 pub use record::{Change, ChangeKind};
 pub use value::{DataType, Row, Value};

@@ -25,10 +25,12 @@ pub mod pg_semantics;
 pub mod policy;
 pub mod pool;
 pub mod provider;
+pub mod publication;
 pub mod quote;
 pub mod roles;
 pub mod session;
 pub mod sqlstate;
+mod tokens;
 pub mod types;
 
 pub use error::{SqlError, SqlResult};

@@ -37,10 +37,26 @@ fn pg_name(e: &Expr) -> String {
 }
 
 /// Gives unaliased top-level select items (other than plain columns) and every item whose name
-/// is repeated a unique alias carrying its PostgreSQL name.
+/// is repeated a unique alias carrying its PostgreSQL name; in every branch of a UNION,
+/// INTERSECT or EXCEPT (the result is named after the first).
 pub fn assign(stmt: &mut Statement) {
     let Statement::Query(q) = stmt else { return };
-    let SetExpr::Select(sel) = q.body.as_mut() else { return };
+    assign_body(q.body.as_mut());
+}
+
+fn assign_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(sel) => assign_select(sel),
+        SetExpr::SetOperation { left, right, .. } => {
+            assign_body(left);
+            assign_body(right);
+        }
+        SetExpr::Query(q) => assign_body(q.body.as_mut()),
+        _ => {}
+    }
+}
+
+fn assign_select(sel: &mut ast::Select) {
     let names: Vec<Option<String>> = sel
         .projection
         .iter()

@@ -103,29 +103,14 @@ impl std::fmt::Display for ScramVerifier {
 /// Returns the rewritten text and, per `CREATE ROLE` in it, whether it was a `CREATE USER`.
 /// Works on tokens, so text inside literals and comments is never touched.
 pub fn rewrite_role_statements(sql: &str) -> Option<(String, Vec<bool>)> {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    use datafusion::sql::sqlparser::tokenizer::Token;
     static HINT: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\b(user|grant|revoke)\b").expect("valid regex"));
     if !HINT.is_match(sql) {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
-    // Byte offset of each (line, column) a token starts at.
-    let mut line_starts = vec![0usize];
-    for (i, c) in sql.char_indices() {
-        if c == '\n' {
-            line_starts.push(i + 1);
-        }
-    }
-    let offset = |loc: &datafusion::sql::sqlparser::tokenizer::Location| -> Option<usize> {
-        let start = *line_starts.get((loc.line as usize).checked_sub(1)?)?;
-        let (i, _) = sql[start..].char_indices().nth((loc.column as usize).checked_sub(1)?)?;
-        Some(start + i)
-    };
-    let significant: Vec<&datafusion::sql::sqlparser::tokenizer::TokenWithSpan> =
-        tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
+    let significant = crate::tokens::significant(sql)?;
     let kw = |i: usize| match significant.get(i).map(|t| &t.token) {
         Some(Token::Word(w)) => Some(w.keyword),
         _ => None,
@@ -150,7 +135,7 @@ pub fn rewrite_role_statements(sql: &str) -> Option<(String, Vec<bool>)> {
                     from_user.push(is_user);
                 }
                 if is_user {
-                    edits.push((offset(&significant[i + 1].span.start)?, 4, "ROLE".into()));
+                    edits.push((significant[i + 1].start, 4, "ROLE".into()));
                 }
             }
             (Some(Keyword::GRANT | Keyword::REVOKE), _) => {
@@ -194,7 +179,7 @@ pub fn rewrite_role_statements(sql: &str) -> Option<(String, Vec<bool>)> {
                     }
                 }
                 for n in names {
-                    edits.push((offset(&significant[n].span.start)?, 0, "ROLE ".into()));
+                    edits.push((significant[n].start, 0, "ROLE ".into()));
                 }
             }
             _ => {}
@@ -371,7 +356,7 @@ pub fn require_owner_in(cat: &Catalog, role: u64, object: AclObject) -> SqlResul
     Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, format!("must be owner of {kind} {name}")))
 }
 
-fn require_relation_in(cat: &Catalog, role: u64, id: u64, privs: u32) -> SqlResult<()> {
+pub(crate) fn require_relation_in(cat: &Catalog, role: u64, id: u64, privs: u32) -> SqlResult<()> {
     if cat.is_superuser(role) {
         return Ok(());
     }

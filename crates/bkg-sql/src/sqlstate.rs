@@ -103,6 +103,7 @@ states! {
     ConfigurationLimitExceeded = "53400", "configuration_limit_exceeded";
     ProgramLimitExceeded = "54000", "program_limit_exceeded";
     StatementTooComplex = "54001", "statement_too_complex";
+    ObjectNotInPrerequisiteState = "55000", "object_not_in_prerequisite_state";
     ObjectInUse = "55006", "object_in_use";
     LockNotAvailable = "55P03", "lock_not_available";
     QueryCanceled = "57014", "query_canceled";

@@ -211,6 +211,14 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
                 .or_else(|| cat.views.get(&oid).map(|v| v.schema.clone()))?;
             Some((schema == *i5.schema.read()).to_string())
         }),
+        udf("pg_relation_is_publishable", any(1), A::Boolean, {
+            let v = view.clone();
+            move |a| {
+                // Every table is; views, indexes and the catalogs are not.
+                let oid: u64 = a.first()?.as_deref()?.parse().ok()?;
+                Some(v.get().tables.contains_key(&oid).to_string())
+            }
+        }),
         udf("pg_type_is_visible", any(1), A::Boolean, |_| s("true")),
         udf("pg_function_is_visible", any(1), A::Boolean, |_| s("true")),
         udf("has_table_privilege", var.clone(), A::Boolean, {

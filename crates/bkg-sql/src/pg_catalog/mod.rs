@@ -90,6 +90,19 @@ pub fn type_oid(dt: &DataType) -> (i64, i32) {
     }
 }
 
+/// The type's name in `pg_type` (`int4`, `timestamptz`, `_text` for `text[]`), as
+/// `information_schema.columns.udt_name` gives it.
+pub fn udt_name(dt: &DataType) -> String {
+    let (oid, _) = type_oid(dt);
+    if let Some(t) = TYPES.iter().find(|t| t.0 == oid) {
+        return t.1.to_string();
+    }
+    match TYPES.iter().find(|t| t.3 == oid) {
+        Some(elem) => format!("_{}", elem.1),
+        None => "text".into(),
+    }
+}
+
 /// `format_type(oid, typmod)` as PostgreSQL prints it.
 pub fn format_type(oid: i64, typmod: i64) -> Option<String> {
     Some(match oid {
@@ -306,7 +319,7 @@ mod tests {
         let empty = |sql: &str| {
             let stmt = super::super::session::Session::parse(sql).unwrap().remove(0);
             let ast::Statement::Query(q) = stmt else { panic!("not a query") };
-            super::provably_empty(&q)
+            super::provably_empty(&q, &bkg_kernel::Catalog::default())
         };
         use datafusion::sql::sqlparser::ast;
         assert_eq!(
@@ -325,6 +338,39 @@ mod tests {
         // psql 15's `\\d t`: statistics objects and publications.
         assert!(empty(PSQL_STATISTICS).is_some());
         assert!(empty(PSQL_PUBLICATIONS).is_some());
+    }
+
+    #[test]
+    fn publication_catalogs_are_empty_only_while_unused() {
+        let q = match super::super::session::Session::parse(PSQL_PUBLICATIONS).unwrap().remove(0) {
+            datafusion::sql::sqlparser::ast::Statement::Query(q) => q,
+            _ => panic!("not a query"),
+        };
+        let publication = |all_tables: bool, tables: &[u64]| bkg_kernel::PublicationDef {
+            id: 0,
+            name: format!("p{all_tables}{}", tables.len()),
+            owner: bkg_kernel::BOOTSTRAP_SUPERUSER,
+            all_tables,
+            tables: tables.iter().copied().collect(),
+            schemas: Default::default(),
+            publish: Default::default(),
+        };
+        // An empty publication (supabase_realtime as created): rows in pg_publication, but none
+        // that the query can return.
+        let mut cat = bkg_kernel::Catalog::default();
+        cat.create_publication(publication(false, &[])).unwrap();
+        assert!(super::provably_empty(&q, &cat).is_some());
+        // FOR ALL TABLES: the third branch may return rows.
+        let mut all = cat.clone();
+        all.create_publication(publication(true, &[])).unwrap();
+        assert!(super::provably_empty(&q, &all).is_none());
+        // A table in a publication: the second branch may.
+        let mut with_table = cat.clone();
+        let id = with_table.alloc_oid();
+        with_table.publications.values_mut().for_each(|p| {
+            p.tables.insert(id);
+        });
+        assert!(super::provably_empty(&q, &with_table).is_none());
     }
 
     const PSQL_STATISTICS: &str = r#"SELECT oid, stxrelid::pg_catalog.regclass, stxnamespace::pg_catalog.regnamespace::pg_catalog.text AS nsp, stxname,

@@ -152,7 +152,7 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 }
                 // Over a catalog table bkg-db keeps empty: an empty array, without planning the
                 // (often correlated, nested) subquery.
-                if (provably_empty(q).is_some() || unnests_unset_options(q))
+                if (provably_empty(q, cat).is_some() || unnests_unset_options(q))
                     && let Some(empty) = parse_expr("CAST(make_array() AS text[])")
                 {
                     *e = empty;
@@ -172,6 +172,16 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                     *e = parse_expr(&format!("coalesce({sub}, make_array())")).unwrap_or(sub);
                 }
             }
+        }
+        // psql's `\d t` lists a publication's column list with a subquery over `prattrs`; bkg-db
+        // refuses column lists, so `prattrs` is always NULL and the CASE is its ELSE.
+        Expr::Case { operand: None, conditions, else_result, .. }
+            if conditions.len() == 1
+                && matches!(&conditions[0].condition, Expr::IsNotNull(x)
+                    if matches!(x.as_ref(), Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value.eq_ignore_ascii_case("prattrs")))
+                        || matches!(x.as_ref(), Expr::Identifier(i) if i.value.eq_ignore_ascii_case("prattrs"))) =>
+        {
+            *e = else_result.as_deref().cloned().unwrap_or(Expr::value(ast::Value::Null));
         }
         Expr::BinaryOp { left, op, right } => {
             // `array_column = '{0}'`: an array literal in PostgreSQL's text form.
@@ -282,32 +292,84 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
 }
 
 /// The oid of a built-in type given by name (`int4`, `integer`, `json`, `_text`, ...).
-/// Catalog tables that hold no rows in bkg-db (no policies, triggers, statistics objects,
-/// publications or inheritance yet).
-const ALWAYS_EMPTY: &[&str] = &[
-    "pg_trigger",
-    "pg_statistic_ext",
-    "pg_publication",
-    "pg_publication_rel",
-    "pg_publication_namespace",
-    "pg_inherits",
-];
+/// Catalog tables that hold no rows in bkg-db (no triggers, statistics objects or inheritance).
+const ALWAYS_EMPTY: &[&str] = &["pg_trigger", "pg_statistic_ext", "pg_inherits"];
 
-/// The output column names of `q` if it provably returns no rows because every branch reads an
-/// always-empty catalog table in a position that empties the result (the base of a FROM item
-/// without RIGHT/FULL joins, or an inner join), without aggregates. Clients' catalog queries
-/// about features bkg-db lacks (psql's `\d` asks for policies, statistics objects and
-/// publications) then answer without planning expressions the planner cannot handle.
-pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
-    fn is_empty_table(f: &ast::TableFactor) -> bool {
-        let ast::TableFactor::Table { name, .. } = f else { return false };
+/// What is known to be empty in `cat`: catalog tables without rows, and (table, boolean column)
+/// pairs false in every row of the table.
+struct Emptiness {
+    tables: Vec<&'static str>,
+    false_columns: Vec<(&'static str, &'static str)>,
+}
+
+impl Emptiness {
+    fn of(cat: &Catalog) -> Emptiness {
+        let mut tables = ALWAYS_EMPTY.to_vec();
+        let pubs = &cat.publications;
+        if pubs.is_empty() {
+            tables.push("pg_publication");
+        }
+        if pubs.values().all(|p| p.tables.is_empty()) {
+            tables.push("pg_publication_rel");
+        }
+        if pubs.values().all(|p| p.schemas.is_empty()) {
+            tables.push("pg_publication_namespace");
+        }
+        let mut false_columns = vec![];
+        if !pubs.values().any(|p| p.all_tables) {
+            false_columns.push(("pg_publication", "puballtables"));
+        }
+        Emptiness { tables, false_columns }
+    }
+
+    /// The catalog table a FROM item reads (`None` for anything else).
+    fn catalog_table(&self, f: &ast::TableFactor) -> Option<String> {
+        let ast::TableFactor::Table { name, .. } = f else { return None };
         let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident().map(|i| i.value.to_lowercase())).collect();
         match parts.as_slice() {
-            [t] => ALWAYS_EMPTY.contains(&t.as_str()),
-            [s, t] => s == PG_CATALOG && ALWAYS_EMPTY.contains(&t.as_str()),
-            _ => false,
+            [t] => Some(t.clone()),
+            [s, t] if s == PG_CATALOG => Some(t.clone()),
+            _ => None,
         }
     }
+
+    fn is_empty_table(&self, f: &ast::TableFactor) -> bool {
+        self.catalog_table(f).is_some_and(|t| self.tables.contains(&t.as_str()))
+    }
+
+    /// True when the WHERE clause of `sel` requires (as a top-level conjunct) a boolean column of
+    /// `f` that is false in every row.
+    fn filtered_empty(&self, f: &ast::TableFactor, sel: &ast::Select) -> bool {
+        let Some(table) = self.catalog_table(f) else { return false };
+        let alias = match f {
+            ast::TableFactor::Table { alias: Some(a), .. } => a.name.value.to_lowercase(),
+            _ => table.clone(),
+        };
+        let Some(selection) = &sel.selection else { return false };
+        let mut conjuncts = Vec::new();
+        split_and(selection.clone(), &mut conjuncts);
+        conjuncts.iter().any(|c| {
+            let column = match c {
+                Expr::Identifier(i) => i.value.to_lowercase(),
+                Expr::CompoundIdentifier(p) if p.len() == 2 && p[0].value.to_lowercase() == alias => {
+                    p[1].value.to_lowercase()
+                }
+                _ => return false,
+            };
+            self.false_columns.iter().any(|(t, col)| *t == table && *col == column)
+        })
+    }
+}
+
+/// The output column names of `q` if it provably returns no rows because every branch reads a
+/// catalog table that is empty in `cat` (or whose rows its WHERE clause rules out, see
+/// [`Emptiness`]) in a position that empties the result (the base of a FROM item without
+/// RIGHT/FULL joins, or an inner join), without aggregates. Clients' catalog queries about
+/// features bkg-db lacks or that are not in use (psql's `\d` asks for policies, statistics
+/// objects and publications) then answer without planning expressions the planner cannot
+/// handle.
+pub fn provably_empty(q: &ast::Query, cat: &Catalog) -> Option<Vec<String>> {
+    let known = Emptiness::of(cat);
     fn has_aggregate(sel: &ast::Select) -> bool {
         // Aggregates of the select itself, not of subqueries inside it.
         struct Finder {
@@ -335,7 +397,8 @@ pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
             || sel.having.is_some()
             || !matches!(&sel.group_by, ast::GroupByExpr::Expressions(v, _) if v.is_empty())
     }
-    fn empty_body(b: &ast::SetExpr) -> bool {
+    fn empty_body(b: &ast::SetExpr, known: &Emptiness) -> bool {
+        let is_empty_table = |f: &ast::TableFactor| known.is_empty_table(f);
         match b {
             ast::SetExpr::Select(sel) => {
                 !has_aggregate(sel)
@@ -348,9 +411,9 @@ pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
                                     | ast::JoinOperator::Right(_)
                             )
                         });
-                        (is_empty_table(&twj.relation) && !outer)
+                        ((is_empty_table(&twj.relation) || known.filtered_empty(&twj.relation, sel)) && !outer)
                             || twj.joins.iter().any(|j| {
-                                is_empty_table(&j.relation)
+                                (is_empty_table(&j.relation) || known.filtered_empty(&j.relation, sel))
                                     && matches!(
                                         j.join_operator,
                                         ast::JoinOperator::Inner(_)
@@ -360,16 +423,16 @@ pub fn provably_empty(q: &ast::Query) -> Option<Vec<String>> {
                             })
                     })
             }
-            ast::SetExpr::Query(q) => empty_body(&q.body),
+            ast::SetExpr::Query(q) => empty_body(&q.body, known),
             ast::SetExpr::SetOperation { op, left, right, .. } => match op {
-                ast::SetOperator::Union => empty_body(left) && empty_body(right),
-                ast::SetOperator::Intersect => empty_body(left) || empty_body(right),
-                _ => empty_body(left),
+                ast::SetOperator::Union => empty_body(left, known) && empty_body(right, known),
+                ast::SetOperator::Intersect => empty_body(left, known) || empty_body(right, known),
+                _ => empty_body(left, known),
             },
             _ => false,
         }
     }
-    if q.with.is_some() || !empty_body(&q.body) {
+    if q.with.is_some() || !empty_body(&q.body, &known) {
         return None;
     }
     let mut first = q.body.as_ref();

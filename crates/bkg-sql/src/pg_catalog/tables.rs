@@ -28,6 +28,10 @@ pub(super) const BUILDERS: &[(&str, Builder)] = &[
     ("pg_policy", pg_policy),
     ("pg_policies", pg_policies),
     ("pg_auth_members", pg_auth_members),
+    ("pg_publication", pg_publication),
+    ("pg_publication_rel", pg_publication_rel),
+    ("pg_publication_namespace", pg_publication_namespace),
+    ("pg_publication_tables", pg_publication_tables),
 ];
 
 /// Catalogs with no rows here (yet): the right columns, so client queries plan and return nothing.
@@ -84,9 +88,6 @@ pub(super) const EMPTY: &[(&str, &[(&str, A)])] = &[
             ("stxstattarget", A::Int32),
         ],
     ),
-    ("pg_publication", &[("oid", A::Int64), ("pubname", A::Utf8), ("puballtables", A::Boolean)]),
-    ("pg_publication_rel", &[("oid", A::Int64), ("prpubid", A::Int64), ("prrelid", A::Int64)]),
-    ("pg_publication_namespace", &[("oid", A::Int64), ("pnpubid", A::Int64), ("pnnspid", A::Int64)]),
     ("pg_partitioned_table", &[("partrelid", A::Int64), ("partstrat", A::Utf8)]),
     ("pg_extension", &[("oid", A::Int64), ("extname", A::Utf8), ("extversion", A::Utf8), ("extnamespace", A::Int64)]),
     ("pg_range", &[("rngtypid", A::Int64), ("rngsubtype", A::Int64)]),
@@ -671,5 +672,73 @@ fn pg_auth_members(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
         ("member", i64s(pairs.iter().map(|p| p.1).collect())),
         ("grantor", i64s(vec![SUPERUSER_OID; pairs.len()])),
         ("admin_option", bools(vec![false; pairs.len()])),
+    ])
+}
+
+/// `pg_publication`.
+fn pg_publication(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
+    let pubs: Vec<&bkg_kernel::PublicationDef> = cat.publications.values().collect();
+    let n = pubs.len();
+    table(vec![
+        ("oid", i64s(pubs.iter().map(|p| p.id as i64).collect())),
+        ("pubname", text(pubs.iter().map(|p| Some(p.name.clone())).collect())),
+        ("pubowner", i64s(pubs.iter().map(|p| p.owner as i64).collect())),
+        ("puballtables", bools(pubs.iter().map(|p| p.all_tables).collect())),
+        ("pubinsert", bools(pubs.iter().map(|p| p.publish.insert).collect())),
+        ("pubupdate", bools(pubs.iter().map(|p| p.publish.update).collect())),
+        ("pubdelete", bools(pubs.iter().map(|p| p.publish.delete).collect())),
+        ("pubtruncate", bools(pubs.iter().map(|p| p.publish.truncate).collect())),
+        ("pubviaroot", bools(vec![false; n])),
+    ])
+}
+
+/// `pg_publication_rel`: the tables named in publications (a membership's oid is derived from
+/// the publication's and the table's).
+fn pg_publication_rel(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
+    let rels: Vec<(u64, u64)> = cat.publications.values().flat_map(|p| p.tables.iter().map(|t| (p.id, *t))).collect();
+    let n = rels.len();
+    table(vec![
+        ("oid", i64s(rels.iter().map(|(p, t)| ((p << 32) | t) as i64).collect())),
+        ("prpubid", i64s(rels.iter().map(|(p, _)| *p as i64).collect())),
+        ("prrelid", i64s(rels.iter().map(|(_, t)| *t as i64).collect())),
+        ("prqual", text(vec![None; n])),
+        ("prattrs", text(vec![None; n])),
+    ])
+}
+
+/// `pg_publication_namespace`: the schemas named in publications.
+fn pg_publication_namespace(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
+    let rows: Vec<(u64, u64)> = cat
+        .publications
+        .values()
+        .flat_map(|p| p.schemas.iter().filter_map(|s| cat.schemas.get(s)).map(|s| (p.id, s.id)))
+        .collect();
+    table(vec![
+        ("oid", i64s(rows.iter().map(|(p, s)| ((p << 32) | s) as i64).collect())),
+        ("pnpubid", i64s(rows.iter().map(|(p, _)| *p as i64).collect())),
+        ("pnnspid", i64s(rows.iter().map(|(_, s)| *s as i64).collect())),
+    ])
+}
+
+/// `pg_publication_tables`: every (publication, table) pair whose changes go out, whichever way
+/// the table is included.
+fn pg_publication_tables(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
+    let rows: Vec<(&bkg_kernel::PublicationDef, &bkg_kernel::TableDef)> = cat
+        .publications
+        .values()
+        .flat_map(|p| cat.tables.values().filter(|t| p.includes(t)).map(move |t| (p, t)))
+        .collect();
+    let n = rows.len();
+    table(vec![
+        ("pubname", text(rows.iter().map(|(p, _)| Some(p.name.clone())).collect())),
+        ("schemaname", text(rows.iter().map(|(_, t)| Some(t.schema.clone())).collect())),
+        ("tablename", text(rows.iter().map(|(_, t)| Some(t.name.clone())).collect())),
+        (
+            "attnames",
+            text_lists(
+                rows.iter().map(|(_, t)| Some(t.live_columns().map(|(_, c)| c.name.clone()).collect())).collect(),
+            ),
+        ),
+        ("rowfilter", text(vec![None; n])),
     ])
 }

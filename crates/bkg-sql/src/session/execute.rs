@@ -21,6 +21,8 @@ impl Session {
             None => (None, vec![]),
         };
         let sql = role_text.as_deref().unwrap_or(sql);
+        let publication_text = crate::publication::rewrite(sql);
+        let sql = publication_text.as_deref().unwrap_or(sql);
         let mut stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => match compat_rewrite(sql) {

@@ -49,7 +49,7 @@ impl Session {
     pub(super) async fn plan_query(&mut self, mut stmt: Statement) -> SqlResult<Planned> {
         self.sync_view();
         if let Statement::Query(q) = &stmt
-            && let Some(names) = crate::pg_catalog::provably_empty(q)
+            && let Some(names) = crate::pg_catalog::provably_empty(q, &self.view.get())
         {
             let fields: Vec<Field> = names.iter().map(|n| Field::new(n, ArrowType::Utf8, true)).collect();
             let schema = Arc::new(Schema::new(fields));

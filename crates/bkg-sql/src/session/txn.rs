@@ -136,6 +136,7 @@ impl Session {
             ref s if is_ddl(s) => crate::ddl::execute(self, stmt).await,
             ref s if is_role_statement(s) => crate::roles::execute(self, stmt).await,
             ref s if is_policy_statement(s) => crate::policy::execute(self, stmt),
+            ref s if crate::publication::is_publication_statement(s) => crate::publication::execute(self, stmt),
             Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
             other => {
                 let text = other.to_string();
@@ -226,9 +227,12 @@ impl Session {
     }
 }
 
-/// DDL, role, privilege and policy statements: what only an `admin` scope may run.
+/// DDL, role, privilege, policy and publication statements: what only an `admin` scope may run.
 fn is_schema_change(stmt: &Statement) -> bool {
-    is_ddl(stmt) || is_role_statement(stmt) || is_policy_statement(stmt)
+    is_ddl(stmt)
+        || is_role_statement(stmt)
+        || is_policy_statement(stmt)
+        || crate::publication::is_publication_statement(stmt)
 }
 
 /// Statements `crate::ddl` runs.
