@@ -5,6 +5,7 @@
 //! here against the kernel; queries (and the row-selecting part of UPDATE/DELETE) are planned and
 //! run by DataFusion over [`provider::MvccTable`]s that read the transaction's snapshot.
 
+pub mod changes;
 pub mod copy;
 pub mod ddl;
 pub mod describe;

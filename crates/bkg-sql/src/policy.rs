@@ -301,13 +301,18 @@ pub fn evaluate_on_row(
 }
 
 /// The DataFusion schema of `def`'s live columns (qualified when `qualifier` is given).
-fn table_df_schema(def: &TableDef, qualifier: Option<&TableReference>) -> Result<DFSchema, DataFusionError> {
+pub(crate) fn table_df_schema(def: &TableDef, qualifier: Option<&TableReference>) -> Result<DFSchema, DataFusionError> {
     let fields: Vec<_> = def.live_columns().map(|(_, c)| c.data_type.arrow_field(&c.name, c.nullable)).collect();
     let schema = Schema::new(fields);
     match qualifier {
         Some(q) => DFSchema::try_from_qualified_schema(q.clone(), &schema),
         None => DFSchema::try_from(schema),
     }
+}
+
+/// Compiles predicate SQL over `def`'s (unqualified) columns with the principal bound.
+pub(crate) fn compile_predicate(state: &SessionState, sec: &Security, def: &TableDef, sql: &str) -> SqlResult<Expr> {
+    Ok(compile(state, sec, def, sql, None)?)
 }
 
 /// Compiles predicate SQL over `def`'s columns into a logical expression, with the principal

@@ -59,6 +59,13 @@ impl Database {
         ChangeSubscription { rx, shared: s.clone(), resume_lsn }
     }
 
+    /// The catalog in force at commit timestamp `ts` of a change from the feed (table names,
+    /// columns and policies as the change was committed under). For a timestamp older than the
+    /// oldest catalog still kept, the oldest one.
+    pub fn catalog_at(&self, ts: u64) -> Arc<Catalog> {
+        catalog_at(&self.shared, ts)
+    }
+
     /// Committed changes with `lsn >= from_lsn`, in commit order, at most `limit` of them.
     /// Only changes still in the WAL (after the last checkpoint) are retained.
     pub fn changes_since(&self, from_lsn: u64, limit: usize) -> Result<Vec<Change>> {

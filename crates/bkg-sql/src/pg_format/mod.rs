@@ -3,6 +3,7 @@
 //! read them) in [`binary`].
 
 mod binary;
+pub mod json;
 mod params;
 
 use binary::*;

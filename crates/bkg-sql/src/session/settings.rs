@@ -160,6 +160,11 @@ impl Session {
         self.state.config_mut().options_mut().catalog.default_schema = first;
     }
 
+    /// A DataFusion state for compiling expressions (no transaction, nothing to scan).
+    pub(crate) fn planning_state(&self) -> datafusion::execution::SessionState {
+        self.state.clone()
+    }
+
     /// The catalog the session plans against now.
     pub fn catalog_view(&self) -> Arc<bkg_kernel::Catalog> {
         self.view.get()

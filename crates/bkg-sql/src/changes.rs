@@ -1,0 +1,273 @@
+//! Committed changes for the realtime door, under the same policy engine as every query.
+//!
+//! The kernel's change feed ([`Engine::subscribe_changes`], [`Engine::changes_since`]) gives
+//! each committed row change in commit order. This module decides who may see which of them:
+//!
+//! - A [`Viewer`] is a subscriber's principal (role and JWT claims), resolved when it joins and
+//!   again when it refreshes its token.
+//! - A [`RowGate`] is what one viewer may receive of one table, compiled once: nothing at all
+//!   without SELECT on the table (or a token scope that allows reading its schema), else the
+//!   rows that pass the table's SELECT policies (row-level security) and the subscriber's own
+//!   filter. Two gates with the same [`RowGate::key`] pass the same rows, so a change is
+//!   evaluated once per distinct key, not once per subscriber.
+//! - [`ChangeRows`] holds the rows of one table's changes in one commit as a column batch, built
+//!   once and evaluated by every gate (a vectorised predicate, no query per subscriber).
+//!
+//! Policies are evaluated as of the change's commit: with the catalog in force then
+//! ([`Engine::catalog_at`]) and on the row as committed (for DELETE, the old row). Columns carry
+//! no separate privileges in bkg-db, so a viewer that may read a table reads all its columns.
+
+use std::sync::Arc;
+
+use bkg_kernel::{Catalog, TableDef, Value, privilege};
+pub use bkg_kernel::{Change, ChangeKind, ChangeSubscription, FeedError};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{SqlError, SqlResult};
+use crate::policy::{Scopes, Security};
+use crate::session::Engine;
+use crate::{SqlState, policy};
+
+impl Engine {
+    /// Every commit made visible from now on (see `bkg_kernel::Database::subscribe`).
+    pub fn subscribe_changes(&self) -> ChangeSubscription {
+        self.db.subscribe()
+    }
+
+    /// Committed changes with `lsn >= from_lsn` still in the WAL, at most `limit`.
+    pub fn changes_since(&self, from_lsn: u64, limit: usize) -> SqlResult<Vec<Change>> {
+        Ok(self.db.changes_since(from_lsn, limit)?)
+    }
+
+    /// The catalog a change with commit timestamp `ts` was committed under.
+    pub fn catalog_at(&self, ts: u64) -> Arc<Catalog> {
+        self.db.catalog_at(ts)
+    }
+
+    /// The principal `role` (a role name, as a verified token's `role` claim names it) with the
+    /// token's claims; 28000 when the role does not exist.
+    pub fn viewer(&self, role: &str, claims: Option<serde_json::Value>) -> SqlResult<Viewer> {
+        let cat = self.catalog();
+        let def = cat.find_role(role).ok_or_else(|| {
+            SqlError::new(SqlState::InvalidAuthorizationSpecification, format!("role \"{role}\" does not exist"))
+        })?;
+        let scopes = claims.as_ref().and_then(Scopes::from_claims);
+        Ok(Viewer { role: def.oid, role_name: role.to_string(), claims: claims.map(Arc::new), scopes })
+    }
+}
+
+/// A subscriber's principal.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub role: u64,
+    pub role_name: String,
+    pub claims: Option<Arc<serde_json::Value>>,
+    scopes: Option<Scopes>,
+}
+
+impl Viewer {
+    /// The claim `name` of the viewer's token, as text.
+    pub fn claim(&self, name: &str) -> Option<String> {
+        match self.claims.as_ref()?.get(name)? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// What one viewer may receive of one table's changes (see the module documentation).
+pub struct RowGate {
+    key: String,
+    /// `None`: every row passes.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+}
+
+impl std::fmt::Debug for RowGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowGate").field("key", &self.key).finish()
+    }
+}
+
+impl RowGate {
+    /// Compiles the gate of `viewer` on `def` (in catalog `cat`), with `filter` an extra predicate
+    /// in SQL over the table's columns (a subscriber's filter, already quoted). 42501 when the
+    /// viewer may not read the table at all; 42703 and friends when the filter does not apply.
+    pub fn compile(
+        engine: &Arc<Engine>,
+        cat: &Catalog,
+        viewer: &Viewer,
+        def: &TableDef,
+        filter: Option<&str>,
+    ) -> SqlResult<RowGate> {
+        crate::roles::require_relation_in(cat, viewer.role, def.id, privilege::SELECT)?;
+        if let Some(scopes) = &viewer.scopes
+            && !scopes.allows(&def.schema, false)
+        {
+            return Err(SqlError::new(
+                SqlState::InsufficientPrivilege,
+                format!("the token's scopes do not allow reading table {}", def.qualified_name()),
+            ));
+        }
+        let sec = Security::new(cat, viewer.role, viewer.claims.clone(), None);
+        let session = engine.session(&viewer.role_name);
+        let state = session.planning_state();
+        let mut parts: Vec<Expr> = Vec::new();
+        let mut key = format!("{}", def.id);
+        if sec.restricted(def) {
+            let combined = policy::combined_sql(&sec, def, bkg_kernel::PolicyCommand::Select, policy::Clause::Using);
+            key.push_str(&format!("|rls:{}", policy::bound_text(&sec, &combined)?));
+            if let Some(e) = policy::row_filter(&state, &sec, def, bkg_kernel::PolicyCommand::Select, None)? {
+                parts.push(e);
+            }
+        }
+        if let Some(f) = filter {
+            key.push_str(&format!("|filter:{f}"));
+            parts.push(policy::compile_predicate(&state, &sec, def, f)?);
+        }
+        let predicate = match parts.into_iter().reduce(Expr::and) {
+            None => None,
+            Some(expr) => {
+                let schema = policy::table_df_schema(def, None)?;
+                Some(state.create_physical_expr(expr, &schema)?)
+            }
+        };
+        Ok(RowGate { key, predicate })
+    }
+
+    /// Gates with equal keys pass the same rows of the same changes.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Which of `rows` pass (NULL counts as not passing, as in WHERE). An error (a policy that
+    /// fails on these rows) concerns only the viewers of this gate.
+    pub fn evaluate(&self, rows: &ChangeRows) -> SqlResult<Vec<bool>> {
+        let n = rows.batch.num_rows();
+        let Some(p) = &self.predicate else { return Ok(vec![true; n]) };
+        let mask = p.evaluate(&rows.batch)?.into_array(n)?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| SqlError::internal("a row predicate must be boolean"))?;
+        Ok((0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect())
+    }
+}
+
+/// Rows of one table (all its live columns, as committed) as a column batch.
+pub struct ChangeRows {
+    batch: RecordBatch,
+}
+
+impl ChangeRows {
+    /// `rows` hold the table's physical columns (as the change feed gives them).
+    pub fn new(def: &TableDef, rows: &[&[Value]]) -> SqlResult<ChangeRows> {
+        let schema: SchemaRef = Arc::new(policy::table_df_schema(def, None)?.as_arrow().clone());
+        let positions: Vec<Option<usize>> = def.live_columns().map(|(i, _)| Some(i)).collect();
+        let rows: Vec<(u64, bkg_kernel::Row)> = rows.iter().map(|r| (0, bkg_kernel::Row::from(r.to_vec()))).collect();
+        let batches = crate::provider::rows_to_batches(def, &schema, &positions, &rows)?;
+        let batch = match batches.len() {
+            0 => RecordBatch::new_empty(schema),
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => datafusion::arrow::compute::concat_batches(&schema, &batches)?,
+        };
+        Ok(ChangeRows { batch })
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.num_rows() == 0
+    }
+
+    /// Row `i` as a JSON object `{"column": value, ...}` in the shapes of PostgreSQL's `to_json`.
+    pub fn record_json(&self, i: usize) -> SqlResult<String> {
+        use crate::pg_format::json::{field_is_json, json_value};
+        let mut out = String::from("{");
+        for (j, field) in self.batch.schema().fields().iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(field.name()).unwrap_or_default());
+            out.push(':');
+            json_value(self.batch.column(j).as_ref(), i, field_is_json(field), &mut out)?;
+        }
+        out.push('}');
+        Ok(out)
+    }
+}
+
+/// The live columns of `def` as `[{"name": ..., "type": <udt name>}]`.
+pub fn columns_json(def: &TableDef) -> serde_json::Value {
+    def.live_columns()
+        .map(|(_, c)| serde_json::json!({"name": c.name, "type": crate::pg_catalog::udt_name(&c.data_type)}))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::EngineConfig;
+
+    async fn engine() -> (Arc<Engine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(bkg_kernel::db::Options::new(dir.path()), EngineConfig::default()).unwrap();
+        let mut s = engine.session("postgres");
+        for sql in [
+            "CREATE ROLE authenticated NOLOGIN",
+            "CREATE ROLE app LOGIN",
+            "GRANT authenticated TO app",
+            "CREATE TABLE notes (id int PRIMARY KEY, owner text, room int, body jsonb)",
+            "GRANT SELECT ON notes TO authenticated",
+            "ALTER TABLE notes ENABLE ROW LEVEL SECURITY",
+            "CREATE POLICY own ON notes FOR SELECT TO authenticated USING (owner = auth.uid()::text)",
+            "CREATE TABLE secret (id int)",
+        ] {
+            s.execute_one(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        (engine, dir)
+    }
+
+    fn row(id: i32, owner: &str, room: i32) -> Vec<Value> {
+        vec![Value::Int32(id), Value::Text(owner.into()), Value::Int32(room), Value::Text(r#"{"a":1}"#.into())]
+    }
+
+    #[tokio::test]
+    async fn gates_pass_what_the_viewer_may_select() {
+        let (engine, _dir) = engine().await;
+        let cat = engine.catalog();
+        let notes = cat.find_table("public", "notes").unwrap().clone();
+        let rows = [row(1, "u1", 7), row(2, "u2", 7), row(3, "u1", 8)];
+        let refs: Vec<&[Value]> = rows.iter().map(|r| r.as_slice()).collect();
+        let batch = ChangeRows::new(&notes, &refs).unwrap();
+        let viewer = |sub: &str| engine.viewer("app", Some(serde_json::json!({"sub": sub, "role": "app"}))).unwrap();
+        let u1 = RowGate::compile(&engine, &cat, &viewer("u1"), &notes, None).unwrap();
+        assert_eq!(u1.evaluate(&batch).unwrap(), [true, false, true]);
+        let u1_room = RowGate::compile(&engine, &cat, &viewer("u1"), &notes, Some("room = '8'")).unwrap();
+        assert_eq!(u1_room.evaluate(&batch).unwrap(), [false, false, true]);
+        let u2 = RowGate::compile(&engine, &cat, &viewer("u2"), &notes, None).unwrap();
+        assert_eq!(u2.evaluate(&batch).unwrap(), [false, true, false]);
+        // Same principal values, same key; different ones, different keys.
+        let u1_again = RowGate::compile(&engine, &cat, &viewer("u1"), &notes, None).unwrap();
+        assert_eq!(u1.key(), u1_again.key());
+        assert_ne!(u1.key(), u2.key());
+        // The owner (a superuser here) is not subject to the policy.
+        let admin = engine.viewer("postgres", None).unwrap();
+        let all = RowGate::compile(&engine, &cat, &admin, &notes, None).unwrap();
+        assert_eq!(all.evaluate(&batch).unwrap(), [true, true, true]);
+        // No SELECT privilege: no gate at all.
+        let secret = cat.find_table("public", "secret").unwrap();
+        let err = RowGate::compile(&engine, &cat, &viewer("u1"), secret, None).unwrap_err();
+        assert_eq!(err.code, SqlState::InsufficientPrivilege);
+        // A filter on a column that does not exist.
+        assert!(RowGate::compile(&engine, &cat, &viewer("u1"), &notes, Some("nope = '1'")).is_err());
+        assert!(engine.viewer("nobody", None).is_err());
+        assert_eq!(batch.record_json(0).unwrap(), r#"{"id":1,"owner":"u1","room":7,"body":{"a":1}}"#);
+        assert_eq!(columns_json(&notes)[3], serde_json::json!({"name": "body", "type": "jsonb"}));
+    }
+}
