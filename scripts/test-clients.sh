@@ -75,7 +75,7 @@ node_suite() {
   echo "== node $(node --version), @supabase/postgrest-js $(node -p "require('@supabase/postgrest-js/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @supabase/supabase-js $(node -p "require('@supabase/supabase-js/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @redocly/cli $(node -p "require('@redocly/cli/package.json').version") (OpenAPI lint) against $BKG_DB_BIN"
-  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs test_supabase.mjs
+  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs test_supabase.mjs test_realtime.mjs
 }
 
 python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }

@@ -156,6 +156,27 @@ pub struct ServeArgs {
     /// How long a bearer token from the Flight handshake stays valid, seconds.
     #[arg(long, env = "BKG_DB_FLIGHT_TOKEN_TTL_S", default_value_t = 43_200)]
     pub flight_token_ttl_s: u64,
+    /// Realtime: WebSocket connections open at once (one more gets 503).
+    #[arg(long, env = "BKG_DB_REALTIME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub realtime_max_connections: usize,
+    /// Realtime: channels one connection may join.
+    #[arg(long, env = "BKG_DB_REALTIME_MAX_CHANNELS", default_value_t = 100)]
+    pub realtime_max_channels: usize,
+    /// Realtime: joins one connection may send per second.
+    #[arg(long, env = "BKG_DB_REALTIME_JOINS_PER_S", default_value_t = 50)]
+    pub realtime_joins_per_s: u32,
+    /// Realtime: broadcast and presence messages one connection may send per second.
+    #[arg(long, env = "BKG_DB_REALTIME_EVENTS_PER_S", default_value_t = 100)]
+    pub realtime_events_per_s: u32,
+    /// Realtime: messages queued for one connection before it is disconnected as too slow.
+    #[arg(long, env = "BKG_DB_REALTIME_QUEUE", default_value_t = 1024)]
+    pub realtime_queue: usize,
+    /// Realtime: largest broadcast or presence payload, KiB.
+    #[arg(long, env = "BKG_DB_REALTIME_PAYLOAD_MAX_KB", default_value_t = 256)]
+    pub realtime_payload_max_kb: usize,
+    /// Realtime: seconds without any message (heartbeats included) before a connection closes.
+    #[arg(long, env = "BKG_DB_REALTIME_IDLE_TIMEOUT_S", default_value_t = 60)]
+    pub realtime_idle_timeout_s: u64,
     /// Password of the `postgres` superuser. Required unless every listener is on loopback.
     #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -272,6 +293,19 @@ impl ServeArgs {
         }
     }
 
+    pub fn realtime_config(&self) -> bkg_realtime::RealtimeConfig {
+        bkg_realtime::RealtimeConfig {
+            max_connections: self.realtime_max_connections,
+            channels_per_connection: self.realtime_max_channels,
+            joins_per_second: self.realtime_joins_per_s,
+            events_per_second: self.realtime_events_per_s,
+            queue_frames: self.realtime_queue,
+            payload_bytes_max: self.realtime_payload_max_kb << 10,
+            idle_timeout_s: self.realtime_idle_timeout_s,
+        }
+        .checked()
+    }
+
     pub fn rest_config(&self) -> bkg_http::rest::RestConfig {
         bkg_http::rest::RestConfig {
             schemas: self.rest_schemas.split(',').map(|x| x.trim().to_string()).collect(),
@@ -332,6 +366,28 @@ impl ServeArgs {
             Some(p) if !p.is_empty() => Ok(p.clone()),
             _ if loopback => Ok("postgres".to_string()),
             _ => Err("BKG_DB_PASSWORD must be set when any listener is not on loopback".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every variable the server reads is in docs/env.md and in .env.example.
+    #[test]
+    fn every_variable_is_documented() {
+        let src = include_str!("config.rs");
+        let env_md = include_str!("../../../docs/env.md");
+        let example = include_str!("../../../.env.example");
+        let names: Vec<&str> = src
+            .split("env = \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|n| n.starts_with("BKG_"))
+            .collect();
+        assert!(names.len() > 30, "{names:?}");
+        for name in names {
+            assert!(env_md.contains(&format!("`{name}`")), "{name} is not in docs/env.md");
+            assert!(example.contains(&format!("{name}=")), "{name} is not in .env.example");
         }
     }
 }

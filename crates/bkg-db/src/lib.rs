@@ -12,13 +12,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod openapi;
 pub mod server;
 
 // The layers below, under the names the binary's modules and tests have always used.
 pub use bkg_auth as auth;
 pub use bkg_flight as flight;
 pub use bkg_http as http;
-pub use bkg_http::{openapi, rest};
+pub use bkg_http::rest;
 pub use bkg_pgwire as pgwire;
 pub use bkg_sql as sql;
 pub use bkg_sql::{Engine, EngineConfig, Output, Session, SqlError, SqlResult, error, metrics, migrate};

@@ -60,8 +60,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         let pg = pg.clone();
         Arc::new(move || pg.active_connections())
     };
-    let app = router(HttpState { engine: engine.clone(), metrics, pg_active, started, rest }, users)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let hub = bkg_realtime::Hub::new(engine.clone(), auth_config.clone(), args.realtime_config());
+    let tailer_task = tokio::spawn(hub.clone().run_tailer(stop_rx.clone()));
+    let extra_metrics = {
+        let hub = hub.clone();
+        Arc::new(move || hub.render_metrics())
+    };
+    let app = router(
+        HttpState {
+            engine: engine.clone(),
+            metrics,
+            pg_active,
+            started,
+            rest,
+            openapi: Arc::new(crate::openapi::json()),
+            extra_metrics,
+        },
+        users.merge(bkg_realtime::router(hub.clone())),
+    )
+    .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
         let _ = axum::serve(http_listener, app)
@@ -91,6 +108,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         Ok(Ok(())) => {}
     }
     let _ = ckpt_task.await;
+    let _ = tailer_task.await;
     let db = engine.kernel().clone();
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

@@ -31,9 +31,14 @@ pub struct HttpState {
     pub started: Instant,
     /// Authenticates the callers `/healthz` shows details to.
     pub rest: crate::rest::RestState,
+    /// The OpenAPI document served at `/openapi.json` (every door's routes).
+    pub openapi: Arc<String>,
+    /// Metrics of the other doors (realtime), appended to `/metrics`.
+    pub extra_metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
-pub fn router(state: HttpState, auth: Router) -> Router {
+/// The HTTP routes, with `doors` (the routers of `/auth/v1` and realtime) merged in.
+pub fn router(state: HttpState, doors: Router) -> Router {
     let rest = state.rest.clone();
     let counters = state.metrics.clone();
     Router::new()
@@ -42,7 +47,7 @@ pub fn router(state: HttpState, auth: Router) -> Router {
         .route("/openapi.json", get(openapi))
         .with_state(state)
         .merge(crate::rest::router(rest))
-        .merge(auth)
+        .merge(doors)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(counters, count))
 }
@@ -120,13 +125,14 @@ async fn healthz(
     responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let fast = s.engine.fast_path_queries.load(std::sync::atomic::Ordering::Relaxed);
-    let body = s.metrics.render(&s.engine, (s.pg_active)(), fast);
+    let mut body = s.metrics.render(&s.engine, (s.pg_active)(), fast);
+    body.push_str(&(s.extra_metrics)());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 description of the HTTP API", content_type = "application/json")))]
-async fn openapi() -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], crate::openapi::json())
+async fn openapi(State(s): State<HttpState>) -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], s.openapi.as_str().to_owned())
 }

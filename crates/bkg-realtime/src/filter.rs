@@ -53,6 +53,19 @@ impl FilterOp {
 }
 
 impl Filter {
+    /// The filter as a SQL predicate over the table's columns, every name and value quoted
+    /// (values are text literals the column's type coerces, as PostgREST filters are).
+    pub fn to_sql(&self) -> String {
+        let column = bkg_sql::quote::ident(&self.column);
+        match self.op {
+            FilterOp::In => {
+                let items: Vec<String> = self.values.iter().map(|v| bkg_sql::quote::literal(v)).collect();
+                format!("{column} IN ({})", items.join(", "))
+            }
+            op => format!("{column} {} {}", op.sql(), bkg_sql::quote::literal(&self.values[0])),
+        }
+    }
+
     /// Parses `column=op.value`.
     pub fn parse(text: &str) -> Result<Filter, ProtocolError> {
         let bad = |why: &str| ProtocolError::new(format!("invalid filter {text:?}: {why}"));
@@ -119,6 +132,13 @@ fn split_list(text: &str) -> Result<Vec<String>, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_become_quoted_sql() {
+        assert_eq!(Filter::parse("room_id=eq.1").unwrap().to_sql(), "\"room_id\" = '1'");
+        assert_eq!(Filter::parse("Name=neq.o'k").unwrap().to_sql(), "\"Name\" <> 'o''k'");
+        assert_eq!(Filter::parse("c=in.(a,\"b,c\")").unwrap().to_sql(), "\"c\" IN ('a', 'b,c')");
+    }
 
     #[test]
     fn filters_parse_as_realtime_js_sends_them() {

@@ -47,38 +47,31 @@ pub struct ChangeBinding {
     /// `None` for every table of the schema (`*` or absent).
     pub table: Option<String>,
     pub filter: Option<Filter>,
+    /// `event`, `schema`, `table`, `filter` as the client wrote them.
+    pub echo: serde_json::Map<String, Value>,
 }
 
 impl ChangeBinding {
-    /// The binding as the join's reply lists it, with the id the server gives it (realtime-js
-    /// matches the ids of each change event against these).
+    /// The binding as the join reply confirms it, with the id change events will carry:
+    /// `event`, `schema`, `table` and `filter` exactly as the client sent them (realtime-js
+    /// compares them with its own and drops the channel on any difference).
     pub fn reply_json(&self, id: u64) -> Value {
-        let mut v = json!({
-            "id": id,
-            "event": self.event.as_str(),
-            "schema": self.schema,
-            "table": self.table.as_deref().unwrap_or("*"),
-        });
-        if let Some(f) = &self.filter {
-            let values = if f.values.len() == 1 && f.op != crate::FilterOp::In {
-                f.values[0].clone()
-            } else {
-                let item = |v: &String| {
-                    if v.contains([',', '"', '\\', '(', ')']) || v.is_empty() {
-                        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-                    } else {
-                        v.clone()
-                    }
-                };
-                format!("({})", f.values.iter().map(item).collect::<Vec<_>>().join(","))
-            };
-            v["filter"] = Value::String(format!("{}={}.{values}", f.column, f.op.as_str()));
-        }
+        let mut v = Value::Object(self.echo.clone());
+        v["id"] = json!(id);
         v
+    }
+
+    /// True when changes of `kind` (`INSERT`, `UPDATE`, `DELETE`) are asked for.
+    pub fn wants(&self, kind: ChangeEvent) -> bool {
+        self.event == ChangeEvent::All || self.event == kind
+    }
+
+    /// True when the binding covers table `schema.table` (`*` for either matches any).
+    pub fn covers(&self, schema: &str, table: &str) -> bool {
+        (self.schema == "*" || self.schema == schema) && self.table.as_deref().is_none_or(|t| t == table)
     }
 }
 
-/// The configuration of a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinConfig {
     /// Broadcasts come back to their sender.
@@ -163,7 +156,11 @@ fn binding(item: &Value) -> Result<ChangeBinding, ProtocolError> {
     if filter.is_some() && table.is_none() {
         return Err(bad("a filter needs a table"));
     }
-    Ok(ChangeBinding { event, schema, table, filter })
+    let echo = ["event", "schema", "table", "filter"]
+        .into_iter()
+        .filter_map(|k| item.get(k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    Ok(ChangeBinding { event, schema, table, filter, echo })
 }
 
 #[cfg(test)]
@@ -188,10 +185,14 @@ mod tests {
         assert!(c.broadcast_ack && !c.broadcast_self && c.presence_enabled && c.private);
         assert_eq!((c.presence_key.as_str(), c.access_token.as_deref()), ("user-1", Some("tok")));
         assert_eq!(c.postgres_changes.len(), 2);
+        let delete = &c.postgres_changes[1];
         assert_eq!(
-            c.postgres_changes[1],
-            ChangeBinding { event: ChangeEvent::Delete, schema: "public".into(), table: None, filter: None }
+            (delete.event, delete.schema.as_str(), &delete.table, &delete.filter),
+            (ChangeEvent::Delete, "public", &None, &None)
         );
+        assert_eq!(delete.reply_json(7), json!({"id": 7, "event": "DELETE", "schema": "public"}));
+        assert!(delete.covers("public", "any") && !delete.covers("other", "any"));
+        assert!(delete.wants(ChangeEvent::Delete) && !delete.wants(ChangeEvent::Insert));
         let reply = c.postgres_changes[0].reply_json(42);
         assert_eq!(
             reply,

@@ -5,20 +5,31 @@
 //! kernel's change feed (`bkg_kernel::Database::subscribe`), in commit order, and reach a
 //! subscriber only through the same session and policy path every other door uses.
 //!
-//! Today this crate holds the protocol: frames in both serializer versions ([`protocol`]), the
-//! join configuration a channel asks for ([`join`]) and the row filters of `postgres_changes`
-//! ([`filter`]), with the limits on each ([`limits`]). The WebSocket and SSE endpoints, the
-//! delivery under row-level security, broadcast and presence build on them (docs/bkg-db.md,
-//! realtime section, says what works now).
+//! - [`protocol`]: frames in both serializer versions (and realtime-js's binary broadcast push);
+//!   [`join`]: the configuration a channel asks for; [`filter`]: `postgres_changes` filters;
+//!   [`limits`] and [`config`]: every bound.
+//! - [`hub`]: connections, channels, subscriptions, the tailer of the change feed and the
+//!   delivery of each change to the subscribers whose policies let them see it.
+//! - [`http`]: `/realtime/v1/websocket` and `POST /realtime/v1/api/broadcast`.
+//!
+//! docs/bkg-db.md (realtime section) says what is delivered, to whom, and what is missing.
 //!
 //! Layer rule: like every front door, this crate reaches the database only through `bkg-sql`
 //! sessions and `bkg-auth` principals; it never reads the kernel's tables directly.
 
+pub mod config;
 pub mod filter;
+pub mod http;
+pub mod hub;
 pub mod join;
 pub mod limits;
+mod presence;
 pub mod protocol;
+mod socket;
 
+pub use config::RealtimeConfig;
 pub use filter::{Filter, FilterOp};
+pub use http::router;
+pub use hub::Hub;
 pub use join::{ChangeBinding, ChangeEvent, JoinConfig};
 pub use protocol::{Frame, ProtocolError, Vsn};

@@ -17,6 +17,12 @@ pub const FILTER_VALUES_MAX: usize = 100;
 pub const FILTER_BYTES_MAX: usize = 4096;
 /// Deepest JSON nesting accepted in a frame.
 pub const JSON_DEPTH_MAX: usize = 64;
+/// Most presence keys one topic holds.
+pub const PRESENCE_KEYS_PER_TOPIC_MAX: usize = 10_000;
+/// Most messages one `POST /realtime/v1/api/broadcast` may carry.
+pub const BROADCAST_MESSAGES_MAX: usize = 100;
+/// Changes read from the WAL per step when the change feed has to catch up.
+pub const CATCH_UP_CHANGES: usize = 10_000;
 
 const _: () = {
     assert!(TOPIC_BYTES_MAX + EVENT_BYTES_MAX + 2 * REF_BYTES_MAX < FRAME_BYTES_MAX);

@@ -151,6 +151,84 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// As much of a frame as can be read from text that did not decode (to answer it on its
+    /// topic with its ref); `None` when not even that.
+    pub fn decode_loose(text: &str, vsn: Vsn) -> Option<Frame> {
+        if text.len() > FRAME_BYTES_MAX || json_depth(text) > JSON_DEPTH_MAX {
+            return None;
+        }
+        let value: Value = serde_json::from_str(text).ok()?;
+        let short =
+            |v: Option<&Value>, max: usize| v.and_then(Value::as_str).filter(|s| s.len() <= max).map(str::to_string);
+        let (join_ref, ref_, topic) = match (vsn, &value) {
+            (Vsn::V2, Value::Array(a)) => {
+                (short(a.first(), REF_BYTES_MAX), short(a.get(1), REF_BYTES_MAX), short(a.get(2), TOPIC_BYTES_MAX))
+            }
+            (Vsn::V1, Value::Object(o)) => (
+                short(o.get("join_ref"), REF_BYTES_MAX),
+                short(o.get("ref"), REF_BYTES_MAX),
+                short(o.get("topic"), TOPIC_BYTES_MAX),
+            ),
+            _ => return None,
+        };
+        Some(Frame {
+            join_ref,
+            ref_,
+            topic: topic.filter(|t| !t.is_empty())?,
+            event: "phx_error".into(),
+            payload: Value::Null,
+        })
+    }
+}
+
+/// Reads a binary "user broadcast push" (kind 3), as realtime-js 2.x sends a broadcast:
+/// `[3, join_ref len, ref len, topic len, event len, metadata len, encoding]` then those fields
+/// and the payload (encoding 1: JSON). The result is the `broadcast` frame the JSON form gives.
+pub fn decode_broadcast_push(bytes: &[u8]) -> Result<Frame, ProtocolError> {
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(ProtocolError::new(format!("frame of {} bytes is over {FRAME_BYTES_MAX}", bytes.len())));
+    }
+    let bad = |why: &str| ProtocolError::new(format!("invalid binary frame: {why}"));
+    let header = bytes.get(..7).ok_or_else(|| bad("shorter than its header"))?;
+    if header[0] != 3 {
+        return Err(bad(&format!("kind {} (only 3, a broadcast push, is read)", header[0])));
+    }
+    let lens = [header[1], header[2], header[3], header[4], header[5]].map(usize::from);
+    let mut at = 7;
+    let mut fields = Vec::with_capacity(5);
+    for len in lens {
+        let raw = bytes.get(at..at + len).ok_or_else(|| bad("a field runs past the end"))?;
+        fields.push(std::str::from_utf8(raw).map_err(|_| bad("a field is not UTF-8"))?.to_string());
+        at += len;
+    }
+    let body = &bytes[at..];
+    let payload: Value = match header[6] {
+        1 => {
+            if json_depth(std::str::from_utf8(body).map_err(|_| bad("the payload is not UTF-8"))?) > JSON_DEPTH_MAX {
+                return Err(ProtocolError::new(format!("frame nests deeper than {JSON_DEPTH_MAX}")));
+            }
+            serde_json::from_slice(body).map_err(|e| bad(&format!("the payload is not JSON: {e}")))?
+        }
+        0 => return Err(ProtocolError::new("binary broadcast payloads are not supported; send JSON")),
+        other => return Err(bad(&format!("payload encoding {other}"))),
+    };
+    let [join_ref, ref_, topic, event, meta]: [String; 5] = fields.try_into().map_err(|_| bad("fields"))?;
+    let mut inner = json!({"type": "broadcast", "event": event, "payload": payload});
+    if !meta.is_empty() {
+        inner["meta"] = serde_json::from_str(&meta).map_err(|_| bad("the metadata is not JSON"))?;
+    }
+    let frame = Frame {
+        join_ref: Some(join_ref).filter(|s| !s.is_empty()),
+        ref_: Some(ref_).filter(|s| !s.is_empty()),
+        topic,
+        event: "broadcast".into(),
+        payload: inner,
+    };
+    frame.check()?;
+    Ok(frame)
+}
+
 fn string(v: Value, what: &str) -> Result<String, ProtocolError> {
     match v {
         Value::String(s) => Ok(s),
@@ -230,6 +308,35 @@ mod tests {
         assert!(bad(&huge, Vsn::V2).contains("over"));
         assert!(Vsn::parse(Some("3.0.0")).is_err());
         assert_eq!(Vsn::parse(None).unwrap(), Vsn::V1);
+    }
+
+    #[test]
+    fn binary_broadcast_pushes_read_as_broadcast_frames() {
+        let push = |encoding: u8, payload: &[u8]| {
+            let (join_ref, ref_, topic, event, meta) = ("1", "5", "realtime:room", "msg", "");
+            let mut b = vec![3, 1, 1, topic.len() as u8, event.len() as u8, meta.len() as u8, encoding];
+            for f in [join_ref, ref_, topic, event, meta] {
+                b.extend_from_slice(f.as_bytes());
+            }
+            b.extend_from_slice(payload);
+            b
+        };
+        let f = decode_broadcast_push(&push(1, br#"{"text":"hi"}"#)).unwrap();
+        assert_eq!((f.ref_.as_deref(), f.topic.as_str(), f.event.as_str()), (Some("5"), "realtime:room", "broadcast"));
+        assert_eq!(f.payload, json!({"type": "broadcast", "event": "msg", "payload": {"text": "hi"}}));
+        assert!(decode_broadcast_push(&push(0, b"\x00")).unwrap_err().message.contains("not supported"));
+        assert!(decode_broadcast_push(&push(1, b"nope")).is_err());
+        assert!(decode_broadcast_push(&[3, 9, 0, 0, 0, 0, 1]).unwrap_err().message.contains("past the end"));
+        assert!(decode_broadcast_push(&[4, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(decode_broadcast_push(&[3]).is_err());
+    }
+
+    #[test]
+    fn loose_decoding_finds_the_topic_to_answer_on() {
+        let f = Frame::decode_loose(r#"["1","2","realtime:x",5,{}]"#, Vsn::V2).unwrap();
+        assert_eq!((f.ref_.as_deref(), f.topic.as_str()), (Some("2"), "realtime:x"));
+        assert!(Frame::decode_loose("[]", Vsn::V2).is_none());
+        assert!(Frame::decode_loose("nope", Vsn::V1).is_none());
     }
 
     #[test]
