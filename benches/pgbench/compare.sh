@@ -18,12 +18,28 @@ CLIENTS=${CLIENTS:-8}
 DURATION=${DURATION:-30}
 modes=("tpcb simple" "tpcb prepared" "select simple" "select prepared")
 
-# One server: initialise, then run every mode; prints "mode tps p50_ms p99_ms" lines.
+# Initialises the pgbench tables on the server PG* names.
+init() {
+  local log
+  log=$(mktemp)
+  pgbench -i -s "$SCALE" -q postgres >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
+}
+
+# One server: initialise, then run every mode; prints "mode tps p50_ms p99_ms failed" lines.
 suite() {
+  init
+  for m in "${modes[@]}"; do
+    run_mode "$m"
+  done
+}
+
+# Runs one mode ("tpcb simple", ...) on an initialised server; prints its line.
+run_mode() {
   local logs
   logs=$(mktemp -d)
-  pgbench -i -s "$SCALE" -q postgres >"$logs/init.log" 2>&1 || { cat "$logs/init.log" >&2; exit 1; }
-  for m in "${modes[@]}"; do
+  local m=$1
+  {
     read -r script proto <<<"$m"
     local extra=()
     [[ $script == select ]] && extra=(-S)
@@ -39,7 +55,7 @@ suite() {
     local failed
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$logs/run.log")
     printf '%s %s %.0f %s %s %s\n' "$script" "$proto" "${tps:-0}" "$p50" "$p99" "${failed:-0}"
-  done
+  }
   rm -rf "$logs"
 }
 
@@ -55,6 +71,8 @@ table() {
 
 case ${1:-} in
   --suite) suite; exit 0 ;;
+  --init) init; exit 0 ;;
+  --mode) run_mode "$2"; exit 0 ;;
   --table) table "$2" "$3"; exit 0 ;;
 esac
 

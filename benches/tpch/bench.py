@@ -160,6 +160,7 @@ def main() -> int:
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--bkg", required=True)
     ap.add_argument("--pg")
+    ap.add_argument("--pg-name", default="PostgreSQL", help="label of the --pg server (benches/ab.sh puts a second bkg-db there)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pg-timeout-s", type=float, default=300)
     ap.add_argument("--json", type=Path)
@@ -167,12 +168,12 @@ def main() -> int:
     args = ap.parse_args()
 
     bkg = Pgwire("bkg-db", args.bkg, None)
-    pg = Pgwire("PostgreSQL", args.pg, args.pg_timeout_s) if args.pg else None
+    pg = Pgwire(args.pg_name, args.pg, args.pg_timeout_s) if args.pg else None
     duck = DuckDb(args.data)
     fusion = DataFusion(args.data)
     loads = {"bkg-db": bkg.load(args.data)}
     if pg:
-        loads["PostgreSQL"] = pg.load(args.data)
+        loads[pg.name] = pg.load(args.data)
     for name, load in loads.items():
         li = load["rows"]["lineitem"] / load["seconds"]["lineitem"]
         total = sum(load["rows"].values()) / sum(load["seconds"].values())

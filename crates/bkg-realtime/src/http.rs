@@ -1,4 +1,5 @@
-//! The realtime door's HTTP routes: the WebSocket endpoint and broadcast over REST.
+//! The realtime door's HTTP routes: the WebSocket endpoint, Server-Sent Events and broadcast
+//! over REST.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,15 +22,16 @@ use crate::socket;
 /// The realtime routes in the OpenAPI document (merged into the server's by `bkg-db`).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(websocket, broadcast),
+    paths(websocket, crate::sse::sse, broadcast),
     tags((name = "realtime", description = "Committed changes, broadcast and presence over WebSocket (realtime-js)")),
 )]
 pub struct RealtimeDoc;
 
-/// `/realtime/v1/websocket` and `/realtime/v1/api/broadcast`.
+/// `/realtime/v1/websocket`, `/realtime/v1/sse` and `/realtime/v1/api/broadcast`.
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/realtime/v1/websocket", get(websocket))
+        .route("/realtime/v1/sse", get(crate::sse::sse))
         .route("/realtime/v1/api/broadcast", post(broadcast).layer(DefaultBodyLimit::max(FRAME_BYTES_MAX)))
         .with_state(hub)
 }
@@ -43,7 +45,7 @@ pub struct RealtimeError {
 }
 
 impl RealtimeError {
-    fn new(code: SqlState, status: u16, message: impl Into<String>) -> RealtimeError {
+    pub(crate) fn new(code: SqlState, status: u16, message: impl Into<String>) -> RealtimeError {
         RealtimeError { status, code, message: message.into() }
     }
 }
@@ -64,7 +66,7 @@ pub(crate) struct WsQuery {
 
 /// The token of a request: `apikey` in the query (browsers cannot set WebSocket headers), the
 /// `apikey` header, or `Authorization: Bearer`.
-fn token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
+pub(crate) fn token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

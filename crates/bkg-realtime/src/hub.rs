@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bkg_kernel::{Catalog, PublishKinds, TableDef, Value as KernelValue};
 use bkg_sql::Engine;
-use bkg_sql::changes::{Change, ChangeKind, ChangeRows, ChangeSubscription, FeedError, RowGate, Viewer, columns_json};
+use bkg_sql::changes::{
+    Change, ChangeKind, ChangeRows, ChangeSubscription, FeedError, RowGate, ScalarValue, Viewer, columns_json,
+};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -34,6 +36,9 @@ use crate::join::{ChangeBinding, ChangeEvent};
 use crate::limits::CATCH_UP_CHANGES;
 use crate::presence;
 use crate::protocol::{Frame, Vsn};
+
+/// Why connections end when the server stops.
+pub(crate) const SHUTDOWN: &str = "server shutting down";
 
 /// What a connection's writer sends next.
 #[derive(Debug)]
@@ -46,6 +51,8 @@ pub(crate) enum Out {
 pub(crate) struct Outbox {
     pub conn: u64,
     pub vsn: Vsn,
+    /// A Server-Sent Events stream: frames are written as events (changes with their `id`).
+    pub sse: bool,
     tx: mpsc::Sender<Out>,
     /// Set (with the reason) when the connection must end; the writer closes it.
     pub kill: Arc<(Notify, Mutex<Option<String>>)>,
@@ -54,11 +61,20 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub fn new(conn: u64, vsn: Vsn, capacity: usize) -> (Outbox, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Outbox { conn, vsn, tx, kill: Arc::new((Notify::new(), Mutex::new(None))) }, rx)
+        (Outbox { conn, vsn, sse: false, tx, kill: Arc::new((Notify::new(), Mutex::new(None))) }, rx)
+    }
+
+    pub fn new_sse(conn: u64, capacity: usize) -> (Outbox, mpsc::Receiver<Out>) {
+        let (mut out, rx) = Outbox::new(conn, Vsn::V2, capacity);
+        out.sse = true;
+        (out, rx)
     }
 
     /// Queues a frame; false (and the connection is ended as too slow) when the queue is full.
     pub fn send(&self, frame: &Frame) -> bool {
+        if self.sse {
+            return self.send_text(format!("event: {}\ndata: {}\n\n", frame.event, frame.payload));
+        }
         self.send_text(frame.encode(self.vsn))
     }
 
@@ -178,6 +194,8 @@ pub struct Hub {
     /// Channel members by topic (`realtime:<name>`), by connection.
     members: RwLock<HashMap<String, HashMap<u64, Member>>>,
     presence: Mutex<HashMap<String, presence::Topic>>,
+    /// Every open connection, to close them when the server stops.
+    conns: Mutex<HashMap<u64, Outbox>>,
     /// The feed handed to the tailer when the first subscription arrives (taken at registration,
     /// so no commit after a join reply can be missed).
     feed: Mutex<Option<ChangeSubscription>>,
@@ -195,6 +213,7 @@ impl Hub {
             subs: RwLock::new(HashMap::new()),
             members: RwLock::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
             feed: Mutex::new(None),
             feed_ready: Notify::new(),
         })
@@ -202,6 +221,21 @@ impl Hub {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, out: &Outbox) {
+        self.conns.lock().insert(out.conn, out.clone());
+    }
+
+    pub(crate) fn deregister(&self, conn: u64) {
+        self.conns.lock().remove(&conn);
+    }
+
+    /// Ends every connection (close code 1001), as the server stops.
+    pub fn close_all(&self) {
+        for out in self.conns.lock().values() {
+            out.end(SHUTDOWN.into());
+        }
     }
 
     fn has_subscriptions(&self) -> bool {
@@ -320,9 +354,14 @@ impl Hub {
         self.presence.lock().get(topic).map(|t| t.state()).unwrap_or_else(|| json!({}))
     }
 
-    /// Runs the tailer until `stop` is set: reads committed changes while anyone subscribes and
-    /// delivers them.
-    pub async fn run_tailer(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Runs the tailer until `stop` is set (then closes every connection): reads committed
+    /// changes while anyone subscribes and delivers them.
+    pub async fn run_tailer(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        self.clone().tail(stop).await;
+        self.close_all();
+    }
+
+    async fn tail(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut next_lsn = 0u64;
         loop {
             let feed = self.feed.lock().take();
@@ -408,9 +447,21 @@ impl Hub {
 
     /// Delivers the changes of one commit (see the module documentation).
     pub(crate) fn deliver(&self, changes: &[Change]) {
-        let Some(first) = changes.first() else { return };
-        let catalog = self.engine.catalog_at(first.commit_ts);
         let subs = self.subs.read().clone();
+        self.deliver_to(changes, 0, &subs);
+    }
+
+    /// Delivers changes of one commit to `subs` (by schema); `offset` is the position of the
+    /// first of `changes` in its commit (the rest of a commit resumed in the middle). Returns
+    /// how many messages were queued.
+    pub(crate) fn deliver_to(
+        &self,
+        changes: &[Change],
+        offset: usize,
+        subs: &HashMap<String, Vec<Arc<Subscription>>>,
+    ) -> usize {
+        let Some(first) = changes.first() else { return 0 };
+        let catalog = self.engine.catalog_at(first.commit_ts);
         // Per change: who receives it, and whether with the old row.
         let mut outgoing: Vec<Vec<(Arc<Subscription>, bool)>> = vec![Vec::new(); changes.len()];
         let mut by_table: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -457,13 +508,19 @@ impl Hub {
                     continue;
                 }
             };
-            // One evaluation per distinct gate.
+            // Gates that are `column = constant` are found by looking each row's value up;
+            // the others are evaluated once per distinct gate.
+            let mut by_value: HashMap<usize, HashMap<ScalarValue, Vec<Arc<Subscription>>>> = HashMap::new();
             let mut masks: HashMap<String, Option<(Vec<bool>, Vec<bool>)>> = HashMap::new();
             for sub in interested {
                 let gate = match sub.gate(&self.engine, &catalog, def) {
                     Ok(g) => g,
                     Err(_) => continue,
                 };
+                if let Some((column, value)) = gate.equality() {
+                    by_value.entry(column).or_default().entry(value.clone()).or_default().push(sub.clone());
+                    continue;
+                }
                 let mask = masks
                     .entry(gate.key().to_string())
                     .or_insert_with(|| match (gate.evaluate(&rows.rows), gate.evaluate(&rows.old_rows)) {
@@ -477,14 +534,20 @@ impl Hub {
                     .clone();
                 let Some((visible, old_visible)) = mask else { continue };
                 for (k, &i) in idx.iter().enumerate() {
-                    let kind = match changes[i].kind {
-                        ChangeKind::Insert => ChangeEvent::Insert,
-                        ChangeKind::Update => ChangeEvent::Update,
-                        _ => ChangeEvent::Delete,
-                    };
-                    if visible[k] && sub.binding.wants(kind) {
+                    if visible[k] && sub.binding.wants(event_of(changes[i].kind)) {
                         let with_old = rows.old_pos[k].is_some_and(|p| old_visible[p]);
                         outgoing[i].push((sub.clone(), with_old));
+                    }
+                }
+            }
+            for (column, subs_by_value) in by_value {
+                for (k, &i) in idx.iter().enumerate() {
+                    let (Ok(value), kind) = (rows.rows.value(column, k), event_of(changes[i].kind)) else { continue };
+                    let Some(subs) = subs_by_value.get(&value) else { continue };
+                    let old_same =
+                        rows.old_pos[k].is_some_and(|p| rows.old_rows.value(column, p).is_ok_and(|o| o == value));
+                    for sub in subs.iter().filter(|s| s.binding.wants(kind)) {
+                        outgoing[i].push((sub.clone(), old_same));
                     }
                 }
             }
@@ -496,6 +559,15 @@ impl Hub {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
+        // The last change of the commit each event-stream subscription receives: its event id
+        // says the commit is complete for it.
+        let mut last_of: HashMap<u64, usize> = HashMap::new();
+        for (i, recipients) in outgoing.iter().enumerate() {
+            for (sub, _) in recipients.iter().filter(|(s, _)| s.out.sse) {
+                last_of.insert(sub.id, i);
+            }
+        }
+        let mut sent = 0;
         for (i, recipients) in outgoing.into_iter().enumerate() {
             if recipients.is_empty() {
                 continue;
@@ -509,25 +581,30 @@ impl Hub {
                     continue;
                 }
             };
-            // One frame per channel, naming every binding of it that matched.
-            let mut channels: Vec<(Arc<Subscription>, bool, Vec<u64>)> = Vec::new();
-            for (sub, old) in recipients {
-                match channels
-                    .iter_mut()
-                    .find(|(s, o, _)| s.out.conn == sub.out.conn && s.topic == sub.topic && *o == old)
-                {
-                    Some((_, _, ids)) => ids.push(sub.id),
-                    None => {
-                        let id = sub.id;
-                        channels.push((sub, old, vec![id]));
-                    }
-                }
+            // One message per channel, naming every binding of it that matched.
+            let mut channels: HashMap<(u64, &str, bool), (Arc<Subscription>, Vec<u64>)> = HashMap::new();
+            for (sub, old) in &recipients {
+                channels
+                    .entry((sub.out.conn, sub.topic.as_str(), *old))
+                    .or_insert_with(|| (sub.clone(), vec![]))
+                    .1
+                    .push(sub.id);
             }
-            for (sub, old, ids) in channels {
+            for ((_, _, old), (sub, ids)) in channels {
                 let data = if old { &with_old } else { &without_old };
                 let payload = format!("{{\"ids\":{},\"data\":{data}}}", json!(ids));
-                let text = encode_raw(sub.out.vsn, sub.join_ref.as_deref(), &sub.topic, "postgres_changes", &payload);
+                let text = if sub.out.sse {
+                    let id = if last_of.get(&sub.id) == Some(&i) {
+                        change.lsn.to_string()
+                    } else {
+                        format!("{}.{}", change.lsn, offset + i)
+                    };
+                    format!("id: {id}\nevent: postgres_changes\ndata: {payload}\n\n")
+                } else {
+                    encode_raw(sub.out.vsn, sub.join_ref.as_deref(), &sub.topic, "postgres_changes", &payload)
+                };
                 if sub.out.send_text(text) {
+                    sent += 1;
                     self.metrics.events_delivered.fetch_add(1, Ordering::Relaxed);
                     let lag = now_ms.saturating_sub(change.wall_ms);
                     self.metrics.lag_ms_sum.fetch_add(lag, Ordering::Relaxed);
@@ -538,6 +615,7 @@ impl Hub {
                 }
             }
         }
+        sent
     }
 
     /// The realtime metrics in the Prometheus text format.
@@ -601,6 +679,14 @@ impl Hub {
             get(&m.lag_ms_max),
         );
         out
+    }
+}
+
+fn event_of(kind: ChangeKind) -> ChangeEvent {
+    match kind {
+        ChangeKind::Insert => ChangeEvent::Insert,
+        ChangeKind::Update => ChangeEvent::Update,
+        _ => ChangeEvent::Delete,
     }
 }
 

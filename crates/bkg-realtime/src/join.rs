@@ -61,6 +61,11 @@ impl ChangeBinding {
         v
     }
 
+    /// Reads one binding (`{"event", "schema", "table", "filter"}`).
+    pub fn parse(item: &Value) -> Result<ChangeBinding, ProtocolError> {
+        binding(item)
+    }
+
     /// True when changes of `kind` (`INSERT`, `UPDATE`, `DELETE`) are asked for.
     pub fn wants(&self, kind: ChangeEvent) -> bool {
         self.event == ChangeEvent::All || self.event == kind

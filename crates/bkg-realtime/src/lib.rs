@@ -10,7 +10,8 @@
 //!   [`limits`] and [`config`]: every bound.
 //! - [`hub`]: connections, channels, subscriptions, the tailer of the change feed and the
 //!   delivery of each change to the subscribers whose policies let them see it.
-//! - [`http`]: `/realtime/v1/websocket` and `POST /realtime/v1/api/broadcast`.
+//! - [`http`]: `/realtime/v1/websocket`, `/realtime/v1/sse` (Server-Sent Events, resumable
+//!   with `Last-Event-ID`) and `POST /realtime/v1/api/broadcast`.
 //!
 //! docs/bkg-db.md (realtime section) says what is delivered, to whom, and what is missing.
 //!
@@ -26,6 +27,7 @@ pub mod limits;
 mod presence;
 pub mod protocol;
 mod socket;
+mod sse;
 
 pub use config::RealtimeConfig;
 pub use filter::{Filter, FilterOp};

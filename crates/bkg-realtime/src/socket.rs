@@ -72,6 +72,7 @@ pub(crate) fn grant_of(hub: &Hub, token: &str) -> Result<(Viewer, Option<u64>), 
 pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (Viewer, Option<u64>)) {
     let conn_id = hub.next_id();
     let (out, mut rx) = Outbox::new(conn_id, vsn, hub.config.queue_frames);
+    hub.register(&out);
     hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
     hub.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
@@ -97,6 +98,8 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
             // (policy violation) for other refused input.
             let code = if reason.starts_with("slow consumer") {
                 1013
+            } else if reason == crate::hub::SHUTDOWN {
+                1001
             } else if reason.contains("too long") || reason.contains(" is over ") {
                 1009
             } else {
@@ -154,6 +157,7 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
         hub.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
     conn.leave_all();
+    hub.deregister(conn_id);
     out.kill.0.notify_one();
     drop(conn);
     drop(out);

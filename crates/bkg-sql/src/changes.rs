@@ -23,6 +23,7 @@ use bkg_kernel::{Catalog, TableDef, Value, privilege};
 pub use bkg_kernel::{Change, ChangeKind, ChangeSubscription, FeedError};
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
+pub use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -84,6 +85,11 @@ pub struct RowGate {
     key: String,
     /// `None`: every row passes.
     predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// When the whole predicate is `column = constant` (a per-user policy such as
+    /// `user_id = auth.uid()` with no filter): the column's position among the live columns
+    /// and the constant in the column's type. Callers may then find the gates a row passes by
+    /// looking its value up, instead of evaluating every gate.
+    equality: Option<(usize, ScalarValue)>,
 }
 
 impl std::fmt::Debug for RowGate {
@@ -128,14 +134,22 @@ impl RowGate {
             key.push_str(&format!("|filter:{f}"));
             parts.push(policy::compile_predicate(&state, &sec, def, f)?);
         }
-        let predicate = match parts.into_iter().reduce(Expr::and) {
-            None => None,
+        let schema = policy::table_df_schema(def, None)?;
+        let (predicate, equality) = match parts.into_iter().reduce(Expr::and) {
+            None => (None, None),
             Some(expr) => {
-                let schema = policy::table_df_schema(def, None)?;
-                Some(state.create_physical_expr(expr, &schema)?)
+                let equality = column_equals_constant(&state, &schema, &expr);
+                (Some(state.create_physical_expr(expr, &schema)?), equality)
             }
         };
-        Ok(RowGate { key, predicate })
+        Ok(RowGate { key, predicate, equality })
+    }
+
+    /// `Some((column, value))` when the gate passes exactly the rows whose live column
+    /// `column` equals `value` (see [`RowGate`]); the value compares equal to the column's
+    /// values as SQL `=` does, with `ScalarValue`'s equality.
+    pub fn equality(&self) -> Option<(usize, &ScalarValue)> {
+        self.equality.as_ref().map(|(c, v)| (*c, v))
     }
 
     /// Gates with equal keys pass the same rows of the same changes.
@@ -155,6 +169,40 @@ impl RowGate {
             .ok_or_else(|| SqlError::internal("a row predicate must be boolean"))?;
         Ok((0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect())
     }
+}
+
+/// `column = constant` (either way round, the constant possibly cast), with the constant
+/// evaluated and cast to the column's type; `None` for any other shape or when the cast fails.
+fn column_equals_constant(
+    state: &datafusion::execution::SessionState,
+    schema: &datafusion::common::DFSchema,
+    expr: &Expr,
+) -> Option<(usize, ScalarValue)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = expr else { return None };
+    let (column, constant) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), other) | (other, Expr::Column(c)) if other.column_refs().is_empty() => (c, other),
+        _ => return None,
+    };
+    let index = schema.index_of_column(column).ok()?;
+    let data_type = schema.field(index).data_type().clone();
+    // No column: the expression is a constant; evaluate it on a one-row batch of nothing.
+    let physical = state.create_physical_expr(constant.clone(), schema).ok()?;
+    let empty = RecordBatch::try_new_with_options(
+        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .ok()?;
+    let value = match physical.evaluate(&empty).ok()? {
+        datafusion::logical_expr::ColumnarValue::Scalar(s) => s,
+        datafusion::logical_expr::ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0).ok()?,
+    };
+    // NULL never equals: the gate passes nothing, which the general path handles.
+    if value.is_null() {
+        return None;
+    }
+    Some((index, value.cast_to(&data_type).ok()?))
 }
 
 /// Rows of one table (all its live columns, as committed) as a column batch.
@@ -179,6 +227,11 @@ impl ChangeRows {
 
     pub fn len(&self) -> usize {
         self.batch.num_rows()
+    }
+
+    /// The value of live column `column` in row `row`.
+    pub fn value(&self, column: usize, row: usize) -> SqlResult<ScalarValue> {
+        Ok(ScalarValue::try_from_array(self.batch.column(column), row)?)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -252,6 +305,11 @@ mod tests {
         assert_eq!(u1_room.evaluate(&batch).unwrap(), [false, false, true]);
         let u2 = RowGate::compile(&engine, &cat, &viewer("u2"), &notes, None).unwrap();
         assert_eq!(u2.evaluate(&batch).unwrap(), [false, true, false]);
+        // A per-user policy alone is an equality the caller can index; with a filter it is not.
+        let (col, value) = u1.equality().expect("owner = 'u1'");
+        assert_eq!((col, value.to_string()), (1, "u1".to_string()));
+        assert_eq!(batch.value(col, 0).unwrap(), *value);
+        assert!(u1_room.equality().is_none());
         // Same principal values, same key; different ones, different keys.
         let u1_again = RowGate::compile(&engine, &cat, &viewer("u1"), &notes, None).unwrap();
         assert_eq!(u1.key(), u1_again.key());

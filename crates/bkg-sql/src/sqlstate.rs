@@ -162,6 +162,9 @@ states! {
     BkgMigrationTransaction = "BKG103", "migration_transaction";
     /// A migrations directory or file that cannot be read.
     BkgMigrationRead = "BKG104", "migration_read";
+    // bkg-db (realtime)
+    /// A resume point (Last-Event-ID) the WAL no longer holds: subscribe again from now.
+    BkgResumeGone = "BKG201", "resume_point_gone";
 }
 
 impl SqlState {
@@ -189,6 +192,7 @@ impl SqlState {
             S::PgrstTooLarge => 413,
             S::PgrstRateLimit => 429,
             S::PgrstNoRelationship => 400,
+            S::BkgResumeGone => 410,
             // PostgREST answers an ambiguous embedding with 300 Multiple Choices.
             S::PgrstAmbiguousRelationship => 300,
             _ => match self.class() {
@@ -211,6 +215,7 @@ impl SqlState {
                 GrpcClass::AlreadyExists
             }
             S::QueryCanceled => GrpcClass::Cancelled,
+            S::BkgResumeGone => GrpcClass::FailedPrecondition,
             S::ProgramLimitExceeded | S::StatementTooComplex => GrpcClass::ResourceExhausted,
             _ => match self.class() {
                 "28" => GrpcClass::Unauthenticated,

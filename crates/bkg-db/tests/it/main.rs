@@ -6,6 +6,7 @@ mod hardening;
 mod pgbench;
 mod pgwire;
 mod psql;
+mod realtime;
 mod rest;
 mod rls;
 mod roles;

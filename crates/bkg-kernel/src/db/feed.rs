@@ -31,6 +31,12 @@ pub struct ChangeSubscription {
 }
 
 impl ChangeSubscription {
+    /// The LSN of the next commit this subscription can deliver: every commit before it (that
+    /// is still in the WAL) is for `changes_since`, every one from it on comes from `recv`.
+    pub fn next_lsn(&self) -> u64 {
+        self.resume_lsn
+    }
+
     /// The changes of the next commit, in commit order; DDL commits give one
     /// [`ChangeKind::Ddl`] change first. Waits for the next commit.
     pub async fn recv(&mut self) -> std::result::Result<Vec<Change>, FeedError> {
