@@ -278,3 +278,76 @@ test('the raw protocol: 1.0.0 frames, heartbeats, refusals with reasons, limits'
   await waitFor('the close', () => c.closed() !== null);
   assert.equal(c.closed().code, 1009);
 });
+
+test('limits: connections, channels, message rate, slow readers; metrics count them', async () => {
+  const small = await startServer({
+    password: PASSWORD,
+    prefix: 'bkg-node-realtime-limits-',
+    env: {
+      BKG_DB_JWT_SECRET: SECRET,
+      BKG_DB_REALTIME_MAX_CONNECTIONS: '2',
+      BKG_DB_REALTIME_MAX_CHANNELS: '1',
+      BKG_DB_REALTIME_EVENTS_PER_S: '5',
+      BKG_DB_REALTIME_QUEUE: '16',
+    },
+  });
+  const smallKeys = JSON.parse(readFileSync(join(small.dataDir, 'auth', 'keys.json'), 'utf8'));
+  const db = new pg.Client({ host: '127.0.0.1', port: small.pgPort, user: 'postgres', password: PASSWORD, database: 'postgres' });
+  await db.connect();
+  const open = (q) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${small.httpPort}/realtime/v1/websocket?apikey=${smallKeys.service_key}&vsn=2.0.0&${q ?? ''}`);
+    const frames = [];
+    let closed = null;
+    ws.on('message', (m) => frames.push(JSON.parse(m.toString())));
+    ws.on('close', (code, reason) => { closed = { code, reason: reason.toString() }; });
+    const opened = new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('unexpected-response', (_, res) => reject(new Error(`HTTP ${res.statusCode}`))); });
+    return { ws, frames, opened, closed: () => closed };
+  };
+  try {
+    await db.query('CREATE TABLE bulk (id int PRIMARY KEY, pad text)');
+    await db.query('ALTER PUBLICATION supabase_realtime ADD TABLE bulk');
+    const a = open();
+    const b = open();
+    await a.opened;
+    await b.opened;
+    await assert.rejects(open().opened, /HTTP 503/, 'a third connection is over the limit');
+
+    const join = (c, topic, ref, config = {}) => c.ws.send(JSON.stringify([ref, ref, topic, 'phx_join', { config }]));
+    join(a, 'realtime:one', '1', { broadcast: { ack: true } });
+    join(a, 'realtime:two', '2');
+    await waitFor('two join replies', () => a.frames.filter((f) => f[3] === 'phx_reply').length === 2);
+    const reply = (c, ref) => c.frames.find((f) => f[3] === 'phx_reply' && f[1] === ref)[4];
+    assert.equal(reply(a, '1').status, 'ok');
+    assert.match(reply(a, '2').response.reason, /more than 1 channels/);
+
+    for (let i = 0; i < 10; i++) {
+      a.ws.send(JSON.stringify(['1', `b${i}`, 'realtime:one', 'broadcast', { type: 'broadcast', event: 'x', payload: {} }]));
+    }
+    await waitFor('ten broadcast replies', () => a.frames.filter((f) => f[3] === 'phx_reply' && String(f[1]).startsWith('b')).length === 10);
+    const refused = a.frames.filter((f) => f[3] === 'phx_reply' && String(f[1]).startsWith('b') && f[4].status === 'error');
+    assert.ok(refused.length >= 5, `at most 5 a second pass: ${refused.length} refused`);
+    assert.match(refused[0][4].response.reason, /more than 5 messages per second/);
+
+    // A reader that stops reading is disconnected once its queue (16) is full.
+    join(b, 'realtime:bulk', '1', { postgres_changes: [{ event: '*', schema: 'public', table: 'bulk' }] });
+    await waitFor('the bulk join', () => b.frames.some((f) => f[3] === 'system'));
+    b.ws.pause();
+    const rows = Array.from({ length: 20000 }, (_, i) => `(${i}, '${'x'.repeat(100)}')`).join(',');
+    await db.query(`INSERT INTO bulk VALUES ${rows}`);
+    b.ws.resume();
+    await waitFor('the slow reader to be closed', () => b.closed() !== null, 20_000);
+    assert.equal(b.closed().code, 1013);
+    assert.match(b.closed().reason, /slow consumer/);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${small.httpPort}/metrics`)).text();
+    const metric = (name) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metrics)?.[1]);
+    assert.equal(metric('bkg_realtime_slow_disconnects_total'), 1);
+    assert.ok(metric('bkg_realtime_events_delivered_total') > 0);
+    assert.ok(metric('bkg_realtime_events_dropped_total') > 0);
+    assert.equal(metric('bkg_realtime_connections_refused_total'), 1);
+    a.ws.close();
+  } finally {
+    await db.end();
+    await stopServer(small);
+  }
+});
