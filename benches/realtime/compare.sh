@@ -6,11 +6,11 @@
 #
 #   make bench-realtime        (release build; results in bench-results/)
 #
-# Environment: BKG_BIN (default target/release/bkg-db), SECONDS (20 per scenario).
+# Environment: BKG_BIN (default target/release/bkg-db), RT_SECONDS (20 s of inserts per scenario).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BKG_BIN=${BKG_BIN:-$root/target/release/bkg-db}
-SECONDS_PER=${SECONDS:-20}
+SECONDS_PER=${RT_SECONDS:-20}
 [[ -x $BKG_BIN ]] || { echo "realtime: $BKG_BIN missing (cargo build --release -p bkg-db)" >&2; exit 1; }
 [[ -d $root/tests/clients/node/node_modules/ws ]] || { echo "realtime: run scripts/test-clients.sh once (node modules)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"

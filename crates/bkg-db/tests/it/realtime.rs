@@ -185,3 +185,60 @@ async fn sse_resumes_after_a_crash_without_gap_or_duplicate() {
     let bad_id = Stream::open(&s, path, &[("apikey", service.as_str()), ("Last-Event-ID", "x")]);
     assert_eq!(bad_id.status, 400);
 }
+
+/// `TYPE id` of a change event, with `(no old)` for an UPDATE sent without its old row.
+fn summary(e: &Event) -> String {
+    let d = &e.data["data"];
+    let id = d["record"]["id"].as_i64().or_else(|| d["old_record"]["id"].as_i64()).unwrap_or(-1);
+    let kind = d["type"].as_str().unwrap_or("?");
+    let no_old = kind == "UPDATE" && d["old_record"].as_object().is_some_and(|o| o.is_empty());
+    format!("{kind} {id}{}", if no_old { " (no old)" } else { "" })
+}
+
+/// The bypass matrix of tests/it/rls.rs, for the realtime door: each principal's stream carries
+/// exactly the changes of the rows it may select, and nothing of what a row was before it came
+/// into view.
+#[tokio::test(flavor = "multi_thread")]
+async fn bypass_matrix_over_realtime() {
+    use crate::rls::{SECRET, token};
+    use serde_json::json;
+    let s = TestServer::start_with(&[("BKG_DB_JWT_SECRET", SECRET)]);
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE todos (id int PRIMARY KEY, owner text NOT NULL, task text NOT NULL);
+             CREATE POLICY todos_owner ON todos TO authenticated USING (owner = auth.uid());
+             GRANT SELECT ON todos TO anon, authenticated;
+             ALTER PUBLICATION supabase_realtime ADD TABLE todos",
+        )
+        .await
+        .unwrap();
+    let principals = [
+        ("anon", token(json!({"role": "anon"})), vec![]),
+        ("A", token(json!({"role": "authenticated", "sub": "A"})), vec!["INSERT 1", "INSERT 2", "DELETE 2"]),
+        ("B", token(json!({"role": "authenticated", "sub": "B"})), vec!["INSERT 3", "UPDATE 3", "UPDATE 1 (no old)"]),
+        (
+            "service",
+            token(json!({"role": "service_role"})),
+            vec!["INSERT 1", "INSERT 2", "INSERT 3", "UPDATE 3", "UPDATE 1", "DELETE 2"],
+        ),
+    ];
+    let mut streams: Vec<(&str, Stream, Vec<&str>)> = principals
+        .iter()
+        .map(|(name, tok, want)| {
+            let st = Stream::open(&s, "/realtime/v1/sse?schema=public&table=todos", &[("apikey", tok.as_str())]);
+            assert_eq!(st.status, 200, "{name}: {}", st.text);
+            (*name, st, want.clone())
+        })
+        .collect();
+    admin.batch_execute("INSERT INTO todos VALUES (1, 'A', 'a1'), (2, 'A', 'a2'), (3, 'B', 'b1')").await.unwrap();
+    admin.batch_execute("UPDATE todos SET task = 'b1!' WHERE id = 3").await.unwrap();
+    // Moves row 1 from A to B: A must not see it go, B must not see what it was.
+    admin.batch_execute("UPDATE todos SET owner = 'B', task = 'moved' WHERE id = 1").await.unwrap();
+    admin.batch_execute("DELETE FROM todos WHERE id = 2").await.unwrap();
+    for (name, st, want) in streams.iter_mut() {
+        let got: Vec<String> = st.events(want.len()).iter().map(summary).collect();
+        assert_eq!(got, *want, "{name}");
+        assert!(st.quiet(300), "{name} received more");
+    }
+}
