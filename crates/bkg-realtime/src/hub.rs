@@ -474,21 +474,7 @@ impl Hub {
         let mut payloads: HashMap<usize, (Arc<TableRows>, usize)> = HashMap::new();
         for (table_id, idx) in by_table {
             let Some(def) = catalog.table(table_id) else { continue };
-            let mut published = PublishKinds { insert: false, update: false, delete: false, truncate: false };
-            for p in catalog.publications_of(def) {
-                published.insert |= p.publish.insert;
-                published.update |= p.publish.update;
-                published.delete |= p.publish.delete;
-            }
-            let idx: Vec<usize> = idx
-                .into_iter()
-                .filter(|&i| match changes[i].kind {
-                    ChangeKind::Insert => published.insert,
-                    ChangeKind::Update => published.update,
-                    ChangeKind::Delete => published.delete,
-                    ChangeKind::Ddl => false,
-                })
-                .collect();
+            let idx = published(&catalog, def, changes, idx);
             if idx.is_empty() {
                 continue;
             }
@@ -555,6 +541,17 @@ impl Hub {
                 payloads.insert(i, (rows.clone(), k));
             }
         }
+        self.send(changes, offset, outgoing, &payloads)
+    }
+
+    /// Queues the messages of one commit: per change, one per channel that receives it.
+    fn send(
+        &self,
+        changes: &[Change],
+        offset: usize,
+        outgoing: Vec<Vec<(Arc<Subscription>, bool)>>,
+        payloads: &HashMap<usize, (Arc<TableRows>, usize)>,
+    ) -> usize {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -688,6 +685,24 @@ fn event_of(kind: ChangeKind) -> ChangeEvent {
         ChangeKind::Update => ChangeEvent::Update,
         _ => ChangeEvent::Delete,
     }
+}
+
+/// The changes (positions `idx` in `changes`) of `def` that a publication publishes.
+fn published(catalog: &Catalog, def: &TableDef, changes: &[Change], idx: Vec<usize>) -> Vec<usize> {
+    let mut kinds = PublishKinds { insert: false, update: false, delete: false, truncate: false };
+    for p in catalog.publications_of(def) {
+        kinds.insert |= p.publish.insert;
+        kinds.update |= p.publish.update;
+        kinds.delete |= p.publish.delete;
+    }
+    idx.into_iter()
+        .filter(|&i| match changes[i].kind {
+            ChangeKind::Insert => kinds.insert,
+            ChangeKind::Update => kinds.update,
+            ChangeKind::Delete => kinds.delete,
+            ChangeKind::Ddl => false,
+        })
+        .collect()
 }
 
 /// A frame built from an already-encoded JSON payload (the hot path: no re-parsing).

@@ -131,6 +131,54 @@ fn strip_pg_catalog(name: &mut ast::ObjectName) {
     }
 }
 
+/// `ARRAY(SELECT ...)` in a catalog query, as something the planner runs: role names from
+/// `pg_roles`, an empty array over a catalog that is empty, else `array_agg` of the subquery.
+fn array_subquery(q: &ast::Query, cat: &Catalog) -> Option<Expr> {
+    // psql's `\d t` names a policy's roles with a correlated subquery.
+    if let Some(oids) = role_names_of_any(q)
+        && let Some(names) = parse_expr(&format!("string_to_array(bkg_role_names({oids}), ',')"))
+    {
+        return Some(names);
+    }
+    // Over a catalog table bkg-db keeps empty: an empty array, without planning the (often
+    // correlated, nested) subquery.
+    if provably_empty(q, cat).is_some() || unnests_unset_options(q) {
+        return parse_expr("CAST(make_array() AS text[])");
+    }
+    let mut q = q.clone();
+    if let ast::SetExpr::Select(sel) = q.body.as_mut()
+        && sel.projection.len() == 1
+        && let ast::SelectItem::UnnamedExpr(item) | ast::SelectItem::ExprWithAlias { expr: item, .. } =
+            &sel.projection[0]
+        && let Some(agg) = parse_expr(&format!("array_agg({item})"))
+    {
+        sel.projection[0] = ast::SelectItem::UnnamedExpr(agg);
+        q.order_by = None;
+        // ARRAY() of no rows is an empty array, not NULL.
+        let sub = Expr::Subquery(Box::new(q));
+        return Some(parse_expr(&format!("coalesce({sub}, make_array())")).unwrap_or(sub));
+    }
+    None
+}
+
+/// psql's `\d t` lists a publication's column list with `CASE WHEN pr.prattrs IS NOT NULL THEN
+/// (subquery) ELSE NULL END`; bkg-db refuses column lists, so `prattrs` is always NULL and the
+/// CASE is its ELSE.
+fn without_column_list(e: &Expr) -> Option<Expr> {
+    let Expr::Case { operand: None, conditions, else_result, .. } = e else { return None };
+    let is_prattrs = |x: &Expr| match x {
+        Expr::CompoundIdentifier(p) => p.last().is_some_and(|i| i.value.eq_ignore_ascii_case("prattrs")),
+        Expr::Identifier(i) => i.value.eq_ignore_ascii_case("prattrs"),
+        _ => false,
+    };
+    match conditions.as_slice() {
+        [c] if matches!(&c.condition, Expr::IsNotNull(x) if is_prattrs(x)) => {
+            Some(else_result.as_deref().cloned().unwrap_or(Expr::value(ast::Value::Null)))
+        }
+        _ => None,
+    }
+}
+
 fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
     crate::json::rewrite_operator(e);
     match e {
@@ -142,46 +190,15 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             // ARRAY(SELECT x FROM ...) → (SELECT array_agg(x) FROM ...)
             if f.name.to_string().eq_ignore_ascii_case("array")
                 && let ast::FunctionArguments::Subquery(q) = &f.args
+                && let Some(new) = array_subquery(q, cat)
             {
-                // psql's `\d t` names a policy's roles with a correlated subquery.
-                if let Some(oids) = role_names_of_any(q)
-                    && let Some(names) = parse_expr(&format!("string_to_array(bkg_role_names({oids}), ',')"))
-                {
-                    *e = names;
-                    return;
-                }
-                // Over a catalog table bkg-db keeps empty: an empty array, without planning the
-                // (often correlated, nested) subquery.
-                if (provably_empty(q, cat).is_some() || unnests_unset_options(q))
-                    && let Some(empty) = parse_expr("CAST(make_array() AS text[])")
-                {
-                    *e = empty;
-                    return;
-                }
-                let mut q = q.as_ref().clone();
-                if let ast::SetExpr::Select(sel) = q.body.as_mut()
-                    && sel.projection.len() == 1
-                    && let ast::SelectItem::UnnamedExpr(item) | ast::SelectItem::ExprWithAlias { expr: item, .. } =
-                        &sel.projection[0]
-                    && let Some(agg) = parse_expr(&format!("array_agg({item})"))
-                {
-                    sel.projection[0] = ast::SelectItem::UnnamedExpr(agg);
-                    q.order_by = None;
-                    // ARRAY() of no rows is an empty array, not NULL.
-                    let sub = Expr::Subquery(Box::new(q));
-                    *e = parse_expr(&format!("coalesce({sub}, make_array())")).unwrap_or(sub);
-                }
+                *e = new;
             }
         }
-        // psql's `\d t` lists a publication's column list with a subquery over `prattrs`; bkg-db
-        // refuses column lists, so `prattrs` is always NULL and the CASE is its ELSE.
-        Expr::Case { operand: None, conditions, else_result, .. }
-            if conditions.len() == 1
-                && matches!(&conditions[0].condition, Expr::IsNotNull(x)
-                    if matches!(x.as_ref(), Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value.eq_ignore_ascii_case("prattrs")))
-                        || matches!(x.as_ref(), Expr::Identifier(i) if i.value.eq_ignore_ascii_case("prattrs"))) =>
-        {
-            *e = else_result.as_deref().cloned().unwrap_or(Expr::value(ast::Value::Null));
+        Expr::Case { .. } => {
+            if let Some(new) = without_column_list(e) {
+                *e = new;
+            }
         }
         Expr::BinaryOp { left, op, right } => {
             // `array_column = '{0}'`: an array literal in PostgreSQL's text form.
