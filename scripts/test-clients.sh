@@ -5,8 +5,9 @@
 #     benchmark harness's smoke run), in a venv under $HOME/.cache/bkg-venv
 #   - Node.js `pg`, `@supabase/postgrest-js` and `@supabase/supabase-js` (node --test),
 #     installed from tests/clients/node/package-lock.json; postgrest-js drives the REST API
-#     (/rest/v1), supabase-js signs users up and in (/auth/v1) and reads under row-level
-#     security, and @redocly/cli lints the OpenAPI document the server serves
+#     (/rest/v1), supabase-js signs users up and in (/auth/v1), reads under row-level
+#     security and subscribes to realtime changes, broadcast and presence (/realtime/v1, over
+#     `ws`), and @redocly/cli lints the OpenAPI document the server serves
 # The suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
 # free loopback ports and stop it again. Exits non-zero if either suite fails.
 set -uo pipefail

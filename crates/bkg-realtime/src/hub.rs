@@ -409,38 +409,11 @@ impl Hub {
 
     /// Delivers every commit from `from_lsn` on from the WAL; returns the LSN after the last.
     fn catch_up(&self, from_lsn: u64) -> u64 {
-        let mut next = from_lsn;
-        let mut limit = CATCH_UP_CHANGES;
-        loop {
-            let changes = match self.engine.changes_since(next, limit) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "realtime: cannot read changes back from the WAL");
-                    return next;
-                }
-            };
-            let full = changes.len() >= limit;
-            let Some(last_lsn) = changes.last().map(|c| c.lsn) else { return next };
-            if full && changes.iter().all(|c| c.lsn == last_lsn) {
-                // One commit larger than the step: read it whole.
-                limit = limit.saturating_mul(2);
-                continue;
-            }
-            limit = CATCH_UP_CHANGES;
-            let mut start = 0;
-            while start < changes.len() {
-                let lsn = changes[start].lsn;
-                let end = changes[start..].iter().position(|c| c.lsn != lsn).map_or(changes.len(), |p| start + p);
-                if full && lsn == last_lsn {
-                    // Possibly cut by the limit: read again from here.
-                    break;
-                }
-                self.deliver(&changes[start..end]);
-                next = lsn + 1;
-                start = end;
-            }
-            if !full {
-                return next;
+        match read_commits(&self.engine, from_lsn, u64::MAX, |commit| self.deliver(commit)) {
+            Ok(next) => next,
+            Err((next, e)) => {
+                tracing::error!(error = %e, "realtime: cannot read changes back from the WAL");
+                next
             }
         }
     }
@@ -620,61 +593,63 @@ impl Hub {
         use std::fmt::Write;
         let m = &self.metrics;
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        metric("bkg_realtime_connections", "gauge", "Realtime WebSocket connections open now.", get(&m.connections));
-        metric(
-            "bkg_realtime_connections_total",
-            "counter",
-            "Realtime WebSocket connections accepted.",
-            get(&m.connections_total),
-        );
-        metric(
-            "bkg_realtime_connections_refused_total",
-            "counter",
-            "Realtime connections refused (bad key, connection limit).",
-            get(&m.connections_refused),
-        );
-        metric("bkg_realtime_channels", "gauge", "Realtime channels joined now.", get(&m.channels));
-        metric(
-            "bkg_realtime_events_delivered_total",
-            "counter",
-            "Realtime messages queued to clients (changes, broadcast, presence).",
-            get(&m.events_delivered),
-        );
-        metric(
-            "bkg_realtime_events_dropped_total",
-            "counter",
-            "Realtime messages not delivered because the client's queue was full or closed.",
-            get(&m.events_dropped),
-        );
-        metric(
-            "bkg_realtime_slow_disconnects_total",
-            "counter",
-            "Realtime connections ended because they did not read fast enough.",
-            get(&m.slow_disconnects),
-        );
-        metric(
-            "bkg_realtime_policy_errors_total",
-            "counter",
-            "Row policy evaluations that failed for a group of subscribers (they got nothing).",
-            get(&m.policy_errors),
-        );
-        metric(
-            "bkg_realtime_delivery_lag_ms_sum",
-            "counter",
-            "Milliseconds from commit to delivery, summed over delivered changes.",
-            get(&m.lag_ms_sum),
-        );
-        metric("bkg_realtime_delivery_lag_count", "counter", "Changes the lag sum is over.", get(&m.lag_count));
-        metric(
-            "bkg_realtime_delivery_lag_ms_max",
-            "gauge",
-            "Largest commit-to-delivery lag seen, in milliseconds.",
-            get(&m.lag_ms_max),
-        );
+        let table: [(&str, &str, &str, &AtomicU64); 11] = [
+            (
+                "bkg_realtime_connections",
+                "gauge",
+                "Realtime connections (WebSocket and event streams) open now.",
+                &m.connections,
+            ),
+            ("bkg_realtime_connections_total", "counter", "Realtime connections accepted.", &m.connections_total),
+            (
+                "bkg_realtime_connections_refused_total",
+                "counter",
+                "Realtime connections refused (bad key, connection limit).",
+                &m.connections_refused,
+            ),
+            ("bkg_realtime_channels", "gauge", "Realtime channels joined now.", &m.channels),
+            (
+                "bkg_realtime_events_delivered_total",
+                "counter",
+                "Realtime messages queued to clients (changes, broadcast, presence).",
+                &m.events_delivered,
+            ),
+            (
+                "bkg_realtime_events_dropped_total",
+                "counter",
+                "Realtime messages not delivered because the client's queue was full or closed.",
+                &m.events_dropped,
+            ),
+            (
+                "bkg_realtime_slow_disconnects_total",
+                "counter",
+                "Realtime connections ended because they did not read fast enough.",
+                &m.slow_disconnects,
+            ),
+            (
+                "bkg_realtime_policy_errors_total",
+                "counter",
+                "Row policy evaluations that failed for a group of subscribers (they got nothing).",
+                &m.policy_errors,
+            ),
+            (
+                "bkg_realtime_delivery_lag_ms_sum",
+                "counter",
+                "Milliseconds from commit to delivery, summed over delivered changes.",
+                &m.lag_ms_sum,
+            ),
+            ("bkg_realtime_delivery_lag_count", "counter", "Changes the lag sum is over.", &m.lag_count),
+            (
+                "bkg_realtime_delivery_lag_ms_max",
+                "gauge",
+                "Largest commit-to-delivery lag seen, in milliseconds.",
+                &m.lag_ms_max,
+            ),
+        ];
+        for (name, kind, help, value) in table {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }
@@ -684,6 +659,46 @@ fn event_of(kind: ChangeKind) -> ChangeEvent {
         ChangeKind::Insert => ChangeEvent::Insert,
         ChangeKind::Update => ChangeEvent::Update,
         _ => ChangeEvent::Delete,
+    }
+}
+
+/// Hands `each` every commit with an LSN from `from` up to `upto` (exclusive) that the WAL
+/// holds, whole and in order, reading at most about `CATCH_UP_CHANGES` changes at a time (more
+/// for one larger commit). Returns the LSN after the last commit handed over; on a read error,
+/// that LSN with the error.
+pub(crate) fn read_commits(
+    engine: &Engine,
+    from: u64,
+    upto: u64,
+    mut each: impl FnMut(&[Change]),
+) -> Result<u64, (u64, bkg_sql::SqlError)> {
+    let mut next = from;
+    let mut limit = CATCH_UP_CHANGES;
+    loop {
+        let changes = engine.changes_since(next, limit).map_err(|e| (next, e))?;
+        let full = changes.len() >= limit;
+        let Some(last_lsn) = changes.last().map(|c| c.lsn) else { return Ok(next) };
+        if full && changes.iter().all(|c| c.lsn == last_lsn) {
+            // One commit larger than the step: read it whole.
+            limit = limit.saturating_mul(2);
+            continue;
+        }
+        limit = CATCH_UP_CHANGES;
+        let mut start = 0;
+        while start < changes.len() {
+            let lsn = changes[start].lsn;
+            let end = changes[start..].iter().position(|c| c.lsn != lsn).map_or(changes.len(), |p| start + p);
+            // The last commit of a full read may be cut by the limit: read it again next time.
+            if lsn >= upto || (full && lsn == last_lsn) {
+                break;
+            }
+            each(&changes[start..end]);
+            next = lsn + 1;
+            start = end;
+        }
+        if !full || next >= upto {
+            return Ok(next);
+        }
     }
 }
 

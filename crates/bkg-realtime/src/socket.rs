@@ -387,22 +387,29 @@ impl Connection {
         self.leave(topic);
     }
 
-    fn broadcast(&mut self, f: Frame) {
+    /// A broadcast or presence message on a joined channel within the message rate: the
+    /// channel's (broadcast ack, presence key); else the refusal is sent and `None`.
+    fn admit(&mut self, f: &Frame) -> Option<(bool, String)> {
         let Some(channel) = self.channels.get(&f.topic) else {
-            return self.send(f.reply("error", json!({"reason": "unmatched topic"})));
+            self.send(f.reply("error", json!({"reason": "unmatched topic"})));
+            return None;
         };
+        let admitted = (channel.config.broadcast_ack, channel.presence_key.clone());
         if !self.events.allow(now_s()) {
-            return self.send(f.reply(
-                "error",
-                json!({"reason": format!("more than {} messages per second", self.hub.config.events_per_second)}),
-            ));
+            let reason = format!("more than {} messages per second", self.hub.config.events_per_second);
+            self.send(f.reply("error", json!({"reason": reason})));
+            return None;
         }
+        Some(admitted)
+    }
+
+    fn broadcast(&mut self, f: Frame) {
+        let Some((ack, _)) = self.admit(&f) else { return };
         let size = f.payload.to_string().len();
         if size > self.hub.config.payload_bytes_max {
             let reason = format!("payload of {size} bytes is over {}", self.hub.config.payload_bytes_max);
             return self.send(f.reply("error", json!({"reason": reason})));
         }
-        let ack = channel.config.broadcast_ack;
         self.hub.fan_out(&f.topic, Some(self.out.conn), "broadcast", f.payload.clone());
         if ack && f.ref_.is_some() {
             self.send(f.reply("ok", json!({})));
@@ -410,16 +417,7 @@ impl Connection {
     }
 
     fn presence(&mut self, f: Frame) {
-        let Some(channel) = self.channels.get(&f.topic) else {
-            return self.send(f.reply("error", json!({"reason": "unmatched topic"})));
-        };
-        if !self.events.allow(now_s()) {
-            return self.send(f.reply(
-                "error",
-                json!({"reason": format!("more than {} messages per second", self.hub.config.events_per_second)}),
-            ));
-        }
-        let key = channel.presence_key.clone();
+        let Some((_, key)) = self.admit(&f) else { return };
         match f.payload.get("event").and_then(Value::as_str) {
             Some("track") => {
                 let state = match f.payload.get("payload") {

@@ -30,7 +30,6 @@ use serde_json::{Value, json};
 use crate::http::{RealtimeError, token};
 use crate::hub::{Hub, Out, Outbox, Subscription};
 use crate::join::ChangeBinding;
-use crate::limits::CATCH_UP_CHANGES;
 use crate::socket::grant_of;
 
 #[derive(serde::Deserialize)]
@@ -294,40 +293,18 @@ fn replay(
     partial: Option<(u64, usize)>,
     position: &mut Position,
 ) -> u64 {
-    let mut next = from;
-    let mut limit = CATCH_UP_CHANGES;
-    loop {
-        let changes = match hub.engine.changes_since(next, limit) {
-            Ok(c) => c,
-            Err(e) => {
-                sub.out.end(format!("cannot read changes back from the WAL: {e}"));
-                return next;
-            }
+    let each = |commit: &[Change]| {
+        let skip = match partial {
+            Some((l, seen)) if commit.first().is_some_and(|c| c.lsn == l) => (seen + 1).min(commit.len()),
+            _ => 0,
         };
-        let full = changes.len() >= limit;
-        let Some(last_lsn) = changes.last().map(|c| c.lsn) else { return next };
-        if full && changes.iter().all(|c| c.lsn == last_lsn) {
-            limit = limit.saturating_mul(2);
-            continue;
-        }
-        limit = CATCH_UP_CHANGES;
-        let mut start = 0;
-        while start < changes.len() {
-            let lsn = changes[start].lsn;
-            let end = changes[start..].iter().position(|c| c.lsn != lsn).map_or(changes.len(), |p| start + p);
-            if lsn >= upto || (full && lsn == last_lsn) {
-                break;
-            }
-            let skip = match partial {
-                Some((l, seen)) if l == lsn => (seen + 1).min(end - start),
-                _ => 0,
-            };
-            position.after(hub, subs, sub, &changes[start + skip..end], skip);
-            next = lsn + 1;
-            start = end;
-        }
-        if !full || next >= upto {
-            return next;
+        position.after(hub, subs, sub, &commit[skip..], skip);
+    };
+    match crate::hub::read_commits(&hub.engine, from, upto, each) {
+        Ok(next) => next,
+        Err((next, e)) => {
+            sub.out.end(format!("cannot read changes back from the WAL: {e}"));
+            next
         }
     }
 }
