@@ -126,31 +126,10 @@ fn undefined(name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ColumnDef;
     use crate::value::DataType;
 
     fn table(cat: &mut Catalog, schema: &str, name: &str) -> u64 {
-        let id = ColumnDef {
-            name: "id".into(),
-            data_type: DataType::Int64,
-            nullable: false,
-            default: None,
-            dropped: false,
-            missing: crate::value::Value::Null,
-        };
-        let def = TableDef {
-            id: 0,
-            schema: schema.into(),
-            name: name.into(),
-            columns: vec![id],
-            indexes: vec![],
-            foreign_keys: vec![],
-            owner: crate::acl::BOOTSTRAP_SUPERUSER,
-            acl: vec![],
-            row_security: false,
-            force_row_security: false,
-            policies: vec![],
-        };
+        let def = crate::testutil::table_def(schema, name, vec![crate::testutil::col("id", DataType::Int64, false)]);
         cat.create_table(def, false).unwrap().unwrap()
     }
 

@@ -7,29 +7,33 @@ use crate::db::Transaction;
 use crate::error::Result;
 use crate::value::{DataType, Value};
 
-fn col(name: &str, data_type: DataType, nullable: bool) -> ColumnDef {
+pub fn col(name: &str, data_type: DataType, nullable: bool) -> ColumnDef {
     ColumnDef { name: name.into(), data_type, nullable, default: None, dropped: false, missing: Value::Null }
 }
 
-/// Creates `public.<name>(id bigint primary key, v bigint, note text)` and returns its id.
-pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
-    let def = TableDef {
+/// A table definition owned by the bootstrap superuser, with no indexes, grants or policies.
+pub fn table_def(schema: &str, name: &str, columns: Vec<ColumnDef>) -> TableDef {
+    TableDef {
         id: 0,
-        schema: "public".into(),
+        schema: schema.into(),
         name: name.into(),
-        columns: vec![
-            col("id", DataType::Int64, false),
-            col("v", DataType::Int64, true),
-            col("note", DataType::Text, true),
-        ],
-        indexes: vec![IndexDef { id: 0, name: format!("{name}_pkey"), columns: vec![0], unique: true, primary: true }],
+        columns,
+        indexes: vec![],
         foreign_keys: vec![],
         owner: crate::acl::BOOTSTRAP_SUPERUSER,
         acl: vec![],
         row_security: false,
         force_row_security: false,
         policies: vec![],
-    };
+    }
+}
+
+/// Creates `public.<name>(id bigint primary key, v bigint, note text)` and returns its id.
+pub fn create_kv_table(txn: &mut Transaction, name: &str) -> Result<u64> {
+    let columns =
+        vec![col("id", DataType::Int64, false), col("v", DataType::Int64, true), col("note", DataType::Text, true)];
+    let mut def = table_def("public", name, columns);
+    def.indexes = vec![IndexDef { id: 0, name: format!("{name}_pkey"), columns: vec![0], unique: true, primary: true }];
     Ok(txn.catalog_mut().create_table(def, false)?.expect("new table"))
 }
 
