@@ -47,39 +47,3 @@ impl RealtimeConfig {
         self
     }
 }
-
-/// Counts events in one-second windows: `allow` is false once `per_second` were counted in the
-/// current second.
-#[derive(Debug)]
-pub(crate) struct RateWindow {
-    per_second: u32,
-    second: u64,
-    count: u32,
-}
-
-impl RateWindow {
-    pub fn new(per_second: u32) -> RateWindow {
-        RateWindow { per_second, second: 0, count: 0 }
-    }
-
-    pub fn allow(&mut self, now_s: u64) -> bool {
-        if now_s != self.second {
-            self.second = now_s;
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count <= self.per_second
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_window_allows_its_rate_each_second() {
-        let mut w = RateWindow::new(2);
-        assert!(w.allow(10) && w.allow(10) && !w.allow(10));
-        assert!(w.allow(11));
-    }
-}

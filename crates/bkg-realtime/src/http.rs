@@ -66,12 +66,38 @@ pub(crate) struct WsQuery {
 
 /// The token of a request: `apikey` in the query (browsers cannot set WebSocket headers), the
 /// `apikey` header, or `Authorization: Bearer`.
-pub(crate) fn token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
+fn token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     bearer.or(query).or_else(|| headers.get("apikey").and_then(|v| v.to_str().ok()))
+}
+
+/// Admits a realtime connection (WebSocket or event stream): a key that verifies for a role
+/// that may act through a token, and room under the connection limit. Refusals are counted.
+pub(crate) fn admit(hub: &Hub, query_key: Option<&str>, headers: &HeaderMap) -> Result<socket::Grant, RealtimeError> {
+    let checked = || {
+        let Some(token) = token(query_key, headers) else {
+            return Err(RealtimeError::new(
+                SqlState::PgrstNoCredentials,
+                401,
+                "an API key is required (apikey query parameter or header)",
+            ));
+        };
+        let grant = socket::grant_of(hub, token).map_err(|e| RealtimeError::new(SqlState::PgrstJwt, 401, e))?;
+        if hub.metrics.connections.load(Ordering::Relaxed) as usize >= hub.config.max_connections {
+            return Err(RealtimeError::new(
+                SqlState::TooManyConnections,
+                503,
+                format!("the server has {} realtime connections, its limit", hub.config.max_connections),
+            ));
+        }
+        Ok(grant)
+    };
+    checked().inspect_err(|_| {
+        hub.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+    })
 }
 
 /// The realtime WebSocket (Phoenix channels, as realtime-js speaks them).
@@ -92,27 +118,11 @@ pub(crate) async fn websocket(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, RealtimeError> {
-    let refused = |e: RealtimeError| {
+    let vsn = Vsn::parse(q.vsn.as_deref()).map_err(|e| {
         hub.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
-        e
-    };
-    let vsn = Vsn::parse(q.vsn.as_deref())
-        .map_err(|e| refused(RealtimeError::new(SqlState::PgrstQueryString, 400, e.message)))?;
-    let Some(token) = token(q.apikey.as_deref(), &headers) else {
-        return Err(refused(RealtimeError::new(
-            SqlState::PgrstNoCredentials,
-            401,
-            "an API key is required (apikey query parameter or header)",
-        )));
-    };
-    let grant = socket::grant_of(&hub, token).map_err(|e| refused(RealtimeError::new(SqlState::PgrstJwt, 401, e)))?;
-    if hub.metrics.connections.load(Ordering::Relaxed) as usize >= hub.config.max_connections {
-        return Err(refused(RealtimeError::new(
-            SqlState::TooManyConnections,
-            503,
-            format!("the server has {} realtime connections, its limit", hub.config.max_connections),
-        )));
-    }
+        RealtimeError::new(SqlState::PgrstQueryString, 400, e.message)
+    })?;
+    let grant = admit(&hub, q.apikey.as_deref(), &headers)?;
     Ok(ws
         .max_message_size(FRAME_BYTES_MAX)
         .max_frame_size(FRAME_BYTES_MAX)

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bkg_auth::limits::RateLimiter;
 use bkg_kernel::{Catalog, PublishKinds, TableDef, Value as KernelValue};
 use bkg_sql::Engine;
 use bkg_sql::changes::{
@@ -37,13 +38,18 @@ use crate::limits::CATCH_UP_CHANGES;
 use crate::presence;
 use crate::protocol::{Frame, Vsn};
 
-/// Why connections end when the server stops.
-pub(crate) const SHUTDOWN: &str = "server shutting down";
-
-/// What a connection's writer sends next.
-#[derive(Debug)]
-pub(crate) enum Out {
-    Text(String),
+/// WebSocket close codes a connection ends with.
+pub(crate) mod close {
+    /// The server stops.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Refused input (a bad frame, no message for too long, an expired token).
+    pub const POLICY: u16 = 1008;
+    /// A frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server could not go on (the WAL could not be read back).
+    pub const INTERNAL: u16 = 1011;
+    /// A reader that let its queue fill up ("slow consumer").
+    pub const SLOW: u16 = 1013;
 }
 
 /// The sending side of a connection: a bounded queue and a way to end it.
@@ -53,18 +59,18 @@ pub(crate) struct Outbox {
     pub vsn: Vsn,
     /// A Server-Sent Events stream: frames are written as events (changes with their `id`).
     pub sse: bool,
-    tx: mpsc::Sender<Out>,
-    /// Set (with the reason) when the connection must end; the writer closes it.
-    pub kill: Arc<(Notify, Mutex<Option<String>>)>,
+    tx: mpsc::Sender<String>,
+    /// Set (with the close code and reason) when the connection must end; the writer ends it.
+    pub kill: Arc<(Notify, Mutex<Option<(u16, String)>>)>,
 }
 
 impl Outbox {
-    pub fn new(conn: u64, vsn: Vsn, capacity: usize) -> (Outbox, mpsc::Receiver<Out>) {
+    pub fn new(conn: u64, vsn: Vsn, capacity: usize) -> (Outbox, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Outbox { conn, vsn, sse: false, tx, kill: Arc::new((Notify::new(), Mutex::new(None))) }, rx)
     }
 
-    pub fn new_sse(conn: u64, capacity: usize) -> (Outbox, mpsc::Receiver<Out>) {
+    pub fn new_sse(conn: u64, capacity: usize) -> (Outbox, mpsc::Receiver<String>) {
         let (mut out, rx) = Outbox::new(conn, Vsn::V2, capacity);
         out.sse = true;
         (out, rx)
@@ -79,24 +85,27 @@ impl Outbox {
     }
 
     pub fn send_text(&self, text: String) -> bool {
-        match self.tx.try_send(Out::Text(text)) {
+        match self.tx.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.end(format!(
-                    "slow consumer: more than {} messages waiting to be read; re-join to resume",
-                    self.tx.max_capacity()
-                ));
+                self.end(
+                    close::SLOW,
+                    format!(
+                        "slow consumer: more than {} messages waiting to be read; re-join to resume",
+                        self.tx.max_capacity()
+                    ),
+                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// Ends the connection with `reason` (the first reason given wins).
-    pub fn end(&self, reason: String) {
+    /// Ends the connection with close `code` and `reason` (the first one given wins).
+    pub fn end(&self, code: u16, reason: String) {
         let mut r = self.kill.1.lock();
         if r.is_none() {
-            *r = Some(reason);
+            *r = Some((code, reason));
         }
         drop(r);
         self.kill.0.notify_one();
@@ -139,6 +148,18 @@ impl Subscription {
     pub fn set_viewer(&self, viewer: Viewer) {
         *self.viewer.write() = viewer;
         self.gates.lock().clear();
+    }
+
+    /// What makes the subscription send nothing now, for the client to be told: its table does
+    /// not exist (`Err(true, ..)`), or the gate does not compile (no privilege, a filter on a
+    /// missing column: `Err(false, ..)`). A binding on every table of a schema is not checked.
+    pub fn check_now(&self, engine: &Arc<Engine>, catalog: &Catalog) -> Result<(), (bool, String)> {
+        let b = &self.binding;
+        let Some(table) = b.table.as_deref().filter(|_| b.schema != "*") else { return Ok(()) };
+        let def = catalog
+            .find_table(&b.schema, table)
+            .ok_or_else(|| (true, format!("table {}.{table} does not exist", b.schema)))?;
+        self.gate(engine, catalog, def).map(|_| ()).map_err(|e| (false, e))
     }
 
     /// The gate of this subscription on `def` under `catalog`.
@@ -194,6 +215,9 @@ pub struct Hub {
     /// Channel members by topic (`realtime:<name>`), by connection.
     members: RwLock<HashMap<String, HashMap<u64, Member>>>,
     presence: Mutex<HashMap<String, presence::Topic>>,
+    /// Joins, and broadcast and presence messages, per connection and second.
+    pub(crate) joins: RateLimiter<u64>,
+    pub(crate) events: RateLimiter<u64>,
     /// Every open connection, to close them when the server stops.
     conns: Mutex<HashMap<u64, Outbox>>,
     /// The feed handed to the tailer when the first subscription arrives (taken at registration,
@@ -204,10 +228,13 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(engine: Arc<Engine>, auth: Arc<bkg_auth::AuthConfig>, config: RealtimeConfig) -> Arc<Hub> {
+        let config = config.checked();
         Arc::new(Hub {
             engine,
             auth,
-            config: config.checked(),
+            joins: RateLimiter::new(config.joins_per_second, config.joins_per_second),
+            events: RateLimiter::new(config.events_per_second, config.events_per_second),
+            config,
             metrics: RealtimeMetrics::default(),
             next_id: AtomicU64::new(1),
             subs: RwLock::new(HashMap::new()),
@@ -223,18 +250,23 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A connection (WebSocket or event stream) opens: counted, and closed at shutdown.
     pub(crate) fn register(&self, out: &Outbox) {
         self.conns.lock().insert(out.conn, out.clone());
+        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn deregister(&self, conn: u64) {
-        self.conns.lock().remove(&conn);
+        if self.conns.lock().remove(&conn).is_some() {
+            self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Ends every connection (close code 1001), as the server stops.
     pub fn close_all(&self) {
         for out in self.conns.lock().values() {
-            out.end(SHUTDOWN.into());
+            out.end(close::GOING_AWAY, "server shutting down".into());
         }
     }
 
@@ -489,9 +521,8 @@ impl Hub {
                             tracing::warn!(error = %e, table = %def.qualified_name(), "realtime: a row policy failed for a subscriber");
                             None
                         }
-                    })
-                    .clone();
-                let Some((visible, old_visible)) = mask else { continue };
+                    });
+                let Some((visible, old_visible)) = mask.as_ref() else { continue };
                 for (k, &i) in idx.iter().enumerate() {
                     if visible[k] && sub.binding.wants(event_of(changes[i].kind)) {
                         let with_old = rows.old_pos[k].is_some_and(|p| old_visible[p]);
@@ -561,7 +592,7 @@ impl Hub {
                     .push(sub.id);
             }
             for ((_, _, old), (sub, ids)) in channels {
-                let data = if old { &with_old } else { &without_old };
+                let data = if old { &with_old } else { without_old.as_ref().unwrap_or(&with_old) };
                 let payload = format!("{{\"ids\":{},\"data\":{data}}}", json!(ids));
                 let text = if sub.out.sse {
                     let id = if last_of.get(&sub.id) == Some(&i) {
@@ -778,8 +809,9 @@ impl TableRows {
         })
     }
 
-    /// The `data` of `change`, the `k`th of the table: with its old row and without it.
-    fn data_json(&self, change: &Change, k: usize) -> bkg_sql::SqlResult<(String, String)> {
+    /// The `data` of `change`, the `k`th of the table: with its old row, and for an UPDATE
+    /// without it (with `old_record` empty).
+    fn data_json(&self, change: &Change, k: usize) -> bkg_sql::SqlResult<(String, Option<String>)> {
         let kind = match change.kind {
             ChangeKind::Insert => "INSERT",
             ChangeKind::Update => "UPDATE",
@@ -808,11 +840,8 @@ impl TableRows {
             None => format!("{head},\"record\":{record}}}"),
         };
         // A DELETE's old row is the row itself: whoever may see the change sees it.
-        let without_old = match change.kind {
-            ChangeKind::Delete => with_old.clone(),
-            ChangeKind::Update => format!("{head},\"record\":{record},\"old_record\":{{}}}}"),
-            _ => with_old.clone(),
-        };
+        let without_old =
+            (change.kind == ChangeKind::Update).then(|| format!("{head},\"record\":{record},\"old_record\":{{}}}}"));
         Ok((with_old, without_old))
     }
 }

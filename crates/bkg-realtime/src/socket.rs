@@ -16,8 +16,7 @@ use bkg_sql::changes::Viewer;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 
-use crate::config::RateWindow;
-use crate::hub::{Hub, Member, Out, Outbox, Subscription};
+use crate::hub::{Hub, Member, Outbox, Subscription, close};
 use crate::join::JoinConfig;
 use crate::limits::FRAME_BYTES_MAX;
 use crate::protocol::{Frame, ProtocolError, Vsn};
@@ -32,19 +31,19 @@ struct Channel {
 }
 
 /// The principal a token gives: the viewer changes are filtered for and its expiry.
-struct Grant {
-    viewer: Viewer,
-    expires: Option<u64>,
+#[derive(Clone)]
+pub(crate) struct Grant {
+    pub viewer: Viewer,
+    /// When the token expires (seconds since the epoch).
+    pub expires: Option<u64>,
 }
 
 pub(crate) struct Connection {
     hub: Arc<Hub>,
     out: Outbox,
     /// The principal of the connection's apikey (channels without their own token use it).
-    grant: Arc<(Viewer, Option<u64>)>,
+    grant: Grant,
     channels: HashMap<String, Channel>,
-    joins: RateWindow,
-    events: RateWindow,
 }
 
 fn now_s() -> u64 {
@@ -52,7 +51,7 @@ fn now_s() -> u64 {
 }
 
 /// Verifies a token and turns it into a viewer: the role must exist and not be a superuser.
-pub(crate) fn grant_of(hub: &Hub, token: &str) -> Result<(Viewer, Option<u64>), String> {
+pub(crate) fn grant_of(hub: &Hub, token: &str) -> Result<Grant, String> {
     let principal = hub.auth.authenticate(None, Some(token)).map_err(|e| match e {
         bkg_auth::AuthFailure::Missing => "no token".to_string(),
         bkg_auth::AuthFailure::Invalid(m) => m,
@@ -65,16 +64,14 @@ pub(crate) fn grant_of(hub: &Hub, token: &str) -> Result<(Viewer, Option<u64>), 
     })?;
     let expires = principal.claims.get("exp").and_then(Value::as_u64);
     let viewer = hub.engine.viewer(&principal.role, Some(Value::Object(principal.claims))).map_err(|e| e.message)?;
-    Ok((viewer, expires))
+    Ok(Grant { viewer, expires })
 }
 
 /// Runs a connection until it ends.
-pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (Viewer, Option<u64>)) {
+pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: Grant) {
     let conn_id = hub.next_id();
     let (out, mut rx) = Outbox::new(conn_id, vsn, hub.config.queue_frames);
     hub.register(&out);
-    hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    hub.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let kill = out.kill.clone();
     let writer = tokio::spawn(async move {
@@ -83,7 +80,7 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
                 biased;
                 _ = kill.0.notified() => break,
                 msg = rx.recv() => match msg {
-                    Some(Out::Text(t)) => {
+                    Some(t) => {
                         if sink.send(Message::Text(Utf8Bytes::from(t))).await.is_err() {
                             return;
                         }
@@ -92,32 +89,14 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
                 },
             }
         }
-        let reason = kill.1.lock().clone();
-        if let Some(reason) = reason {
-            // 1013 try again later for a slow reader, 1009 for a frame over the size limit, 1008
-            // (policy violation) for other refused input.
-            let code = if reason.starts_with("slow consumer") {
-                1013
-            } else if reason == crate::hub::SHUTDOWN {
-                1001
-            } else if reason.contains("too long") || reason.contains(" is over ") {
-                1009
-            } else {
-                1008
-            };
+        let end = kill.1.lock().clone();
+        if let Some((code, reason)) = end {
             let reason: String = reason.chars().take(120).collect();
             let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
         }
         let _ = sink.close().await;
     });
-    let mut conn = Connection {
-        hub: hub.clone(),
-        out: out.clone(),
-        grant: Arc::new(grant),
-        channels: HashMap::new(),
-        joins: RateWindow::new(hub.config.joins_per_second),
-        events: RateWindow::new(hub.config.events_per_second),
-    };
+    let mut conn = Connection { hub: hub.clone(), out: out.clone(), grant, channels: HashMap::new() };
     let idle = Duration::from_secs(hub.config.idle_timeout_s);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_seen = tokio::time::Instant::now();
@@ -131,14 +110,17 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => {
-                        out.end(format!("bad WebSocket frame: {e}"));
+                        // The library's only word for a frame over max_message_size.
+                        let e = e.to_string();
+                        let code = if e.contains("too long") { close::TOO_BIG } else { close::POLICY };
+                        out.end(code, format!("bad WebSocket frame: {e}"));
                         break;
                     }
                 }
             }
             _ = tick.tick() => {
                 if last_seen.elapsed() > idle {
-                    out.end(format!("no message for {} s (heartbeats are expected)", idle.as_secs()));
+                    out.end(close::POLICY, format!("no message for {} s (heartbeats are expected)", idle.as_secs()));
                     break;
                 }
                 conn.expire_tokens();
@@ -153,7 +135,7 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
             break;
         }
     }
-    if out.kill.1.lock().as_deref().is_some_and(|r| r.starts_with("slow consumer")) {
+    if out.kill.1.lock().as_ref().is_some_and(|(code, _)| *code == close::SLOW) {
         hub.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
     conn.leave_all();
@@ -162,7 +144,6 @@ pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: (View
     drop(conn);
     drop(out);
     let _ = writer.await;
-    hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 impl Connection {
@@ -172,7 +153,7 @@ impl Connection {
 
     fn on_text(&mut self, text: &str) {
         if text.len() > FRAME_BYTES_MAX {
-            self.out.end(format!("frame of {} bytes is over {FRAME_BYTES_MAX}", text.len()));
+            self.out.end(close::TOO_BIG, format!("frame of {} bytes is over {FRAME_BYTES_MAX}", text.len()));
             return;
         }
         match Frame::decode(text, self.out.vsn) {
@@ -222,7 +203,7 @@ impl Connection {
         if !f.topic.starts_with("realtime:") {
             return refuse(self, format!("topic {:?} is not a realtime channel (realtime:<name>)", f.topic));
         }
-        if !self.joins.allow(now_s()) {
+        if self.hub.joins.check(self.out.conn).is_err() {
             return refuse(self, format!("more than {} joins per second", self.hub.config.joins_per_second));
         }
         let config = match JoinConfig::parse(&f.payload) {
@@ -244,10 +225,10 @@ impl Connection {
         }
         let grant = match &config.access_token {
             Some(t) => match grant_of(&self.hub, t) {
-                Ok(g) => Grant { viewer: g.0, expires: g.1 },
+                Ok(g) => g,
                 Err(e) => return refuse(self, format!("invalid access token: {e}")),
             },
-            None => Grant { viewer: self.grant.0.clone(), expires: self.grant.1 },
+            None => self.grant.clone(),
         };
         if grant.expires.is_some_and(|e| e <= now_s()) {
             return refuse(self, "Token has expired".into());
@@ -271,17 +252,8 @@ impl Connection {
             ));
             // Report what cannot work now (missing table, no privilege, bad filter column);
             // the binding stays, as a table created later starts sending.
-            if let Some(table) = &b.table
-                && b.schema != "*"
-            {
-                match catalog.find_table(&b.schema, table) {
-                    None => problems.push(format!("table {}.{table} does not exist", b.schema)),
-                    Some(def) => {
-                        if let Err(e) = sub.gate(&self.hub.engine, &catalog, def) {
-                            problems.push(e);
-                        }
-                    }
-                }
+            if let Err((_, problem)) = sub.check_now(&self.hub.engine, &catalog) {
+                problems.push(problem);
             }
             bindings.push(b.reply_json(id));
             self.hub.subscribe(sub);
@@ -349,7 +321,7 @@ impl Connection {
             return self.send(f.reply("error", json!({"reason": "unmatched topic"})));
         }
         match grant_of(&self.hub, token) {
-            Ok((viewer, expires)) if expires.is_none_or(|e| e > now_s()) => {
+            Ok(Grant { viewer, expires }) if expires.is_none_or(|e| e > now_s()) => {
                 self.hub.set_viewer(self.out.conn, &f.topic, viewer);
                 if let Some(ch) = self.channels.get_mut(&f.topic) {
                     ch.expires = expires;
@@ -395,7 +367,7 @@ impl Connection {
             return None;
         };
         let admitted = (channel.config.broadcast_ack, channel.presence_key.clone());
-        if !self.events.allow(now_s()) {
+        if self.hub.events.check(self.out.conn).is_err() {
             let reason = format!("more than {} messages per second", self.hub.config.events_per_second);
             self.send(f.reply("error", json!({"reason": reason})));
             return None;

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,10 +26,9 @@ use bkg_sql::SqlState;
 use bkg_sql::changes::{Change, FeedError};
 use serde_json::{Value, json};
 
-use crate::http::{RealtimeError, token};
-use crate::hub::{Hub, Out, Outbox, Subscription};
+use crate::http::{RealtimeError, admit};
+use crate::hub::{Hub, Outbox, Subscription, close};
 use crate::join::ChangeBinding;
-use crate::socket::grant_of;
 
 #[derive(serde::Deserialize)]
 pub(crate) struct SseQuery {
@@ -86,10 +84,7 @@ pub(crate) async fn sse(
     Query(q): Query<SseQuery>,
     headers: HeaderMap,
 ) -> Result<Response, RealtimeError> {
-    let Some(tok) = token(q.apikey.as_deref(), &headers) else {
-        return Err(RealtimeError::new(SqlState::PgrstNoCredentials, 401, "an API key is required"));
-    };
-    let (viewer, expires) = grant_of(&hub, tok).map_err(|e| RealtimeError::new(SqlState::PgrstJwt, 401, e))?;
+    let grant = admit(&hub, q.apikey.as_deref(), &headers)?;
     let bad = |m: String| RealtimeError::new(SqlState::PgrstQueryString, 400, m);
     let mut item = serde_json::Map::new();
     for (k, v) in [("schema", &q.schema), ("table", &q.table), ("event", &q.event), ("filter", &q.filter)] {
@@ -104,25 +99,14 @@ pub(crate) async fn sse(
         None => None,
         Some(t) => Some(Resume::parse(t).ok_or_else(|| bad(format!("Last-Event-ID {t:?} is not <lsn> or <lsn>.<n>")))?),
     };
-    if hub.metrics.connections.load(Ordering::Relaxed) as usize >= hub.config.max_connections {
-        return Err(RealtimeError::new(SqlState::TooManyConnections, 503, "the realtime connection limit is reached"));
-    }
     let conn = hub.next_id();
     let (out, rx) = Outbox::new_sse(conn, hub.config.queue_frames);
-    let sub = Arc::new(Subscription::new(hub.next_id(), "sse".into(), None, binding.clone(), viewer, out.clone()));
+    let sub = Arc::new(Subscription::new(hub.next_id(), "sse".into(), None, binding, grant.viewer, out.clone()));
     // Refuse now what cannot work: a missing table, no privilege, a filter on a missing column.
-    let catalog = hub.engine.catalog();
-    if let Some(table) = binding.table.as_deref().filter(|_| binding.schema != "*") {
-        let def = catalog.find_table(&binding.schema, table).ok_or_else(|| {
-            RealtimeError::new(
-                SqlState::UndefinedTable,
-                404,
-                format!("table {}.{table} does not exist", binding.schema),
-            )
-        })?;
-        sub.gate(&hub.engine, &catalog, def)
-            .map_err(|e| RealtimeError::new(SqlState::InsufficientPrivilege, 403, e))?;
-    }
+    sub.check_now(&hub.engine, &hub.engine.catalog()).map_err(|(missing, e)| match missing {
+        true => RealtimeError::new(SqlState::UndefinedTable, 404, e),
+        false => RealtimeError::new(SqlState::InsufficientPrivilege, 403, e),
+    })?;
     // Take the live feed first, then check the WAL still holds what comes before it.
     let feed = hub.engine.subscribe_changes();
     if let Some(r) = resume {
@@ -140,9 +124,7 @@ pub(crate) async fn sse(
         }
     }
     hub.register(&out);
-    hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    hub.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    let follower = tokio::spawn(follow(hub.clone(), sub, feed, resume, expires));
+    let follower = tokio::spawn(follow(hub.clone(), sub, feed, resume, grant.expires));
     let body = Body::from_stream(events(hub, out, rx, follower));
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -156,7 +138,7 @@ pub(crate) async fn sse(
 fn events(
     hub: Arc<Hub>,
     out: Outbox,
-    rx: tokio::sync::mpsc::Receiver<Out>,
+    rx: tokio::sync::mpsc::Receiver<String>,
     follower: tokio::task::JoinHandle<()>,
 ) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
     struct Ends {
@@ -169,7 +151,6 @@ fn events(
         fn drop(&mut self) {
             self.follower.abort();
             self.hub.deregister(self.conn);
-            self.hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
     let ends = Ends { hub, conn: out.conn, follower };
@@ -181,13 +162,13 @@ fn events(
         let item = tokio::select! {
             biased;
             _ = out.kill.0.notified() => {
-                let reason = out.kill.1.lock().clone().unwrap_or_default();
+                let reason = out.kill.1.lock().clone().map(|(_, r)| r).unwrap_or_default();
                 return Some((Ok(format!("event: error\ndata: {}\n\n", json!({"message": reason}))), (rx, out, ends, true)));
             }
             m = rx.recv() => m,
             _ = tokio::time::sleep(Duration::from_secs(15)) => return Some((Ok(": keep-alive\n\n".to_string()), (rx, out, ends, false))),
         };
-        item.map(|Out::Text(t)| (Ok(t), (rx, out, ends, false)))
+        item.map(|t| (Ok(t), (rx, out, ends, false)))
     })
 }
 
@@ -214,7 +195,7 @@ async fn follow(
             _ = tick.tick() => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
                 if expires.is_some_and(|e| e <= now) {
-                    sub.out.end("Token has expired".into());
+                    sub.out.end(close::POLICY, "Token has expired".into());
                     return;
                 }
                 position.flush(&sub);
@@ -235,7 +216,7 @@ async fn follow(
                 next = replay(&hub, &subs, &sub, next.max(resume_lsn), upto, None, &mut position);
             }
             Err(FeedError::Closed) => {
-                sub.out.end("server shutting down".into());
+                sub.out.end(close::GOING_AWAY, "server shutting down".into());
                 return;
             }
             Err(FeedError::Decode(e)) => tracing::error!(error = %e, "realtime: a committed change did not decode"),
@@ -303,7 +284,7 @@ fn replay(
     match crate::hub::read_commits(&hub.engine, from, upto, each) {
         Ok(next) => next,
         Err((next, e)) => {
-            sub.out.end(format!("cannot read changes back from the WAL: {e}"));
+            sub.out.end(close::INTERNAL, format!("cannot read changes back from the WAL: {e}"));
             next
         }
     }

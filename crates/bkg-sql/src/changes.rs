@@ -69,17 +69,6 @@ pub struct Viewer {
     scopes: Option<Scopes>,
 }
 
-impl Viewer {
-    /// The claim `name` of the viewer's token, as text.
-    pub fn claim(&self, name: &str) -> Option<String> {
-        match self.claims.as_ref()?.get(name)? {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
-}
-
 /// What one viewer may receive of one table's changes (see the module documentation).
 pub struct RowGate {
     key: String,
@@ -110,14 +99,7 @@ impl RowGate {
         filter: Option<&str>,
     ) -> SqlResult<RowGate> {
         crate::roles::require_relation_in(cat, viewer.role, def.id, privilege::SELECT)?;
-        if let Some(scopes) = &viewer.scopes
-            && !scopes.allows(&def.schema, false)
-        {
-            return Err(SqlError::new(
-                SqlState::InsufficientPrivilege,
-                format!("the token's scopes do not allow reading table {}", def.qualified_name()),
-            ));
-        }
+        crate::roles::require_scope_in(viewer.scopes.as_ref(), cat, def.id, privilege::SELECT)?;
         let sec = Security::new(cat, viewer.role, viewer.claims.clone(), None);
         let session = engine.session(&viewer.role_name);
         let state = session.planning_state();

@@ -244,18 +244,7 @@ impl Session {
     /// `ns:<schema>:read` for reading, `ns:<schema>:write` for reading and writing, `admin`
     /// for everything. A token without scopes is limited by its role's privileges only.
     pub fn require_scope(&self, cat: &Catalog, id: u64, privs: u32) -> SqlResult<()> {
-        let Some(scopes) = self.scopes() else { return Ok(()) };
-        let Some(schema) = relation_schema(cat, id) else { return Ok(()) };
-        let write = privs & !(privilege::SELECT) != 0;
-        if scopes.allows(&schema, write) {
-            return Ok(());
-        }
-        let (kind, name) = relation_kind(cat, id);
-        Err(SqlError::new(
-            codes::INSUFFICIENT_PRIVILEGE,
-            format!("the token's scopes do not allow {} {kind} {name}", if write { "writing" } else { "reading" }),
-        )
-        .with_hint(format!("It needs the scope ns:{schema}:{} or admin.", if write { "write" } else { "read" })))
+        require_scope_in(self.scopes().as_deref(), cat, id, privs)
     }
 
     /// Fails with 42501 unless the current role owns the relation or schema.
@@ -345,6 +334,27 @@ impl Session {
 }
 
 /// Fails with 42501 unless `role` owns the relation or schema (or is a superuser).
+/// [`Session::require_scope`] for any principal's scopes (`None`: the token names none).
+pub(crate) fn require_scope_in(
+    scopes: Option<&crate::policy::Scopes>,
+    cat: &Catalog,
+    id: u64,
+    privs: u32,
+) -> SqlResult<()> {
+    let Some(scopes) = scopes else { return Ok(()) };
+    let Some(schema) = relation_schema(cat, id) else { return Ok(()) };
+    let write = privs & !(privilege::SELECT) != 0;
+    if scopes.allows(&schema, write) {
+        return Ok(());
+    }
+    let (kind, name) = relation_kind(cat, id);
+    Err(SqlError::new(
+        codes::INSUFFICIENT_PRIVILEGE,
+        format!("the token's scopes do not allow {} {kind} {name}", if write { "writing" } else { "reading" }),
+    )
+    .with_hint(format!("It needs the scope ns:{schema}:{} or admin.", if write { "write" } else { "read" })))
+}
+
 pub fn require_owner_in(cat: &Catalog, role: u64, object: AclObject) -> SqlResult<()> {
     if cat.owns(role, object)? {
         return Ok(());
