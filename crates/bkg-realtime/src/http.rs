@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::hub::Hub;
 use crate::limits::{BROADCAST_MESSAGES_MAX, FRAME_BYTES_MAX};
 use crate::protocol::Vsn;
-use crate::socket;
+use crate::{rooms, socket};
 
 /// The realtime routes in the OpenAPI document (merged into the server's by `bkg-db`).
 #[derive(utoipa::OpenApi)]
@@ -137,6 +137,7 @@ pub(crate) async fn websocket(
         (status = 202, description = "Queued to every member of each topic"),
         (status = 400, description = "A body that is not {messages: [...]}", content_type = "application/json"),
         (status = 401, description = "No key, or a key that does not verify", content_type = "application/json"),
+        (status = 403, description = "A private message (`private: true`) the sender's INSERT policies on realtime.messages do not allow", content_type = "application/json"),
         (status = 413, description = "A payload over BKG_DB_REALTIME_PAYLOAD_MAX_KB", content_type = "application/json"),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub(crate) async fn broadcast(
@@ -147,7 +148,7 @@ pub(crate) async fn broadcast(
     let Some(token) = token(None, &headers) else {
         return Err(RealtimeError::new(SqlState::PgrstNoCredentials, 401, "an API key is required"));
     };
-    socket::grant_of(&hub, token).map_err(|e| RealtimeError::new(SqlState::PgrstJwt, 401, e))?;
+    let grant = socket::grant_of(&hub, token).map_err(|e| RealtimeError::new(SqlState::PgrstJwt, 401, e))?;
     let bad = |m: String| RealtimeError::new(SqlState::PgrstBody, 400, m);
     let body: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
@@ -162,13 +163,7 @@ pub(crate) async fn broadcast(
         let (Some(topic), Some(event)) = (text("topic"), text("event")) else {
             return Err(bad(format!("message {i} needs a topic and an event (1 to 255 bytes)")));
         };
-        if m.get("private").and_then(Value::as_bool) == Some(true) {
-            return Err(RealtimeError::new(
-                SqlState::FeatureNotSupported,
-                403,
-                "private channels are not supported yet",
-            ));
-        }
+        let private = m.get("private").and_then(Value::as_bool) == Some(true);
         let payload = m.get("payload").cloned().unwrap_or(json!({}));
         if payload.to_string().len() > hub.config.payload_bytes_max {
             return Err(RealtimeError::new(
@@ -178,10 +173,25 @@ pub(crate) async fn broadcast(
             ));
         }
         let topic = if topic.starts_with("realtime:") { topic.to_string() } else { format!("realtime:{topic}") };
-        out.push((topic, json!({"type": "broadcast", "event": event, "payload": payload})));
+        if private {
+            // A private channel takes only what its INSERT policies on realtime.messages allow.
+            let name = socket::channel_name(&topic);
+            let allowed = hub
+                .engine
+                .channel_access(&grant.viewer, name, "broadcast")
+                .map_err(|e| RealtimeError::new(e.code, 403, format!("Unauthorized: {}", e.message)))?;
+            if !allowed.write {
+                return Err(RealtimeError::new(
+                    SqlState::InsufficientPrivilege,
+                    403,
+                    format!("Unauthorized: You do not have permissions to write to this Channel topic: {name}"),
+                ));
+            }
+        }
+        out.push((rooms::room(&topic, private), json!({"type": "broadcast", "event": event, "payload": payload})));
     }
-    for (topic, payload) in out {
-        hub.fan_out(&topic, None, "broadcast", payload);
+    for (room, payload) in out {
+        hub.fan_out(&room, None, "broadcast", payload);
     }
     Ok(StatusCode::ACCEPTED)
 }

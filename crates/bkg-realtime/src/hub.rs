@@ -37,6 +37,7 @@ use crate::join::{ChangeBinding, ChangeEvent};
 use crate::limits::CATCH_UP_CHANGES;
 use crate::presence;
 use crate::protocol::{Frame, Vsn};
+use crate::rooms::Member;
 
 /// WebSocket close codes a connection ends with.
 pub(crate) mod close {
@@ -178,15 +179,6 @@ impl Subscription {
     }
 }
 
-/// A channel member, for broadcast and presence.
-#[derive(Clone)]
-pub(crate) struct Member {
-    pub join_ref: Option<String>,
-    /// Receives its own broadcasts (`broadcast.self`).
-    pub echo: bool,
-    pub out: Outbox,
-}
-
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RealtimeMetrics {
@@ -212,9 +204,9 @@ pub struct Hub {
     next_id: AtomicU64,
     /// `postgres_changes` subscriptions, by schema (`*` for every schema).
     subs: RwLock<HashMap<String, Vec<Arc<Subscription>>>>,
-    /// Channel members by topic (`realtime:<name>`), by connection.
-    members: RwLock<HashMap<String, HashMap<u64, Member>>>,
-    presence: Mutex<HashMap<String, presence::Topic>>,
+    /// Channel members by room (see [`crate::rooms`]), by connection.
+    pub(crate) members: RwLock<HashMap<String, HashMap<u64, Member>>>,
+    pub(crate) presence: Mutex<HashMap<String, presence::Topic>>,
     /// Joins, and broadcast and presence messages, per connection and second.
     pub(crate) joins: RateLimiter<u64>,
     pub(crate) events: RateLimiter<u64>,
@@ -308,82 +300,6 @@ impl Hub {
                 s.set_viewer(viewer.clone());
             }
         }
-    }
-
-    pub(crate) fn add_member(&self, topic: &str, conn: u64, member: Member) {
-        self.members.write().entry(topic.to_string()).or_default().insert(conn, member);
-    }
-
-    /// Removes a member; presence it tracked leaves (the diff goes to the others).
-    pub(crate) fn remove_member(&self, topic: &str, conn: u64) {
-        let mut members = self.members.write();
-        if let Some(m) = members.get_mut(topic) {
-            m.remove(&conn);
-            if m.is_empty() {
-                members.remove(topic);
-            }
-        }
-        drop(members);
-        let diff = {
-            let mut p = self.presence.lock();
-            let d = p.get_mut(topic).map(|t| t.leave(conn));
-            if p.get(topic).is_some_and(|t| t.is_empty()) {
-                p.remove(topic);
-            }
-            d
-        };
-        if let Some(d) = diff.filter(|d| !d.is_empty()) {
-            self.fan_out(topic, None, "presence_diff", d.to_json());
-        }
-    }
-
-    /// Sends `event` with `payload` to the members of `topic`, except connection `skip`.
-    pub(crate) fn fan_out(&self, topic: &str, skip: Option<u64>, event: &str, payload: Value) -> usize {
-        let members: Vec<(u64, Member)> = self
-            .members
-            .read()
-            .get(topic)
-            .map(|m| m.iter().map(|(c, m)| (*c, m.clone())).collect())
-            .unwrap_or_default();
-        let mut sent = 0;
-        for (conn, m) in members {
-            if Some(conn) == skip && !m.echo {
-                continue;
-            }
-            let mut f = Frame::new(topic, event, payload.clone());
-            f.join_ref = m.join_ref.clone();
-            if m.out.send(&f) {
-                sent += 1;
-            } else {
-                self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.metrics.events_delivered.fetch_add(sent as u64, Ordering::Relaxed);
-        sent
-    }
-
-    /// Presence: `conn` tracks `state` under `key` in `topic`; the diff goes to every member.
-    pub(crate) fn track(&self, topic: &str, conn: u64, key: &str, state: serde_json::Map<String, Value>) -> bool {
-        let phx_ref = format!("{:x}", self.next_id());
-        let diff = self.presence.lock().entry(topic.to_string()).or_default().track(conn, key, phx_ref, state);
-        match diff {
-            Some(d) => {
-                self.fan_out(topic, None, "presence_diff", d.to_json());
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) fn untrack(&self, topic: &str, conn: u64, key: &str) {
-        let diff = self.presence.lock().get_mut(topic).map(|t| t.untrack(conn, key));
-        if let Some(d) = diff.filter(|d| !d.is_empty()) {
-            self.fan_out(topic, None, "presence_diff", d.to_json());
-        }
-    }
-
-    pub(crate) fn presence_state(&self, topic: &str) -> Value {
-        self.presence.lock().get(topic).map(|t| t.state()).unwrap_or_else(|| json!({}))
     }
 
     /// Runs the tailer until `stop` is set (then closes every connection): reads committed

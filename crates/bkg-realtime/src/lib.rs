@@ -10,6 +10,8 @@
 //!   [`limits`] and [`config`]: every bound.
 //! - [`hub`]: connections, channels, subscriptions, the tailer of the change feed and the
 //!   delivery of each change to the subscribers whose policies let them see it.
+//! - `rooms`: channel members for broadcast and presence; private channels are authorised by
+//!   the policies on `realtime.messages` (`realtime.topic()` in a policy is the channel's name).
 //! - [`http`]: `/realtime/v1/websocket`, `/realtime/v1/sse` (Server-Sent Events, resumable
 //!   with `Last-Event-ID`) and `POST /realtime/v1/api/broadcast`.
 //!
@@ -26,6 +28,7 @@ pub mod join;
 pub mod limits;
 mod presence;
 pub mod protocol;
+mod rooms;
 mod socket;
 mod sse;
 

@@ -16,10 +16,11 @@ use bkg_sql::changes::Viewer;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 
-use crate::hub::{Hub, Member, Outbox, Subscription, close};
+use crate::hub::{Hub, Outbox, Subscription, close};
 use crate::join::JoinConfig;
 use crate::limits::FRAME_BYTES_MAX;
 use crate::protocol::{Frame, ProtocolError, Vsn};
+use crate::rooms::{Access, Hears, Member, room};
 
 /// A joined channel.
 struct Channel {
@@ -28,6 +29,11 @@ struct Channel {
     /// When the channel's token expires (seconds since the epoch).
     expires: Option<u64>,
     presence_key: String,
+    /// Where its broadcast and presence go (see [`crate::rooms`]).
+    room: String,
+    /// What the policies on `realtime.messages` allow on a private channel; everything on a
+    /// public one.
+    access: Access,
 }
 
 /// The principal a token gives: the viewer changes are filtered for and its expiry.
@@ -216,13 +222,6 @@ impl Connection {
                 format!("more than {} channels on one connection", self.hub.config.channels_per_connection),
             );
         }
-        if config.private {
-            return refuse(
-                self,
-                "private channels are not supported yet: authorization by policies on realtime.messages is not implemented"
-                    .into(),
-            );
-        }
         let grant = match &config.access_token {
             Some(t) => match grant_of(&self.hub, t) {
                 Ok(g) => g,
@@ -233,6 +232,14 @@ impl Connection {
         if grant.expires.is_some_and(|e| e <= now_s()) {
             return refuse(self, "Token has expired".into());
         }
+        let access = if config.private {
+            match Access::of(&self.hub, &grant.viewer, channel_name(&f.topic)) {
+                Ok(a) => a,
+                Err(reason) => return refuse(self, reason),
+            }
+        } else {
+            Access::PUBLIC
+        };
         // Joining a topic again replaces the earlier join.
         if self.channels.contains_key(&f.topic) {
             self.leave(&f.topic);
@@ -263,17 +270,24 @@ impl Connection {
         } else {
             config.presence_key.clone()
         };
+        let room = room(&f.topic, config.private);
         self.hub.add_member(
-            &f.topic,
+            &room,
             self.out.conn,
-            Member { join_ref: f.join_ref.clone(), echo: config.broadcast_self, out: self.out.clone() },
+            Member {
+                join_ref: f.join_ref.clone(),
+                echo: config.broadcast_self,
+                hears: access.into(),
+                out: self.out.clone(),
+            },
         );
         self.hub.metrics.channels.fetch_add(1, Ordering::Relaxed);
         let has_changes = !config.postgres_changes.is_empty();
-        let presence = config.presence_enabled;
+        let presence = config.presence_enabled && access.presence.read;
+        let state = presence.then(|| self.hub.presence_state(&room));
         self.channels.insert(
             f.topic.clone(),
-            Channel { join_ref: f.join_ref.clone(), config, expires: grant.expires, presence_key },
+            Channel { join_ref: f.join_ref.clone(), config, expires: grant.expires, presence_key, room, access },
         );
         self.send(f.reply("ok", json!({"postgres_changes": bindings})));
         if has_changes {
@@ -290,17 +304,17 @@ impl Connection {
             sys.join_ref = f.join_ref.clone();
             self.send(sys);
         }
-        if presence {
-            let mut state = Frame::new(f.topic.clone(), "presence_state", self.hub.presence_state(&f.topic));
+        if let Some(state) = state {
+            let mut state = Frame::new(f.topic.clone(), "presence_state", state);
             state.join_ref = f.join_ref.clone();
             self.send(state);
         }
     }
 
     fn leave(&mut self, topic: &str) {
-        if self.channels.remove(topic).is_some() {
+        if let Some(channel) = self.channels.remove(topic) {
             self.hub.unsubscribe(self.out.conn, Some(topic));
-            self.hub.remove_member(topic, self.out.conn);
+            self.hub.remove_member(&channel.room, self.out.conn);
             self.hub.metrics.channels.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -317,14 +331,25 @@ impl Connection {
         let Some(token) = f.payload.get("access_token").and_then(Value::as_str) else {
             return self.send(f.reply("error", json!({"reason": "access_token must be a string"})));
         };
-        if !self.channels.contains_key(&f.topic) {
+        let Some(private) = self.channels.get(&f.topic).map(|c| c.config.private) else {
             return self.send(f.reply("error", json!({"reason": "unmatched topic"})));
-        }
+        };
         match grant_of(&self.hub, token) {
             Ok(Grant { viewer, expires }) if expires.is_none_or(|e| e > now_s()) => {
+                // A private channel is authorised again for the new principal.
+                let access = if private {
+                    match Access::of(&self.hub, &viewer, channel_name(&f.topic)) {
+                        Ok(a) => a,
+                        Err(reason) => return self.close_channel(&f.topic, &reason),
+                    }
+                } else {
+                    Access::PUBLIC
+                };
                 self.hub.set_viewer(self.out.conn, &f.topic, viewer);
                 if let Some(ch) = self.channels.get_mut(&f.topic) {
                     ch.expires = expires;
+                    ch.access = access;
+                    self.hub.set_hears(&ch.room, self.out.conn, Hears::from(access));
                 }
                 self.send(f.reply("ok", json!({})));
             }
@@ -359,14 +384,24 @@ impl Connection {
         self.leave(topic);
     }
 
-    /// A broadcast or presence message on a joined channel within the message rate: the
-    /// channel's (broadcast ack, presence key); else the refusal is sent and `None`.
-    fn admit(&mut self, f: &Frame) -> Option<(bool, String)> {
+    /// A broadcast or presence message on a joined channel within the message rate, from a
+    /// member allowed to send it: the channel's (broadcast ack, presence key, room); else the
+    /// refusal is sent and `None`.
+    fn admit(&mut self, f: &Frame, presence: bool) -> Option<(bool, String, String)> {
         let Some(channel) = self.channels.get(&f.topic) else {
             self.send(f.reply("error", json!({"reason": "unmatched topic"})));
             return None;
         };
-        let admitted = (channel.config.broadcast_ack, channel.presence_key.clone());
+        let may = if presence { channel.access.presence.write } else { channel.access.broadcast.write };
+        if !may {
+            let reason = format!(
+                "Unauthorized: You do not have permissions to write to this Channel topic: {}",
+                channel_name(&f.topic)
+            );
+            self.send(f.reply("error", json!({"reason": reason})));
+            return None;
+        }
+        let admitted = (channel.config.broadcast_ack, channel.presence_key.clone(), channel.room.clone());
         if self.hub.events.check(self.out.conn).is_err() {
             let reason = format!("more than {} messages per second", self.hub.config.events_per_second);
             self.send(f.reply("error", json!({"reason": reason})));
@@ -376,20 +411,20 @@ impl Connection {
     }
 
     fn broadcast(&mut self, f: Frame) {
-        let Some((ack, _)) = self.admit(&f) else { return };
+        let Some((ack, _, room)) = self.admit(&f, false) else { return };
         let size = f.payload.to_string().len();
         if size > self.hub.config.payload_bytes_max {
             let reason = format!("payload of {size} bytes is over {}", self.hub.config.payload_bytes_max);
             return self.send(f.reply("error", json!({"reason": reason})));
         }
-        self.hub.fan_out(&f.topic, Some(self.out.conn), "broadcast", f.payload.clone());
+        self.hub.fan_out(&room, Some(self.out.conn), "broadcast", f.payload.clone());
         if ack && f.ref_.is_some() {
             self.send(f.reply("ok", json!({})));
         }
     }
 
     fn presence(&mut self, f: Frame) {
-        let Some((_, key)) = self.admit(&f) else { return };
+        let Some((_, key, room)) = self.admit(&f, true) else { return };
         match f.payload.get("event").and_then(Value::as_str) {
             Some("track") => {
                 let state = match f.payload.get("payload") {
@@ -403,14 +438,14 @@ impl Connection {
                         format!("presence state of {size} bytes is over {}", self.hub.config.payload_bytes_max);
                     return self.send(f.reply("error", json!({"reason": reason})));
                 }
-                if self.hub.track(&f.topic, self.out.conn, &key, state) {
+                if self.hub.track(&room, self.out.conn, &key, state) {
                     self.send(f.reply("ok", json!({})));
                 } else {
                     self.send(f.reply("error", json!({"reason": "too many presence keys in this channel"})));
                 }
             }
             Some("untrack") => {
-                self.hub.untrack(&f.topic, self.out.conn, &key);
+                self.hub.untrack(&room, self.out.conn, &key);
                 self.send(f.reply("ok", json!({})));
             }
             _ => self.send(f.reply("error", json!({"reason": "presence event must be track or untrack"}))),
@@ -419,6 +454,6 @@ impl Connection {
 }
 
 /// `realtime:room` → `room`.
-fn channel_name(topic: &str) -> &str {
+pub(crate) fn channel_name(topic: &str) -> &str {
     topic.strip_prefix("realtime:").unwrap_or(topic)
 }

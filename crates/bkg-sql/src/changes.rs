@@ -60,6 +60,56 @@ impl Engine {
     }
 }
 
+/// What a principal may do on one extension (`broadcast` or `presence`) of a private realtime
+/// channel, as decided by the policies on `realtime.messages` (see [`Engine::channel_access`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelAccess {
+    /// Receive: SELECT on `realtime.messages` and a SELECT policy passing the channel's row.
+    pub read: bool,
+    /// Send: INSERT on `realtime.messages` and an INSERT policy's WITH CHECK passing the row.
+    pub write: bool,
+}
+
+/// The table whose policies authorise private realtime channels.
+pub const CHANNEL_TABLE: (&str, &str) = ("realtime", "messages");
+
+impl Engine {
+    /// What `viewer` may do on the private channel `topic` (the name the client gave,
+    /// `realtime.topic()` in a policy) for `extension`: the table privileges and row-level
+    /// security policies of `realtime.messages` judge a row `{topic, extension, private: true}`
+    /// (its other columns NULL), as they would judge a message stored there, with the viewer's
+    /// claims and the topic bound. A role that bypasses row security passes on privileges alone.
+    /// 42P01 when the table does not exist; errors of a policy are the policy's.
+    pub fn channel_access(self: &Arc<Self>, viewer: &Viewer, topic: &str, extension: &str) -> SqlResult<ChannelAccess> {
+        let cat = self.catalog();
+        let (schema, name) = CHANNEL_TABLE;
+        let def = cat.find_table(schema, name).ok_or_else(|| {
+            SqlError::new(SqlState::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist"))
+        })?;
+        let mut sec = Security::new(&cat, viewer.role, viewer.claims.clone(), None);
+        sec.topic = Some(topic.to_string());
+        let row: serde_json::Map<String, serde_json::Value> = serde_json::json!({
+            "topic": topic, "extension": extension, "private": true
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        let state = self.session(&viewer.role_name).planning_state();
+        let decide = |privilege: u32, command: bkg_kernel::PolicyCommand, clause: policy::Clause| {
+            let allowed = crate::roles::require_relation_in(&cat, viewer.role, def.id, privilege).is_ok()
+                && crate::roles::require_scope_in(viewer.scopes.as_ref(), &cat, def.id, privilege).is_ok();
+            if !allowed || !sec.restricted(def) {
+                return Ok(allowed);
+            }
+            let sql = policy::combined_sql(&sec, def, command, clause);
+            Ok::<bool, SqlError>(policy::evaluate_on_row(&state, &sec, def, &sql, &row)? == Some(true))
+        };
+        let read = decide(privilege::SELECT, bkg_kernel::PolicyCommand::Select, policy::Clause::Using)?;
+        let write = decide(privilege::INSERT, bkg_kernel::PolicyCommand::Insert, policy::Clause::Check)?;
+        Ok(ChannelAccess { read, write })
+    }
+}
+
 /// A subscriber's principal.
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -309,5 +359,48 @@ mod tests {
         assert!(engine.viewer("nobody", None).is_err());
         assert_eq!(batch.record_json(0).unwrap(), r#"{"id":1,"owner":"u1","room":7,"body":{"a":1}}"#);
         assert_eq!(columns_json(&notes)[3], serde_json::json!({"name": "body", "type": "jsonb"}));
+    }
+
+    #[tokio::test]
+    async fn private_channels_are_decided_by_policies_on_realtime_messages() {
+        let (engine, _dir) = engine().await;
+        let viewer = |sub: &str| engine.viewer("app", Some(serde_json::json!({"sub": sub, "role": "app"}))).unwrap();
+        // Without the table: a clear error, not a silent refusal.
+        let missing = engine.channel_access(&viewer("u1"), "room-u1", "broadcast").unwrap_err();
+        assert_eq!(missing.code, SqlState::UndefinedTable);
+        crate::migrate::apply(&engine, &crate::migrate::builtin()).await.unwrap();
+        // Row security on and no policy: nobody but a bypassing role passes.
+        let none = engine.channel_access(&viewer("u1"), "room-u1", "broadcast").unwrap();
+        assert_eq!(none, ChannelAccess { read: false, write: false });
+        let mut s = engine.session("postgres");
+        for sql in [
+            "CREATE POLICY room_read ON realtime.messages FOR SELECT TO authenticated \
+             USING (realtime.topic() = 'room-' || auth.uid() AND extension = 'broadcast')",
+            "CREATE POLICY room_send ON realtime.messages FOR INSERT TO authenticated \
+             WITH CHECK ((SELECT realtime.topic()) = 'room-' || auth.uid())",
+        ] {
+            s.execute_one(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let access = |sub: &str, topic: &str, ext: &str| {
+            let a = engine.channel_access(&viewer(sub), topic, ext).unwrap();
+            (a.read, a.write)
+        };
+        assert_eq!(access("u1", "room-u1", "broadcast"), (true, true));
+        assert_eq!(access("u1", "room-u1", "presence"), (false, true));
+        assert_eq!(access("u1", "room-u2", "broadcast"), (false, false));
+        assert_eq!(access("u2", "room-u2", "broadcast"), (true, true));
+        // A role the policies are not for; the superuser bypasses them.
+        s.execute_one("CREATE ROLE other NOLOGIN").await.unwrap();
+        let other = engine.viewer("other", Some(serde_json::json!({"sub": "u1"}))).unwrap();
+        assert_eq!(engine.channel_access(&other, "room-u1", "broadcast").unwrap(), ChannelAccess::default());
+        let admin = engine.viewer("postgres", None).unwrap();
+        assert_eq!(
+            engine.channel_access(&admin, "room-u1", "broadcast").unwrap(),
+            ChannelAccess { read: true, write: true }
+        );
+        // In a query, realtime.topic() is NULL: stored messages are not readable by topic alone.
+        let mut q = engine.session("postgres");
+        let out = q.execute_one("SELECT realtime.topic() IS NULL").await.unwrap();
+        assert!(format!("{out:?}").contains("true"), "{out:?}");
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! The principal (JWT claims) travels as a typed value on the session, never as a setting a
 //! client can change; `auth.uid()`, `auth.role()`, `auth.jwt()`, `auth.email()` and
-//! `current_setting('request.jwt.claims' ...)` in a policy are bound as literals per statement.
+//! `current_setting('request.jwt.claims' ...)` in a policy are bound as literals per statement,
+//! and so is `realtime.topic()` (the private channel being authorised, else NULL).
 //! New rows are checked against WITH CHECK (INSERT, COPY FROM, the new version of UPDATE, both
 //! sides of ON CONFLICT DO UPDATE); a failure is 42501 and the statement writes nothing.
 
@@ -49,6 +50,9 @@ pub struct Security {
     /// The target of the running UPDATE or DELETE: its row-selecting scan uses that command's
     /// policies (together with the SELECT policies).
     pub dml: Option<(u64, PolicyCommand)>,
+    /// The realtime channel topic being authorised (`realtime.topic()`), when policies on
+    /// `realtime.messages` decide who may join or send on a private channel.
+    pub topic: Option<String>,
 }
 
 impl Security {
@@ -61,7 +65,7 @@ impl Security {
         let bypass = cat.is_superuser(role) || cat.role(role).is_some_and(|r| r.bypass_rls);
         // Policies never apply to a bypassing role: skip working out its memberships.
         let members = if bypass { BTreeSet::new() } else { cat.member_closure(role) };
-        Security { role, bypass, members, claims, dml }
+        Security { role, bypass, members, claims, dml, topic: None }
     }
 
     /// True when policies decide which rows of `def` this principal reads and writes: row
@@ -195,6 +199,7 @@ fn principal_value(sec: &Security, f: &ast::Function) -> Option<Option<String>> 
         ("auth.role", []) => Some(sec.claim("role")),
         ("auth.email", []) => Some(sec.claim("email")),
         ("auth.jwt", []) => Some(claims_text()),
+        ("realtime.topic", []) => Some(sec.topic.clone()),
         ("current_setting", [first, ..]) => {
             let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))) = first else {
                 return None;
@@ -203,6 +208,8 @@ fn principal_value(sec: &Security, f: &ast::Function) -> Option<Option<String>> 
             let setting = setting.to_lowercase();
             if setting == "request.jwt.claims" {
                 Some(claims_text())
+            } else if setting == "realtime.topic" {
+                Some(sec.topic.clone())
             } else {
                 setting.strip_prefix("request.jwt.claim.").map(|c| sec.claim(c))
             }
@@ -266,7 +273,10 @@ pub fn evaluate_on_row(
     row: &serde_json::Map<String, serde_json::Value>,
 ) -> SqlResult<Option<bool>> {
     use datafusion::arrow::array::ArrayRef;
-    let schema: SchemaRef = Arc::new(table_df_schema(def, None)?.as_arrow().clone());
+    // Missing columns are NULL whatever the table declares: the row is only judged, never stored.
+    let declared = table_df_schema(def, None)?;
+    let fields: Vec<_> = declared.as_arrow().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
     for k in row.keys() {
         if def.column_index(k).is_none() {
             return Err(SqlError::new(
@@ -508,7 +518,8 @@ fn validate(session: &Session, def: &TableDef, policy: &PolicyDef) -> SqlResult<
         return Err(SqlError::syntax("WITH CHECK cannot be applied to SELECT or DELETE"));
     }
     let state = session.statement_state();
-    let sec = Security { role: session.role, bypass: false, members: BTreeSet::new(), claims: None, dml: None };
+    let sec =
+        Security { role: session.role, bypass: false, members: BTreeSet::new(), claims: None, dml: None, topic: None };
     for text in [&policy.using, &policy.with_check].into_iter().flatten() {
         let expr = compile(&state, &sec, def, text, None)?;
         let schema = table_df_schema(def, None)?;
@@ -647,7 +658,14 @@ mod tests {
     use super::*;
 
     fn sec(claims: serde_json::Value) -> Security {
-        Security { role: 1, bypass: false, members: BTreeSet::from([1]), claims: Some(Arc::new(claims)), dml: None }
+        Security {
+            role: 1,
+            bypass: false,
+            members: BTreeSet::from([1]),
+            claims: Some(Arc::new(claims)),
+            dml: None,
+            topic: None,
+        }
     }
 
     #[test]

@@ -243,6 +243,81 @@ test('tokens: refresh keeps the channel, expiry ends it with a message', async (
   assert.equal(s.events.length, 0, 'nothing after expiry');
 });
 
+/** Joins and expects a refusal; the channel is removed so the client does not retry. */
+async function refused(client, channel) {
+  const err = await subscribed(channel).then(() => null, (e) => e);
+  await client.removeChannel(channel);
+  assert.ok(err, 'the join is refused');
+  return err.message;
+}
+
+test('private channels: policies on realtime.messages decide who joins, hears and sends', async () => {
+  // Each user owns the private channel private-<uid> (broadcast only); everyone signed in may
+  // read (not write) the lobby.
+  await sql.query(`CREATE POLICY own_room_read ON realtime.messages FOR SELECT TO authenticated
+    USING (realtime.topic() = 'private-' || auth.uid()::text)`);
+  await sql.query(`CREATE POLICY own_room_send ON realtime.messages FOR INSERT TO authenticated
+    WITH CHECK (realtime.topic() = 'private-' || auth.uid()::text AND extension = 'broadcast')`);
+  await sql.query(`CREATE POLICY lobby_read ON realtime.messages FOR SELECT TO authenticated
+    USING ((SELECT realtime.topic()) = 'lobby')`);
+  const mine = `private-${A}`;
+  const as = (sub) => { const c = newClient(); c.realtime.setAuth(userToken(sub)); return c; };
+  const collect = (client, name, opts = {}) => {
+    const got = [];
+    const system = [];
+    const ch = client.channel(name, { config: { broadcast: { ack: true }, ...opts } })
+      .on('broadcast', { event: 'msg' }, (p) => got.push(p.payload))
+      .on('system', {}, (p) => system.push(p));
+    return { ch, got, system };
+  };
+
+  const a1 = collect(as(A), mine, { private: true });
+  const a2 = collect(as(A), mine, { private: true });
+  await subscribed(a1.ch);
+  await subscribed(a2.ch);
+  // Bob and anon may not join alice's private channel; bob's public channel of the same name
+  // is another channel.
+  const bob = as(B);
+  assert.match(await refused(bob, bob.channel(mine, { config: { private: true } })), /Unauthorized: You do not have permissions to read from this Channel topic/);
+  const anon = newClient();
+  assert.match(await refused(anon, anon.channel(mine, { config: { private: true } })), /Unauthorized/);
+  const bobPublic = collect(bob, mine);
+  await subscribed(bobPublic.ch);
+
+  assert.equal(await a1.ch.send({ type: 'broadcast', event: 'msg', payload: { n: 1 } }), 'ok');
+  await waitFor('alice\'s other client to hear it', () => a2.got.length === 1);
+  assert.deepEqual(a2.got[0], { n: 1 });
+  // Presence is not allowed by the send policy (broadcast only).
+  assert.equal(await a1.ch.track({ here: true }), 'error');
+
+  // Read-only: the lobby hears but may not send.
+  const lobby = collect(as(A), 'lobby', { private: true });
+  await subscribed(lobby.ch);
+  assert.equal(await lobby.ch.send({ type: 'broadcast', event: 'msg', payload: { n: 2 } }), 'error');
+
+  // Over REST: the service role passes; anon and bob are refused for alice's channel.
+  const rest = (key, topic) => fetch(`${url()}/realtime/v1/api/broadcast`, {
+    method: 'POST',
+    headers: { apikey: key, Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: [{ topic, event: 'msg', payload: { n: 3 }, private: true }] }),
+  });
+  assert.equal((await rest(keys.service_key, mine)).status, 202);
+  await waitFor('the private REST broadcast', () => a1.got.length === 1 && a2.got.length === 2);
+  const denied = await rest(keys.anon_key, mine);
+  assert.equal(denied.status, 403);
+  assert.match((await denied.json()).message, /Unauthorized/);
+  assert.equal((await rest(userToken(B), mine)).status, 403);
+  assert.equal((await rest(userToken(A), mine)).status, 202);
+  await waitFor('alice\'s own REST broadcast', () => a2.got.length === 3);
+  await sleep(300);
+  assert.equal(bobPublic.got.length, 0, 'the public channel of that name hears nothing private');
+
+  // A refreshed token is authorised again: bob's token ends alice's private channel.
+  a1.ch.socket.setAuth(userToken(B));
+  await waitFor('the refusal', () => a1.system.some((m) => m.status === 'error'));
+  assert.match(a1.system.find((m) => m.status === 'error').message, /Unauthorized/);
+});
+
 /** A raw WebSocket speaking the protocol by hand. */
 function raw(query) {
   const ws = new WebSocket(`ws://127.0.0.1:${server.httpPort}/realtime/v1/websocket?${query}`);
@@ -271,7 +346,7 @@ test('the raw protocol: 1.0.0 frames, heartbeats, refusals with reasons, limits'
   assert.deepEqual(byRef('1').payload, { status: 'ok', response: {} });
   assert.ok(c.frames.some((f) => f.topic === 'phoenix' && f.payload?.status === 'error' && /not JSON/.test(f.payload.response.reason)));
   assert.match(byRef('2').payload.response.reason, /TRUNCATE/);
-  assert.match(byRef('3').payload.response.reason, /private/);
+  assert.match(byRef('3').payload.response.reason, /^Unauthorized: You do not have permissions to read from this Channel topic: x$/);
   assert.match(byRef('4').payload.response.reason, /unknown operator/);
   // One frame over the limit ends the connection.
   c.ws.send('x'.repeat(2 * 1024 * 1024));

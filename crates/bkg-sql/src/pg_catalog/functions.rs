@@ -192,6 +192,9 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         claim_udf("auth.role", &info, |c| claim_text(c, "role")),
         claim_udf("auth.email", &info, |c| claim_text(c, "email")),
         claim_udf("auth.jwt", &info, |c| Some(c.to_string())),
+        // The private realtime channel being authorised: bound by the policy engine while it
+        // decides a join or a send (see `crate::changes`), NULL in a query.
+        udf("realtime.topic", Signature::nullary(st), A::Utf8, |_| None),
         udf("pg_backend_pid", Signature::nullary(st), A::Int32, move |_| Some(i4.backend_pid.to_string())),
         udf("pg_get_userbyid", any(1), A::Utf8, {
             let v = view.clone();
