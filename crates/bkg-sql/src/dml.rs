@@ -29,11 +29,30 @@ fn table_def(session: &Session, table: u64) -> SqlResult<TableDef> {
     session.with_txn(|t| t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished")))
 }
 
-/// Values for columns an INSERT does not name, computed once per statement (identity per row).
+/// Values for columns an INSERT does not name, computed once per statement (identity and
+/// random UUIDs per row).
 #[derive(Debug)]
 enum Fill {
     Const(Value),
     Identity,
+    /// `DEFAULT gen_random_uuid()` (or `uuid()`): a new UUID for every row. Other volatile
+    /// defaults (`random()`, `clock_timestamp()`) are still evaluated once per statement.
+    Uuid,
+}
+
+/// True for a default that is a call of a random-UUID function.
+fn is_random_uuid(expr: &str) -> bool {
+    let e: String = expr.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    let e = e.strip_prefix("public.").or_else(|| e.strip_prefix("pg_catalog.")).unwrap_or(&e);
+    matches!(e, "gen_random_uuid()" | "uuid()")
+}
+
+/// `n` new UUIDs as values of column `c`.
+fn uuid_values(c: &bkg_kernel::ColumnDef, n: usize) -> SqlResult<Vec<Value>> {
+    let arr: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from_iter_values(
+        (0..n).map(|_| crate::pg_catalog::random_uuid()),
+    ));
+    column_values(&arr, &c.data_type, &c.name)
 }
 
 async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> SqlResult<Vec<Fill>> {
@@ -46,6 +65,7 @@ async fn defaults(session: &mut Session, def: &TableDef, given: &[usize]) -> Sql
         out.push(match &c.default {
             None => Fill::Const(Value::Null),
             Some(ColumnDefault::Identity { .. }) => Fill::Identity,
+            Some(ColumnDefault::Expr(e)) if is_random_uuid(e) => Fill::Uuid,
             Some(ColumnDefault::Expr(e)) => {
                 let (_, batches) = session.query_sql(&format!("SELECT {e}")).await?;
                 let b = batches
@@ -151,6 +171,9 @@ impl BulkInsert {
                         .collect::<SqlResult<Vec<Value>>>()?;
                     bkg_kernel::arrow_conv::column_from_values(&c.data_type, values.iter())?
                 }
+                (None, Fill::Uuid) => {
+                    bkg_kernel::arrow_conv::column_from_values(&c.data_type, uuid_values(c, n)?.iter())?
+                }
             };
             out.push(Some(col));
         }
@@ -211,6 +234,10 @@ async fn build_rows(
                         int_value(&def.columns[pos].data_type, n)?
                     }
                     Fill::Identity => Value::Null,
+                    Fill::Uuid if !target.contains(&pos) => {
+                        uuid_values(&def.columns[pos], 1)?.pop().unwrap_or(Value::Null)
+                    }
+                    Fill::Uuid => Value::Null,
                 });
             }
             for (i, &p) in target.iter().enumerate() {
@@ -435,6 +462,7 @@ async fn default_values_row(session: &mut Session, def: &TableDef, table: u64) -
             Fill::Identity => {
                 int_value(&def.columns[pos].data_type, session.with_txn(|t| Ok(t.next_identity(table, pos)))?)?
             }
+            Fill::Uuid => uuid_values(&def.columns[pos], 1)?.pop().unwrap_or(Value::Null),
         });
     }
     Ok(row)

@@ -288,6 +288,17 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("to_regtype", any(1), A::Int64, |a| type_oid_by_name(a[0].as_deref()?).map(|o| o.to_string())),
         udf("pg_is_in_recovery", Signature::nullary(st), A::Boolean, |_| s("false")),
         udf("txid_current", Signature::nullary(Volatility::Volatile), A::Int64, |_| s("1")),
+        // PostgreSQL 13+: a version 4 (random) UUID, as text a uuid column takes.
+        udf("gen_random_uuid", Signature::nullary(Volatility::Volatile), A::Utf8, |_| Some(random_uuid())),
         udf("pg_tablespace_location", var, A::Utf8, |_| s("")),
     ]
+}
+
+/// A random (version 4) UUID in its text form.
+pub(crate) fn random_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

@@ -9,8 +9,8 @@ mod functions;
 mod rewrite;
 mod tables;
 
-pub(crate) use functions::udf;
 pub use functions::{SessionInfo, functions};
+pub(crate) use functions::{random_uuid, udf};
 pub use rewrite::{array_text_literal, array_text_literal_checked, provably_empty, rewrite};
 
 use std::hash::{Hash, Hasher};
