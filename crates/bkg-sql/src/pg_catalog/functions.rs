@@ -40,14 +40,16 @@ impl ScalarUDFImpl for PgFn {
         Ok(self.ret.clone())
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        // All-scalar arguments give one value, whatever the batch size.
-        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // All-scalar arguments give one value, whatever the batch size; a volatile function
+        // (gen_random_uuid()) gives one per row.
+        let per_row = self.sig.volatility == Volatility::Volatile && args.args.is_empty();
+        let all_scalar = !per_row && args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let n = if all_scalar { 1 } else { args.number_rows };
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let texts: Vec<ArrayRef> =
             arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &A::Utf8)).collect::<Result<_, _>>()?;
         let mut out: Vec<Option<String>> = Vec::with_capacity(n.max(1));
-        for r in 0..n.max(if arrays.is_empty() { 1 } else { 0 }) {
+        for r in 0..n {
             let row: Vec<Option<String>> = texts
                 .iter()
                 .map(|t| {
@@ -167,7 +169,7 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
     let i4 = info.clone();
     let i5 = info.clone();
     let v5 = view.clone();
-    vec![
+    let mut all = vec![
         udf("version", Signature::nullary(st), A::Utf8, move |_| Some(version.clone())),
         udf("current_user", Signature::nullary(st), A::Utf8, move |_| Some(i1.user.read().clone())),
         udf("session_user", Signature::nullary(st), A::Utf8, move |_| Some(i2.session_user.read().clone())),
@@ -291,11 +293,13 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         // PostgreSQL 13+: a version 4 (random) UUID, as text a uuid column takes.
         udf("gen_random_uuid", Signature::nullary(Volatility::Volatile), A::Utf8, |_| Some(random_uuid())),
         udf("pg_tablespace_location", var, A::Utf8, |_| s("")),
-    ]
+    ];
+    all.extend(super::storage_fns::storage_functions());
+    all
 }
 
 /// A random (version 4) UUID in its text form.
-pub(crate) fn random_uuid() -> String {
+pub fn random_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

@@ -7,11 +7,14 @@
 
 mod functions;
 mod rewrite;
+mod storage_fns;
 mod tables;
 
+pub use functions::random_uuid;
+pub(crate) use functions::udf;
 pub use functions::{SessionInfo, functions};
-pub(crate) use functions::{random_uuid, udf};
 pub use rewrite::{array_text_literal, array_text_literal_checked, provably_empty, rewrite};
+pub use storage_fns::{extension, filename, foldername};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
