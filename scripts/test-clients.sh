@@ -7,7 +7,8 @@
 #     installed from tests/clients/node/package-lock.json; postgrest-js drives the REST API
 #     (/rest/v1), supabase-js signs users up and in (/auth/v1), reads under row-level
 #     security and subscribes to realtime changes, broadcast and presence (/realtime/v1, over
-#     `ws`), and @redocly/cli lints the OpenAPI document the server serves
+#     `ws`), stores objects with storage-js (/storage/v1, on the local and on a moto S3
+#     backend), and @redocly/cli lints the OpenAPI document the server serves
 # The suites start their own bkg-db (BKG_DB_BIN, default $CARGO_TARGET_DIR/debug/bkg-db) on
 # free loopback ports and stop it again. Exits non-zero if either suite fails.
 set -uo pipefail
@@ -76,7 +77,8 @@ node_suite() {
   echo "== node $(node --version), @supabase/postgrest-js $(node -p "require('@supabase/postgrest-js/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @supabase/supabase-js $(node -p "require('@supabase/supabase-js/package.json').version") (node --test) against $BKG_DB_BIN"
   echo "== node $(node --version), @redocly/cli $(node -p "require('@redocly/cli/package.json').version") (OpenAPI lint) against $BKG_DB_BIN"
-  node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs test_supabase.mjs test_realtime.mjs
+  echo "== node $(node --version), @supabase/storage-js $(node -p "require('@supabase/storage-js/package.json').version") (node --test, local and moto S3 backends) against $BKG_DB_BIN"
+  BKG_MOTO_SERVER=$venv/bin/moto_server node --test test_pg.mjs test_postgrest.mjs test_openapi.mjs test_supabase.mjs test_realtime.mjs test_storage.mjs
 }
 
 python_suite || { status=1; echo "test-clients: psycopg suite FAILED" >&2; }

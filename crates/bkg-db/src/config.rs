@@ -177,6 +177,39 @@ pub struct ServeArgs {
     /// Realtime: seconds without any message (heartbeats included) before a connection closes.
     #[arg(long, env = "BKG_DB_REALTIME_IDLE_TIMEOUT_S", default_value_t = 60)]
     pub realtime_idle_timeout_s: u64,
+    /// Storage: where object bytes live, `local` (a directory) or `s3` (a bucket).
+    #[arg(long, env = "BKG_DB_STORAGE_BACKEND", default_value = "local", value_parser = ["local", "s3"])]
+    pub storage_backend: String,
+    /// Storage: the directory of the local backend; default `<data-dir>/storage`.
+    #[arg(long, env = "BKG_DB_STORAGE_DIR")]
+    pub storage_dir: Option<PathBuf>,
+    /// Storage: the S3 bucket of the s3 backend (credentials and region from `AWS_*`).
+    #[arg(long, env = "BKG_DB_STORAGE_S3_BUCKET")]
+    pub storage_s3_bucket: Option<String>,
+    /// Storage: the S3 endpoint (an S3-compatible server); default `AWS_ENDPOINT_URL` or AWS.
+    #[arg(long, env = "BKG_DB_STORAGE_S3_ENDPOINT")]
+    pub storage_s3_endpoint: Option<String>,
+    /// Storage: the S3 region; default `AWS_REGION`.
+    #[arg(long, env = "BKG_DB_STORAGE_S3_REGION")]
+    pub storage_s3_region: Option<String>,
+    /// Storage: a folder of the S3 bucket to keep objects under.
+    #[arg(long, env = "BKG_DB_STORAGE_S3_PREFIX", default_value = "")]
+    pub storage_s3_prefix: String,
+    /// Storage: largest object, MiB (a bucket's file_size_limit may lower it).
+    #[arg(long, env = "BKG_DB_STORAGE_FILE_SIZE_MAX_MB", default_value_t = 50)]
+    pub storage_file_size_max_mb: u64,
+    /// Storage: longest lifetime of a signed download URL, seconds.
+    #[arg(long, env = "BKG_DB_STORAGE_SIGNED_URL_MAX_S", default_value_t = 604_800)]
+    pub storage_signed_url_max_s: u64,
+    /// Storage: lifetime of a signed upload URL, seconds.
+    #[arg(long, env = "BKG_DB_STORAGE_UPLOAD_URL_TTL_S", default_value_t = 7200)]
+    pub storage_upload_url_ttl_s: u64,
+    /// Storage: stored bytes without a metadata row are deleted once this old, seconds.
+    #[arg(long, env = "BKG_DB_STORAGE_GC_GRACE_S", default_value_t = 900)]
+    pub storage_gc_grace_s: u64,
+    /// Storage: how often bytes without a metadata row are looked for, seconds (0: at start only).
+    #[arg(long, env = "BKG_DB_STORAGE_GC_INTERVAL_S", default_value_t = 3600)]
+    pub storage_gc_interval_s: u64,
     /// Password of the `postgres` superuser. Required unless every listener is on loopback.
     #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -304,6 +337,31 @@ impl ServeArgs {
             idle_timeout_s: self.realtime_idle_timeout_s,
         }
         .checked()
+    }
+
+    pub fn storage_config(&self) -> Result<bkg_storage::StorageConfig, String> {
+        let backend = match self.storage_backend.as_str() {
+            "s3" => bkg_storage::BackendConfig::S3 {
+                bucket: self
+                    .storage_s3_bucket
+                    .clone()
+                    .ok_or("BKG_DB_STORAGE_BACKEND=s3 needs BKG_DB_STORAGE_S3_BUCKET")?,
+                endpoint: self.storage_s3_endpoint.clone(),
+                region: self.storage_s3_region.clone(),
+                prefix: self.storage_s3_prefix.clone(),
+            },
+            _ => bkg_storage::BackendConfig::Local(
+                self.storage_dir.clone().unwrap_or_else(|| self.data_path().join("storage")),
+            ),
+        };
+        Ok(bkg_storage::StorageConfig {
+            backend,
+            file_size_max: self.storage_file_size_max_mb << 20,
+            signed_url_max_s: self.storage_signed_url_max_s.max(1),
+            upload_url_ttl_s: self.storage_upload_url_ttl_s.max(1),
+            gc_grace_s: self.storage_gc_grace_s,
+            gc_interval_s: self.storage_gc_interval_s,
+        })
     }
 
     pub fn rest_config(&self) -> bkg_http::rest::RestConfig {

@@ -1,10 +1,10 @@
-//! The server's OpenAPI document: the HTTP door's routes with realtime's merged in.
+//! The server's OpenAPI document: the HTTP door's routes with realtime's and storage's merged in.
 
 use utoipa::OpenApi;
 
 /// Every door's routes.
 pub fn document() -> utoipa::openapi::OpenApi {
-    bkg_http::openapi::document(vec![bkg_realtime::http::RealtimeDoc::openapi()])
+    bkg_http::openapi::document(vec![bkg_realtime::http::RealtimeDoc::openapi(), bkg_storage::StorageDoc::openapi()])
 }
 
 /// The document as pretty JSON (served at `/openapi.json`, printed by `bkg-db openapi`).

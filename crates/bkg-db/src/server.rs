@@ -60,6 +60,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         let pg = pg.clone();
         Arc::new(move || pg.active_connections())
     };
+    let storage = bkg_storage::Storage::open(engine.clone(), auth_config.clone(), args.storage_config()?)?;
+    let gc_task = tokio::spawn(bkg_storage::gc::run(storage.clone(), stop_rx.clone()));
     let hub = bkg_realtime::Hub::new(engine.clone(), auth_config.clone(), args.realtime_config());
     let tailer_task = tokio::spawn(hub.clone().run_tailer(stop_rx.clone()));
     let extra_metrics = {
@@ -76,7 +78,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             openapi: Arc::new(crate::openapi::json()),
             extra_metrics,
         },
-        users.merge(bkg_realtime::router(hub.clone())),
+        users.merge(bkg_realtime::router(hub.clone())).merge(bkg_storage::router(storage.clone())),
     )
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
@@ -109,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let _ = ckpt_task.await;
     let _ = tailer_task.await;
+    let _ = gc_task.await;
     let db = engine.kernel().clone();
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

@@ -639,8 +639,10 @@ pub(crate) fn assignments(
                 format!("column \"{col}\" can only be updated to DEFAULT"),
             ));
         }
+        // Each value gets a name of its own: two equal expressions (`SET a = now(), b = now()`)
+        // would otherwise collide in the row-selecting projection.
+        exprs.push(format!("({}) AS \"__set{}\"", a.value, targets.len()));
         targets.push(pos);
-        exprs.push(format!("({})", a.value));
     }
     Ok((targets, exprs))
 }
