@@ -183,10 +183,10 @@ pub(crate) async fn store(
     };
     // Ask the policies before taking the bytes.
     let mut session = writer.session(s);
-    if conflict == Conflict::Replace {
-        if meta::Object::find(&mut session, bucket_id, name).await.map_err(sql_err)?.is_none() {
-            return Err(StorageError::object_not_found());
-        }
+    if conflict == Conflict::Replace
+        && meta::Object::find(&mut session, bucket_id, name).await.map_err(sql_err)?.is_none()
+    {
+        return Err(StorageError::object_not_found());
     }
     meta::dry_run(&mut session, &meta::write_sql(&probe, conflict)).await.map_err(sql_err)?;
     let (stored, described) = receive(s, &bucket, &version, limit, req).await?;

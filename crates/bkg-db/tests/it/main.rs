@@ -13,3 +13,4 @@ mod roles;
 mod scan;
 mod server;
 mod slt;
+mod storage;
