@@ -25,11 +25,8 @@ use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt,
 
 use crate::config::BackendConfig;
 use crate::error::{StorageError, StorageResult};
+use crate::limits::{PART_BYTES, PARTS_IN_FLIGHT};
 
-/// Size of one part of a multipart upload; smaller objects are written in one request.
-pub const PART_BYTES: usize = 8 << 20;
-/// Parts of one upload in flight at once.
-pub const PARTS_IN_FLIGHT: usize = 2;
 /// Where versions live under the backend's root.
 const VERSIONS: &str = "objects";
 

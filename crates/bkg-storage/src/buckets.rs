@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Op, StorageError, StorageResult};
+use crate::limits::BUCKETS_LIST_MAX;
 use crate::meta::{self, BUCKET_COLUMNS, Caller};
 use crate::{Storage, names};
 
@@ -60,7 +61,7 @@ pub(crate) async fn list(
     }
     sql.push_str(&format!(
         " ORDER BY {column} {order} LIMIT {} OFFSET {}",
-        q.limit.unwrap_or(1000).min(1000),
+        q.limit.unwrap_or(BUCKETS_LIST_MAX).min(BUCKETS_LIST_MAX),
         q.offset.unwrap_or(0)
     ));
     let rows = meta::rows(&mut caller.session(&s.engine), &sql)

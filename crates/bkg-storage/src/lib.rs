@@ -12,7 +12,7 @@
 //! - [`names`]: which bucket ids and object names are accepted;
 //! - [`backend`]: streaming, bounded uploads and ranged downloads through `object_store`;
 //! - [`meta`]: the metadata statements; [`gc`]: bytes no row refers to are collected;
-//! - `buckets`, `objects`, `upload`, `sign`: the routes.
+//! - `buckets`, `objects`, `upload`, `sign`: the routes; [`limits`] and [`config`]: every bound.
 //!
 //! Layer rule: like every front door, this crate reaches the database only through `bkg-sql`
 //! sessions and `bkg-auth` principals.
@@ -22,6 +22,7 @@ mod buckets;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod limits;
 pub mod meta;
 pub mod names;
 mod objects;
@@ -38,10 +39,8 @@ use bkg_sql::{Engine, SqlState};
 
 pub use config::{BackendConfig, StorageConfig};
 pub use error::{StorageError, StorageResult};
+use limits::JSON_BODY_BYTES_MAX;
 use meta::Caller;
-
-/// Largest JSON request body (bucket settings, lists of names).
-pub const JSON_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// The storage door's shared state.
 pub struct Storage {

@@ -3,9 +3,8 @@
 //! that clients and folder listings would mishandle out.
 
 use crate::error::{StorageError, StorageResult};
+use crate::limits::NAME_BYTES_MAX;
 
-/// Longest object name, bytes (as S3's key limit).
-pub const NAME_BYTES_MAX: usize = 1024;
 /// Bucket ids that would collide with the API's own paths (`/object/sign/...`).
 const RESERVED: &[&str] = &["authenticated", "copy", "info", "list", "list-v2", "move", "public", "sign", "upload"];
 

@@ -14,13 +14,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Op, StorageError, StorageResult};
+use crate::limits::{LIST_LIMIT_MAX, REMOVE_NAMES_MAX};
 use crate::meta::{self, Bucket, Caller, Object};
 use crate::{Storage, names};
-
-/// Names one `remove` may delete at once.
-pub const REMOVE_NAMES_MAX: usize = 1000;
-/// Entries one `list` returns at most.
-pub const LIST_LIMIT_MAX: usize = 1000;
 
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct DownloadQuery {

@@ -17,14 +17,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Op, StorageError, StorageResult};
+use crate::limits::SIGN_PATHS_MAX;
 use crate::meta::{self, Conflict, NewObject, Object};
 use crate::upload::{Writer, store};
 use crate::{Storage, names};
 
 const DOWNLOAD: &str = "storage.download";
 const UPLOAD: &str = "storage.upload";
-/// Paths one request may sign at once.
-pub const SIGN_PATHS_MAX: usize = 1000;
 
 /// The last part of an object name.
 pub(crate) fn file_name(name: &str) -> &str {

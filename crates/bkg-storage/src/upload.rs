@@ -23,11 +23,9 @@ use serde_json::{Value, json};
 
 use crate::backend::{BodyError, Stored};
 use crate::error::{Op, StorageError, StorageResult};
+use crate::limits::{FORM_FIELD_BYTES_MAX, USER_METADATA_BYTES_MAX};
 use crate::meta::{self, Bucket, Caller, Conflict, NewObject};
 use crate::{Storage, names};
-
-/// Largest `metadata` (user metadata) of an object, bytes of JSON.
-pub const USER_METADATA_BYTES_MAX: usize = 64 << 10;
 
 /// Who an upload acts for.
 pub(crate) enum Writer<'a> {
@@ -297,7 +295,7 @@ async fn receive(
         let fname = field.name().unwrap_or("").to_string();
         let is_file = field.file_name().is_some() || fname.is_empty() || fname == "file";
         match fname.as_str() {
-            "cacheControl" if !is_file => d.cache_control = small_text(field, 256).await?,
+            "cacheControl" if !is_file => d.cache_control = small_text(field, FORM_FIELD_BYTES_MAX).await?,
             "metadata" if !is_file => {
                 d.user_metadata = Some(user_metadata(small_text(field, USER_METADATA_BYTES_MAX).await?.as_bytes())?)
             }
