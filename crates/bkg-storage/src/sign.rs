@@ -201,7 +201,7 @@ pub(crate) async fn sign_upload(
 ) -> StorageResult<Json<Value>> {
     let caller = s.caller(&headers)?;
     names::object_name(&name)?;
-    let upsert = headers.get("x-upsert").and_then(|v| v.to_str().ok()) == Some("true");
+    let upsert = crate::upload::upsert_requested(&headers);
     let what = Op {
         action: "sign upload",
         bucket: bucket.clone(),

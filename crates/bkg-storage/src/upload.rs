@@ -76,11 +76,7 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     req: Request,
 ) -> StorageResult<Json<Value>> {
-    let caller = s.caller(&headers)?;
-    let upsert = headers.get("x-upsert").and_then(|v| v.to_str().ok()) == Some("true");
-    let conflict = if upsert { Conflict::Upsert } else { Conflict::Refuse };
-    let id = store(&s, Writer::Caller(&caller), &bucket, &name, conflict, req).await?;
-    Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})))
+    upload_as_caller(&s, &bucket, &name, &headers, req, Conflict::Refuse).await
 }
 
 /// Replaces an existing object (`x-upsert: true`: or creates it); `{Id, Key}`.
@@ -98,10 +94,26 @@ pub(crate) async fn replace(
     headers: HeaderMap,
     req: Request,
 ) -> StorageResult<Json<Value>> {
-    let caller = s.caller(&headers)?;
-    let upsert = headers.get("x-upsert").and_then(|v| v.to_str().ok()) == Some("true");
-    let conflict = if upsert { Conflict::Upsert } else { Conflict::Replace };
-    let id = store(&s, Writer::Caller(&caller), &bucket, &name, conflict, req).await?;
+    upload_as_caller(&s, &bucket, &name, &headers, req, Conflict::Replace).await
+}
+
+/// `x-upsert: true`.
+pub(crate) fn upsert_requested(headers: &HeaderMap) -> bool {
+    headers.get("x-upsert").and_then(|v| v.to_str().ok()) == Some("true")
+}
+
+/// An upload by the request's caller: `x-upsert: true` makes it an upsert, else `otherwise`.
+async fn upload_as_caller(
+    s: &Arc<Storage>,
+    bucket: &str,
+    name: &str,
+    headers: &HeaderMap,
+    req: Request,
+    otherwise: Conflict,
+) -> StorageResult<Json<Value>> {
+    let caller = s.caller(headers)?;
+    let conflict = if upsert_requested(headers) { Conflict::Upsert } else { otherwise };
+    let id = store(s, Writer::Caller(&caller), bucket, name, conflict, req).await?;
     Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})))
 }
 
