@@ -83,7 +83,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(http_listener, app)
+        let _ = axum::serve(no_delay(http_listener), app)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.changed().await;
             })
@@ -169,6 +169,20 @@ async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, S
     tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
+/// The HTTP listener with Nagle's algorithm off on every connection, as pgwire and Flight have
+/// it: a response goes out as a head and body writes, and with Nagle on, the body of the next
+/// response on a kept-open connection waited for the client's delayed ACK (about 40 ms per
+/// request).
+fn no_delay(l: tokio::net::TcpListener) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    l.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// Once a second until `stop`: runs a checkpoint when one is due, and warns (at most once a
 /// minute) when a snapshot has been held longer than `snapshot_age_warn_ms`.
 async fn checkpoints(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>, snapshot_age_warn_ms: u64) {
@@ -228,4 +242,18 @@ fn reload_keys_on_change(auth: Arc<bkg_auth::AuthConfig>, dir: std::path::PathBu
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn http_connections_have_nagle_off() {
+        use axum::serve::Listener;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut l = super::no_delay(l);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = l.accept().await;
+        assert!(server_side.nodelay().unwrap(), "accepted HTTP connections must have TCP_NODELAY");
+    }
 }
