@@ -272,17 +272,8 @@ impl ChangeRows {
 
     /// Row `i` as a JSON object `{"column": value, ...}` in the shapes of PostgreSQL's `to_json`.
     pub fn record_json(&self, i: usize) -> SqlResult<String> {
-        use crate::pg_format::json::{field_is_json, json_value};
-        let mut out = String::from("{");
-        for (j, field) in self.batch.schema().fields().iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::to_string(field.name()).unwrap_or_default());
-            out.push(':');
-            json_value(self.batch.column(j).as_ref(), i, field_is_json(field), &mut out)?;
-        }
-        out.push('}');
+        let mut out = String::new();
+        crate::pg_format::json::row_object(&self.batch, i, &mut out)?;
         Ok(out)
     }
 }

@@ -40,18 +40,14 @@ pub fn system(engine: &Arc<Engine>) -> Session {
 /// The rows of a query as JSON objects (values in PostgreSQL's `to_json` shapes).
 pub async fn rows(session: &mut Session, sql: &str) -> SqlResult<Vec<Map<String, Value>>> {
     match session.execute_one(sql).await? {
-        Output::Rows { schema, batches, .. } => {
+        Output::Rows { batches, .. } => {
             let mut out = Vec::new();
             for b in &batches {
                 for i in 0..b.num_rows() {
-                    let mut row = Map::new();
-                    for (c, f) in schema.fields().iter().enumerate() {
-                        let mut text = String::new();
-                        let raw = bkg_sql::pg_format::json::field_is_json(f);
-                        bkg_sql::pg_format::json::json_value(b.column(c).as_ref(), i, raw, &mut text)?;
-                        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                        row.insert(f.name().clone(), v);
-                    }
+                    let mut text = String::new();
+                    bkg_sql::pg_format::json::row_object(b, i, &mut text)?;
+                    let row = serde_json::from_str(&text)
+                        .map_err(|e| bkg_sql::SqlError::internal(format!("a row as JSON: {e}")))?;
                     out.push(row);
                 }
             }

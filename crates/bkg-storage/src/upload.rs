@@ -202,13 +202,10 @@ pub(crate) async fn store(
     let (stored, described) = receive(s, &bucket, &version, limit, req).await?;
     let metadata = object_metadata(&stored, &described);
     let row = NewObject { metadata: &metadata, user_metadata: described.user_metadata.as_ref(), ..probe };
+    // The object this upload replaces, if any: its row keeps its id, its bytes are released.
     let previous = match conflict {
         Conflict::Refuse => None,
-        _ => meta::Object::find(&mut meta::system(&s.engine), bucket_id, name)
-            .await
-            .ok()
-            .flatten()
-            .map(|o| o.version().to_string()),
+        _ => meta::Object::find(&mut meta::system(&s.engine), bucket_id, name).await.ok().flatten(),
     };
     match meta::write(&mut session, &row, conflict).await {
         Ok(0) => {
@@ -221,17 +218,13 @@ pub(crate) async fn store(
             return Err(sql_err(e));
         }
     }
-    if let Some(old) = previous {
-        crate::gc::release(s, &old).await;
+    match previous {
+        Some(old) => {
+            crate::gc::release(s, old.version()).await;
+            Ok(old.text("id").map(str::to_string).unwrap_or(new_id))
+        }
+        None => Ok(new_id),
     }
-    // The row's id (an upsert that replaced an object kept the old row's).
-    let id = meta::Object::find(&mut meta::system(&s.engine), bucket_id, name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|o| o.text("id").map(str::to_string))
-        .unwrap_or(new_id);
-    Ok(id)
 }
 
 /// The metadata recorded with an object (the shape storage clients read).

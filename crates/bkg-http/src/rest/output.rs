@@ -1,7 +1,7 @@
 //! Result rows as JSON (the shapes PostgreSQL's `to_json` gives, from `bkg_sql::pg_format::json`)
 //! and as CSV.
 
-pub use bkg_sql::pg_format::json::{field_is_json, json_value};
+pub use bkg_sql::pg_format::json::{field_is_json, json_value, row_object};
 
 /// Appends one CSV field (RFC 4180 quoting; NULL is empty).
 pub fn csv_field(v: Option<&str>, out: &mut String) {

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use serde_json::Value as Json;
 
 use super::error::RestError;
-use super::output::{csv_field, field_is_json, json_value};
+use super::output::{csv_field, row_object};
 use super::{RestState, read_body};
 use crate::limits::{BATCH_STATEMENTS_MAX, PARAMS_MAX};
 use bkg_sql::SqlState;
@@ -312,17 +312,7 @@ fn json_response(results: &[Result1]) -> Result<Response, RestError> {
                         out.push(',');
                     }
                     first = false;
-                    out.push('{');
-                    for (j, f) in schema.fields().iter().enumerate() {
-                        if j > 0 {
-                            out.push(',');
-                        }
-                        out.push_str(&serde_json::to_string(f.name()).unwrap_or_default());
-                        out.push(':');
-                        json_value(b.column(j).as_ref(), row, field_is_json(f), &mut out)
-                            .map_err(|e| RestError::from_sql(e, false))?;
-                    }
-                    out.push('}');
+                    row_object(b, row, &mut out).map_err(|e| RestError::from_sql(e, false))?;
                 }
             }
             out.push(']');

@@ -1,7 +1,7 @@
 //! Values as JSON, the shapes PostgreSQL's `to_json` gives: what REST responses and realtime
 //! events carry.
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType as A, Field};
 
 use bkg_kernel::value::PG_TYPE_METADATA_KEY;
@@ -80,4 +80,20 @@ pub fn json_value(arr: &dyn Array, i: usize, raw_json: bool, out: &mut String) -
 /// Whether column `f` holds JSON text.
 pub fn field_is_json(f: &Field) -> bool {
     is_json_field(f)
+}
+
+/// Appends row `row` of `batch` as a JSON object `{"column": value, ...}` (values as
+/// [`json_value`] gives them): a row of a REST query result, a realtime record, a storage row.
+pub fn row_object(batch: &RecordBatch, row: usize, out: &mut String) -> SqlResult<()> {
+    out.push('{');
+    for (j, f) in batch.schema().fields().iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        push_str(out, f.name());
+        out.push(':');
+        json_value(batch.column(j).as_ref(), row, is_json_field(f), out)?;
+    }
+    out.push('}');
+    Ok(())
 }
