@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 fn main() {
     // The migrations live with the binary (crates/bkg-db/migrations), which applies them at start.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bkg-db/migrations");
+    // CARGO_MANIFEST_DIR as cargo sets it for this run (not `env!`, fixed when the script was
+    // compiled: a shared target directory reuses the script for checkouts at other paths).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join("../bkg-db/migrations");
     println!("cargo:rerun-if-changed={}", dir.display());
     // A missing directory is an error: a binary without its built-in migrations would start
     // on a database without the auth schema.
