@@ -76,7 +76,11 @@ fn token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option<&'a str> 
 
 /// Admits a realtime connection (WebSocket or event stream): a key that verifies for a role
 /// that may act through a token, and room under the connection limit. Refusals are counted.
-pub(crate) fn admit(hub: &Hub, query_key: Option<&str>, headers: &HeaderMap) -> Result<socket::Grant, RealtimeError> {
+pub(crate) fn admit(
+    hub: &Arc<Hub>,
+    query_key: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(socket::Grant, Slot), RealtimeError> {
     let checked = || {
         let Some(token) = token(query_key, headers) else {
             return Err(RealtimeError::new(
@@ -86,18 +90,46 @@ pub(crate) fn admit(hub: &Hub, query_key: Option<&str>, headers: &HeaderMap) -> 
             ));
         };
         let grant = socket::grant_of(hub, token).map_err(|e| RealtimeError::new(SqlState::PgrstJwt, 401, e))?;
-        if hub.metrics.connections.load(Ordering::Relaxed) as usize >= hub.config.max_connections {
+        // The slot is taken here, atomically, not when the connection registers later: two
+        // upgrades at once cannot both pass a count that neither has raised yet.
+        let max = hub.config.max_connections as u64;
+        if hub
+            .metrics
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
             return Err(RealtimeError::new(
                 SqlState::TooManyConnections,
                 503,
                 format!("the server has {} realtime connections, its limit", hub.config.max_connections),
             ));
         }
-        Ok(grant)
+        Ok((grant, Slot { hub: hub.clone() }))
     };
     checked().inspect_err(|_| {
         hub.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
     })
+}
+
+/// One of the `max_connections` places, taken at admission. Dropped unused (the upgrade never
+/// happened, a later check refused), it frees the place; [`Hub::register`] takes it over, and
+/// [`Hub::deregister`] frees it when the connection ends.
+pub(crate) struct Slot {
+    hub: Arc<Hub>,
+}
+
+impl Slot {
+    /// Hands the place to the registered connection.
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.hub.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The realtime WebSocket (Phoenix channels, as realtime-js speaks them).
@@ -122,11 +154,11 @@ pub(crate) async fn websocket(
         hub.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
         RealtimeError::new(SqlState::PgrstQueryString, 400, e.message)
     })?;
-    let grant = admit(&hub, q.apikey.as_deref(), &headers)?;
+    let (grant, slot) = admit(&hub, q.apikey.as_deref(), &headers)?;
     Ok(ws
         .max_message_size(FRAME_BYTES_MAX)
         .max_frame_size(FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| socket::run(hub, socket, vsn, grant)))
+        .on_upgrade(move |socket| socket::run(hub, socket, vsn, grant, slot)))
 }
 
 /// Broadcast over REST: `{"messages": [{"topic", "event", "payload"}]}` goes to

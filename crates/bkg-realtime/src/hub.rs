@@ -242,10 +242,11 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A connection (WebSocket or event stream) opens: counted, and closed at shutdown.
-    pub(crate) fn register(&self, out: &Outbox) {
+    /// A connection (WebSocket or event stream) opens in the place it was admitted to: counted
+    /// until [`Hub::deregister`], and closed at shutdown.
+    pub(crate) fn register(&self, out: &Outbox, slot: crate::http::Slot) {
         self.conns.lock().insert(out.conn, out.clone());
-        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        slot.keep();
         self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -540,7 +541,7 @@ impl Hub {
         use std::fmt::Write;
         let m = &self.metrics;
         let mut out = String::new();
-        let table: [(&str, &str, &str, &AtomicU64); 11] = [
+        let table: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "bkg_realtime_connections",
                 "gauge",
@@ -579,24 +580,27 @@ impl Hub {
                 "Row policy evaluations that failed for a group of subscribers (they got nothing).",
                 &m.policy_errors,
             ),
-            (
-                "bkg_realtime_delivery_lag_ms_sum",
-                "counter",
-                "Milliseconds from commit to delivery, summed over delivered changes.",
-                &m.lag_ms_sum,
-            ),
-            ("bkg_realtime_delivery_lag_count", "counter", "Changes the lag sum is over.", &m.lag_count),
-            (
-                "bkg_realtime_delivery_lag_ms_max",
-                "gauge",
-                "Largest commit-to-delivery lag seen, in milliseconds.",
-                &m.lag_ms_max,
-            ),
         ];
         for (name, kind, help, value) in table {
             let _ =
                 writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
         }
+        // Commit-to-delivery lag as a summary without quantiles (sum and count, in seconds as
+        // the exposition format's conventions want), and its largest value seen.
+        let seconds = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "# HELP bkg_realtime_delivery_lag_seconds Seconds from commit to delivery of changes.\n\
+             # TYPE bkg_realtime_delivery_lag_seconds summary\n\
+             bkg_realtime_delivery_lag_seconds_sum {}\n\
+             bkg_realtime_delivery_lag_seconds_count {}\n\
+             # HELP bkg_realtime_delivery_lag_max_seconds Largest commit-to-delivery lag seen, in seconds.\n\
+             # TYPE bkg_realtime_delivery_lag_max_seconds gauge\n\
+             bkg_realtime_delivery_lag_max_seconds {}",
+            seconds(&m.lag_ms_sum),
+            m.lag_count.load(Ordering::Relaxed),
+            seconds(&m.lag_ms_max),
+        );
         out
     }
 }

@@ -74,10 +74,10 @@ pub(crate) fn grant_of(hub: &Hub, token: &str) -> Result<Grant, String> {
 }
 
 /// Runs a connection until it ends.
-pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: Grant) {
+pub(crate) async fn run(hub: Arc<Hub>, socket: WebSocket, vsn: Vsn, grant: Grant, slot: crate::http::Slot) {
     let conn_id = hub.next_id();
     let (out, mut rx) = Outbox::new(conn_id, vsn, hub.config.queue_frames);
-    hub.register(&out);
+    hub.register(&out, slot);
     let (mut sink, mut stream) = socket.split();
     let kill = out.kill.clone();
     let writer = tokio::spawn(async move {

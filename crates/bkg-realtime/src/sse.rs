@@ -84,7 +84,7 @@ pub(crate) async fn sse(
     Query(q): Query<SseQuery>,
     headers: HeaderMap,
 ) -> Result<Response, RealtimeError> {
-    let grant = admit(&hub, q.apikey.as_deref(), &headers)?;
+    let (grant, slot) = admit(&hub, q.apikey.as_deref(), &headers)?;
     let bad = |m: String| RealtimeError::new(SqlState::PgrstQueryString, 400, m);
     let mut item = serde_json::Map::new();
     for (k, v) in [("schema", &q.schema), ("table", &q.table), ("event", &q.event), ("filter", &q.filter)] {
@@ -123,7 +123,7 @@ pub(crate) async fn sse(
             ));
         }
     }
-    hub.register(&out);
+    hub.register(&out, slot);
     let follower = tokio::spawn(follow(hub.clone(), sub, feed, resume, grant.expires));
     let body = Body::from_stream(events(hub, out, rx, follower));
     Ok(Response::builder()

@@ -1,4 +1,5 @@
-//! Realtime over Server-Sent Events: the resume contract across a crash and restart.
+//! Realtime over Server-Sent Events: the resume contract across a crash and restart, and the
+//! connection limit under a burst.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -240,5 +241,40 @@ async fn bypass_matrix_over_realtime() {
         let got: Vec<String> = st.events(want.len()).iter().map(summary).collect();
         assert_eq!(got, *want, "{name}");
         assert!(st.quiet(300), "{name} received more");
+    }
+}
+
+/// The connection limit holds when many connections arrive at once: the place is taken at
+/// admission, not when the connection registers a moment later; a closed one frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_limit_holds_under_a_burst() {
+    let s = TestServer::start_with(&[("BKG_DB_REALTIME_MAX_CONNECTIONS", "2")]);
+    let (_, service) = s.api_keys();
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE burst (id int PRIMARY KEY); ALTER PUBLICATION supabase_realtime ADD TABLE burst")
+        .await
+        .unwrap();
+    let path = "/realtime/v1/sse?schema=public&table=burst";
+    let streams: Vec<Stream> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            (0..12).map(|_| scope.spawn(|| Stream::open(&s, path, &[("apikey", service.as_str())]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = streams.iter().map(|st| st.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503]);
+    let mut open: Vec<Stream> = streams.into_iter().filter(|st| st.status == 200).collect();
+    drop(open.pop());
+    // The server notices the closed stream when it next writes to it (a keep-alive comment at
+    // the latest); a change makes it write now.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        c.batch_execute("INSERT INTO burst SELECT coalesce(max(id), 0) + 1 FROM burst").await.unwrap();
+        let again = Stream::open(&s, path, &[("apikey", service.as_str())]);
+        if again.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed stream's place was not freed");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
