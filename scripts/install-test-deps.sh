@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` drives on a fresh Debian machine: psql (postgresql-client), pgbench
 # (postgresql, the server package, which the benchmarks also need), curl, python3 with venv
-# support (the psycopg driver tests make a venv) and cargo-nextest. node and npm (the Node.js
+# support (the psycopg driver tests make a venv), promtool (prometheus), openssl (audit and
+# release signatures are checked with it), cargo-nextest and cargo-deny (make lint). node and npm (the Node.js
 # driver tests) come with the machine: they are only checked. Safe to run again: it only
 # installs what is missing.
 set -euo pipefail
@@ -9,6 +10,9 @@ need=()
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v pgbench >/dev/null || need+=(postgresql)
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+# promtool, which checks the /metrics exposition in the telemetry tests.
+command -v promtool >/dev/null || need+=(prometheus)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 else
@@ -25,6 +29,9 @@ if ((${#need[@]})); then
 fi
 if ! command -v cargo-nextest >/dev/null; then
   cargo install --locked cargo-nextest || echo "cargo-nextest unavailable; falling back to cargo test"
+fi
+if ! command -v cargo-deny >/dev/null; then
+  cargo install --locked cargo-deny
 fi
 missing_js=()
 command -v node >/dev/null || missing_js+=(node)

@@ -1,4 +1,5 @@
-//! Commands besides `serve`: `migrate apply|status` and `keys list|rotate|retire|import|rotate-api-keys`.
+//! Commands besides `serve`: `migrate apply|status`, `keys list|rotate|retire|import|rotate-api-keys`
+//! and `audit verify|seal|rotate-key|public-key`.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -44,10 +45,14 @@ async fn run(apply: bool, args: &MigrateArgs) -> Result<(), String> {
     }
     let dir = std::path::PathBuf::from(args.data_dir.strip_prefix("file://").unwrap_or(&args.data_dir));
     let opts = bkg_kernel::Options::new(&dir);
+    let dir_audit = dir.join("audit");
     let engine: Arc<Engine> = tokio::task::spawn_blocking(move || Engine::open(opts, EngineConfig::default()))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    // Migrations change the schema: audited as when the server applies them.
+    let log = bkg_audit::AuditLog::open(&dir_audit, bkg_audit::LogOptions::default()).map_err(|e| e.to_string())?;
+    engine.enable_audit(log).await.map_err(|e| e.to_string())?;
     let mut all = migrate::builtin();
     all.extend(files);
     let all = migrate::sort(all).map_err(|e| e.to_string())?;
@@ -207,4 +212,74 @@ fn run_keys(action: KeysAction) -> Result<(), String> {
     println!("anon:         {}", cfg.anon_key);
     println!("service_role: {}", cfg.service_key);
     Ok(())
+}
+
+/// Runs an audit command; returns the process exit code (1: the log does not verify).
+pub fn audit(action: crate::config::AuditAction) -> i32 {
+    match run_audit(action) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bkg-db audit: {e}");
+            1
+        }
+    }
+}
+
+fn run_audit(action: crate::config::AuditAction) -> Result<(), String> {
+    use crate::config::AuditAction as A;
+    match action {
+        A::Verify(a) => {
+            let dir = a.audit_dir();
+            if !dir.exists() {
+                return Err(format!("{} does not exist: no audit log here", dir.display()));
+            }
+            let mut pinned = Vec::new();
+            for k in &a.keys {
+                pinned.push(std::fs::read_to_string(k).map_err(|e| format!("{}: {e}", k.display()))?);
+            }
+            let r = bkg_audit::verify(&dir, &pinned).map_err(|e| format!("verification failed: {e}"))?;
+            println!(
+                "ok: {} segment(s), {} signed, {} line(s); head seq {} hash {}",
+                r.segments, r.signed, r.lines, r.head_seq, r.head_hash
+            );
+            if let Some(open) = r.open_segment {
+                println!("{open} is open: its lines are chained but not signed yet (bkg-db audit seal signs it)");
+            }
+            if r.starts_at > 1 {
+                println!("the log starts at segment {} (older segments were moved away)", r.starts_at);
+            }
+            Ok(())
+        }
+        A::Seal(a) => {
+            let mut log = offline_log(&a)?;
+            match log.seal().map_err(|e| e.to_string())? {
+                Some(p) => println!("sealed {}", p.display()),
+                None => println!("no open segment: every line is in a signed segment"),
+            }
+            Ok(())
+        }
+        A::RotateKey(a) => {
+            let mut log = offline_log(&a)?;
+            let old = log.public_key().key_id.clone();
+            let new = log.rotate_key().map_err(|e| e.to_string())?;
+            println!("audit signing key {} replaces {old}; public key:\n{}", new.key_id, new.public_pem);
+            Ok(())
+        }
+        A::PublicKey(a) => {
+            let log = offline_log(&a)?;
+            print!("{}", log.public_key().public_pem);
+            Ok(())
+        }
+    }
+}
+
+/// The audit log of a stopped server (the database's LOCK tells a running one).
+fn offline_log(a: &crate::config::AuditArgs) -> Result<bkg_audit::AuditLog, String> {
+    let data = a.audit_dir().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    if let Ok(f) = std::fs::File::open(data.join("LOCK"))
+        && f.try_lock().is_err()
+    {
+        return Err("the server is running on this data directory: use POST /audit/seal or /audit/rotate-key".into());
+    }
+    bkg_audit::AuditLog::open(&a.audit_dir(), bkg_audit::LogOptions::default()).map_err(|e| e.to_string())
 }

@@ -33,6 +33,42 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The signed audit log in `<data-dir>/audit`: `audit verify|seal|rotate-key|public-key`.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain and every segment's signature offline; exits 1 naming the first
+    /// bad line.
+    Verify(AuditArgs),
+    /// Close and sign the open segment (the server must be stopped; a running server seals
+    /// through `POST /audit/seal`).
+    Seal(AuditArgs),
+    /// Seal the open segment and sign from now on with a new key (the server must be stopped;
+    /// a running server rotates through `POST /audit/rotate-key`).
+    RotateKey(AuditArgs),
+    /// Print the public key that signs new segments (PEM).
+    PublicKey(AuditArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    #[arg(long = "data-dir", env = "BKG_DB_DSN", default_value = "./.bkg-data")]
+    pub data_dir: String,
+    /// Verify against these public keys (PEM files) instead of those in the directory: a copy
+    /// kept elsewhere shows a log rebuilt with another key.
+    #[arg(long = "key")]
+    pub keys: Vec<PathBuf>,
+}
+
+impl AuditArgs {
+    pub fn audit_dir(&self) -> PathBuf {
+        PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir)).join("audit")
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +246,9 @@ pub struct ServeArgs {
     /// Storage: how often bytes without a metadata row are looked for, seconds (0: at start only).
     #[arg(long, env = "BKG_DB_STORAGE_GC_INTERVAL_S", default_value_t = 3600)]
     pub storage_gc_interval_s: u64,
+    /// Audit log: a segment is closed and signed once it holds this many MiB.
+    #[arg(long, env = "BKG_DB_AUDIT_SEGMENT_MB", default_value_t = 16)]
+    pub audit_segment_mb: u64,
     /// Password of the `postgres` superuser. Required unless every listener is on loopback.
     #[arg(long, env = "BKG_DB_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod openapi;
 pub mod server;
+pub mod telemetry;
 
 // The layers below, under the names the binary's modules and tests have always used.
 pub use bkg_auth as auth;

@@ -17,6 +17,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let dir = args.data_path();
     let started = Instant::now();
     let engine = open_engine(&args, &dir, started).await?;
+    // The audit log first: the built-in migrations below are audited too.
+    let audit_opts = bkg_audit::LogOptions { segment_bytes_max: args.audit_segment_mb.max(1) << 20 };
+    let audit_log = bkg_audit::AuditLog::open(&dir.join("audit"), audit_opts)
+        .map_err(|e| format!("cannot open the audit log: {e}"))?;
+    engine.enable_audit(audit_log).await.map_err(|e| format!("cannot start the audit log: {}", e.message))?;
     let (auth_config, fresh_keys) = bkg_auth::AuthConfig::load_or_create(&dir, &args.key_settings())?;
     if fresh_keys {
         announce_keys(&dir, &auth_config);
@@ -32,7 +37,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     bkg_auth::ensure_api_roles(&engine, &rest_config.schemas, args.rls_default == "on").await?;
     let metrics = Arc::new(Metrics::default());
     let auth_config = Arc::new(auth_config);
-    reload_keys_on_change(auth_config.clone(), dir.clone());
+    reload_keys_on_change(engine.clone(), auth_config.clone(), dir.clone());
     // Over TLS with cleartext passwords, a JWT is accepted as the password of its role.
     let hook = bkg_auth::TokenPasswordHook::new(engine.clone(), auth_config.clone());
     let auth = Arc::new(CatalogAuth::new(engine.clone(), &password, Some(Arc::new(hook))));
@@ -112,6 +117,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = ckpt_task.await;
     let _ = tailer_task.await;
     let _ = gc_task.await;
+    // A clean stop signs the open audit segment.
+    if let Some(a) = engine.auditor()
+        && let Err(e) = a.seal().await
+    {
+        tracing::warn!("could not seal the audit log: {}", e.message);
+    }
     let db = engine.kernel().clone();
     tokio::task::spawn_blocking(move || db.close()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
@@ -225,7 +236,7 @@ async fn wait_for_signal() {
 
 /// Picks up `bkg-db keys rotate|retire` while the server runs: keys.json is checked every two
 /// seconds and the signing keys are read again when it changed.
-fn reload_keys_on_change(auth: Arc<bkg_auth::AuthConfig>, dir: std::path::PathBuf) {
+fn reload_keys_on_change(engine: Arc<Engine>, auth: Arc<bkg_auth::AuthConfig>, dir: std::path::PathBuf) {
     let path = dir.join("auth").join("keys.json");
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);
@@ -236,7 +247,16 @@ fn reload_keys_on_change(auth: Arc<bkg_auth::AuthConfig>, dir: std::path::PathBu
             if now != seen {
                 seen = now;
                 match auth.reload(&dir) {
-                    Ok(()) => tracing::info!("signing keys reloaded from keys.json"),
+                    Ok(()) => {
+                        tracing::info!("signing keys reloaded from keys.json");
+                        let actor = bkg_audit::Actor { role: "operator".into(), ..Default::default() };
+                        let kids: Vec<String> =
+                            auth.jwt().keys.iter().filter(|k| !k.retired).map(|k| k.kid.clone()).collect();
+                        let event =
+                            bkg_audit::Event::new(actor, "keys.changed", "auth/keys.json", bkg_audit::Outcome::Success)
+                                .with_detail(serde_json::json!({ "active_key_ids": kids }));
+                        engine.audit_now(event).await;
+                    }
                     Err(e) => tracing::warn!(error = %e, "keys.json changed but could not be read; keeping the keys"),
                 }
             }

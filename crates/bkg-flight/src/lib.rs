@@ -277,6 +277,28 @@ impl BkgFlight {
 impl BkgFlight {}
 
 /// Serves Flight SQL on `listener` until `stop` turns true.
+/// One span per RPC (`arrow.flight.protocol.FlightService/DoGet`), the child of the caller's
+/// W3C `traceparent` metadata when it sent one.
+fn rpc_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    use bkg_sql::telemetry;
+    if !telemetry::telemetry().enabled() {
+        return tracing::Span::none();
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
+    let span = tracing::debug_span!(
+        target: telemetry::SPAN_TARGET,
+        "rpc",
+        otel.name = path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+    );
+    telemetry::adopt_parent(&span, req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
+    span
+}
+
 pub async fn serve(
     flight: BkgFlight,
     listener: tokio::net::TcpListener,
@@ -289,6 +311,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(64)
         .tcp_nodelay(true)
+        .trace_fn(rpc_span)
         .add_service(reset::WatchResets(svc))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
             let _ = stop.changed().await;

@@ -20,6 +20,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::rest::query::query, crate::rest::export::export, crate::rest::migrations::apply, crate::rest::migrations::status,
         crate::rest::policy::list, crate::rest::policy::get_one, crate::rest::policy::create,
         crate::rest::policy::update, crate::rest::policy::remove, crate::rest::policy::explain,
+        crate::rest::audit::list, crate::rest::audit::key, crate::rest::audit::seal, crate::rest::audit::rotate_key,
+        crate::rest::admin::get_telemetry, crate::rest::admin::put_telemetry,
         crate::gotrue::signup, crate::gotrue::token, crate::gotrue::get_user,
         crate::gotrue::put_user, crate::gotrue::logout, crate::gotrue::recover,
         crate::gotrue::settings, crate::gotrue::jwks, crate::gotrue::admin_list,
@@ -34,6 +36,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         (name = "sql", description = "SQL over HTTP"),
         (name = "migrations", description = "Schema migrations"),
         (name = "policies", description = "Row-level security policies (admin scope)"),
+        (name = "audit", description = "The signed audit log (admin scope)"),
         (name = "auth", description = "Users and sessions (GoTrue-compatible, for @supabase/auth-js); errors are {code, error_code, msg}"),
         (name = "operations", description = "Health, metrics and this document"),
     )

@@ -187,7 +187,8 @@ impl PgServer {
             server.metrics.connections.fetch_add(1, Ordering::Relaxed);
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
-                let session = server.engine.session("postgres");
+                let mut session = server.engine.session("postgres");
+                session.client_address = Some(peer.to_string());
                 let cancel = session.cancel_signal();
                 let session = Arc::new(Mutex::new(session));
                 let slot = Arc::new(parking_lot::Mutex::new(None));

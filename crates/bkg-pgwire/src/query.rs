@@ -230,9 +230,61 @@ pub(crate) fn to_response(out: Output, format: &Format) -> Response {
     }
 }
 
+/// The span of one statement (a simple query message, or an Execute): the root of its trace.
+fn statement_span(sql: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: bkg_sql::telemetry::SPAN_TARGET,
+        "pg.statement",
+        otel.kind = "server",
+        db.system.name = "postgresql",
+        db.query.text = bkg_sql::telemetry::statement_text(sql),
+        db.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    )
+}
+
+/// Records the first error of a statement's answers on its span.
+fn record_outcome(span: &tracing::Span, errors: impl IntoIterator<Item = (String, String)>) {
+    if let Some((code, message)) = errors.into_iter().next() {
+        bkg_sql::telemetry::record_error(span, &code, &message);
+    }
+}
+
+fn wire_error(e: &PgWireError) -> Option<(String, String)> {
+    match e {
+        PgWireError::UserError(info) => Some((info.code.clone(), info.message.clone())),
+        other => Some(("XX000".into(), other.to_string())),
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for ConnHandlers {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let span = statement_span(query);
+        let r = tracing::Instrument::instrument(self.simple_query(client, query), span.clone()).await;
+        match &r {
+            Ok(out) => record_outcome(
+                &span,
+                out.iter().filter_map(|o| match o {
+                    Response::Error(info) => Some((info.code.clone(), info.message.clone())),
+                    _ => None,
+                }),
+            ),
+            Err(e) => record_outcome(&span, wire_error(e)),
+        }
+        r
+    }
+}
+
+impl ConnHandlers {
+    async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -405,6 +457,27 @@ impl ExtendedQueryHandler for ConnHandlers {
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let span = if bkg_sql::telemetry::telemetry().enabled() {
+            statement_span(&portal.statement.statement.stmt.as_ref().map(|s| s.to_string()).unwrap_or_default())
+        } else {
+            tracing::Span::none()
+        };
+        let r = tracing::Instrument::instrument(self.execute_portal(client, portal), span.clone()).await;
+        if let Err(e) = &r {
+            record_outcome(&span, wire_error(e));
+        }
+        r
+    }
+}
+
+impl ConnHandlers {
+    async fn execute_portal<C>(&self, client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {

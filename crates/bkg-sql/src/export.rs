@@ -186,6 +186,7 @@ impl Session {
                 .with_hint("Exports need a superuser, the service role or a token with the admin scope."));
         }
         let target = resolve(&self.engine.config.export, self.engine.db.dir(), url)?;
+        let format_name = format.name();
         let out = Box::pin(self.execute_streaming(query)).await?;
         let schema = out.schema.clone();
         let mut stream = out.stream;
@@ -233,6 +234,9 @@ impl Session {
                 w.shutdown().await.map_err(|e| SqlError::new(SqlState::IoError, format!("export write: {e}")))?;
             }
         }
+        let event = bkg_audit::Event::new(self.actor(), "data.export", url, bkg_audit::Outcome::Success)
+            .with_detail(serde_json::json!({ "rows": rows, "format": format_name }));
+        self.engine.audit_now(event).await;
         Ok(rows)
     }
 }

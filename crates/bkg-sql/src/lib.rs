@@ -5,6 +5,7 @@
 //! here against the kernel; queries (and the row-selecting part of UPDATE/DELETE) are planned and
 //! run by DataFusion over [`provider::MvccTable`]s that read the transaction's snapshot.
 
+pub mod audit;
 pub mod changes;
 pub mod copy;
 pub mod ddl;
@@ -31,6 +32,7 @@ pub mod quote;
 pub mod roles;
 pub mod session;
 pub mod sqlstate;
+pub mod telemetry;
 mod tokens;
 pub mod types;
 

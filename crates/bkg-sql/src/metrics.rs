@@ -108,6 +108,39 @@ impl Metrics {
             s.bulk_rows,
         );
         metric("bkg_active_snapshots", "gauge", "Snapshots held by open transactions.", s.active_snapshots as u64);
+        let t = crate::telemetry::telemetry();
+        metric(
+            "bkg_otel_spans_exported_total",
+            "counter",
+            "Trace spans handed to the OTLP exporter and accepted by the receiver.",
+            t.spans_exported.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_otel_spans_dropped_total",
+            "counter",
+            "Trace spans dropped because the export queue was full (exporting never blocks a request).",
+            t.spans_dropped.load(Ordering::Relaxed),
+        );
+        metric(
+            "bkg_otel_export_failures_total",
+            "counter",
+            "Trace spans the OTLP receiver did not accept (unreachable, refused, timed out).",
+            t.export_failures.load(Ordering::Relaxed),
+        );
+        if let Some(a) = engine.auditor() {
+            metric(
+                "bkg_audit_events_written_total",
+                "counter",
+                "Lines appended to the signed audit log.",
+                a.stats.events_written.load(Ordering::Relaxed),
+            );
+            metric(
+                "bkg_audit_write_failures_total",
+                "counter",
+                "Attempts to write audit events that failed (the events wait in bkg_audit.outbox).",
+                a.stats.ship_failures.load(Ordering::Relaxed),
+            );
+        }
         metric(
             "bkg_oldest_snapshot_age_seconds",
             "gauge",
@@ -119,6 +152,11 @@ impl Metrics {
             "gauge",
             "Commits newer than the oldest snapshot held: the versions they replaced cannot be collected yet.",
             s.gc_horizon_lag,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP bkg_otel_sampling_rate Share of new traces sampled (CAVE_OTEL_SAMPLING_RATE; 0 when no OTLP endpoint is set).\n# TYPE bkg_otel_sampling_rate gauge\nbkg_otel_sampling_rate {}",
+            if t.enabled() { t.rate() } else { 0.0 }
         );
         out
     }

@@ -270,6 +270,10 @@ pub async fn apply(engine: &Arc<Engine>, migrations: &[Migration]) -> Result<Vec
                 failed = Some(e);
             }
         }
+        if failed.is_none() {
+            let detail = serde_json::json!({ "version": m.version, "name": m.name, "checksum": m.checksum });
+            failed = session.audit("migration.apply", &file, detail).err();
+        }
         if let Some(e) = failed {
             let _ = session.execute_one("ROLLBACK").await;
             return Err(sql_err(e, Some(&file)));

@@ -535,19 +535,20 @@ fn validate(session: &Session, def: &TableDef, policy: &PolicyDef) -> SqlResult<
     Ok(())
 }
 
-/// An audit event for a policy change (target `bkg_db::audit`), whatever front door made it.
-/// The change itself commits or rolls back with its transaction.
-fn audit(session: &Session, action: &str, def: &TableDef, policy: &str) {
-    let actor = session.claims().and_then(|c| c.get("sub").and_then(|s| s.as_str()).map(str::to_string));
-    tracing::info!(
-        target: "bkg_db::audit",
-        action,
-        user = %session.user,
-        actor = actor.as_deref().unwrap_or(""),
-        table = %def.qualified_name(),
-        policy,
-        "policy changed"
-    );
+/// The audit event of a policy change, in the change's transaction (it is written if and only
+/// if the change commits), whatever front door made it.
+fn audit(session: &mut Session, action: &str, def: &TableDef, policy: &str) -> SqlResult<()> {
+    let detail = match def.policies.iter().find(|p| p.name == policy) {
+        Some(p) => serde_json::json!({
+            "policy": policy,
+            "command": p.command.name(),
+            "permissive": p.permissive,
+            "using": p.using,
+            "with_check": p.with_check,
+        }),
+        None => serde_json::json!({ "policy": policy }),
+    };
+    session.audit(action, &def.qualified_name(), detail)
 }
 
 fn table_of(session: &Session, name: &ast::ObjectName) -> SqlResult<TableDef> {
@@ -560,6 +561,7 @@ fn table_of(session: &Session, name: &ast::ObjectName) -> SqlResult<TableDef> {
 pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
     match stmt {
         Statement::CreatePolicy(cp) => {
+            let cp_table = cp.table_name.clone();
             let def = table_of(session, &cp.table_name)?;
             let policy = PolicyDef {
                 oid: 0,
@@ -573,10 +575,12 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
             validate(session, &def, &policy)?;
             let name = policy.name.clone();
             session.with_txn(|t| Ok(t.catalog_mut().create_policy(def.id, policy)?))?;
-            audit(session, "policy.create", &def, &name);
+            let def = table_of(session, &cp_table)?;
+            audit(session, "policy.create", &def, &name)?;
             Ok(Output::command("CREATE POLICY"))
         }
         Statement::AlterPolicy(ap) => {
+            let ap_table = ap.table_name.clone();
             let def = table_of(session, &ap.table_name)?;
             let name = ident_name(&ap.name);
             let mut policy = def.policies.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
@@ -614,7 +618,8 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
                 *t.catalog_mut().policy_mut(def.id, &name)? = policy;
                 Ok(())
             })?;
-            audit(session, "policy.alter", &def, &new_name);
+            let def = table_of(session, &ap_table)?;
+            audit(session, "policy.alter", &def, &new_name)?;
             Ok(Output::command("ALTER POLICY"))
         }
         Statement::DropPolicy(dp) => {
@@ -627,7 +632,7 @@ pub fn execute(session: &mut Session, stmt: Statement) -> SqlResult<Output> {
             };
             let name = ident_name(&dp.name);
             if session.with_txn(|t| Ok(t.catalog_mut().drop_policy(def.id, &name, dp.if_exists)?))? {
-                audit(session, "policy.drop", &def, &name);
+                audit(session, "policy.drop", &def, &name)?;
             }
             Ok(Output::command("DROP POLICY"))
         }

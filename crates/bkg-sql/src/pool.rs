@@ -34,6 +34,7 @@ impl SessionPool {
             return;
         }
         s.set_claims(None);
+        s.client_address = None;
         let mut idle = self.idle.lock();
         let v = idle.entry(role.to_string()).or_default();
         if v.len() < POOLED_SESSIONS_PER_ROLE_MAX {

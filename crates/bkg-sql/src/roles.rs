@@ -236,6 +236,9 @@ impl Session {
     /// (and USAGE on its schema).
     pub fn require_relation(&self, id: u64, privs: u32) -> SqlResult<()> {
         let cat = self.acl_catalog();
+        if privs & !privilege::SELECT != 0 {
+            self.refuse_audit_internals(relation_schema(&cat, id).as_deref())?;
+        }
         require_relation_in(&cat, self.role, id, privs)?;
         self.require_scope(&cat, id, privs)
     }
@@ -252,8 +255,20 @@ impl Session {
         require_owner_in(&self.acl_catalog(), self.role, object)
     }
 
+    /// Once the audit log is on, its outbox schema belongs to the server: no role, superusers
+    /// included, may write to or create in it over SQL (the server writes it through the
+    /// kernel). Ownership is refused always ([`require_owner_in`]). Reading stays open to those
+    /// with SELECT (superusers).
+    fn refuse_audit_internals(&self, schema: Option<&str>) -> SqlResult<()> {
+        if self.engine.auditor().is_some() {
+            refuse_audit_internals_in(schema)?;
+        }
+        Ok(())
+    }
+
     /// Fails with 42501 unless the current role may create objects in `schema`.
     pub fn require_create_in(&self, schema: &str) -> SqlResult<()> {
+        self.refuse_audit_internals(Some(schema))?;
         let cat = self.acl_catalog();
         if !cat.schemas.contains_key(schema) {
             return Err(SqlError::new(SqlState::InvalidSchemaName, format!("schema \"{schema}\" does not exist")));
@@ -355,7 +370,25 @@ pub(crate) fn require_scope_in(
     .with_hint(format!("It needs the scope ns:{schema}:{} or admin.", if write { "write" } else { "read" })))
 }
 
+/// The audit outbox's schema and what is in it are nobody's to alter, drop, grant on or write.
+fn refuse_audit_internals_in(schema: Option<&str>) -> SqlResult<()> {
+    if schema == Some(crate::audit::OUTBOX_SCHEMA) {
+        return Err(SqlError::new(
+            codes::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "schema {} belongs to the audit log: it cannot be changed over SQL, not even by a superuser",
+                crate::audit::OUTBOX_SCHEMA
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn require_owner_in(cat: &Catalog, role: u64, object: AclObject) -> SqlResult<()> {
+    match object {
+        AclObject::Relation(id) => refuse_audit_internals_in(relation_schema(cat, id).as_deref())?,
+        AclObject::Schema(s) => refuse_audit_internals_in(Some(s))?,
+    }
     if cat.owns(role, object)? {
         return Ok(());
     }

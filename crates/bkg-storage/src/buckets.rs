@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use bkg_sql::quote::literal;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{Op, StorageError, StorageResult};
 use crate::limits::BUCKETS_LIST_MAX;
@@ -161,14 +161,13 @@ pub(crate) async fn create(
     let owner_uuid = owner.filter(|o| meta::is_uuid(o)).map(literal).unwrap_or_else(|| "NULL".into());
     let sql = format!(
         "INSERT INTO storage.buckets (id, name, owner, owner_id, public, file_size_limit, allowed_mime_types) \
-         VALUES ({}, {}, {owner_uuid}, {}, {public}, {limit}, {mimes})",
+         VALUES ({}, {}, {owner_uuid}, {}, {public}, {limit}, {mimes}) RETURNING id",
         literal(&id),
         literal(&name),
         owner.map(literal).unwrap_or_else(|| "NULL".into()),
     );
-    caller
-        .session(&s.engine)
-        .execute_one(&sql)
+    let detail = json!({ "public": public, "file_size_limit": limit, "allowed_mime_types": mimes });
+    meta::audited_rows(&mut caller.session(&s.engine), &sql, "storage.bucket_create", &id, |_| detail)
         .await
         .map_err(|e| StorageError::from_sql(e, &op("create bucket", &id, &caller, "INSERT")))?;
     Ok(Json(json!({"name": id})))
@@ -194,7 +193,8 @@ pub(crate) async fn update(
          updated_at = now() WHERE id = {} RETURNING id",
         literal(&id)
     );
-    let rows = meta::rows(&mut caller.session(&s.engine), &sql)
+    let detail = json!({ "public": public, "file_size_limit": limit, "allowed_mime_types": mimes });
+    let rows = meta::audited_rows(&mut caller.session(&s.engine), &sql, "storage.bucket_update", &id, |_| detail)
         .await
         .map_err(|e| StorageError::from_sql(e, &op("update bucket", &id, &caller, "UPDATE")))?;
     if rows.is_empty() {
@@ -217,9 +217,12 @@ pub(crate) async fn empty(
         return Err(StorageError::bucket_not_found());
     }
     let sql = format!("DELETE FROM storage.objects WHERE bucket_id = {} RETURNING version", literal(&id));
-    let rows = meta::rows(&mut caller.session(&s.engine), &sql).await.map_err(|e| {
-        StorageError::from_sql(e, &Op { table: "storage.objects", ..op("empty bucket", &id, &caller, "DELETE") })
-    })?;
+    let count = |r: &[Map<String, Value>]| json!({ "objects_deleted": r.len() });
+    let rows = meta::audited_rows(&mut caller.session(&s.engine), &sql, "storage.bucket_empty", &id, count)
+        .await
+        .map_err(|e| {
+            StorageError::from_sql(e, &Op { table: "storage.objects", ..op("empty bucket", &id, &caller, "DELETE") })
+        })?;
     for r in rows {
         if let Some(v) = r.get("version").and_then(Value::as_str) {
             crate::gc::release(&s, v).await;
@@ -251,7 +254,9 @@ pub(crate) async fn delete(
         ));
     }
     let sql = format!("DELETE FROM storage.buckets WHERE id = {} RETURNING id", literal(&id));
-    let rows = meta::rows(&mut caller.session(&s.engine), &sql).await.map_err(|e| StorageError::from_sql(e, &what))?;
+    let rows = meta::audited_rows(&mut caller.session(&s.engine), &sql, "storage.bucket_delete", &id, |_| Value::Null)
+        .await
+        .map_err(|e| StorageError::from_sql(e, &what))?;
     if rows.is_empty() {
         return Err(StorageError::bucket_not_found());
     }

@@ -38,6 +38,36 @@ pub fn system(engine: &Arc<Engine>) -> Session {
 }
 
 /// The rows of a query as JSON objects (values in PostgreSQL's `to_json` shapes).
+/// Runs a bucket change as the caller in one transaction with its audit event (recorded only
+/// when a row changed, and only if the change commits); the rows it returned.
+pub async fn audited_rows(
+    session: &mut Session,
+    sql: &str,
+    action: &str,
+    object: &str,
+    detail: impl FnOnce(&[Map<String, Value>]) -> Value,
+) -> SqlResult<Vec<Map<String, Value>>> {
+    session.execute_one("BEGIN").await?;
+    let result = async {
+        let out = rows(session, sql).await?;
+        if !out.is_empty() {
+            session.audit(action, object, detail(&out))?;
+        }
+        Ok(out)
+    }
+    .await;
+    match result {
+        Ok(out) => {
+            session.execute_one("COMMIT").await?;
+            Ok(out)
+        }
+        Err(e) => {
+            let _ = session.execute_one("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
 pub async fn rows(session: &mut Session, sql: &str) -> SqlResult<Vec<Map<String, Value>>> {
     match session.execute_one(sql).await? {
         Output::Rows { batches, .. } => {

@@ -156,7 +156,10 @@ fn disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-/// Streams an object's bytes with its headers.
+/// Streams an object's bytes with its headers (the span covers finding and opening them; the
+/// body streams after it).
+#[tracing::instrument(target = "bkg_span", level = "debug", name = "storage.download", skip_all,
+    fields(storage.object = obj.text("name").unwrap_or_default(), storage.bytes = i64::try_from(obj.size()).unwrap_or(i64::MAX)))]
 pub(crate) async fn serve(
     s: &Storage,
     obj: &Object,

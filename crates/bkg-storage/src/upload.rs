@@ -152,7 +152,10 @@ fn described_by_headers(headers: &HeaderMap) -> StorageResult<Described> {
     })
 }
 
-/// Checks, streams and records one upload; the new row's id.
+/// Checks, streams and records one upload; the new row's id. (Its span's target is
+/// `bkg_sql::telemetry::SPAN_TARGET`, spelled out as the attribute needs a literal.)
+#[tracing::instrument(target = "bkg_span", level = "debug", name = "storage.upload", skip_all,
+    fields(storage.bucket = %bucket_id, storage.object = %name))]
 pub(crate) async fn store(
     s: &Arc<Storage>,
     writer: Writer<'_>,

@@ -55,6 +55,7 @@ class Server:
         for _attempt in range(3):  # a free port can be taken between probe and bind
             self.pg_port, self.http_port, self.flight_port = _free_port(), _free_port(), _free_port()
             data = self.dir / f"data-{_attempt}"
+            self.data = data
             self.log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 [
@@ -80,6 +81,13 @@ class Server:
             last_error = self.log_path.read_text(errors="replace")[-2000:]
         shutil.rmtree(self.dir, ignore_errors=True)
         raise RuntimeError(f"bkg-db did not become healthy:\n{last_error}")
+
+    def api_keys(self) -> tuple[str, str]:
+        """(anon, service_role) as the server stored them on first start."""
+        import json
+
+        keys = json.loads((self.data / "auth" / "keys.json").read_text())
+        return keys["anon_key"], keys["service_key"]
 
     @property
     def dsn(self) -> str:

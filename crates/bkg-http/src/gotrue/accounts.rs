@@ -1,11 +1,32 @@
 //! Users, sessions and refresh tokens in the `auth` schema, worked on as the superuser.
 
 use super::*;
+use bkg_audit::{Actor, Event, Outcome};
 use bkg_sql::SqlState;
 
 impl GoTrue {
     pub(super) fn session(&self) -> Session {
         self.engine.session("postgres")
+    }
+
+    /// An audit event of this door: `role` and `user_id` are the user's, not the superuser
+    /// session's that does the work.
+    pub(super) fn event(
+        &self,
+        role: &str,
+        user_id: Option<&str>,
+        addr: Option<SocketAddr>,
+        action: &str,
+        object: &str,
+        outcome: Outcome,
+    ) -> Event {
+        let actor = Actor {
+            role: role.to_string(),
+            user_id: user_id.map(str::to_string),
+            token_id: None,
+            address: addr.map(|a| a.to_string()),
+        };
+        Event::new(actor, action, object, outcome)
     }
 
     /// Clients send the project's API key, as through Supabase's gateway.

@@ -59,7 +59,13 @@ pub async fn admin_create(
     let meta = metadata_field(&b, "user_metadata")?;
     let app = metadata_field(&b, "app_metadata")?;
     let confirmed = g.config.autoconfirm || b.get("email_confirm").and_then(Value::as_bool) == Some(true);
-    let user = g.in_txn(async |s| g.create_user(s, &email, &hash, app, meta, confirmed).await).await?;
+    let user = g
+        .in_txn(async |s| {
+            let user = g.create_user(s, &email, &hash, app, meta, confirmed).await?;
+            s.audit_event(g.event(SERVICE_ROLE, None, None, "user.create", &user.id, Outcome::Success))?;
+            Ok(user)
+        })
+        .await?;
     Ok(ok_json(200, user.json()))
 }
 
@@ -95,6 +101,10 @@ pub async fn admin_update(
     let user = g
         .in_txn(async |s| {
             let user = g.user_by_id(s, &id).await?;
+            // The fields changed, never their values (a password among them).
+            let fields: Vec<&String> = b.keys().collect();
+            let event = g.event(SERVICE_ROLE, None, None, "user.update", &user.id, Outcome::Success);
+            s.audit_event(event.with_detail(json!({ "fields": fields })))?;
             g.update_user(s, &user, &b, true).await
         })
         .await?;
@@ -118,6 +128,7 @@ pub async fn admin_delete(
         let user = g.user_by_id(s, &id).await?;
         Box::pin(s.execute_with_params("DELETE FROM auth.sessions WHERE user_id = $1", &[lit(&user.id)])).await?;
         Box::pin(s.execute_with_params("DELETE FROM auth.users WHERE id = $1", &[lit(&user.id)])).await?;
+        s.audit_event(g.event(SERVICE_ROLE, None, None, "user.delete", &user.id, Outcome::Success))?;
         Ok(())
     })
     .await?;

@@ -56,10 +56,18 @@ pub async fn signup(
     if !g.config.autoconfirm {
         // The user, unconfirmed, without a session; for a taken email a user object of the same
         // shape that belongs to nobody, so the answer does not tell whether the email exists.
-        let created = g.in_txn(async |s| g.create_user(s, &email, &hash, None, meta.clone(), false).await).await;
+        let created = g
+            .in_txn(async |s| {
+                let user = g.create_user(s, &email, &hash, None, meta.clone(), false).await?;
+                s.audit_event(g.event(ANON, Some(&user.id), Some(addr), "auth.signup", &user.id, Outcome::Success))?;
+                Ok(user)
+            })
+            .await;
         let user = match created {
             Ok(u) => u.json(),
             Err(e) if e.code == "user_already_exists" => {
+                let refused = g.event(ANON, None, Some(addr), "auth.signup", &email, Outcome::Failure);
+                g.engine.audit_now(refused.with_detail(json!({ "reason": "user_already_exists" }))).await;
                 let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
                 let meta: Value = meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({}));
                 User {
@@ -84,6 +92,7 @@ pub async fn signup(
     let session = g
         .in_txn(async |s| {
             let user = g.create_user(s, &email, &hash, None, meta, true).await?;
+            s.audit_event(g.event(ANON, Some(&user.id), Some(addr), "auth.signup", &user.id, Outcome::Success))?;
             g.sign_in(s, &user.id).await
         })
         .await?;
@@ -123,11 +132,27 @@ pub async fn token(
             // The same work and the same answer whether or not the email exists.
             let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(g.decoy_hash.as_str());
             let matches = password_matches(hash, password);
-            let Some(user) = user.filter(|_| matches) else { return Err(invalid()) };
+            let refused = async |user_id: Option<&str>, reason: &str| {
+                let object = email.as_deref().unwrap_or_default();
+                let event = g.event(ANON, user_id, Some(addr), "auth.signin", object, Outcome::Failure);
+                g.engine.audit_now(event.with_detail(json!({ "reason": reason }))).await;
+            };
+            let Some(user) = user.filter(|_| matches) else {
+                refused(None, "invalid_credentials").await;
+                return Err(invalid());
+            };
             if user.confirmed_at.is_none() {
+                refused(Some(&user.id), "email_not_confirmed").await;
                 return Err(fail(400, "email_not_confirmed", "Email not confirmed"));
             }
-            let session = g.in_txn(async |s| g.sign_in(s, &user.id).await).await?;
+            let session = g
+                .in_txn(async |s| {
+                    let event =
+                        g.event(&user.role, Some(&user.id), Some(addr), "auth.signin", &user.id, Outcome::Success);
+                    s.audit_event(event)?;
+                    g.sign_in(s, &user.id).await
+                })
+                .await?;
             Ok(ok_json(200, session))
         }
         Some("refresh_token") => {
@@ -135,7 +160,7 @@ pub async fn token(
                 .filter(|t| !t.is_empty() && t.len() <= 128)
                 .ok_or_else(|| fail(400, "validation_failed", "refresh_token required"))?;
             let hash = token_hash(presented);
-            enum Outcome {
+            enum Refresh {
                 Rotated(Value),
                 Reused,
                 Unknown,
@@ -153,10 +178,10 @@ pub async fn token(
                         let user = g.user_by_id(s, &uid).await?;
                         let fresh = new_refresh_token();
                         g.store_refresh(s, &fresh, &sid, &uid).await?;
-                        return Ok(Outcome::Rotated(g.session_json(&user, &sid, &fresh)));
+                        return Ok(Refresh::Rotated(g.session_json(&user, &sid, &fresh)));
                     }
                     let out = Box::pin(s.execute_with_params(
-                        "SELECT session_id FROM auth.refresh_tokens WHERE token_hash = $1",
+                        "SELECT session_id, user_id FROM auth.refresh_tokens WHERE token_hash = $1",
                         &[lit(&hash)],
                     ))
                     .await?;
@@ -166,16 +191,20 @@ pub async fn token(
                             let sid = r[0].clone().unwrap_or_default();
                             Box::pin(s.execute_with_params("DELETE FROM auth.sessions WHERE id = $1", &[lit(&sid)]))
                                 .await?;
-                            Ok(Outcome::Reused)
+                            let uid = r[1].clone();
+                            let event =
+                                g.event(ANON, uid.as_deref(), Some(addr), "auth.refresh_reuse", &sid, Outcome::Failure);
+                            s.audit_event(event.with_detail(json!({ "session_ended": sid })))?;
+                            Ok(Refresh::Reused)
                         }
-                        None => Ok(Outcome::Unknown),
+                        None => Ok(Refresh::Unknown),
                     }
                 })
                 .await?;
             match outcome {
-                Outcome::Rotated(v) => Ok(ok_json(200, v)),
-                Outcome::Reused => Err(fail(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")),
-                Outcome::Unknown => {
+                Refresh::Rotated(v) => Ok(ok_json(200, v)),
+                Refresh::Reused => Err(fail(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")),
+                Refresh::Unknown => {
                     Err(fail(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"))
                 }
             }
@@ -246,11 +275,18 @@ pub async fn put_user(State(g): State<Arc<GoTrue>>, headers: HeaderMap, body: ax
         (status = 204, description = "Signed out"),
         (status = 403, description = "Bad token, or its session has ended", body = AuthErrorBody),
     ), security(("apikey" = [], "bearer" = [])))]
-pub async fn logout(State(g): State<Arc<GoTrue>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+pub async fn logout(
+    State(g): State<Arc<GoTrue>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
     g.require_apikey(&headers)?;
     let scope = query_param(&q, "scope").unwrap_or_else(|| "global".into());
     g.in_txn(async |s| {
         let (user, sid) = signed_in_user(&g, s, &headers).await?;
+        let event = g.event(&user.role, Some(&user.id), Some(addr), "auth.logout", &user.id, Outcome::Success);
+        s.audit_event(event.with_detail(json!({ "scope": scope, "session_id": sid })))?;
         let (sql, arg) = match scope.as_str() {
             "local" => ("DELETE FROM auth.sessions WHERE id = $1", sid),
             "others" => {

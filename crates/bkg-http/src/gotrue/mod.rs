@@ -43,8 +43,9 @@ use datafusion::sql::sqlparser::ast;
 use serde_json::{Map, Value, json};
 
 use crate::limits::{BODY_BYTES_MAX, METADATA_BYTES_MAX, PAGE_USERS_MAX, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN};
+use bkg_audit::Outcome;
 use bkg_auth::limits::RateLimiter;
-use bkg_auth::{AUTHENTICATED_ROLE, AuthConfig, SERVICE_ROLE};
+use bkg_auth::{ANON_ROLE as ANON, AUTHENTICATED_ROLE, AuthConfig, SERVICE_ROLE};
 use bkg_sql::{Engine, Output, Session};
 
 /// Settings of the auth endpoints.

@@ -5,6 +5,8 @@
 //! Prefer, Range, Accept and profile headers), turned into parameterised SQL and run through
 //! the same session path as pgwire, in one transaction. See `docs/bkg-db.md` §REST.
 
+pub mod admin;
+pub mod audit;
 pub mod error;
 pub mod export;
 pub mod grammar;
@@ -107,6 +109,11 @@ pub fn router(state: RestState) -> Router {
         .route("/migrate/status", axum::routing::get(migrations::status).post(migrations::status))
         .route("/policy", axum::routing::get(policy::list).post(policy::create))
         .route("/policy/explain", axum::routing::post(policy::explain))
+        .route("/admin/telemetry", axum::routing::get(admin::get_telemetry).put(admin::put_telemetry))
+        .route("/audit", axum::routing::get(audit::list))
+        .route("/audit/key", axum::routing::get(audit::key))
+        .route("/audit/seal", axum::routing::post(audit::seal))
+        .route("/audit/rotate-key", axum::routing::post(audit::rotate_key))
         .route(
             "/policy/{table}/{name}",
             axum::routing::get(policy::get_one).patch(policy::update).put(policy::update).delete(policy::remove),
@@ -206,6 +213,7 @@ impl RestState {
             .map_err(|e| RestError::from_sql(e, true))?;
         // The principal policies see: the token's verified claims, as a typed session value.
         session.set_claims(Some(serde_json::Value::Object(principal.claims.clone())));
+        session.client_address = Some(addr.to_string());
         let anonymous = principal.role == bkg_auth::ANON_ROLE;
         Ok(Ctx { principal, session: Some(session), pool: self.sessions.clone(), anonymous })
     }

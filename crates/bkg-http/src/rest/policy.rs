@@ -3,7 +3,7 @@
 //! change runs as that SQL statement in one transaction, so JSON and SQL can never disagree.
 //! `POST /policy/explain` tells, for a principal and an operation on a table (and optionally a
 //! row), which policies apply, what each evaluates to, and whether the operation is allowed.
-//! Policy changes are written to the audit log (`bkg_db::audit` events).
+//! Policy changes are written to the audit log with the change (see `bkg_sql::audit`).
 
 use std::net::SocketAddr;
 
@@ -21,8 +21,9 @@ use bkg_sql::Session;
 use bkg_sql::SqlState;
 use bkg_sql::policy::{self, Clause, Scopes, Security};
 
-/// Who may manage policies: the service role without a scope limit, or an `admin` scope.
-fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
+/// Who may manage policies (and read the audit log): the service role without a scope limit,
+/// or an `admin` scope.
+pub(crate) fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
     let p = s.authenticate(addr, headers)?;
     let scopes = Scopes::from_claims(&Value::Object(p.claims.clone()));
     let ok = match &scopes {
@@ -33,7 +34,7 @@ fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Princip
         return Err(RestError::new(
             403,
             SqlState::InsufficientPrivilege,
-            "policies need the admin scope (or the service role)",
+            "this needs the admin scope (or the service role)",
         ));
     }
     Ok(p)

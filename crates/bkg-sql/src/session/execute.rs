@@ -53,7 +53,11 @@ impl Session {
         if is_checkpoint(sql) {
             return vec![self.checkpoint().await];
         }
-        let stmts = match Session::parse(sql) {
+        let parsed = {
+            let _span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.parse").entered();
+            Session::parse(sql)
+        };
+        let stmts = match parsed {
             Ok(s) => s,
             Err(e) => {
                 if self.explicit {
@@ -87,8 +91,8 @@ impl Session {
                 if let Some(t) = txn {
                     if failed {
                         t.rollback();
-                    } else if let Err(e) = t.commit().await {
-                        out.push(Err(e.into()));
+                    } else if let Err(e) = self.commit_txn(t).await {
+                        out.push(Err(e));
                     }
                 }
             }
@@ -101,7 +105,10 @@ impl Session {
         if is_checkpoint(sql) {
             return self.checkpoint().await;
         }
-        let mut stmts = Session::parse(sql)?;
+        let mut stmts = {
+            let _span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.parse").entered();
+            Session::parse(sql)?
+        };
         match stmts.len() {
             1 => self.execute_statement(stmts.remove(0)).await,
             0 => Ok(Output::command("")),
@@ -262,7 +269,7 @@ impl Session {
                     (Ok(out), true) => {
                         let txn = self.txn.lock().take();
                         if let Some(t) = txn {
-                            t.commit().await?;
+                            self.commit_txn(t).await?;
                         }
                         Ok(out)
                     }

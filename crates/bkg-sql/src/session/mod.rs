@@ -71,6 +71,8 @@ pub struct Engine {
     pub recovery: RecoveryInfo,
     /// Point queries answered by the fast path (see [`super::fast_path`]).
     pub fast_path_queries: std::sync::atomic::AtomicU64,
+    /// The audit log, once the server turned it on ([`Engine::enable_audit`]).
+    pub(crate) audit: std::sync::OnceLock<Arc<crate::audit::Auditor>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,7 +117,14 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.query_memory_bytes_max)))
             .build_arc()?;
-        Ok(Arc::new(Engine { db, config, runtime, recovery, fast_path_queries: Default::default() }))
+        Ok(Arc::new(Engine {
+            db,
+            config,
+            runtime,
+            recovery,
+            fast_path_queries: Default::default(),
+            audit: Default::default(),
+        }))
     }
 
     pub fn session(self: &Arc<Self>, user: &str) -> Session {
@@ -266,6 +275,10 @@ pub struct Session {
     scopes: Option<Arc<super::policy::Scopes>>,
     /// Cancel requests for the running statement.
     cancel: Arc<CancelSignal>,
+    /// The client's address (`ip:port`), as the front door saw it, for audit events.
+    pub client_address: Option<String>,
+    /// The open transaction wrote audit events (shipped after it commits).
+    pub(crate) audit_pending: bool,
 }
 
 impl Drop for Session {
@@ -367,6 +380,8 @@ impl Session {
             jwt_login: false,
             scopes: None,
             cancel: Arc::default(),
+            client_address: None,
+            audit_pending: false,
         }
     }
 

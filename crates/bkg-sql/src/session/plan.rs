@@ -1,6 +1,7 @@
 //! Queries: the point-query fast path, planning through DataFusion, and result streams.
 
 use super::*;
+use tracing::Instrument;
 
 impl Session {
     /// Runs a prepared point query from its cached plan, in the transaction a statement would
@@ -83,11 +84,13 @@ impl Session {
 
     /// Plans and runs a query through DataFusion.
     pub async fn query(&mut self, stmt: Statement) -> SqlResult<Output> {
-        let (physical, schema, state) = match self.plan_query(stmt).await? {
+        let plan_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.plan");
+        let (physical, schema, state) = match self.plan_query(stmt).instrument(plan_span).await? {
             Planned::Done(out) => return Ok(out),
             Planned::Plan { physical, schema, state } => (physical, schema, state),
         };
-        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        let run_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).instrument(run_span).await?;
         let batches = batches.into_iter().map(|b| rename_batch(&schema, b)).collect::<Result<_, _>>()?;
         Ok(Output::Rows { schema, batches, tag: "SELECT".into() })
     }

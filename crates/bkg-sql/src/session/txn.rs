@@ -57,7 +57,7 @@ impl Session {
                 Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
             }
             Some(t) => {
-                t.commit().await?;
+                self.commit_txn(t).await?;
                 Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
             }
             None => Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) }),
@@ -121,11 +121,20 @@ impl Session {
         }
     }
 
-    /// Runs a statement inside the open transaction.
+    /// Runs a statement inside the open transaction. A query has its own `sql.plan` and
+    /// `sql.execute` spans; any other statement runs in one `sql.execute` span.
     pub(super) async fn run_in_txn(&mut self, stmt: Statement) -> SqlResult<Output> {
         self.sync_view();
+        if matches!(stmt, Statement::Query(_) | Statement::Explain { .. }) {
+            return self.query(stmt).await;
+        }
+        let span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
+        tracing::Instrument::instrument(self.run_command(stmt), span).await
+    }
+
+    /// Runs a statement other than a query inside the open transaction.
+    async fn run_command(&mut self, stmt: Statement) -> SqlResult<Output> {
         match stmt {
-            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt).await,
             Statement::Insert(ins) => crate::dml::insert(self, ins).await,
             Statement::Update(upd) => crate::dml::update(self, upd).await,
             Statement::Delete(del) => crate::dml::delete(self, del).await,
@@ -133,10 +142,22 @@ impl Session {
                 Err(SqlError::new(codes::INSUFFICIENT_PRIVILEGE, "the token's scopes do not allow schema changes")
                     .with_hint("It needs the scope admin."))
             }
-            ref s if is_ddl(s) => crate::ddl::execute(self, stmt).await,
-            ref s if is_role_statement(s) => crate::roles::execute(self, stmt).await,
+            ref s if is_ddl(s) => {
+                let event = Audited::of(s);
+                let out = crate::ddl::execute(self, stmt).await?;
+                event.record(self, out)
+            }
+            ref s if is_role_statement(s) => {
+                let event = Audited::of(s);
+                let out = crate::roles::execute(self, stmt).await?;
+                event.record(self, out)
+            }
             ref s if is_policy_statement(s) => crate::policy::execute(self, stmt),
-            ref s if crate::publication::is_publication_statement(s) => crate::publication::execute(self, stmt),
+            ref s if crate::publication::is_publication_statement(s) => {
+                let event = Audited::of(s);
+                let out = crate::publication::execute(self, stmt)?;
+                event.record(self, out)
+            }
             Statement::Copy { .. } => Err(SqlError::unsupported("COPY in this context")),
             other => {
                 let text = other.to_string();
@@ -156,7 +177,7 @@ impl Session {
     pub(crate) async fn commit_internal(&mut self) -> SqlResult<()> {
         let txn = self.txn.lock().take();
         if let Some(t) = txn {
-            t.commit().await?;
+            self.commit_txn(t).await?;
         }
         Ok(())
     }
@@ -186,6 +207,17 @@ impl Session {
         if let Some(t) = self.txn.lock().as_ref() {
             self.view.set(t.catalog().clone());
         }
+    }
+
+    /// Commits the open transaction without shipping its audit events: what a crash right after
+    /// the commit leaves behind.
+    #[cfg(test)]
+    pub(crate) async fn commit_unshipped(&mut self) -> SqlResult<()> {
+        let t = self.txn.lock().take().ok_or_else(|| SqlError::internal("no transaction is open"))?;
+        self.explicit = false;
+        self.audit_pending = false;
+        t.commit().await?;
+        Ok(())
     }
 
     /// Runs `f` on the open transaction.
@@ -224,6 +256,26 @@ impl Session {
             t.statement_start();
         }
         implicit
+    }
+}
+
+/// The audit event of a schema-changing statement, taken before it runs (it consumes the
+/// statement) and recorded in its transaction when it succeeded.
+struct Audited {
+    action: String,
+    object: String,
+    detail: serde_json::Value,
+}
+
+impl Audited {
+    fn of(stmt: &Statement) -> Audited {
+        let (action, object) = crate::audit::statement_event(stmt);
+        Audited { action, object, detail: crate::audit::statement_detail(&stmt.to_string()) }
+    }
+
+    fn record(self, session: &mut Session, out: Output) -> SqlResult<Output> {
+        session.audit(&self.action, &self.object, self.detail)?;
+        Ok(out)
     }
 }
 

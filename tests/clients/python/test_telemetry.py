@@ -1,0 +1,186 @@
+"""Telemetry through a real OTLP receiver (grpcio with opentelemetry-proto's TraceService, and
+OTLP/HTTP protobuf): one trace per statement or request with parse/plan/execute/commit child
+spans, SQLSTATE on errors, W3C traceparent honoured, CAVE_OTEL_SAMPLING_RATE 0 sends nothing and
+1 sends everything, the rate changes at runtime through /admin/telemetry (and is audited), an
+invalid rate stops the server at start, and /metrics passes `promtool check metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from bkg_server import Server, _server_binary
+from otlp_receiver import GrpcReceiver, HttpReceiver
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+def _http(server: Server, method: str, path: str, key: str, body: bytes | None = None, headers=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}", data=body, method=method)
+    req.add_header("apikey", key)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _env(endpoint: str, protocol: str, rate: str) -> dict[str, str]:
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_SERVICE_NAME": "bkg-under-test",
+        "CAVE_OTEL_SAMPLING_RATE": rate,
+    }
+
+
+def _by_id(spans):
+    return {s["span_id"]: s for s in spans}
+
+
+def _descendants(spans, root):
+    """Every span below `root` in its trace."""
+    below, frontier = [], {root["span_id"]}
+    same = [s for s in spans if s["trace_id"] == root["trace_id"]]
+    while frontier:
+        nxt = [s for s in same if s["parent_span_id"] in frontier]
+        below += nxt
+        frontier = {s["span_id"] for s in nxt}
+    return below
+
+
+def _statement(spans, text):
+    return [s for s in spans if s["name"] == "pg.statement" and text in str(s["attributes"].get("db.query.text"))]
+
+
+@pytest.fixture
+def grpc_receiver():
+    r = GrpcReceiver()
+    yield r
+    r.stop()
+
+
+def test_grpc_traces_have_the_statement_structure(grpc_receiver):
+    server = Server(_env(grpc_receiver.endpoint, "grpc", "1.0"))
+    try:
+        # The simple query protocol (client-side binding): one message, one statement span.
+        with psycopg.connect(server.dsn, autocommit=True, cursor_factory=psycopg.ClientCursor) as c:
+            c.execute("CREATE TABLE tel (id int PRIMARY KEY, v text)")
+            c.execute("INSERT INTO tel VALUES (1, 'a'), (2, 'b')")
+            assert c.execute("SELECT count(*) FROM tel WHERE id > %s", (0,)).fetchone()[0] == 2
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                c.execute("SELECT 1/0")
+        # The extended protocol: the Execute is the statement span.
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            assert c.execute("SELECT v FROM tel WHERE id = %s AND v <> 'extended'", (1,)).fetchone() == ("a",)
+        _, service = server.api_keys()
+        traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+        status, _ = _http(server, "GET", "/rest/v1/tel?select=id", service, headers={"traceparent": traceparent})
+        assert status == 200
+        received = grpc_receiver.received
+        spans = received.wait_for(lambda s: _statement(s, "1/0") and any(x["trace_id"] == TRACE_ID for x in s))
+        assert spans, "no spans arrived"
+        assert {s["service"] for s in spans} == {"bkg-under-test"}
+        # INSERT: one trace, its statement span the root, parse/plan-or-execute/commit below it.
+        [insert] = _statement(spans, "INSERT INTO tel")
+        assert insert["parent_span_id"] == ""
+        assert insert["attributes"]["db.system.name"] == "postgresql"
+        names = {s["name"] for s in _descendants(spans, insert)}
+        assert {"sql.parse", "sql.execute", "sql.commit"} <= names, names
+        [select] = _statement(spans, "SELECT count(*)")
+        names = {s["name"] for s in _descendants(spans, select)}
+        assert {"sql.parse", "sql.plan", "sql.execute"} <= names, names
+        # The failing statement: error status and its SQLSTATE.
+        [failed] = _statement(spans, "1/0")
+        assert failed["status_code"] == 2  # STATUS_CODE_ERROR
+        assert failed["attributes"]["db.response.status_code"] == "22012"
+        [extended] = _statement(spans, "<> 'extended'")
+        assert extended["parent_span_id"] == "" and extended["attributes"]["db.system.name"] == "postgresql"
+        # REST under the caller's trace: same trace id, parented to the caller's span.
+        rest = [s for s in spans if s["trace_id"] == TRACE_ID]
+        root = [s for s in rest if s["parent_span_id"] == PARENT_ID]
+        assert len(root) == 1, rest
+        assert root[0]["attributes"]["http.response.status_code"] == 200
+        assert root[0]["attributes"]["http.request.method"] == "GET"
+        assert root[0]["name"] == "GET /rest/v1/{table}"
+        ids = _by_id(rest)
+        assert all(s["parent_span_id"] in ids or s is root[0] for s in rest), "every REST span hangs off the root"
+        assert any(s["name"] == "sql.execute" for s in rest)
+        # /metrics counts what was exported, and passes promtool.
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        exported = [ln for ln in metrics.splitlines() if ln.startswith("bkg_otel_spans_exported_total ")]
+        assert exported and int(exported[0].split()[1]) > 0, metrics
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool not found (Debian package prometheus; scripts/install-test-deps.sh)"
+        check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        server.stop()
+
+
+def test_sampling_zero_sends_nothing_until_changed_at_runtime(grpc_receiver):
+    server = Server(_env(grpc_receiver.endpoint, "grpc", "0"))
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            for i in range(20):
+                c.execute("SELECT %s::int", (i,))
+        time.sleep(3)
+        assert grpc_receiver.received.snapshot() == []
+        _, service = server.api_keys()
+        status, body = _http(server, "GET", "/admin/telemetry", service)
+        assert status == 200, body
+        assert json.loads(body)["sampling_rate"] == 0.0
+        status, body = _http(server, "PUT", "/admin/telemetry", service, json.dumps({"sampling_rate": 1.5}).encode())
+        assert status == 400, body
+        status, body = _http(server, "PUT", "/admin/telemetry", service, json.dumps({"sampling_rate": 1}).encode())
+        assert status == 200, body
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            c.execute("SELECT 'after the change'")
+        spans = grpc_receiver.received.wait_for(lambda s: _statement(s, "after the change"))
+        assert _statement(spans, "after the change")
+        status, body = _http(server, "GET", "/audit?action=settings", service)
+        events = json.loads(body)["events"]
+        assert events and events[0]["detail"] == {"setting": "sampling_rate", "old": 0.0, "new": 1.0}, events
+        # A user's token may not change it.
+        anon, _ = server.api_keys()
+        assert _http(server, "PUT", "/admin/telemetry", anon, b'{"sampling_rate": 0}')[0] in (401, 403)
+    finally:
+        server.stop()
+
+
+def test_http_protobuf_exporter():
+    receiver = HttpReceiver()
+    server = Server(_env(receiver.endpoint, "http/protobuf", "1"))
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            c.execute("SELECT 'over http'")
+        spans = receiver.received.wait_for(lambda s: _statement(s, "over http"))
+        assert _statement(spans, "over http"), spans[:5]
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+@pytest.mark.parametrize("rate", ["1.5", "-0.1", "often"])
+def test_an_invalid_rate_stops_the_server_at_start(rate, tmp_path):
+    out = subprocess.run(
+        [str(_server_binary()), "serve", "--data-dir", str(tmp_path / "d"), "--pg-listen", "127.0.0.1:0",
+         "--http-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"],
+        env={**os.environ, "CAVE_OTEL_SAMPLING_RATE": rate, "BKG_DB_PASSWORD": "x"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode != 0
+    assert "CAVE_OTEL_SAMPLING_RATE" in out.stderr, out.stderr
