@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run check test test-deps test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-ab
+.PHONY: help build run check test test-deps test-supply-chain dist sbom slsa sign verify test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-ab
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ check: ## Fast inner loop: rustfmt, clippy, unused dependencies, code sizes, uni
 		cargo test --workspace --lib --no-fail-fast && cargo test --workspace --test it slt_through_the_engine; \
 	fi
 
-test: test-deps lint test-rust test-slt-postgres test-clients test-bench-smoke smoke ## Install what the tests need, then run every test
+test: test-deps lint test-rust test-slt-postgres test-clients test-bench-smoke test-supply-chain smoke ## Install what the tests need, then run every test
 	@echo "make test: all suites passed"
 
 test-deps: ## Install the tools the tests drive (psql, curl, cargo-nextest)
@@ -56,11 +56,34 @@ smoke: build ## Drive the built server as a psql user would (shared smoke check)
 		echo "smoke: $(SHARED_CHECKS)/smoke.sh not found, skipped"; \
 	fi
 
-lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies, file and function sizes
+lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies, file and function sizes, cargo deny (licences, bans, sources, advisories when reachable)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/unused-deps.sh
 	scripts/code-size.py
+	scripts/deny.sh
+
+test-supply-chain: build ## sbom, slsa, sign and verify on the debug build with a throwaway key; tampered artifacts must fail
+	scripts/supply-chain/selftest.sh
+
+DIST ?= dist
+PROFILE ?= release
+export DIST PROFILE
+
+dist: ## Build bkg-db (PROFILE=release|debug) and copy it to $(DIST)/
+	scripts/supply-chain/run.sh dist
+
+sbom: dist ## CycloneDX SBOM of the binary's crates (and of web/admin once it exists), validated against the schema
+	scripts/supply-chain/run.sh sbom
+
+slsa: sbom ## SLSA v1 provenance (in-toto) for the binary and SBOMs
+	scripts/supply-chain/run.sh slsa
+
+sign: slsa ## cosign-format signatures of binary, SBOMs and provenance (SIGN_KEY=<PEM EC P-256 key>, or SIGN_THROWAWAY=1)
+	scripts/supply-chain/run.sh sign
+
+verify: ## Check the signatures in $(DIST)/ with openssl (VERIFY_KEY=<public PEM>, default the one beside them) and the provenance digests
+	scripts/supply-chain/run.sh verify
 
 fmt: ## Format the code
 	cargo fmt --all
