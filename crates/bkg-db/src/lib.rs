@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod listener;
 pub mod openapi;
 pub mod server;
 pub mod telemetry;

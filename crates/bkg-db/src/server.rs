@@ -88,7 +88,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(no_delay(http_listener), app)
+        let _ = axum::serve(lingering(http_listener), app)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.changed().await;
             })
@@ -180,18 +180,13 @@ async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, S
     tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// The HTTP listener with Nagle's algorithm off on every connection, as pgwire and Flight have
-/// it: a response goes out as a head and body writes, and with Nagle on, the body of the next
-/// response on a kept-open connection waited for the client's delayed ACK (about 40 ms per
-/// request).
-fn no_delay(l: tokio::net::TcpListener) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+/// The HTTP listener ([`crate::listener`]), with the client's address for `ConnectInfo`.
+fn lingering(
+    l: tokio::net::TcpListener,
+) -> axum::serve::TapIo<crate::listener::HttpListener, fn(&mut crate::listener::Lingering)> {
     use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    }
-    l.tap_io(set as fn(&mut tokio::net::TcpStream))
+    fn nothing(_: &mut crate::listener::Lingering) {}
+    crate::listener::HttpListener(l).tap_io(nothing as fn(&mut crate::listener::Lingering))
 }
 
 /// Once a second until `stop`: runs a checkpoint when one is due, and warns (at most once a
@@ -262,18 +257,4 @@ fn reload_keys_on_change(engine: Arc<Engine>, auth: Arc<bkg_auth::AuthConfig>, d
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn http_connections_have_nagle_off() {
-        use axum::serve::Listener;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut l = super::no_delay(l);
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (server_side, _) = l.accept().await;
-        assert!(server_side.nodelay().unwrap(), "accepted HTTP connections must have TCP_NODELAY");
-    }
 }

@@ -395,3 +395,46 @@ async fn malformed_messages_before_login_get_fatal_08p01() {
     let c = server.connect().await;
     assert_eq!(c.query_one("SELECT 1::int", &[]).await.unwrap().get::<_, i32>(0), 1);
 }
+
+/// A refusal sent before the server read the whole request (a body over the limit) reaches the
+/// client every time: the server drains before closing instead of resetting the connection,
+/// which made the client lose the 413 it had already been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_refusal_is_never_lost_to_a_reset() {
+    use std::io::{Read, Write};
+    let server = TestServer::start_with(&[("BKG_DB_REST_BODY_MAX_MB", "1")]);
+    let (_, service) = server.api_keys();
+    server.connect().await.batch_execute("CREATE TABLE anything (id int PRIMARY KEY)").await.unwrap();
+    let port = server.http_port;
+    let statuses = tokio::task::spawn_blocking(move || {
+        (0..20)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let head = format!(
+                    "POST /rest/v1/anything HTTP/1.1\r\nHost: localhost\r\napikey: {service}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    16 << 20
+                );
+                c.write_all(head.as_bytes()).unwrap();
+                // Clients such as undici and ws give up when a write fails, before they read
+                // the answer: the whole body must go out.
+                let chunk = vec![b' '; 1 << 20];
+                for _ in 0..16 {
+                    if let Err(e) = c.write_all(&chunk) {
+                        return format!("write: {:?}", e.kind());
+                    }
+                }
+                let mut got = Vec::new();
+                match c.read_to_end(&mut got) {
+                    Ok(_) => String::from_utf8_lossy(&got).split_whitespace().nth(1).unwrap_or("none").to_string(),
+                    Err(e) => format!("{:?}", e.kind()),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(statuses.iter().all(|s| s == "413"), "{statuses:?}");
+}
