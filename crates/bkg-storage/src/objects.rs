@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bkg_sql::quote::literal;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -212,8 +211,7 @@ pub(crate) async fn serve(
     if head_only || len == 0 {
         return Ok((status, h, Body::empty()).into_response());
     }
-    let got = s.backend.get(obj.version(), range).await?;
-    let stream = got.into_stream().map(|r| r.map_err(std::io::Error::other));
+    let stream = s.backend.get(obj.version(), range).await?;
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 
