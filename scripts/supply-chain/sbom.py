@@ -9,7 +9,6 @@ binary's own SHA-256 goes into metadata.component.
 Usage: sbom.py --out dist/bkg-db.cdx.json [--binary target/release/bkg-db]
 """
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -18,16 +17,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from digest import sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "x86_64-unknown-linux-gnu"
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def metadata():

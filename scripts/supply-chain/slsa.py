@@ -9,7 +9,6 @@ Usage: slsa.py --binary target/release/bkg-db --profile release --out dist/bkg-d
                [--subject dist/bkg-db.cdx.json ...] [--started RFC3339]
 """
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -20,15 +19,9 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from digest import sha256
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(*cmd):
