@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run check test test-deps test-supply-chain dist sbom slsa sign verify test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-ab
+.PHONY: help build run check test test-deps test-supply-chain dist sbom slsa sign verify test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-telemetry bench-ab
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -111,6 +111,10 @@ bench-realtime: ## Realtime fan-out: 1k and 10k subscribers under row-level secu
 bench-storage: ## Storage: large and small objects up and down through /storage/v1 (local and moto S3) beside the direct transfer (release build; results in bench-results/)
 	cargo build --release -p bkg-db --bin bkg-db
 	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/storage/compare.sh
+
+bench-telemetry: ## Tracing overhead: pgbench select-only with telemetry off and exporting at CAVE_OTEL_SAMPLING_RATE 0, 0.1, 1.0 (release build; results in bench-results/)
+	cargo build --release -p bkg-db --bin bkg-db
+	BKG_BIN=$(CARGO_TARGET_DIR)/release/bkg-db benches/telemetry/overhead.sh
 
 bench-ab: ## Two builds side by side, to tell a regression from noise: make bench-ab BASE=<bkg-db binary> [NEW=<binary>]
 	benches/ab.sh $(BASE) $${NEW:-$(CARGO_TARGET_DIR)/release/bkg-db}

@@ -70,8 +70,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let hub = bkg_realtime::Hub::new(engine.clone(), auth_config.clone(), args.realtime_config());
     let tailer_task = tokio::spawn(hub.clone().run_tailer(stop_rx.clone()));
     let extra_metrics = {
-        let hub = hub.clone();
-        Arc::new(move || hub.render_metrics())
+        let (hub, storage) = (hub.clone(), storage.clone());
+        Arc::new(move || hub.render_metrics() + &storage.metrics.render())
     };
     let app = router(
         HttpState {

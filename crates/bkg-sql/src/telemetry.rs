@@ -129,6 +129,25 @@ pub fn record_error(span: &tracing::Span, sqlstate: &str, message: &str) {
     span.record("db.response.status_code", sqlstate);
 }
 
+/// A stream whose every poll runs inside `span` (a query's rows are made as they are pulled).
+pub struct InSpan<S> {
+    pub span: tracing::Span,
+    pub inner: S,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for InSpan<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        std::pin::Pin::new(&mut this.inner).poll_next(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,11 +11,12 @@ use crate::{Storage, meta};
 /// Deletes the bytes of `version` if no row refers to them any more.
 pub async fn release(s: &Storage, version: &str) {
     match meta::version_in_use(&s.engine, version).await {
-        Ok(false) => {
-            if let Err(e) = s.backend.delete(version).await {
-                tracing::warn!(version, error = %e.message, "could not delete released object bytes; collection will retry");
+        Ok(false) => match s.backend.delete(version).await {
+            Ok(()) => crate::metrics::add(&s.metrics.versions_released, 1),
+            Err(e) => {
+                tracing::warn!(version, error = %e.message, "could not delete released object bytes; collection will retry")
             }
-        }
+        },
         Ok(true) => {}
         Err(e) => tracing::warn!(version, error = %e, "could not check object bytes for release"),
     }
@@ -41,6 +42,7 @@ pub async fn collect(s: &Storage) -> Result<Collected, String> {
             orphans += 1;
         }
     }
+    crate::metrics::add(&s.metrics.versions_collected, (orphans + staging) as u64);
     Ok(Collected { orphans, staging })
 }
 

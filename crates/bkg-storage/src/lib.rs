@@ -24,6 +24,7 @@ pub mod error;
 pub mod gc;
 pub mod limits;
 pub mod meta;
+pub mod metrics;
 pub mod names;
 mod objects;
 mod sign;
@@ -48,6 +49,7 @@ pub struct Storage {
     pub auth: Arc<bkg_auth::AuthConfig>,
     pub config: StorageConfig,
     pub backend: backend::Backend,
+    pub metrics: metrics::StorageMetrics,
 }
 
 impl Storage {
@@ -57,7 +59,7 @@ impl Storage {
         config: StorageConfig,
     ) -> Result<Arc<Storage>, String> {
         let backend = backend::Backend::open(&config.backend)?;
-        Ok(Arc::new(Storage { engine, auth, config, backend }))
+        Ok(Arc::new(Storage { engine, auth, config, backend, metrics: metrics::StorageMetrics::default() }))
     }
 
     /// The caller of a request: the `Authorization: Bearer` token, else the `apikey` header

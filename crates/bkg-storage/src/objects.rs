@@ -212,6 +212,8 @@ pub(crate) async fn serve(
         return Ok((status, h, Body::empty()).into_response());
     }
     let stream = s.backend.get(obj.version(), range).await?;
+    crate::metrics::add(&s.metrics.downloads, 1);
+    crate::metrics::add(&s.metrics.download_bytes, len);
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 

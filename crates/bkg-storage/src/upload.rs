@@ -164,6 +164,29 @@ pub(crate) async fn store(
     conflict: Conflict,
     req: Request,
 ) -> StorageResult<String> {
+    let m = &s.metrics;
+    match store_counted(s, writer, bucket_id, name, conflict, req).await {
+        Ok((id, size)) => {
+            crate::metrics::add(&m.uploads, 1);
+            crate::metrics::add(&m.upload_bytes, size);
+            Ok(id)
+        }
+        Err(e) => {
+            crate::metrics::add(&m.uploads_refused, 1);
+            Err(e)
+        }
+    }
+}
+
+/// [`store`], with the size stored.
+async fn store_counted(
+    s: &Arc<Storage>,
+    writer: Writer<'_>,
+    bucket_id: &str,
+    name: &str,
+    conflict: Conflict,
+    req: Request,
+) -> StorageResult<(String, u64)> {
     let name = names::object_name(name)?;
     let op = Op {
         action: "upload",
@@ -221,13 +244,14 @@ pub(crate) async fn store(
             return Err(sql_err(e));
         }
     }
-    match previous {
+    let id = match previous {
         Some(old) => {
             crate::gc::release(s, old.version()).await;
-            Ok(old.text("id").map(str::to_string).unwrap_or(new_id))
+            old.text("id").map(str::to_string).unwrap_or(new_id)
         }
-        None => Ok(new_id),
-    }
+        None => new_id,
+    };
+    Ok((id, stored.size))
 }
 
 /// The metadata recorded with an object (the shape storage clients read).

@@ -131,6 +131,60 @@ def test_grpc_traces_have_the_statement_structure(grpc_receiver):
         server.stop()
 
 
+def test_flight_and_storage_spans(grpc_receiver):
+    import adbc_driver_flightsql
+    import adbc_driver_flightsql.dbapi as flight_sql
+
+    server = Server(_env(grpc_receiver.endpoint, "grpc", "1.0"))
+    try:
+        # Flight SQL, under the caller's trace (gRPC metadata traceparent).
+        traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+        header = adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value + "traceparent"
+        with flight_sql.connect(
+            f"grpc://127.0.0.1:{server.flight_port}",
+            db_kwargs={"username": "postgres", "password": server.password, header: traceparent},
+            autocommit=True,
+        ) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 'over flight' AS t")
+            assert cur.fetchall() == [("over flight",)]
+        # Storage: a bucket, an upload and a download.
+        _, service = server.api_keys()
+        status, body = _http(server, "POST", "/storage/v1/bucket", service, json.dumps({"id": "traced", "name": "traced"}).encode())
+        assert status == 200, body
+        status, body = _http(server, "POST", "/storage/v1/object/traced/a.txt", service, b"hello", {"Content-Type": "text/plain"})
+        assert status == 200, body
+        status, body = _http(server, "GET", "/storage/v1/object/traced/a.txt", service)
+        assert (status, body) == (200, "hello")
+        spans = grpc_receiver.received.wait_for(
+            lambda s: any(x["name"] == "storage.download" for x in s)
+            and any(x["trace_id"] == TRACE_ID and x["attributes"].get("rpc.system") == "grpc" for x in s)
+        )
+        rpcs = [s for s in spans if s["attributes"].get("rpc.system") == "grpc"]
+        assert rpcs, [s["name"] for s in spans]
+        assert all(s["trace_id"] == TRACE_ID and s["parent_span_id"] == PARENT_ID for s in rpcs), rpcs
+        assert {s["attributes"]["rpc.service"] for s in rpcs} == {"arrow.flight.protocol.FlightService"}
+        # The statement ran below one of the RPCs.
+        below = [d for r in rpcs for d in _descendants(spans, r)]
+        assert any(d["name"] == "sql.execute" for d in below), [d["name"] for d in below]
+        for name, method in (("storage.upload", "POST"), ("storage.download", "GET")):
+            [span] = [s for s in spans if s["name"] == name]
+            assert span["attributes"]["storage.object"] == "a.txt", span
+            parent = _by_id(spans)[span["parent_span_id"]]
+            assert parent["attributes"]["http.request.method"] == method, parent
+        [download] = [s for s in spans if s["name"] == "storage.download"]
+        assert download["attributes"]["storage.bytes"] == 5
+        # Storage is in /metrics too, and the exposition still passes promtool.
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        values = dict(ln.split() for ln in metrics.splitlines() if ln.startswith("bkg_storage_"))
+        assert values["bkg_storage_uploads_total"] == "1" and values["bkg_storage_upload_bytes_total"] == "5", values
+        assert values["bkg_storage_downloads_total"] == "1" and values["bkg_storage_download_bytes_total"] == "5", values
+        check = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        server.stop()
+
+
 def test_sampling_zero_sends_nothing_until_changed_at_runtime(grpc_receiver):
     server = Server(_env(grpc_receiver.endpoint, "grpc", "0"))
     try:

@@ -113,7 +113,8 @@ impl Session {
         let started = std::time::Instant::now();
         let timeout = self.statement_timeout();
         let implicit = self.start_statement();
-        let planned = interruptible(timeout, self.cancel.clone(), self.plan_query(stmt)).await;
+        let plan_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.plan");
+        let planned = interruptible(timeout, self.cancel.clone(), self.plan_query(stmt)).instrument(plan_span).await;
         // A query writes nothing: an implicit transaction ends once the scans hold their data.
         if implicit {
             self.end_internal();
@@ -127,7 +128,11 @@ impl Session {
                 return Err(e);
             }
         };
-        let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+        // The rows are made as the consumer pulls them: the span is entered at every pull and
+        // ends when the stream is dropped.
+        let run_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
+        let stream = run_span.in_scope(|| datafusion::physical_plan::execute_stream(physical, state.task_ctx()))?;
+        let stream = crate::telemetry::InSpan { span: run_span, inner: stream };
         let out_schema = schema.clone();
         let deadline = timeout.map(|t| started + t);
         let stream = futures::StreamExt::map(stream, move |b| {
