@@ -65,6 +65,17 @@ def _statement(spans, text):
     return [s for s in spans if s["name"] == "pg.statement" and text in str(s["attributes"].get("db.query.text"))]
 
 
+def _metrics_checked(server: Server) -> str:
+    """The server's /metrics, after `promtool check metrics` accepted it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian package prometheus; scripts/install-test-deps.sh)"
+    check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    return metrics
+
+
 @pytest.fixture
 def grpc_receiver():
     r = GrpcReceiver()
@@ -119,14 +130,9 @@ def test_grpc_traces_have_the_statement_structure(grpc_receiver):
         assert all(s["parent_span_id"] in ids or s is root[0] for s in rest), "every REST span hangs off the root"
         assert any(s["name"] == "sql.execute" for s in rest)
         # /metrics counts what was exported, and passes promtool.
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10) as r:
-            metrics = r.read().decode()
+        metrics = _metrics_checked(server)
         exported = [ln for ln in metrics.splitlines() if ln.startswith("bkg_otel_spans_exported_total ")]
         assert exported and int(exported[0].split()[1]) > 0, metrics
-        promtool = shutil.which("promtool")
-        assert promtool, "promtool not found (Debian package prometheus; scripts/install-test-deps.sh)"
-        check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
     finally:
         server.stop()
 
@@ -174,13 +180,10 @@ def test_flight_and_storage_spans(grpc_receiver):
         [download] = [s for s in spans if s["name"] == "storage.download"]
         assert download["attributes"]["storage.bytes"] == 5
         # Storage is in /metrics too, and the exposition still passes promtool.
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10) as r:
-            metrics = r.read().decode()
+        metrics = _metrics_checked(server)
         values = dict(ln.split() for ln in metrics.splitlines() if ln.startswith("bkg_storage_"))
         assert values["bkg_storage_uploads_total"] == "1" and values["bkg_storage_upload_bytes_total"] == "5", values
         assert values["bkg_storage_downloads_total"] == "1" and values["bkg_storage_download_bytes_total"] == "5", values
-        check = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=metrics, capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
     finally:
         server.stop()
 
