@@ -18,6 +18,8 @@ pub(crate) fn error_info(e: SqlError) -> ErrorInfo {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub stmt: Option<Statement>,
+    /// The text it was parsed from, for its trace span (not printed again at every Execute).
+    pub text: Arc<str>,
     pub param_types: Vec<Type>,
     pub fields: Vec<FieldInfo>,
     /// The cached plan of a point query (made at Parse), run with each Bind's values.
@@ -85,7 +87,8 @@ impl QueryParser for BkgQueryParser {
             }
             _ => None,
         };
-        Ok(Some(Prepared { stmt: Some(stmt), param_types, fields, point }))
+        let text = Arc::from(bkg_sql::telemetry::statement_text(sql));
+        Ok(Some(Prepared { stmt: Some(stmt), text, param_types, fields, point }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -461,7 +464,7 @@ impl ExtendedQueryHandler for ConnHandlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let span = if bkg_sql::telemetry::telemetry().enabled() {
-            statement_span(&portal.statement.statement.stmt.as_ref().map(|s| s.to_string()).unwrap_or_default())
+            statement_span(&portal.statement.statement.text)
         } else {
             tracing::Span::none()
         };
