@@ -281,6 +281,10 @@ pub struct ServeArgs {
     /// while it does, old row versions cannot be collected.
     #[arg(long, env = "BKG_DB_SNAPSHOT_AGE_WARN_S", default_value_t = 600)]
     pub snapshot_age_warn_s: u64,
+    /// Keep statements of any front door that took at least this long (milliseconds; 0 = none)
+    /// in the recent slow statements of the admin API and dashboard (the newest 200).
+    #[arg(long, env = "BKG_DB_SLOW_STATEMENT_MS", default_value_t = 200)]
+    pub slow_statement_ms: u64,
     /// Seconds to let open connections finish after SIGTERM/SIGINT.
     #[arg(long, env = "BKG_DB_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,

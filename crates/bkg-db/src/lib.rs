@@ -10,6 +10,7 @@
 //! Layer rule: `bkg_kernel` knows nothing above it; [`sql`] is the one session/plan path every
 //! front door uses; front doors ([`pgwire`], [`http`]) only translate their protocol to it.
 
+pub mod admin_ui;
 pub mod cli;
 pub mod config;
 pub mod listener;

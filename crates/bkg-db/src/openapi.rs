@@ -28,6 +28,17 @@ mod tests {
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(have == want, "docs/api.md is out of date: run BKG_UPDATE_DOCS=1 cargo nextest run -p bkg-db openapi");
+        // The document itself, for clients checked against it (the admin dashboard's API client).
+        let json_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        let want_json = super::json() + "\n";
+        if std::env::var_os("BKG_UPDATE_DOCS").is_some() {
+            std::fs::write(&json_path, &want_json).unwrap();
+        }
+        let have_json = std::fs::read_to_string(&json_path).unwrap_or_default();
+        assert!(
+            have_json == want_json,
+            "docs/openapi.json is out of date: run BKG_UPDATE_DOCS=1 cargo nextest run -p bkg-db openapi"
+        );
         let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["paths"]["/realtime/v1/api/broadcast"]["post"].is_object());

@@ -73,17 +73,41 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         let (hub, storage) = (hub.clone(), storage.clone());
         Arc::new(move || hub.render_metrics() + &storage.metrics.render())
     };
+    let door_stats = {
+        let (hub, storage) = (hub.clone(), storage.clone());
+        Arc::new(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            bkg_http::admin::DoorStats {
+                realtime_clients: hub.metrics.connections.load(Relaxed),
+                storage_bytes_in: storage.metrics.upload_bytes.load(Relaxed),
+                storage_bytes_out: storage.metrics.download_bytes.load(Relaxed),
+            }
+        })
+    };
+    engine.slow.set_threshold_ms(args.slow_statement_ms);
+    let http_state = HttpState {
+        engine: engine.clone(),
+        metrics,
+        pg_active,
+        started,
+        rest,
+        openapi: Arc::new(crate::openapi::json()),
+        extra_metrics,
+        listeners: Arc::new(serde_json::json!({
+            "http": args.http_listen.to_string(),
+            "pgwire": args.pg_listen.to_string(),
+            "flight": args.flight_listen.to_string(),
+        })),
+        door_stats,
+        history: Default::default(),
+    };
+    let history_task = tokio::spawn(bkg_http::admin::sample_history(http_state.clone(), stop_rx.clone()));
     let app = router(
-        HttpState {
-            engine: engine.clone(),
-            metrics,
-            pg_active,
-            started,
-            rest,
-            openapi: Arc::new(crate::openapi::json()),
-            extra_metrics,
-        },
-        users.merge(bkg_realtime::router(hub.clone())).merge(bkg_storage::router(storage.clone())),
+        http_state,
+        users
+            .merge(bkg_realtime::router(hub.clone()))
+            .merge(bkg_storage::router(storage.clone()))
+            .merge(crate::admin_ui::router()),
     )
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
@@ -117,6 +141,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = ckpt_task.await;
     let _ = tailer_task.await;
     let _ = gc_task.await;
+    let _ = history_task.await;
     // A clean stop signs the open audit segment.
     if let Some(a) = engine.auditor()
         && let Err(e) = a.seal().await

@@ -1,6 +1,7 @@
 //! The HTTP front door: REST (`/rest/v1`), users (`/auth/v1`), policies, migrations, export,
 //! OpenAPI, health and metrics, on one axum router.
 
+pub mod admin;
 #[cfg(test)]
 mod fuzz;
 pub mod gotrue;
@@ -35,18 +36,26 @@ pub struct HttpState {
     pub openapi: Arc<String>,
     /// Metrics of the other doors (realtime), appended to `/metrics`.
     pub extra_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The listeners' addresses (`{http, pgwire, flight}`), for the admin overview.
+    pub listeners: Arc<serde_json::Value>,
+    /// Counters of the other doors, for the admin API's rates.
+    pub door_stats: Arc<dyn Fn() -> admin::DoorStats + Send + Sync>,
+    /// The admin API's rate samples ([`admin::sample_history`] fills them).
+    pub history: Arc<admin::History>,
 }
 
 /// The HTTP routes, with `doors` (the routers of `/auth/v1` and realtime) merged in.
 pub fn router(state: HttpState, doors: Router) -> Router {
     let rest = state.rest.clone();
     let counters = state.metrics.clone();
+    let admin = admin::router(state.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .with_state(state)
         .merge(crate::rest::router(rest))
+        .merge(admin)
         .merge(doors)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(counters, count))
@@ -90,7 +99,12 @@ async fn count(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     m.http_requests.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
     let r = next.run(req).await;
+    m.http_latency.observe(started.elapsed());
+    if let Some(ErrorCode(code)) = r.extensions().get::<ErrorCode>() {
+        m.count_error("http", code);
+    }
     if r.status().is_client_error() {
         m.http_client_errors.fetch_add(1, Ordering::Relaxed);
     } else if r.status().is_server_error() {
@@ -98,6 +112,11 @@ async fn count(
     }
     r
 }
+
+/// The code of an error answer (a SQLSTATE or a PostgREST code), left on the response by the
+/// error's conversion so the request counter can count errors by code.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 async fn not_found(uri: axum::http::Uri) -> crate::rest::RestError {
     crate::rest::RestError::new(

@@ -271,22 +271,38 @@ impl SimpleQueryHandler for ConnHandlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let span = statement_span(query);
+        let started = std::time::Instant::now();
         let r = tracing::Instrument::instrument(self.simple_query(client, query), span.clone()).await;
-        match &r {
-            Ok(out) => record_outcome(
-                &span,
-                out.iter().filter_map(|o| match o {
-                    Response::Error(info) => Some((info.code.clone(), info.message.clone())),
-                    _ => None,
-                }),
-            ),
-            Err(e) => record_outcome(&span, wire_error(e)),
-        }
+        let error = match &r {
+            Ok(out) => out.iter().find_map(|o| match o {
+                Response::Error(info) => Some((info.code.clone(), info.message.clone())),
+                _ => None,
+            }),
+            Err(e) => wire_error(e),
+        };
+        self.note_slow(client, query, started, error.as_ref());
+        record_outcome(&span, error);
         r
     }
 }
 
 impl ConnHandlers {
+    /// Hands a finished statement to the slow-statement log (kept only when slow).
+    fn note_slow<C: ClientInfo>(
+        &self,
+        client: &C,
+        text: &str,
+        started: std::time::Instant,
+        error: Option<&(String, String)>,
+    ) {
+        let user = client.metadata().get(pgwire::api::METADATA_USER).map_or("", String::as_str);
+        let code = error.map(|(c, _)| c.as_str());
+        if let Some(c) = code {
+            self.server.metrics.count_error("pgwire", c);
+        }
+        self.server.engine.slow.record("pgwire", user, text, started.elapsed(), code);
+    }
+
     async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -468,10 +484,11 @@ impl ExtendedQueryHandler for ConnHandlers {
         } else {
             tracing::Span::none()
         };
+        let started = std::time::Instant::now();
         let r = tracing::Instrument::instrument(self.execute_portal(client, portal), span.clone()).await;
-        if let Err(e) = &r {
-            record_outcome(&span, wire_error(e));
-        }
+        let error = r.as_ref().err().and_then(wire_error);
+        self.note_slow(client, &portal.statement.statement.text, started, error.as_ref());
+        record_outcome(&span, error);
         r
     }
 }

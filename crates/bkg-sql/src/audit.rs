@@ -63,6 +63,19 @@ impl Auditor {
         blocking(move || log.lock().seal()).await
     }
 
+    /// Verifies the whole log as `bkg-db audit verify` does (chain, opening lines, signatures by
+    /// the published keys). Appends wait meanwhile, so the open segment is never read half
+    /// written. The outer error is a failure to run; the inner one what verification found.
+    pub async fn verify(&self) -> SqlResult<Result<bkg_audit::Report, bkg_audit::AuditError>> {
+        let (log, dir) = (self.log.clone(), self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let _appends_wait = log.lock();
+            bkg_audit::verify(&dir, &[])
+        })
+        .await
+        .map_err(|e| SqlError::internal(format!("audit verification task: {e}")))
+    }
+
     /// Seals the open segment and signs from now on with a new key.
     pub async fn rotate_key(&self) -> SqlResult<KeyInfo> {
         let log = self.log.clone();

@@ -31,6 +31,7 @@ pub mod publication;
 pub mod quote;
 pub mod roles;
 pub mod session;
+pub mod slow;
 pub mod sqlstate;
 pub mod telemetry;
 mod tokens;

@@ -23,6 +23,15 @@ pub const POOLED_SESSIONS_PER_ROLE_MAX: usize = 64;
 /// in as rows, so small inserts do not leave many tiny column segments behind.
 pub const BULK_ROWS_MIN: usize = 512;
 
+/// Slow statements kept for operators ([`crate::slow`]), the newest.
+pub const SLOW_STATEMENTS_MAX: usize = 200;
+
+/// Longest statement text kept in the slow-statement ring, bytes.
+pub const SLOW_TEXT_BYTES_MAX: usize = 2048;
+
+/// Distinct (front door, error code) pairs counted in `/metrics`; more are counted as `other`.
+pub const ERROR_CODES_MAX: usize = 512;
+
 const _: () = {
     // A migration file is run as one SQL text.
     assert!(FILE_BYTES_MAX <= SQL_TEXT_BYTES_MAX);

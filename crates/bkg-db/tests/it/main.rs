@@ -1,5 +1,6 @@
 //! Integration tests of the bkg-db server: one test binary for the crate.
 
+mod admin;
 mod audit;
 mod export;
 mod flight;

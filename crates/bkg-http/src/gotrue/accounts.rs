@@ -279,9 +279,56 @@ impl GoTrue {
             ))
             .await?;
         }
+        if admin && let Some(d) = str_field(body, "ban_duration")? {
+            let until = match d {
+                "none" => None,
+                d => {
+                    let secs = parse_duration_s(d).ok_or_else(|| {
+                        fail(400, "validation_failed", "ban_duration must be \"none\" or a duration such as 24h or 90m")
+                    })?;
+                    let until = chrono::Utc::now() + chrono::Duration::seconds(secs);
+                    Some(until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                }
+            };
+            Box::pin(s.execute_with_params(
+                "UPDATE auth.users SET banned_until = CAST($1 AS timestamptz), updated_at = now() WHERE id = $2",
+                &[until.as_deref().map_or(null(), lit), lit(&user.id)],
+            ))
+            .await?;
+            if until.is_some() {
+                // A ban ends every session: no refresh token of the user works any more.
+                Box::pin(s.execute_with_params("DELETE FROM auth.sessions WHERE user_id = $1", &[lit(&user.id)]))
+                    .await?;
+            }
+        }
         if admin && let Some(app) = metadata_field(body, "app_metadata")? {
             self.merge_metadata(s, user, "raw_app_meta_data", &user.app_metadata, &app).await?;
         }
         self.user_by_id(s, &user.id).await
     }
+}
+
+/// A duration as `ban_duration` gives it: a sequence of numbers with units h, m, s (`24h`,
+/// `1h30m`), as Go's time.ParseDuration reads them; at most a hundred years.
+pub(super) fn parse_duration_s(text: &str) -> Option<i64> {
+    const MAX_S: i64 = 100 * 366 * 24 * 3600;
+    let (mut total, mut number, mut any) = (0i64, String::new(), false);
+    for c in text.trim().chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: i64 = number.parse().ok()?;
+                number.clear();
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = total.checked_add(n.checked_mul(unit)?)?;
+                any = true;
+            }
+            _ => return None,
+        }
+    }
+    (any && number.is_empty() && total > 0 && total <= MAX_S).then_some(total)
 }

@@ -82,6 +82,7 @@ pub async fn signup(
                     created_at: Some(now.clone()),
                     updated_at: Some(now),
                     password_hash: String::new(),
+                    banned_until: None,
                 }
                 .json()
             }
@@ -144,6 +145,15 @@ pub async fn token(
             if user.confirmed_at.is_none() {
                 refused(Some(&user.id), "email_not_confirmed").await;
                 return Err(fail(400, "email_not_confirmed", "Email not confirmed"));
+            }
+            let banned = Box::pin(s.execute_with_params(
+                "SELECT 1 FROM auth.users WHERE id = $1 AND banned_until > now()",
+                &[lit(&user.id)],
+            ))
+            .await?;
+            if !text_rows(banned)?.is_empty() {
+                refused(Some(&user.id), "user_banned").await;
+                return Err(fail(400, "user_banned", "User is banned"));
             }
             let session = g
                 .in_txn(async |s| {

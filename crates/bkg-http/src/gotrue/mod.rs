@@ -140,6 +140,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<AuthConfig>, config: GoTrueConfig) 
         .route("/auth/v1/recover", post(recover))
         .route("/auth/v1/admin/users", get(admin_list).post(admin_create))
         .route("/auth/v1/admin/users/{id}", get(admin_get).put(admin_update).delete(admin_delete))
+        .route("/auth/v1/admin/users/{id}/sessions", get(admin_sessions).delete(admin_end_sessions))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -212,6 +213,10 @@ fn lit(s: &str) -> ast::Expr {
     ast::Expr::value(ast::Value::SingleQuotedString(s.to_string()))
 }
 
+fn null() -> ast::Expr {
+    ast::Expr::value(ast::Value::Null)
+}
+
 /// Rows of a statement's answer as text (NULL as None).
 fn text_rows(out: Output) -> Result<Vec<Vec<Option<String>>>> {
     let Output::Rows { batches, .. } = out else { return Ok(vec![]) };
@@ -238,7 +243,7 @@ fn text_rows(out: Output) -> Result<Vec<Vec<Option<String>>>> {
 }
 
 const USER_COLUMNS: &str = "id, email, role, aud, raw_app_meta_data, raw_user_meta_data, email_confirmed_at, \
-     last_sign_in_at, created_at, updated_at, encrypted_password";
+     last_sign_in_at, created_at, updated_at, encrypted_password, banned_until";
 
 /// A row of `auth.users`.
 #[derive(Debug, Clone)]
@@ -254,6 +259,7 @@ struct User {
     created_at: Option<String>,
     updated_at: Option<String>,
     password_hash: String,
+    banned_until: Option<String>,
 }
 
 fn timestamp(t: Option<String>) -> Option<String> {
@@ -281,6 +287,7 @@ impl User {
             created_at: timestamp(r[8].clone()),
             updated_at: timestamp(r[9].clone()),
             password_hash: r[10].clone().unwrap_or_default(),
+            banned_until: timestamp(r.get(11).cloned().flatten()),
         }
     }
 
@@ -300,6 +307,7 @@ impl User {
             "identities": [],
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "banned_until": self.banned_until,
             "is_anonymous": false,
         })
     }

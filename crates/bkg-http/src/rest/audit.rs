@@ -167,3 +167,38 @@ pub async fn rotate_key(
     Ok(axum::Json(json!({ "key_id": k.key_id, "public_key": k.public_pem, "previous_key_id": previous }))
         .into_response())
 }
+
+/// Verifies the chain and the signatures of the whole audit log now
+#[utoipa::path(get, path = "/audit/verify", tag = "audit", operation_id = "audit_verify",
+    responses(
+        (status = 200, description = "{ok, segments, signed, events, head_seq, head_hash, open_segment, first_bad: {segment, line, reason} | null}; ok false names the first bad place", content_type = "application/json"),
+        (status = 403, description = "Not the admin scope or the service role", body = super::error::ErrorBody),
+    ), security(("apikey" = []), ("bearer" = [])))]
+pub async fn verify(
+    State(s): State<RestState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, RestError> {
+    admin(&s, addr, &headers)?;
+    let body = match auditor(&s)?.verify().await.map_err(internal)? {
+        Ok(r) => json!({
+            "ok": true,
+            "segments": r.segments,
+            "signed": r.signed,
+            "events": r.lines,
+            "head_seq": r.head_seq,
+            "head_hash": r.head_hash,
+            "open_segment": r.open_segment,
+            "first_bad": null,
+        }),
+        Err(bkg_audit::AuditError::Tampered { file, line, reason }) => json!({
+            "ok": false,
+            "first_bad": { "segment": file, "line": line, "reason": reason },
+        }),
+        Err(other) => json!({
+            "ok": false,
+            "first_bad": { "segment": null, "line": null, "reason": other.to_string() },
+        }),
+    };
+    Ok(axum::Json(body).into_response())
+}

@@ -64,6 +64,7 @@ impl IntoResponse for RestError {
         });
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, axum::Json(body)).into_response();
+        r.extensions_mut().insert(crate::ErrorCode(self.code.code()));
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

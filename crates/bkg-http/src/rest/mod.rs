@@ -112,6 +112,7 @@ pub fn router(state: RestState) -> Router {
         .route("/admin/telemetry", axum::routing::get(admin::get_telemetry).put(admin::put_telemetry))
         .route("/audit", axum::routing::get(audit::list))
         .route("/audit/key", axum::routing::get(audit::key))
+        .route("/audit/verify", axum::routing::get(audit::verify))
         .route("/audit/seal", axum::routing::post(audit::seal))
         .route("/audit/rotate-key", axum::routing::post(audit::rotate_key))
         .route(

@@ -16,21 +16,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{RestError, RestState, read_body};
-use bkg_auth::{Principal, SERVICE_ROLE};
+use bkg_auth::Principal;
 use bkg_sql::Session;
 use bkg_sql::SqlState;
-use bkg_sql::policy::{self, Clause, Scopes, Security};
+use bkg_sql::policy::{self, Clause, Security};
 
 /// Who may manage policies (and read the audit log): the service role without a scope limit,
 /// or an `admin` scope.
 pub(crate) fn admin(s: &RestState, addr: SocketAddr, headers: &HeaderMap) -> Result<Principal, RestError> {
     let p = s.authenticate(addr, headers)?;
-    let scopes = Scopes::from_claims(&Value::Object(p.claims.clone()));
-    let ok = match &scopes {
-        Some(sc) => sc.admin,
-        None => p.role == SERVICE_ROLE,
-    };
-    if !ok {
+    if !crate::admin::is_admin(&p) {
         return Err(RestError::new(
             403,
             SqlState::InsufficientPrivilege,

@@ -185,7 +185,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         ));
     }
     // Parse and check everything before running anything.
-    let mut plan: Vec<(Statement, Vec<ast::Expr>)> = Vec::new();
+    let mut plan: Vec<(Statement, Vec<ast::Expr>, &str)> = Vec::new();
     for one in &items {
         if one.params.len() > PARAMS_MAX {
             return Err(RestError::new(
@@ -205,13 +205,14 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
         }
         for st in stmts {
             allowed(&st)?;
-            plan.push((st, one.params.iter().map(literal).collect()));
+            plan.push((st, one.params.iter().map(literal).collect(), one.query.as_str()));
         }
     }
     if plan.is_empty() {
         return Err(RestError::new(400, SqlState::SyntaxError, "no statement to run"));
     }
     let anonymous = ctx.anonymous;
+    let role = ctx.principal.role.clone();
     let session = ctx.session();
     let block = plan.len() > 1;
     if block {
@@ -219,7 +220,7 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
     }
     let mut results = Vec::new();
     let mut rows_total = 0usize;
-    for (mut st, params) in plan {
+    for (mut st, params, text) in plan {
         let n = bkg_sql::describe::count_placeholders(&st);
         if n > params.len() {
             if block {
@@ -235,7 +236,11 @@ async fn handle(s: &RestState, addr: SocketAddr, headers: &HeaderMap, body: Body
             bkg_sql::describe::bind_params(&mut st, &params)?;
             Box::pin(session.execute_statement(st)).await
         };
-        match run.await {
+        let started = std::time::Instant::now();
+        let outcome = run.await;
+        let code = outcome.as_ref().err().map(|e| e.code.code());
+        s.engine.slow.record("rest", &role, text, started.elapsed(), code);
+        match outcome {
             Ok(out) => {
                 let command = out.tag_text();
                 let rows = match out {

@@ -43,6 +43,7 @@ impl Database {
             info.tables += 1;
             info.rows += rows;
             info.bytes += bytes.len() as u64;
+            info.files.push((def.id, rows, bytes.len() as u64));
             files.push(SnapshotFile {
                 table_id: def.id,
                 path: rel.clone(),

@@ -73,6 +73,8 @@ pub struct CheckpointInfo {
     pub tables: usize,
     pub rows: u64,
     pub bytes: u64,
+    /// Each table's snapshot file: (table id, rows, bytes).
+    pub files: Vec<(u64, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -184,6 +184,7 @@ impl Database {
             tables: m.files.len(),
             rows: m.files.iter().map(|f| f.rows).sum(),
             bytes: m.files.iter().map(|f| f.bytes).sum(),
+            files: m.files.iter().map(|f| (f.table_id, f.rows, f.bytes)).collect(),
         });
         let shared = Shared {
             wal_dir,

@@ -73,6 +73,8 @@ pub struct Engine {
     pub fast_path_queries: std::sync::atomic::AtomicU64,
     /// The audit log, once the server turned it on ([`Engine::enable_audit`]).
     pub(crate) audit: std::sync::OnceLock<Arc<crate::audit::Auditor>>,
+    /// Recent slow statements of every front door.
+    pub slow: crate::slow::SlowLog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -124,6 +126,7 @@ impl Engine {
             recovery,
             fast_path_queries: Default::default(),
             audit: Default::default(),
+            slow: Default::default(),
         }))
     }
 
