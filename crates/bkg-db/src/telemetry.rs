@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use bkg_sql::telemetry::{self, telemetry};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SamplingResult, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, ShouldSample, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing_subscriber::Layer;
 
 /// Finished spans waiting for export; more are dropped (and counted).
@@ -83,24 +83,6 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Otl
     }
     let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| "bkg-db".into());
     Ok(Some(OtlpConfig { endpoint, protocol, service_name, rate }))
-}
-
-/// Parent-based sampling over the rate an admin can change at runtime.
-#[derive(Debug, Clone)]
-struct RuntimeRatio;
-
-impl ShouldSample for RuntimeRatio {
-    fn should_sample(
-        &self,
-        parent: Option<&opentelemetry::Context>,
-        trace_id: TraceId,
-        name: &str,
-        kind: &SpanKind,
-        attributes: &[KeyValue],
-        links: &[Link],
-    ) -> SamplingResult {
-        Sampler::TraceIdRatioBased(telemetry().rate()).should_sample(parent, trace_id, name, kind, attributes, links)
-    }
 }
 
 enum Msg {
@@ -227,12 +209,20 @@ where
         .spawn(move || export_loop(rx, worker_cfg, worker_resource))
         .map_err(|e| format!("telemetry: cannot start the export thread: {e}"))?;
     let provider = SdkTracerProvider::builder()
-        .with_sampler(Sampler::ParentBased(Box::new(RuntimeRatio)))
+        // Sampling is decided at the doors (bkg_sql::telemetry::sample_door): a span that exists
+        // is sampled.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .with_span_processor(QueueProcessor { tx })
         .build();
     let tracer = provider.tracer("bkg-db");
-    let only_ours = tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target() == telemetry::SPAN_TARGET);
+    // Our spans only, and only a door's span or one below it: a span made outside any request
+    // (a background task) would start a trace no door sampled.
+    let only_ours = tracing_subscriber::filter::dynamic_filter_fn(|m, cx| {
+        m.is_span()
+            && m.target() == telemetry::SPAN_TARGET
+            && (telemetry::DOOR_SPANS.contains(&m.name()) || cx.lookup_current().is_some())
+    });
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)

@@ -281,22 +281,20 @@ impl BkgFlight {}
 /// W3C `traceparent` metadata when it sent one.
 fn rpc_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
     use bkg_sql::telemetry;
-    if !telemetry::telemetry().enabled() {
-        return tracing::Span::none();
-    }
-    let path = req.uri().path().trim_start_matches('/');
-    let (service, method) = path.split_once('/').unwrap_or((path, ""));
-    let span = tracing::debug_span!(
-        target: telemetry::SPAN_TARGET,
-        "rpc",
-        otel.name = path,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-    );
-    telemetry::adopt_parent(&span, req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
-    span
+    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    telemetry::door_span(traceparent, || {
+        let path = req.uri().path().trim_start_matches('/');
+        let (service, method) = path.split_once('/').unwrap_or((path, ""));
+        tracing::debug_span!(
+            target: telemetry::SPAN_TARGET,
+            "rpc",
+            otel.name = path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+        )
+    })
 }
 
 pub async fn serve(

@@ -66,24 +66,26 @@ pub fn router(state: HttpState, doors: Router) -> Router {
 /// when it sent one, with the method, route and status.
 async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use bkg_sql::telemetry;
-    if !telemetry::telemetry().enabled() {
+    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    let span = telemetry::door_span(traceparent, || {
+        let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str());
+        let method = req.method().as_str();
+        let name = format!("{method} {}", route.unwrap_or("(unmatched)"));
+        tracing::debug_span!(
+            target: telemetry::SPAN_TARGET,
+            "http.request",
+            otel.name = name.as_str(),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = route.unwrap_or(""),
+            url.path = req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    });
+    if span.is_disabled() {
         return next.run(req).await;
     }
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
-    let method = req.method().as_str().to_string();
-    let name = format!("{method} {}", route.as_deref().unwrap_or("(unmatched)"));
-    let span = tracing::debug_span!(
-        target: telemetry::SPAN_TARGET,
-        "http.request",
-        otel.name = name.as_str(),
-        otel.kind = "server",
-        http.request.method = method.as_str(),
-        http.route = route.as_deref().unwrap_or(""),
-        url.path = req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    telemetry::adopt_parent(&span, req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
     let r = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     span.record("http.response.status_code", i64::from(r.status().as_u16()));
     if r.status().is_server_error() {

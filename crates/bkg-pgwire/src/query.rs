@@ -235,16 +235,18 @@ pub(crate) fn to_response(out: Output, format: &Format) -> Response {
 
 /// The span of one statement (a simple query message, or an Execute): the root of its trace.
 fn statement_span(sql: &str) -> tracing::Span {
-    tracing::debug_span!(
-        target: bkg_sql::telemetry::SPAN_TARGET,
-        "pg.statement",
-        otel.kind = "server",
-        db.system.name = "postgresql",
-        db.query.text = bkg_sql::telemetry::statement_text(sql),
-        db.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        otel.status_description = tracing::field::Empty,
-    )
+    bkg_sql::telemetry::door_span(None, || {
+        tracing::debug_span!(
+            target: bkg_sql::telemetry::SPAN_TARGET,
+            "pg.statement",
+            otel.kind = "server",
+            db.system.name = "postgresql",
+            db.query.text = bkg_sql::telemetry::statement_text(sql),
+            db.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        )
+    })
 }
 
 /// Records the first error of a statement's answers on its span.
@@ -479,11 +481,7 @@ impl ExtendedQueryHandler for ConnHandlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let span = if bkg_sql::telemetry::telemetry().enabled() {
-            statement_span(&portal.statement.statement.text)
-        } else {
-            tracing::Span::none()
-        };
+        let span = statement_span(&portal.statement.statement.text);
         let started = std::time::Instant::now();
         let r = tracing::Instrument::instrument(self.execute_portal(client, portal), span.clone()).await;
         let error = r.as_ref().err().and_then(wire_error);

@@ -205,12 +205,14 @@ impl Connection {
     }
 
     fn join(&mut self, f: Frame) {
-        let _span = tracing::debug_span!(
-            target: bkg_sql::telemetry::SPAN_TARGET,
-            "realtime.join",
-            otel.kind = "server",
-            messaging.destination.name = f.topic.as_str(),
-        )
+        let _span = bkg_sql::telemetry::door_span(None, || {
+            tracing::debug_span!(
+                target: bkg_sql::telemetry::SPAN_TARGET,
+                "realtime.join",
+                otel.kind = "server",
+                messaging.destination.name = f.topic.as_str(),
+            )
+        })
         .entered();
         let refuse = |s: &Self, reason: String| s.send(f.reply("error", json!({"reason": reason})));
         if !f.topic.starts_with("realtime:") {

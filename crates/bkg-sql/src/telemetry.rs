@@ -4,8 +4,8 @@
 //! Spans are `tracing` spans with the target [`SPAN_TARGET`] at DEBUG level: the log output
 //! (INFO by default) does not enable them, so with no OTLP endpoint configured a span costs a
 //! cached "disabled" check. The binary adds the OpenTelemetry layer only when an endpoint is
-//! set; it samples with [`Telemetry::rate`] (parent-based: a caller's sampled `traceparent` is
-//! followed whatever the rate).
+//! set. Sampling is decided at the front door ([`sample_door`]): an unsampled request makes no
+//! span at all, and the layer makes other spans only inside a door's span.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -90,14 +90,37 @@ pub fn parent_from_traceparent(value: &str) -> Option<opentelemetry::Context> {
     Some(opentelemetry::Context::new().with_remote_span_context(sc))
 }
 
-/// Makes `span` a child of the caller's `traceparent`, if one was sent and telemetry is on.
-pub fn adopt_parent(span: &tracing::Span, traceparent: Option<&str>) {
-    if !telemetry().enabled() {
-        return;
+/// The names of the spans that start a trace at a front door ([`sample_door`] decides whether
+/// they are made at all). Every other span is made only below one of them.
+pub const DOOR_SPANS: [&str; 4] = ["pg.statement", "http.request", "rpc", "realtime.join"];
+
+/// Whether a request arriving at a front door is traced, decided once, before any span exists:
+/// `None` when telemetry is off or the request is not sampled (then no span of it is made, so an
+/// unsampled request costs this call and nothing else), otherwise `Some` with the caller's
+/// context to adopt, if it sent a `traceparent`. Parent-based: a caller's sampled flag is
+/// followed whatever the rate; without one, a share [`Telemetry::rate`] of requests is traced.
+pub fn sample_door(traceparent: Option<&str>) -> Option<Option<opentelemetry::Context>> {
+    let t = telemetry();
+    if !t.enabled() {
+        return None;
     }
     if let Some(cx) = traceparent.and_then(parent_from_traceparent) {
+        return cx.span().span_context().is_sampled().then_some(Some(cx));
+    }
+    let rate = t.rate();
+    let sampled = rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate);
+    sampled.then_some(None)
+}
+
+/// A door's span when [`sample_door`] says the request is traced (`make` builds it), else a
+/// disabled span that costs nothing.
+pub fn door_span(traceparent: Option<&str>, make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    let Some(parent) = sample_door(traceparent) else { return tracing::Span::none() };
+    let span = make();
+    if let Some(cx) = parent {
         let _ = span.set_parent(cx);
     }
+    span
 }
 
 /// The trace id of the current span, when it is being exported (for audit events).
@@ -151,6 +174,31 @@ impl<S: futures::Stream + Unpin> futures::Stream for InSpan<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One test for the process-wide state (tests of one process may run at once).
+    #[test]
+    fn the_door_decides_parent_based() {
+        let t = telemetry();
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        t.set_enabled(false);
+        assert!(sample_door(Some(sampled)).is_none(), "telemetry off traces nothing");
+        t.set_enabled(true);
+        t.set_rate(0.0).unwrap();
+        assert!(sample_door(None).is_none());
+        assert!(matches!(sample_door(Some(sampled)), Some(Some(_))), "a sampled caller is followed at rate 0");
+        assert!(sample_door(Some("garbage")).is_none(), "a malformed traceparent counts as none");
+        t.set_rate(1.0).unwrap();
+        assert!(matches!(sample_door(None), Some(None)));
+        assert!(sample_door(Some(unsampled)).is_none(), "an unsampled caller is followed at rate 1");
+        t.set_rate(0.25).unwrap();
+        let traced = (0..4000).filter(|_| sample_door(None).is_some()).count();
+        assert!((800..1200).contains(&traced), "{traced} of 4000 at 0.25");
+        t.set_rate(0.0).unwrap();
+        let _ = door_span(None, || panic!("no span is made when not sampled"));
+        t.set_rate(1.0).unwrap();
+        t.set_enabled(false);
+    }
 
     #[test]
     fn the_span_target_is_the_literal_attribute_macros_use() {

@@ -63,10 +63,14 @@ class Received:
 
 
 class _Grpc(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, received: Received) -> None:
+    def __init__(self, received: Received, stall: threading.Event) -> None:
         self.received = received
+        self.stall = stall
 
     def Export(self, request, context):  # noqa: N802 (the generated service's name)
+        # A stalled receiver answers nothing until released (or the caller gives up).
+        while self.stall.is_set() and context.is_active():
+            time.sleep(0.05)
         self.received.add(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -74,8 +78,10 @@ class _Grpc(trace_service_pb2_grpc.TraceServiceServicer):
 class GrpcReceiver:
     def __init__(self) -> None:
         self.received = Received()
+        # Set: every Export hangs (a receiver that stopped answering).
+        self.stall = threading.Event()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Grpc(self.received), self.server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Grpc(self.received, self.stall), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
@@ -84,6 +90,7 @@ class GrpcReceiver:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        self.stall.clear()
         self.server.stop(grace=None)
 
 

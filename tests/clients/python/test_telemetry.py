@@ -218,6 +218,120 @@ def test_sampling_zero_sends_nothing_until_changed_at_runtime(grpc_receiver):
         server.stop()
 
 
+def _ws_join(server: Server, key: str, topic: str) -> dict:
+    """Joins a realtime channel over a hand-made WebSocket (RFC 6455, one masked text frame) and
+    returns the server's reply."""
+    import base64
+    import socket
+    import struct
+
+    s = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        (
+            f"GET /realtime/v1/websocket?apikey={key}&vsn=1.0.0 HTTP/1.1\r\nHost: localhost\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = json.dumps({"topic": topic, "event": "phx_join", "payload": {"config": {}}, "ref": "1", "join_ref": "1"}).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+
+    def exact(n):
+        out = b""
+        while len(out) < n:
+            out += s.recv(n - len(out))
+        return out
+
+    first, second = exact(2)
+    n = second & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", exact(2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", exact(8))[0]
+    reply = json.loads(exact(n))
+    s.close()
+    return reply
+
+
+def test_sampling_is_decided_at_the_door(grpc_receiver):
+    """Parent-based at every rate: a caller's sampled traceparent is traced at rate 0, an
+    unsampled one is not at rate 1; a realtime join is a trace of its own; and no span starts a
+    trace except at a door (nothing from background work)."""
+    server = Server(_env(grpc_receiver.endpoint, "grpc", "0"))
+    try:
+        _, service = server.api_keys()
+        sampled, unsampled = "a" * 32, "b" * 32
+        status, _ = _http(server, "GET", "/rest/v1/no_such?select=id", service,
+                          headers={"traceparent": f"00-{sampled}-{PARENT_ID}-01"})
+        assert status == 404
+        spans = grpc_receiver.received.wait_for(lambda s: any(x["trace_id"] == sampled for x in s))
+        [root] = [s for s in spans if s["trace_id"] == sampled and s["parent_span_id"] == PARENT_ID]
+        assert root["attributes"]["http.response.status_code"] == 404
+        status, _ = _http(server, "PUT", "/admin/telemetry", service, b'{"sampling_rate": 1}')
+        assert status == 200
+        status, _ = _http(server, "GET", "/rest/v1/no_such?select=id", service,
+                          headers={"traceparent": f"00-{unsampled}-{PARENT_ID}-00"})
+        assert status == 404
+        reply = _ws_join(server, service, "realtime:room-1")
+        assert reply["event"] == "phx_reply" and reply["payload"]["status"] == "ok", reply
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            c.execute("SELECT 'last of the test'")
+        spans = grpc_receiver.received.wait_for(
+            lambda s: _statement(s, "last of the test") and any(x["name"] == "realtime.join" for x in s))
+        [join] = [s for s in spans if s["name"] == "realtime.join"]
+        assert join["parent_span_id"] == "" and join["attributes"]["messaging.destination.name"] == "realtime:room-1"
+        assert not [s for s in spans if s["trace_id"] == unsampled], "an unsampled caller's request was traced"
+        doors = {"pg.statement", "realtime.join", "rpc"}
+        roots = [s for s in spans if s["parent_span_id"] == ""]
+        assert all(s["name"] in doors or s["name"].startswith(("GET ", "POST ", "PUT ")) for s in roots), \
+            sorted({s["name"] for s in roots})
+        ids = {s["span_id"] for s in spans}
+        orphans = [s for s in spans if s["parent_span_id"] not in ids | {"", PARENT_ID}]
+        assert not orphans, orphans
+    finally:
+        server.stop()
+
+
+def test_a_stalled_receiver_never_blocks_requests(grpc_receiver):
+    """The export queue is bounded: with a receiver that stopped answering, statements keep
+    their pace and the spans that do not fit are dropped and counted."""
+    server = Server(_env(grpc_receiver.endpoint, "grpc", "1"))
+    try:
+        grpc_receiver.stall.set()
+        started = time.monotonic()
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            # About four spans a statement (statement, parse, plan, execute): past the queue of 8192.
+            for i in range(3000):
+                c.execute("SELECT %s::int", (i,))
+        took = time.monotonic() - started
+        values = {}
+        for line in _metrics_checked(server).splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.partition(" ")
+                values[name] = value
+        assert int(values["bkg_otel_spans_dropped_total"]) > 0, values
+        # Not a timing assertion: a blocked request would wait for the export timeout (10 s) or
+        # forever; 3000 statements take a few seconds on a debug build.
+        assert took < 60, took
+        grpc_receiver.stall.clear()
+        # The backlog goes out first (a statement now would find the queue still full).
+        grpc_receiver.received.wait_for(lambda s: len(s) >= 8192, timeout=60)
+        with psycopg.connect(server.dsn, autocommit=True) as c:
+            c.execute("SELECT 'after the stall'")
+        spans = grpc_receiver.received.wait_for(lambda s: _statement(s, "after the stall"), timeout=30)
+        assert _statement(spans, "after the stall"), "export did not resume"
+    finally:
+        server.stop()
+
+
 def test_http_protobuf_exporter():
     receiver = HttpReceiver()
     server = Server(_env(receiver.endpoint, "http/protobuf", "1"))
