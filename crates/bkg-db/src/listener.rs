@@ -3,27 +3,17 @@
 //! Nagle: a response goes out as a head and a body write; with Nagle on, the body of the next
 //! response on a kept-open connection waited for the client's delayed ACK (about 40 ms each).
 //!
-//! Lingering close: when the server refuses a request before reading all of it (a body over a
-//! limit, 413; a WebSocket frame over the limit, close code 1009) and closes the connection,
-//! the kernel answers the unread bytes with a TCP reset, and a reset makes the client drop what
-//! it had received but not yet read: the refusal itself, so the client saw a broken connection
-//! instead of a clear answer. So a connection's socket, when the server is done with it, first
-//! sends its end (FIN) and then reads and discards what the client still sends, until the
-//! client closes too, for at most [`LINGER_TIME`] and [`LINGER_BYTES_MAX`] bytes, and only then
-//! closes. A connection the client closed first costs one read that returns at once.
+//! Lingering close ([`bkg_pgwire::linger`]): when the server refuses a request before reading all
+//! of it (a body over a limit, 413; a WebSocket frame over the limit, close code 1009) and closes
+//! the connection, closing with unread bytes would reset it and the client would lose the
+//! refusal. Every connection is handed to the lingering close when the server is done with it.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-
-/// How long a closing connection is drained at most.
-pub const LINGER_TIME: Duration = Duration::from_secs(2);
-/// How many bytes a closing connection may still send before it is closed anyway.
-pub const LINGER_BYTES_MAX: usize = 64 << 20;
 
 /// Accepts HTTP connections (see the module documentation).
 pub struct HttpListener(pub TcpListener);
@@ -62,23 +52,8 @@ impl Lingering {
 impl Drop for Lingering {
     fn drop(&mut self) {
         let (Some(tcp), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) else { return };
-        rt.spawn(linger(tcp));
+        rt.spawn(bkg_pgwire::linger::linger(tcp));
     }
-}
-
-async fn linger(mut tcp: TcpStream) {
-    let _ = tcp.shutdown().await;
-    let mut buf = vec![0u8; 64 << 10];
-    let mut left = LINGER_BYTES_MAX;
-    let drain = async {
-        while left > 0 {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 impl AsyncRead for Lingering {
@@ -117,7 +92,10 @@ impl AsyncWrite for Lingering {
 mod tests {
     use std::io::{Read, Write};
 
+    use std::time::Duration;
+
     use axum::serve::Listener;
+    use tokio::io::AsyncWriteExt;
 
     use super::*;
 

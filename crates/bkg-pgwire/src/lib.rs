@@ -9,6 +9,7 @@
 mod auth;
 mod batch;
 pub mod limits;
+pub mod linger;
 mod query;
 use auth::*;
 use bkg_sql::pg_format as encode;
@@ -211,7 +212,7 @@ impl PgServer {
                     }
                 };
                 // A second handle on the socket, to say why an idle connection is closed.
-                let (socket, notice) = match socket.into_std().and_then(|s| {
+                let (socket, mut notice) = match socket.into_std().and_then(|s| {
                     let dup = s.try_clone()?;
                     Ok((tokio::net::TcpStream::from_std(s)?, tokio::net::TcpStream::from_std(dup)?))
                 }) {
@@ -247,7 +248,7 @@ impl PgServer {
                     _ = idle_at_shutdown => tracing::debug!(%peer, "connection closed for shutdown"),
                     (code, message) = idle_timeout => {
                         tracing::info!(%peer, code = code.code(), "{message}");
-                        send_fatal(notice, code.code(), message).await;
+                        send_fatal(&mut notice, code.code(), message).await;
                     }
                 }
                 if let Some(role) = slot.lock().take() {
@@ -257,6 +258,9 @@ impl PgServer {
                     server.cancel.unregister(&key);
                 }
                 server.active.fetch_sub(1, Ordering::SeqCst);
+                // The last handle on the socket: a FATAL sent before the client's input was read
+                // (an oversize message) must not be lost to a reset.
+                linger::linger(notice).await;
             });
         }
     }
@@ -311,7 +315,7 @@ fn fatal_frame(code: &str, message: &str) -> BytesMut {
 }
 
 /// Tells the client why its connection ends, then closes it.
-async fn send_fatal(mut socket: tokio::net::TcpStream, code: &str, message: &str) {
+async fn send_fatal(socket: &mut tokio::net::TcpStream, code: &str, message: &str) {
     use tokio::io::AsyncWriteExt;
     let fut = async {
         socket.write_all(&fatal_frame(code, message)).await?;

@@ -438,3 +438,44 @@ async fn an_early_refusal_is_never_lost_to_a_reset() {
     .unwrap();
     assert!(statuses.iter().all(|s| s == "413"), "{statuses:?}");
 }
+
+/// pgwire too: the FATAL for a message over the limit reaches a client that is still sending
+/// it, instead of a reset (libpq would report "server closed the connection unexpectedly").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_before_the_rest_of_the_message_reaches_the_client() {
+    use std::io::{Read, Write};
+    let server = TestServer::start();
+    let port = server.pg_port;
+    let outcomes = tokio::task::spawn_blocking(move || {
+        (0..10)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                // A startup message claiming 2 GiB, then 8 MiB of it.
+                s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).unwrap();
+                let chunk = vec![0u8; 1 << 20];
+                for _ in 0..8 {
+                    if let Err(e) = s.write_all(&chunk) {
+                        return format!("write: {:?}", e.kind());
+                    }
+                }
+                let mut out = Vec::new();
+                match s.read_to_end(&mut out) {
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&out);
+                        if out.first() == Some(&b'E') && text.contains("SFATAL") && text.contains("C08P01") {
+                            "fatal".to_string()
+                        } else {
+                            format!("other: {text:?}")
+                        }
+                    }
+                    Err(e) => format!("read: {:?}", e.kind()),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(outcomes.iter().all(|o| o == "fatal"), "{outcomes:?}");
+}
