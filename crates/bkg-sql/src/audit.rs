@@ -231,7 +231,7 @@ impl Session {
         let claims = self.claims();
         let claim = |k: &str| claims.as_ref().and_then(|c| c.get(k)).and_then(|v| v.as_str()).map(str::to_string);
         Actor {
-            role: self.info.user.read().clone(),
+            role: self.audit_role.clone().unwrap_or_else(|| self.info.user.read().clone()),
             user_id: claim("sub"),
             token_id: claim("session_id").or_else(|| claim("jti")),
             address: self.client_address.clone(),

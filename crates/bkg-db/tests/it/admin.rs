@@ -272,3 +272,25 @@ fn the_dashboard_is_served_with_a_strict_policy() {
     assert_eq!(s.http("GET", "/admin/overview", &[], b"").0, 401);
     assert_eq!(s.http("GET", "/admin/../Cargo.toml", &[], b"").0, 404);
 }
+
+/// A policy changed through `/policy` is the caller's change in the audit log, though the
+/// superuser's session does the work.
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_changes_through_the_api_name_the_caller() {
+    let s = TestServer::start_with(&[("BKG_DB_JWT_SECRET", SECRET)]);
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE docs (id int PRIMARY KEY, owner uuid)").await.unwrap();
+    let service = token(json!({"role": "service_role"}));
+    let body = json!({"table": "docs", "name": "own", "command": "select", "roles": ["authenticated"], "using": "owner = auth.uid()"});
+    let (st, v) = call(&s, "POST", "/policy", Some(&service), body.to_string().as_bytes());
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call(&s, "DELETE", "/policy/public.docs/own", Some(&service), b"");
+    assert_eq!(st, 204, "{v}");
+    let (_, audit) = get(&s, "/audit?action=policy", Some(&service));
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{audit}");
+    for e in events {
+        assert_eq!(e["actor"]["role"], "service_role", "{e}");
+        assert!(e["actor"]["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{e}");
+    }
+}

@@ -95,7 +95,7 @@ fn json_response(status: u16, v: Value) -> Response {
 
 /// One policy statement, checked to be exactly that, run in its own transaction as the
 /// superuser (the caller was authorised as admin).
-async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(), RestError> {
+async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal, addr: SocketAddr) -> Result<(), RestError> {
     let stmts = Session::parse(sql).map_err(|e| RestError::from_sql(e, false))?;
     let [stmt] = stmts.as_slice() else {
         return Err(RestError::new(400, SqlState::SyntaxError, "a policy expression must be one SQL expression"));
@@ -109,8 +109,10 @@ async fn run_policy_sql(s: &RestState, sql: &str, who: &Principal) -> Result<(),
         return Err(RestError::new(400, SqlState::SyntaxError, "a policy expression must be one SQL expression"));
     }
     let mut session = s.engine.session("postgres");
-    // The audit event names the token's subject.
+    // The audit event names the token's role and subject, not the superuser session doing the work.
     session.set_claims(Some(Value::Object(who.claims.clone())));
+    session.audit_role = Some(who.role.clone());
+    session.client_address = Some(addr.to_string());
     session.execute_one("BEGIN").await.map_err(|e| RestError::from_sql(e, false))?;
     if let Err(e) = Box::pin(session.execute_statement(stmt.clone())).await {
         let _ = session.execute_one("ROLLBACK").await;
@@ -253,7 +255,7 @@ pub async fn create(
     if let Some(w) = &p.with_check {
         sql.push_str(&format!(" WITH CHECK ({})", expression(w)?));
     }
-    run_policy_sql(&s, &sql, &who).await?;
+    run_policy_sql(&s, &sql, &who, addr).await?;
     let def = table_def(&s, &p.table)?;
     let created = def.policies.iter().find(|x| x.name == p.name).map(|x| policy_json(&s, &def, x));
     Ok(json_response(201, created.unwrap_or(Value::Null)))
@@ -305,13 +307,13 @@ pub async fn update(
         sql.push_str(&format!(" WITH CHECK ({})", expression(w)?));
     }
     if changes {
-        run_policy_sql(&s, &sql, &who).await?;
+        run_policy_sql(&s, &sql, &who, addr).await?;
     }
     let mut current = name.clone();
     if let Some(new_name) = &c.name
         && *new_name != name
     {
-        run_policy_sql(&s, &format!("ALTER POLICY {target} RENAME TO {}", quote(new_name)), &who).await?;
+        run_policy_sql(&s, &format!("ALTER POLICY {target} RENAME TO {}", quote(new_name)), &who, addr).await?;
         current = new_name.clone();
     }
     let def = table_def(&s, &table)?;
@@ -334,8 +336,13 @@ pub async fn remove(
 ) -> Result<Response, RestError> {
     let who = admin(&s, addr, &headers)?;
     let def = table_def(&s, &table)?;
-    run_policy_sql(&s, &format!("DROP POLICY {} ON {}.{}", quote(&name), quote(&def.schema), quote(&def.name)), &who)
-        .await?;
+    run_policy_sql(
+        &s,
+        &format!("DROP POLICY {} ON {}.{}", quote(&name), quote(&def.schema), quote(&def.name)),
+        &who,
+        addr,
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 

@@ -280,6 +280,9 @@ pub struct Session {
     cancel: Arc<CancelSignal>,
     /// The client's address (`ip:port`), as the front door saw it, for audit events.
     pub client_address: Option<String>,
+    /// The role audit events name when a door runs a principal's request as another role (a
+    /// policy change made for the service role by the superuser session); `None`: the login role.
+    pub audit_role: Option<String>,
     /// The open transaction wrote audit events (shipped after it commits).
     pub(crate) audit_pending: bool,
 }
@@ -384,6 +387,7 @@ impl Session {
             scopes: None,
             cancel: Arc::default(),
             client_address: None,
+            audit_role: None,
             audit_pending: false,
         }
     }
