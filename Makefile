@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 export CARGO_BUILD_JOBS ?= 2
 SHARED_CHECKS ?= $(abspath ../shared/checks)
 
-.PHONY: help build run check test test-deps test-supply-chain dist sbom slsa sign verify test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-telemetry bench-ab
+.PHONY: help build run web check test test-web test-deps test-supply-chain dist sbom slsa sign verify test-rust test-slt-postgres test-clients test-bench-smoke smoke lint fmt bench bench-compare bench-pgbench bench-rest bench-flight bench-realtime bench-storage bench-telemetry bench-ab
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,8 +13,15 @@ help: ## List the targets
 build: ## Build the server (debug)
 	cargo build -p bkg-db
 
-run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback)
+run: ## Build and start the server on ./.bkg-data (password "postgres" on loopback); the dashboard at http://127.0.0.1:8080/admin/
+	@if command -v npm >/dev/null && [[ ! -f web/admin/out/index.html ]]; then scripts/web.sh build; fi
 	cargo run -p bkg-db -- serve
+
+web: ## Build the admin dashboard's static export (web/admin/out), which the next cargo build embeds
+	scripts/web.sh build
+
+test-web: build ## The dashboard: Vitest, then end to end in Chromium against the debug build (screenshots in web/admin/e2e/artifacts)
+	scripts/web.sh test
 
 check: ## Fast inner loop: rustfmt, clippy, unused dependencies, code sizes, unit tests of every crate, SQL logic files in process
 	cargo fmt --all -- --check
@@ -27,7 +34,7 @@ check: ## Fast inner loop: rustfmt, clippy, unused dependencies, code sizes, uni
 		cargo test --workspace --lib --no-fail-fast && cargo test --workspace --test it slt_through_the_engine; \
 	fi
 
-test: test-deps lint test-rust test-slt-postgres test-clients test-bench-smoke test-supply-chain smoke ## Install what the tests need, then run every test
+test: test-deps web lint test-rust test-slt-postgres test-clients test-web test-bench-smoke test-supply-chain smoke ## Install what the tests need, then run every test
 	@echo "make test: all suites passed"
 
 test-deps: ## Install the tools the tests drive (psql, curl, cargo-nextest)
@@ -56,12 +63,13 @@ smoke: build ## Drive the built server as a psql user would (shared smoke check)
 		echo "smoke: $(SHARED_CHECKS)/smoke.sh not found, skipped"; \
 	fi
 
-lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies, file and function sizes, cargo deny (licences, bans, sources, advisories when reachable)
+lint: ## rustfmt check, clippy with warnings as errors, no unused dependencies, file and function sizes, cargo deny (licences, bans, sources, advisories when reachable), the dashboard's ESLint and tsc --noEmit
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/unused-deps.sh
 	scripts/code-size.py
 	scripts/deny.sh
+	scripts/web.sh lint
 
 test-supply-chain: build ## sbom, slsa, sign and verify on the debug build with a throwaway key; tampered artifacts must fail
 	scripts/supply-chain/selftest.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` drives on a fresh Debian machine: psql (postgresql-client), pgbench
-# (postgresql, the server package, which the benchmarks also need), curl, python3 with venv
+# (postgresql, the server package, which the benchmarks also need), curl, chromium (the admin
+# dashboard's end-to-end test), python3 with venv
 # support (the psycopg driver tests make a venv), promtool (prometheus), openssl (audit and
 # release signatures are checked with it), cargo-nextest and cargo-deny (make lint). node and npm (the Node.js
 # driver tests) come with the machine: they are only checked. Safe to run again: it only
@@ -13,6 +14,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 # promtool, which checks the /metrics exposition in the telemetry tests.
 command -v promtool >/dev/null || need+=(prometheus)
+# The admin dashboard's end-to-end test drives a real browser (no browser download).
+command -v chromium >/dev/null || need+=(chromium)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 else

@@ -49,7 +49,10 @@ case $step in
     py=$(python_with_cyclonedx)
     python3 "$here/sbom.py" --out "$DIST/bkg-db.cdx.json" --binary "$DIST/bkg-db"
     if [[ -f $root/web/admin/package-lock.json ]]; then
-      (cd "$root/web/admin" && npx --yes @cyclonedx/cyclonedx-npm --output-format JSON --output-file "$DIST/web-admin.cdx.json")
+      # The dashboard's dependencies as installed from its lock file (scripts/web.sh installs them).
+      "$root/scripts/web.sh" deps
+      (cd "$root/web/admin" && npx --yes @cyclonedx/cyclonedx-npm@6.0.1 --omit dev --output-format JSON \
+        --output-file "$DIST/web-admin.cdx.json")
     else
       echo "sbom: web/admin does not exist yet: no npm SBOM"
     fi
