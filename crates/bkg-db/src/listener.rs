@@ -10,13 +10,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Accepts HTTP connections (see the module documentation).
-pub struct HttpListener(pub TcpListener);
+/// Accepts HTTP connections (see the module documentation), counting the open ones in `.1`.
+pub struct HttpListener(pub TcpListener, pub Arc<AtomicU64>);
 
 impl axum::serve::Listener for HttpListener {
     type Io = Lingering;
@@ -27,7 +29,8 @@ impl axum::serve::Listener for HttpListener {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        (Lingering(Some(tcp)), addr)
+        self.1.fetch_add(1, Ordering::Relaxed);
+        (Lingering(Some(tcp), self.1.clone()), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -35,8 +38,9 @@ impl axum::serve::Listener for HttpListener {
     }
 }
 
-/// A connection that lingers when dropped (see the module documentation).
-pub struct Lingering(Option<TcpStream>);
+/// A connection that lingers when dropped (see the module documentation); `.1` counts the
+/// listener's open connections.
+pub struct Lingering(Option<TcpStream>, Arc<AtomicU64>);
 
 impl Lingering {
     fn tcp(&mut self) -> &mut TcpStream {
@@ -51,6 +55,7 @@ impl Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::Relaxed);
         let (Some(tcp), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) else { return };
         rt.spawn(bkg_pgwire::linger::linger(tcp));
     }
@@ -103,10 +108,13 @@ mod tests {
     async fn connections_have_nagle_off() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let mut l = HttpListener(l);
+        let mut l = HttpListener(l, Default::default());
         let _client = TcpStream::connect(addr).await.unwrap();
         let (server_side, _) = l.accept().await;
         assert!(server_side.get_ref().nodelay().unwrap(), "accepted HTTP connections must have TCP_NODELAY");
+        assert_eq!(l.1.load(Ordering::Relaxed), 1, "counted open");
+        drop(server_side);
+        assert_eq!(l.1.load(Ordering::Relaxed), 0, "counted closed");
     }
 
     /// The server answers before reading what the client sends and drops the connection: the
@@ -115,7 +123,7 @@ mod tests {
     async fn an_answer_before_the_body_reaches_the_client() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let mut l = HttpListener(l);
+        let mut l = HttpListener(l, Default::default());
         let answer = vec![b'a'; 100 << 10];
         let expected = answer.clone();
         let client = std::thread::spawn(move || {

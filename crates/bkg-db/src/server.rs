@@ -56,6 +56,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let http_listener = listen(args.http_listen).await?;
     let flight_listener = listen(args.flight_listen).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flight_open = flight.open_connections();
     let flight_task = tokio::spawn(bkg_flight::serve(flight, flight_listener, stop_rx.clone()));
 
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, stop_rx.clone()));
@@ -73,11 +74,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         let (hub, storage) = (hub.clone(), storage.clone());
         Arc::new(move || hub.render_metrics() + &storage.metrics.render())
     };
+    let http_open = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let door_stats = {
-        let (hub, storage) = (hub.clone(), storage.clone());
+        let (hub, storage, http_open, flight_open) = (hub.clone(), storage.clone(), http_open.clone(), flight_open);
         Arc::new(move || {
             use std::sync::atomic::Ordering::Relaxed;
             bkg_http::admin::DoorStats {
+                http_connections: http_open.load(Relaxed),
+                flight_connections: flight_open.load(Relaxed),
                 realtime_clients: hub.metrics.connections.load(Relaxed),
                 storage_bytes_in: storage.metrics.upload_bytes.load(Relaxed),
                 storage_bytes_out: storage.metrics.download_bytes.load(Relaxed),
@@ -112,7 +116,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(lingering(http_listener), app)
+        let _ = axum::serve(lingering(http_listener, http_open), app)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.changed().await;
             })
@@ -208,10 +212,11 @@ async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, S
 /// The HTTP listener ([`crate::listener`]), with the client's address for `ConnectInfo`.
 fn lingering(
     l: tokio::net::TcpListener,
+    open: Arc<std::sync::atomic::AtomicU64>,
 ) -> axum::serve::TapIo<crate::listener::HttpListener, fn(&mut crate::listener::Lingering)> {
     use axum::serve::ListenerExt;
     fn nothing(_: &mut crate::listener::Lingering) {}
-    crate::listener::HttpListener(l).tap_io(nothing as fn(&mut crate::listener::Lingering))
+    crate::listener::HttpListener(l, open).tap_io(nothing as fn(&mut crate::listener::Lingering))
 }
 
 /// Once a second until `stop`: runs a checkpoint when one is due, and warns (at most once a

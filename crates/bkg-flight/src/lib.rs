@@ -160,6 +160,8 @@ pub struct BkgFlight {
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     txns: Mutex<HashMap<Vec<u8>, OpenTxn>>,
     ticket_key: ring::hmac::Key,
+    /// Connections open now.
+    open: Arc<std::sync::atomic::AtomicU64>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -270,11 +272,85 @@ impl BkgFlight {
             ticket_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
             sql_info: metadata::sql_info(),
             xdbc: metadata::xdbc_types(),
+            open: Default::default(),
         }
+    }
+
+    /// The count of Flight connections open now (for the admin API).
+    pub fn open_connections(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.open.clone()
     }
 }
 
-impl BkgFlight {}
+/// A Flight connection, counted in its server's open connections while it lives.
+struct Counted(tokio::net::TcpStream, Arc<std::sync::atomic::AtomicU64>);
+
+impl Counted {
+    fn new(tcp: tokio::net::TcpStream, open: Arc<std::sync::atomic::AtomicU64>) -> Counted {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(tcp, open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
 
 /// Serves Flight SQL on `listener` until `stop` turns true.
 /// One span per RPC (`arrow.flight.protocol.FlightService/DoGet`), the child of the caller's
@@ -303,6 +379,10 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let max = flight.config.max_message_bytes;
+    let open = flight.open.clone();
+    let incoming = futures::StreamExt::map(tonic::transport::server::TcpIncoming::from(listener), move |conn| {
+        conn.map(|tcp| Counted::new(tcp, open.clone()))
+    });
     let svc = arrow_flight::flight_service_server::FlightServiceServer::new(flight)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -311,7 +391,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .trace_fn(rpc_span)
         .add_service(reset::WatchResets(svc))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.changed().await;
         })
         .await

@@ -94,6 +94,9 @@ async fn overview_counts_rows_and_errors_are_counted_by_code() {
     assert_eq!(notes["rls_enabled"], true);
     assert_eq!(notes["policies"], 1);
     assert_eq!(o["connections"]["pgwire"], 1, "{o}");
+    // This request's own connection; no Flight client.
+    assert!(o["connections"]["http"].as_u64().unwrap() >= 1, "{o}");
+    assert_eq!(o["connections"]["flight"], 0, "{o}");
     assert!(
         o["wal_bytes"].as_u64().unwrap() > 0
             && o["data_dir_bytes"].as_u64().unwrap() >= o["wal_bytes"].as_u64().unwrap()
@@ -284,11 +287,32 @@ async fn policy_changes_through_the_api_name_the_caller() {
     let body = json!({"table": "docs", "name": "own", "command": "select", "roles": ["authenticated"], "using": "owner = auth.uid()"});
     let (st, v) = call(&s, "POST", "/policy", Some(&service), body.to_string().as_bytes());
     assert_eq!(st, 201, "{v}");
+    // Pages in a stable order, with the total.
+    for name in ["b_two", "a_one", "c_three"] {
+        let body = json!({"table": "docs", "name": name, "using": "true"});
+        assert_eq!(call(&s, "POST", "/policy", Some(&service), body.to_string().as_bytes()).0, 201);
+    }
+    let auth = format!("Bearer {service}");
+    let (st, head, body) =
+        s.http("GET", "/policy?table=docs&limit=2&offset=1", &[("apikey", &service), ("authorization", &auth)], b"");
+    assert_eq!(st, 200, "{body}");
+    assert!(head.contains("x-total-count: 4"), "{head}");
+    let names: Vec<String> = serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["b_two", "c_three"]);
+    for name in ["a_one", "b_two", "c_three"] {
+        assert_eq!(call(&s, "DELETE", &format!("/policy/public.docs/{name}"), Some(&service), b"").0, 204);
+    }
     let (st, v) = call(&s, "DELETE", "/policy/public.docs/own", Some(&service), b"");
     assert_eq!(st, 204, "{v}");
     let (_, audit) = get(&s, "/audit?action=policy", Some(&service));
     let events = audit["events"].as_array().unwrap();
-    assert_eq!(events.len(), 2, "{audit}");
+    assert_eq!(events.len(), 8, "{audit}");
     for e in events {
         assert_eq!(e["actor"]["role"], "service_role", "{e}");
         assert!(e["actor"]["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{e}");

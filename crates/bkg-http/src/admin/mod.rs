@@ -37,6 +37,10 @@ const SLOW_PAGE_MAX: usize = 200;
 /// Counters of the doors outside this crate (realtime, storage), read by the sampler.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DoorStats {
+    /// HTTP connections open now (REST, auth, storage, realtime's before their upgrade).
+    pub http_connections: u64,
+    /// Flight SQL (gRPC) connections open now.
+    pub flight_connections: u64,
     pub realtime_clients: u64,
     pub storage_bytes_in: u64,
     pub storage_bytes_out: u64,
@@ -107,6 +111,8 @@ fn rates(a: &Reading, b: &Reading) -> Value {
         "http_errors_per_s": per_s(a.http_errors, b.http_errors),
         "http_latency_ms": { "p50": q(0.5), "p95": q(0.95), "p99": q(0.99) },
         "pgwire_connections": b.pg_connections,
+        "http_connections": b.doors.http_connections,
+        "flight_connections": b.doors.flight_connections,
         "realtime_clients": b.doors.realtime_clients,
         "storage_bytes_in_per_s": per_s(a.doors.storage_bytes_in, b.doors.storage_bytes_in),
         "storage_bytes_out_per_s": per_s(a.doors.storage_bytes_out, b.doors.storage_bytes_out),
@@ -178,7 +184,7 @@ pub async fn whoami(
 /// Rates over the last minutes
 #[utoipa::path(get, path = "/admin/metrics/history", tag = "operations", operation_id = "admin_metrics_history",
     responses(
-        (status = 200, description = "{interval_s, samples: [{time, commits_per_s, statements_per_s, http_requests_per_s, http_errors_per_s, http_latency_ms: {p50, p95, p99}, pgwire_connections, realtime_clients, storage_bytes_in_per_s, storage_bytes_out_per_s}], errors_by_code} oldest first", content_type = "application/json"),
+        (status = 200, description = "{interval_s, samples: [{time, commits_per_s, statements_per_s, http_requests_per_s, http_errors_per_s, http_latency_ms: {p50, p95, p99}, pgwire_connections, http_connections, flight_connections, realtime_clients, storage_bytes_in_per_s, storage_bytes_out_per_s}], errors_by_code} oldest first", content_type = "application/json"),
         (status = 403, description = "Not the admin scope or the service role", body = crate::rest::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn history(
@@ -238,7 +244,7 @@ mod tests {
             http_errors: 0,
             latency,
             pg_connections: 3,
-            doors: DoorStats { realtime_clients: 2, storage_bytes_in: secs * 100, storage_bytes_out: 0 },
+            doors: DoorStats { realtime_clients: 2, storage_bytes_in: secs * 100, ..Default::default() },
         }
     }
 

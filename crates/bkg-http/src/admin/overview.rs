@@ -89,7 +89,7 @@ async fn row_counts(s: &HttpState, tables: &[(String, String)]) -> Result<Vec<Op
 /// The server at a glance
 #[utoipa::path(get, path = "/admin/overview", tag = "operations", operation_id = "admin_overview",
     responses(
-        (status = 200, description = "{version, started_at, uptime_s, data_dir, data_dir_bytes, wal_bytes, last_checkpoint, listeners, connections, totals, tables: [{schema, name, rows, snapshot_bytes, rls_enabled, rls_forced, policies}], tables_truncated}", content_type = "application/json"),
+        (status = 200, description = "{version, started_at, uptime_s, data_dir, data_dir_bytes, wal_bytes, last_checkpoint, listeners, connections {pgwire, http, flight, realtime}, totals, tables: [{schema, name, rows, snapshot_bytes, rls_enabled, rls_forced, policies}], tables_truncated}", content_type = "application/json"),
         (status = 403, description = "Not the admin scope or the service role", body = crate::rest::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn overview(
@@ -128,6 +128,7 @@ pub async fn overview(
             .await
             .map_err(|e| RestError::internal(e.to_string()))?;
     let stats = s.engine.stats();
+    let doors = (s.door_stats)();
     let m = &s.metrics;
     let started_at = chrono::Utc::now() - chrono::Duration::from_std(s.started.elapsed()).unwrap_or_default();
     Ok(Json(json!({
@@ -150,7 +151,9 @@ pub async fn overview(
         "listeners": *s.listeners,
         "connections": {
             "pgwire": (s.pg_active)(),
-            "realtime": (s.door_stats)().realtime_clients,
+            "http": doors.http_connections,
+            "flight": doors.flight_connections,
+            "realtime": doors.realtime_clients,
         },
         "totals": {
             "commits": stats.commits,

@@ -155,27 +155,52 @@ async fn body_json<T: for<'de> Deserialize<'de>>(s: &RestState, body: Body) -> R
         .map_err(|e| RestError::new(400, SqlState::PgrstBody, "Invalid JSON body").details(e.to_string()))
 }
 
-/// Every row-level security policy.
-#[utoipa::path(get, path = "/policy", tag = "policies",
+/// Paging and filtering of `GET /policy`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this table's policies (`schema.table`, or a table of `public`).
+    table: Option<String>,
+    /// Policies per page (1–1000); without it, every policy.
+    limit: Option<usize>,
+    /// Policies to skip (with `limit`).
+    offset: Option<usize>,
+}
+
+/// Row-level security policies, ordered by schema, table and name (`x-total-count` gives the total)
+#[utoipa::path(get, path = "/policy", tag = "policies", params(ListParams),
     responses(
         (status = 200, description = "[{table, name, command, permissive, roles, using, with_check}]", content_type = "application/json"),
         (status = 403, description = "Not the admin scope or the service role", body = super::error::ErrorBody),
+        (status = 404, description = "No such table", body = super::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn list(
     State(s): State<RestState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListParams>,
 ) -> Result<Response, RestError> {
     admin(&s, addr, &headers)?;
     let cat = s.engine.catalog();
-    let all: Vec<Value> = cat
+    let only = q.table.as_deref().map(|t| table_def(&s, t)).transpose()?.map(|d| d.id);
+    let mut all: Vec<(&TableDef, &PolicyDef)> = cat
         .tables
         .values()
+        .filter(|t| only.is_none_or(|id| t.id == id))
         .flat_map(|t| t.policies.iter().map(move |p| (t, p)))
-        .map(|(t, p)| policy_json(&s, t, p))
         .collect();
-    Ok(json_response(200, Value::Array(all)))
+    all.sort_by(|a, b| (&a.0.schema, &a.0.name, &a.1.name).cmp(&(&b.0.schema, &b.0.name, &b.1.name)));
+    let total = all.len();
+    let limit = q.limit.map_or(usize::MAX, |l| l.clamp(1, POLICY_PAGE_MAX));
+    let page: Vec<Value> =
+        all.into_iter().skip(q.offset.unwrap_or(0)).take(limit).map(|(t, p)| policy_json(&s, t, p)).collect();
+    let mut r = json_response(200, Value::Array(page));
+    r.headers_mut().insert("x-total-count", axum::http::HeaderValue::from(total));
+    Ok(r)
 }
+
+/// Largest page of `GET /policy`.
+const POLICY_PAGE_MAX: usize = 1000;
 
 /// One policy of a table (`schema.table` or a table of `public`).
 #[utoipa::path(get, path = "/policy/{table}/{name}", tag = "policies",
