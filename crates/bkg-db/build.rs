@@ -41,14 +41,21 @@ fn main() {
     if has_export {
         files(&export, &export, &mut list);
     }
+    // The files are copied first and embedded from the copy: a `next build` running meanwhile
+    // replaces the export's hashed files, which would otherwise vanish before rustc reads them.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let copy = out_dir.join("admin_ui");
+    let _ = std::fs::remove_dir_all(&copy);
     let mut code = String::from(
         "/// The admin dashboard's files: (path in the export, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
     );
-    for (rel, path) in &list {
-        let abs = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string());
+    for (i, (rel, path)) in list.iter().enumerate() {
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        let dest = copy.join(i.to_string());
+        std::fs::create_dir_all(&copy).expect("create the copy of the export");
+        std::fs::write(&dest, bytes).expect("copy an export file");
+        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", dest.display().to_string());
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("admin_ui.rs");
-    std::fs::write(out, code).expect("write admin_ui.rs");
+    std::fs::write(out_dir.join("admin_ui.rs"), code).expect("write admin_ui.rs");
 }

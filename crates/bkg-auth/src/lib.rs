@@ -63,6 +63,10 @@ pub fn read_rsa_key(path: &Path) -> Result<SigningKey, String> {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     jwt: Arc<parking_lot::RwLock<Arc<JwtConfig>>>,
+    /// Serialises every change of the keys (this process's, through any clone) with the reload
+    /// of keys.json, and holds the bytes this process wrote last: a reload that finds them is
+    /// this process's own change, not news.
+    written: Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
     /// A token with `role: anon`: safe to ship in a browser app.
     pub anon_key: String,
     /// A token with `role: service_role`: full access, for servers only.
@@ -172,6 +176,7 @@ impl AuthConfig {
             anon_key: anon.unwrap_or_else(|| api_key(&jwt, ANON_ROLE)),
             service_key: service.unwrap_or_else(|| api_key(&jwt, SERVICE_ROLE)),
             jwt: Arc::new(parking_lot::RwLock::new(Arc::new(jwt))),
+            written: Default::default(),
         };
         if fresh {
             cfg.store(data_dir)?;
@@ -185,8 +190,14 @@ impl AuthConfig {
     }
 
     /// Reads the signing keys again (after `bkg-db keys rotate|retire` changed them); API keys
-    /// and the secret stay as they are.
-    pub fn reload(&self, data_dir: &Path) -> Result<(), String> {
+    /// and the secret stay as they are. Returns whether anything changed: `false` when the file
+    /// holds what this process wrote last (its own change, already in effect).
+    pub fn reload(&self, data_dir: &Path) -> Result<bool, String> {
+        let written = self.written.lock();
+        let bytes = std::fs::read(keys_path(data_dir)).map_err(|e| format!("cannot read keys.json: {e}"))?;
+        if written.as_deref() == Some(bytes.as_slice()) {
+            return Ok(false);
+        }
         let stored = read_stored(data_dir)?;
         let keys = stored_keys(&stored)?;
         let mut next = (*self.jwt()).clone();
@@ -195,16 +206,38 @@ impl AuthConfig {
         }
         next.keys = keys;
         *self.jwt.write() = Arc::new(next);
+        Ok(true)
+    }
+
+    /// The anon key as keys.json holds it now (it changes with `rotate-api-keys`), if readable.
+    pub fn stored_anon_key(data_dir: &Path) -> Option<String> {
+        read_stored(data_dir).ok().flatten()?.get("anon_key")?.as_str().map(str::to_string)
+    }
+
+    /// Starts a change from the API keys on disk (another clone, or the CLI, may have changed
+    /// them since this copy was made).
+    fn api_keys_from_disk(&mut self, data_dir: &Path) -> Result<(), String> {
+        if let Some(m) = read_stored(data_dir)? {
+            let get = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            if let (Some(a), Some(sk)) = (get("anon_key"), get("service_key")) {
+                self.anon_key = a;
+                self.service_key = sk;
+            }
+        }
         Ok(())
     }
 
     /// Issues new anon and service keys with the current signing key (the old ones stay valid
     /// while the key that signed them is).
     pub fn rotate_api_keys(&mut self, data_dir: &Path) -> Result<(), String> {
+        let written = self.written.clone();
+        let mut written = written.lock();
         let jwt = self.jwt();
-        self.anon_key = api_key(&jwt, ANON_ROLE);
-        self.service_key = api_key(&jwt, SERVICE_ROLE);
-        self.store(data_dir)
+        let (anon, service) = (api_key(&jwt, ANON_ROLE), api_key(&jwt, SERVICE_ROLE));
+        *written = Some(self.store_with(data_dir, &jwt, &anon, &service)?);
+        self.anon_key = anon;
+        self.service_key = service;
+        Ok(())
     }
 
     /// Adds a new ES256 signing key, which signs from now on; older keys keep verifying until
@@ -236,19 +269,28 @@ impl AuthConfig {
         self.add_signing_key(data_dir, key)
     }
 
+    /// Written first, then put in effect: a failed write changes nothing.
     fn add_signing_key(&mut self, data_dir: &Path, mut key: SigningKey) -> Result<String, String> {
+        let written = self.written.clone();
+        let mut written = written.lock();
+        self.api_keys_from_disk(data_dir)?;
         let mut next = (*self.jwt()).clone();
         let newest = next.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
         key.created_at = key.created_at.max(newest + 1);
         let kid = key.kid.clone();
         next.keys.push(key);
+        *written = Some(self.store_with(data_dir, &next, &self.anon_key, &self.service_key)?);
         *self.jwt.write() = Arc::new(next);
-        self.store(data_dir)?;
         Ok(kid)
     }
 
     /// Retires a signing key: tokens it signed stop verifying. The last unretired key cannot go.
+    /// API keys it signed are signed again (this config's `anon_key`/`service_key` then hold the
+    /// new ones). Written first, then put in effect.
     pub fn retire_signing_key(&mut self, data_dir: &Path, kid: &str) -> Result<(), String> {
+        let written = self.written.clone();
+        let mut written = written.lock();
+        self.api_keys_from_disk(data_dir)?;
         let mut next = (*self.jwt()).clone();
         let Some(i) = next.keys.iter().position(|k| k.kid == kid) else {
             return Err(format!("no signing key {kid}"));
@@ -258,21 +300,30 @@ impl AuthConfig {
             return Err(format!("{kid} is the only signing key: rotate first"));
         }
         next.keys[i].retired = true;
-        *self.jwt.write() = Arc::new(next);
         // API keys signed by it would stop working: sign them again.
-        let jwt = self.jwt();
-        if jwt.verify(&self.anon_key).is_err() || jwt.verify(&self.service_key).is_err() {
-            self.anon_key = api_key(&jwt, ANON_ROLE);
-            self.service_key = api_key(&jwt, SERVICE_ROLE);
+        let (mut anon, mut service) = (self.anon_key.clone(), self.service_key.clone());
+        if next.verify(&anon).is_err() || next.verify(&service).is_err() {
+            anon = api_key(&next, ANON_ROLE);
+            service = api_key(&next, SERVICE_ROLE);
         }
-        self.store(data_dir)
+        *written = Some(self.store_with(data_dir, &next, &anon, &service)?);
+        *self.jwt.write() = Arc::new(next);
+        self.anon_key = anon;
+        self.service_key = service;
+        Ok(())
     }
 
     fn store(&self, data_dir: &Path) -> Result<(), String> {
+        let bytes = self.store_with(data_dir, &self.jwt(), &self.anon_key, &self.service_key)?;
+        *self.written.lock() = Some(bytes);
+        Ok(())
+    }
+
+    /// Writes keys.json (atomically, 0600) with these keys; returns the bytes written.
+    fn store_with(&self, data_dir: &Path, jwt: &JwtConfig, anon: &str, service: &str) -> Result<Vec<u8>, String> {
         use base64::Engine as _;
         let dir = data_dir.join("auth");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let jwt = self.jwt();
         let keys: Vec<Value> = jwt
             .keys
             .iter()
@@ -284,10 +335,11 @@ impl AuthConfig {
         let body = json!({
             "jwt_secret": String::from_utf8_lossy(&jwt.secret),
             "jwt_alg": jwt.alg.name(),
-            "anon_key": self.anon_key,
-            "service_key": self.service_key,
+            "anon_key": anon,
+            "service_key": service,
             "signing_keys": keys,
         });
+        let bytes = serde_json::to_string_pretty(&body).unwrap_or_default().into_bytes();
         let tmp = dir.join("keys.json.tmp");
         {
             use std::io::Write;
@@ -299,11 +351,12 @@ impl AuthConfig {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            f.write_all(serde_json::to_string_pretty(&body).unwrap_or_default().as_bytes())
+            f.write_all(&bytes)
                 .and_then(|_| f.sync_all())
                 .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         }
-        std::fs::rename(&tmp, dir.join("keys.json")).map_err(|e| format!("cannot store keys: {e}"))
+        std::fs::rename(&tmp, dir.join("keys.json")).map_err(|e| format!("cannot store keys: {e}"))?;
+        Ok(bytes)
     }
 
     /// Authenticates a request from its `apikey` header and `Authorization: Bearer` token. The

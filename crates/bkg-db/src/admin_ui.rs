@@ -104,10 +104,10 @@ async fn page(path: Option<Path<String>>) -> Response {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp()));
         return r;
     }
-    if path == "csp.json" || path.split('/').any(|seg| seg == "..") {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "csp.json" || path.split('/').any(|seg| seg == "..") {
         return not_found();
     }
-    let trimmed = path.trim_end_matches('/');
     if let Some(b) = file(trimmed).filter(|_| !trimmed.is_empty()) {
         return respond(StatusCode::OK, trimmed, b);
     }
@@ -152,7 +152,9 @@ mod tests {
     async fn paths_outside_the_export_are_not_served() {
         let r = page(Some(Path("../Cargo.toml".into()))).await;
         assert!(r.status() == StatusCode::NOT_FOUND || !embedded());
-        let r = page(Some(Path("csp.json".into()))).await;
-        assert!(r.status() == StatusCode::NOT_FOUND || !embedded());
+        for p in ["csp.json", "csp.json/", "csp.json//"] {
+            let r = page(Some(Path(p.into()))).await;
+            assert!(r.status() == StatusCode::NOT_FOUND || !embedded(), "{p}");
+        }
     }
 }

@@ -272,7 +272,9 @@ fn reload_keys_on_change(engine: Arc<Engine>, auth: Arc<bkg_auth::AuthConfig>, d
             if now != seen {
                 seen = now;
                 match auth.reload(&dir) {
-                    Ok(()) => {
+                    // This process's own change (the admin API), audited where it was made.
+                    Ok(false) => {}
+                    Ok(true) => {
                         tracing::info!("signing keys reloaded from keys.json");
                         let actor = bkg_audit::Actor { role: "operator".into(), ..Default::default() };
                         let kids: Vec<String> =

@@ -222,6 +222,15 @@ where
         m.is_span()
             && m.target() == telemetry::SPAN_TARGET
             && (telemetry::DOOR_SPANS.contains(&m.name()) || cx.lookup_current().is_some())
+    })
+    // Every other call site (the log events and spans of hyper, h2, tonic, DataFusion) is
+    // "never" once, cached, instead of asking the filter at every hit.
+    .with_callsite_filter(|m| {
+        if m.is_span() && m.target() == telemetry::SPAN_TARGET {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
     });
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)

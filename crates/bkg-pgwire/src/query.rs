@@ -241,7 +241,7 @@ fn statement_span(sql: &str) -> tracing::Span {
             "pg.statement",
             otel.kind = "server",
             db.system.name = "postgresql",
-            db.query.text = bkg_sql::telemetry::statement_text(sql),
+            db.query.text = bkg_sql::telemetry::statement_text(&bkg_sql::audit::redact_passwords(sql)),
             db.response.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,

@@ -1,7 +1,7 @@
 //! Recent slow statements, for operators (the admin API and dashboard): every front door hands
 //! a finished statement's duration here, and the ones at or over the threshold are kept in a
-//! bounded ring, newest last. Nothing else is kept: no parameters, and the text is cut at
-//! [`SLOW_TEXT_BYTES_MAX`].
+//! bounded ring, newest last. Nothing else is kept: no parameters, passwords hidden, and the
+//! text is cut at [`SLOW_TEXT_BYTES_MAX`]. pgwire and `POST /query` hand their statements here.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ pub struct SlowStatement {
     /// When it finished (RFC 3339, UTC).
     pub time: String,
     pub duration_ms: f64,
-    /// `pgwire`, `rest`, `flight`.
+    /// `pgwire` or `rest` (`POST /query`).
     pub door: &'static str,
     pub role: String,
     pub statement: String,
@@ -55,7 +55,9 @@ impl SlowLog {
         if threshold == 0 || took < Duration::from_millis(threshold) {
             return;
         }
-        let mut text = statement.trim();
+        // Passwords are hidden as in the audit log (CREATE/ALTER ROLE ... PASSWORD '...').
+        let redacted = crate::audit::redact_passwords(statement);
+        let mut text = redacted.trim();
         if text.len() > SLOW_TEXT_BYTES_MAX {
             let mut end = SLOW_TEXT_BYTES_MAX;
             while !text.is_char_boundary(end) {

@@ -32,6 +32,7 @@ fn who_may_call_what() {
     );
     let admin_scope =
         token(json!({"role": "authenticated", "sub": "6a1b3c1e-0000-4000-8000-000000000002", "scopes": ["admin"]}));
+    let scoped_service = token(json!({"role": "service_role", "scope": "ns:public:read"}));
     let (anon, _) = s.api_keys();
     // (path, caller, status, must appear, must not appear)
     let cases: Vec<(&str, Option<&str>, u16, &str, &str)> = vec![
@@ -55,6 +56,9 @@ fn who_may_call_what() {
         // Keys belong to the service role alone, not to admin-scoped users.
         ("/admin/keys", Some(&admin_scope), 403, "42501", "signing_keys"),
         ("/admin/keys", Some(&service), 200, "\"algorithm\":\"HS256\"", "secret"),
+        // A service token limited by scopes is not the service role's full power.
+        ("/admin/keys", Some(&scoped_service), 403, "42501", "signing_keys"),
+        ("/admin/overview", Some(&scoped_service), 403, "42501", "tables"),
     ];
     for (path, key, status, must, must_not) in cases {
         let (st, body) = get(&s, path, key);
@@ -65,6 +69,8 @@ fn who_may_call_what() {
     }
     // The anon key the sign-in page gets is the server's.
     assert_eq!(get(&s, "/admin/bootstrap", None).1["anon_key"], anon.as_str());
+    let (st, body) = call(&s, "POST", "/admin/keys/rotate-api-keys", Some(&scoped_service), b"");
+    assert_eq!(st, 403, "a scoped service token minted unscoped keys: {body}");
     // HS256 has no key ring to rotate: a clear refusal.
     let (st, body) = call(&s, "POST", "/admin/keys/rotate", Some(&service), b"");
     assert_eq!(st, 400, "{body}");
@@ -117,16 +123,18 @@ async fn slow_statements_of_every_door_are_kept() {
     // unit tests' (bkg_sql::slow).
     let s = TestServer::start_with(&[("BKG_DB_JWT_SECRET", SECRET), ("BKG_DB_SLOW_STATEMENT_MS", "1")]);
     let c = s.connect().await;
-    let heavy = "SELECT count(*) FROM generate_series(1, 2000) AS a, generate_series(1, 2000) AS b";
+    // Real work (a plain count of a cross join is answered from statistics).
+    let heavy =
+        "SELECT count(*) FROM generate_series(1, 2000) AS a(x), generate_series(1, 2000) AS b(y) WHERE (x * y) % 7 = 3";
     c.simple_query(heavy).await.unwrap();
     let service = token(json!({"role": "service_role"}));
-    let body = json!({"query": format!("{heavy} WHERE true")}).to_string();
+    let body = json!({"query": format!("{heavy} AND true")}).to_string();
     let (st, body) = call(&s, "POST", "/query", Some(&service), body.as_bytes());
     assert_eq!(st, 200, "{body}");
     let (_, v) = get(&s, "/admin/statements/slow", Some(&service));
     assert_eq!(v["threshold_ms"], 1);
     let list = v["statements"].as_array().unwrap();
-    let rest = list.iter().position(|x| x["statement"].as_str().unwrap().ends_with("WHERE true")).expect("REST's");
+    let rest = list.iter().position(|x| x["statement"].as_str().unwrap().ends_with("AND true")).expect("REST's");
     let pg = list.iter().position(|x| x["statement"] == heavy).expect("pgwire's");
     assert!(rest < pg, "newest first: {v}");
     assert_eq!((list[rest]["door"].as_str(), list[rest]["role"].as_str()), (Some("rest"), Some("service_role")));
@@ -135,9 +143,13 @@ async fn slow_statements_of_every_door_are_kept() {
     assert!(list[pg]["sqlstate"].is_null());
     // A statement that fails after its work: kept with its SQLSTATE.
     c.simple_query(&format!("SELECT 1 / (c - c) FROM ({heavy}) AS t(c)")).await.unwrap_err();
-    let (_, v) = get(&s, "/admin/statements/slow?limit=1", Some(&service));
-    assert_eq!(v["statements"].as_array().unwrap().len(), 1);
-    assert_eq!(v["statements"][0]["sqlstate"], "22012", "{v}");
+    // Passwords never reach the log, as in the audit log.
+    c.simple_query(&format!("CREATE ROLE slowpoke PASSWORD 'hunter2-secret'; {heavy}")).await.unwrap();
+    let (_, v) = get(&s, "/admin/statements/slow?limit=2", Some(&service));
+    assert_eq!(v["statements"].as_array().unwrap().len(), 2);
+    assert!(v["statements"][0]["statement"].as_str().unwrap().contains("PASSWORD '***'"), "{v}");
+    assert!(!v.to_string().contains("hunter2"), "{v}");
+    assert_eq!(v["statements"][1]["sqlstate"], "22012", "{v}");
 }
 
 #[test]
@@ -246,8 +258,17 @@ fn signing_and_api_keys_rotate_at_once() {
     assert_eq!(get(&s, "/admin/whoami", Some(&new_anon)).1["role"], "anon");
     let (st, v) = call(&s, "POST", &format!("/admin/keys/{old}/retire"), Some(&new_service), b"");
     assert_eq!(st, 200, "{v}");
+    // The new API keys were signed by the new key: nothing to sign again, and keys.json keeps
+    // them (a change used to start from the keys the server started with and write those back).
+    assert!(v["api_keys_reissued"].is_null(), "{v}");
+    assert_eq!(s.api_keys(), (new_anon.clone(), new_service.clone()));
+    assert_eq!(get(&s, "/admin/bootstrap", None).1["anon_key"], new_anon.as_str());
     assert_eq!(get(&s, "/admin/whoami", Some(&service)).0, 401, "a key signed by the retired key still works");
     assert_eq!(get(&s, "/admin/whoami", Some(&anon)).0, 401);
+    // The keys.json watcher (every 2 s) sees the server's own writes and changes nothing back.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(get(&s, "/admin/whoami", Some(&service)).0, 401, "the retirement was undone");
+    assert_eq!(get(&s, "/admin/whoami", Some(&new_service)).0, 200);
     // Never shown again, and every change audited with its actor.
     assert!(!get(&s, "/admin/keys", Some(&new_service)).1.to_string().contains(&new_service));
     let (_, audit) = get(&s, "/audit?action=keys", Some(&new_service));
@@ -255,6 +276,7 @@ fn signing_and_api_keys_rotate_at_once() {
     for action in ["keys.rotate", "keys.rotate_api_keys", "keys.retire"] {
         assert!(text.contains(action), "{action} missing: {text}");
     }
+    assert!(!text.contains("keys.changed"), "the server's own changes were audited twice: {text}");
     assert!(!text.contains(&new_service), "a key in the audit log");
 }
 

@@ -19,8 +19,14 @@ static KEYS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn service_role(s: &HttpState, addr: SocketAddr, headers: &HeaderMap) -> Result<bkg_auth::Principal, RestError> {
     let p = s.rest.authenticate(addr, headers)?;
-    if p.role != bkg_auth::SERVICE_ROLE {
-        return Err(RestError::new(403, SqlState::InsufficientPrivilege, "keys are managed with the service role"));
+    // The service role's full power: a service token limited by scopes needs the admin scope
+    // too (as everywhere else), or it could mint an unscoped service key here.
+    if p.role != bkg_auth::SERVICE_ROLE || !super::is_admin(&p) {
+        return Err(RestError::new(
+            403,
+            SqlState::InsufficientPrivilege,
+            "keys are managed with the service role (with the admin scope when the token has scopes)",
+        ));
     }
     Ok(p)
 }
@@ -99,7 +105,7 @@ pub async fn rotate(
 #[utoipa::path(post, path = "/admin/keys/{kid}/retire", tag = "operations", operation_id = "admin_keys_retire",
     params(("kid" = String, Path, description = "The key's id")),
     responses(
-        (status = 200, description = "The listing after the change", content_type = "application/json"),
+        (status = 200, description = "{keys, api_keys_reissued}: the listing after the change, and the API keys signed again when the retired key had signed them (shown this once), else null", content_type = "application/json"),
         (status = 400, description = "No such key, or the only signing key", body = crate::rest::error::ErrorBody),
         (status = 403, description = "Not the service role", body = crate::rest::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
@@ -112,15 +118,20 @@ pub async fn retire(
     let p = service_role(&s, addr, &headers)?;
     let _one = KEYS_LOCK.lock().await;
     let mut cfg = (*s.rest.auth).clone();
+    let before = bkg_auth::AuthConfig::stored_anon_key(s.engine.data_dir());
     cfg.retire_signing_key(s.engine.data_dir(), &kid).map_err(refused)?;
-    audit(&s, &p, addr, "keys.retire", &kid, json!({ "kid": kid })).await;
-    Ok(Json(listing(&s)))
+    // API keys the retired key signed were signed again: answered this once.
+    let reissued = (before.as_deref() != Some(cfg.anon_key.as_str()))
+        .then(|| json!({ "anon_key": cfg.anon_key, "service_key": cfg.service_key }));
+    let detail = json!({ "kid": kid, "api_keys_reissued": reissued.is_some() });
+    audit(&s, &p, addr, "keys.retire", &kid, detail).await;
+    Ok(Json(json!({ "keys": listing(&s), "api_keys_reissued": reissued })))
 }
 
 /// New anon and service keys, signed by the current key, answered this once (audited)
 #[utoipa::path(post, path = "/admin/keys/rotate-api-keys", tag = "operations", operation_id = "admin_keys_rotate_api_keys",
     responses(
-        (status = 200, description = "{anon_key, service_key}: the old keys verify while the key that signed them is not retired", content_type = "application/json"),
+        (status = 200, description = "{anon_key, service_key, old_keys}: old_keys says until when the previous keys verify (HS256: until the shared secret changes)", content_type = "application/json"),
         (status = 403, description = "Not the service role", body = crate::rest::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn rotate_api_keys(
@@ -133,5 +144,12 @@ pub async fn rotate_api_keys(
     let mut cfg = (*s.rest.auth).clone();
     cfg.rotate_api_keys(s.engine.data_dir()).map_err(refused)?;
     audit(&s, &p, addr, "keys.rotate_api_keys", "auth/keys.json", json!({})).await;
-    Ok(Json(json!({ "anon_key": cfg.anon_key, "service_key": cfg.service_key })))
+    // With HS256 every key is signed by the one shared secret: the old keys stay valid until it
+    // changes (BKG_DB_JWT_SECRET), which the caller must know.
+    let old_keys = if s.rest.auth.jwt().alg == bkg_auth::jwt::Alg::HS256 {
+        "valid until the shared HS256 secret changes: set a new BKG_DB_JWT_SECRET to revoke them"
+    } else {
+        "valid until the signing key that signed them is retired (POST /admin/keys/{kid}/retire)"
+    };
+    Ok(Json(json!({ "anon_key": cfg.anon_key, "service_key": cfg.service_key, "old_keys": old_keys })))
 }

@@ -37,7 +37,8 @@ const SLOW_PAGE_MAX: usize = 200;
 /// Counters of the doors outside this crate (realtime, storage), read by the sampler.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DoorStats {
-    /// HTTP connections open now (REST, auth, storage, realtime's before their upgrade).
+    /// HTTP connections open now (REST, auth, storage, and realtime's WebSockets, which stay
+    /// HTTP connections after their upgrade).
     pub http_connections: u64,
     /// Flight SQL (gRPC) connections open now.
     pub flight_connections: u64,
@@ -64,6 +65,8 @@ struct Reading {
 #[derive(Debug, Default)]
 pub struct History {
     ring: std::sync::Mutex<VecDeque<Reading>>,
+    /// The overview's row counts of the last few seconds (one computation at a time).
+    pub(crate) counts: overview::CountsCache,
 }
 
 fn read(s: &HttpState) -> Reading {
@@ -122,6 +125,9 @@ fn rates(a: &Reading, b: &Reading) -> Value {
 /// Reads the counters every [`HISTORY_INTERVAL_S`] seconds until `stop`.
 pub async fn sample_history(state: HttpState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(HISTORY_INTERVAL_S));
+    // After a stall, one late reading rather than a burst of readings microseconds apart
+    // (which would show a few requests as thousands per second).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => state.history.push(read(&state)),
@@ -148,7 +154,10 @@ pub fn router(state: HttpState) -> Router {
 #[utoipa::path(get, path = "/admin/bootstrap", tag = "operations", operation_id = "admin_bootstrap", security(()),
     responses((status = 200, description = "{version, anon_key}: the anon key is public (it is what browsers send)", content_type = "application/json")))]
 pub async fn bootstrap(State(s): State<HttpState>) -> Json<Value> {
-    Json(json!({ "version": env!("CARGO_PKG_VERSION"), "anon_key": s.rest.auth.anon_key }))
+    // keys.json's: the admin API may have issued new API keys since the start.
+    let anon =
+        bkg_auth::AuthConfig::stored_anon_key(s.engine.data_dir()).unwrap_or_else(|| s.rest.auth.anon_key.clone());
+    Json(json!({ "version": env!("CARGO_PKG_VERSION"), "anon_key": anon }))
 }
 
 /// Whether the caller is an admin (the service role, or a token with the admin scope).

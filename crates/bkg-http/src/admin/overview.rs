@@ -44,8 +44,36 @@ fn rfc3339_ms(ms: u64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// How long counted rows are reused, and the longest a count may run.
+const COUNTS_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+const COUNT_TIMEOUT_MS: u64 = 10_000;
+
+/// The last row counts: (when, the tables counted, their counts or why they are missing).
+#[derive(Debug, Default)]
+pub(crate) struct CountsCache(tokio::sync::Mutex<Option<(std::time::Instant, Vec<(String, String)>, Counted)>>);
+
+type Counted = Result<Vec<Option<i64>>, String>;
+
+impl CountsCache {
+    /// The counts of `tables`, from the last few seconds when they were the same tables;
+    /// concurrent callers wait for one computation. A failed count (a timeout, a table dropped
+    /// meanwhile) is reported as its message, not as an error of the whole overview.
+    async fn get(&self, s: &HttpState, tables: Vec<(String, String)>) -> Counted {
+        let mut slot = self.0.lock().await;
+        if let Some((at, t, c)) = slot.as_ref()
+            && at.elapsed() < COUNTS_FRESH
+            && *t == tables
+        {
+            return c.clone();
+        }
+        let counted = row_counts(s, &tables).await.map_err(|e| e.message);
+        *slot = Some((std::time::Instant::now(), tables, counted.clone()));
+        counted
+    }
+}
+
 /// Rows of every table, counted by one superuser statement (row-level security does not apply:
-/// this is the operator's view).
+/// this is the operator's view) under a statement timeout.
 async fn row_counts(s: &HttpState, tables: &[(String, String)]) -> Result<Vec<Option<i64>>, RestError> {
     if tables.is_empty() {
         return Ok(vec![]);
@@ -62,6 +90,9 @@ async fn row_counts(s: &HttpState, tables: &[(String, String)]) -> Result<Vec<Op
             .join(" UNION ALL ")
     );
     let mut session = s.engine.session("postgres");
+    Box::pin(session.execute_one(&format!("SET statement_timeout = {COUNT_TIMEOUT_MS}")))
+        .await
+        .map_err(|e| RestError::from_sql(e, false))?;
     let out = Box::pin(session.execute_one(&sql)).await.map_err(|e| RestError::from_sql(e, false))?;
     let mut counts = vec![None; tables.len()];
     if let Output::Rows { batches, .. } = out {
@@ -89,7 +120,7 @@ async fn row_counts(s: &HttpState, tables: &[(String, String)]) -> Result<Vec<Op
 /// The server at a glance
 #[utoipa::path(get, path = "/admin/overview", tag = "operations", operation_id = "admin_overview",
     responses(
-        (status = 200, description = "{version, started_at, uptime_s, data_dir, data_dir_bytes, wal_bytes, last_checkpoint, listeners, connections {pgwire, http, flight, realtime}, totals, tables: [{schema, name, rows, snapshot_bytes, rls_enabled, rls_forced, policies}], tables_truncated}", content_type = "application/json"),
+        (status = 200, description = "{version, started_at, uptime_s, data_dir, data_dir_bytes, wal_bytes, last_checkpoint, listeners, connections {pgwire, http, flight, realtime}, totals, tables: [{schema, name, rows, snapshot_bytes, rls_enabled, rls_forced, policies}], tables_truncated, rows_error}: rows are counted at most every 5 s, under a 10 s statement timeout; rows_error says why they are null", content_type = "application/json"),
         (status = 403, description = "Not the admin scope or the service role", body = crate::rest::error::ErrorBody),
     ), security(("apikey" = []), ("bearer" = [])))]
 pub async fn overview(
@@ -104,7 +135,10 @@ pub async fn overview(
     let truncated = defs.len() > TABLES_MAX;
     defs.truncate(TABLES_MAX);
     let names: Vec<(String, String)> = defs.iter().map(|d| (d.schema.clone(), d.name.clone())).collect();
-    let counts = row_counts(&s, &names).await?;
+    let (counts, rows_error) = match s.history.counts.get(&s, names.clone()).await {
+        Ok(c) => (c, None),
+        Err(e) => (vec![None; names.len()], Some(e)),
+    };
     let cp = s.engine.last_checkpoint();
     let snapshot_bytes = |id: u64| cp.as_ref().and_then(|c| c.files.iter().find(|f| f.0 == id)).map(|f| f.2);
     let tables: Vec<Value> = defs
@@ -164,6 +198,7 @@ pub async fn overview(
         },
         "tables": tables,
         "tables_truncated": truncated,
+        "rows_error": rows_error,
     })))
 }
 

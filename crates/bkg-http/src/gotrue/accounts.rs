@@ -222,8 +222,15 @@ impl GoTrue {
 
     /// Records a sign-in of `user_id` and starts its session (in the open transaction of `s`).
     pub(super) async fn sign_in(&self, s: &mut Session, user_id: &str) -> Result<Value> {
-        Box::pin(s.execute_with_params("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", &[lit(user_id)]))
-            .await?;
+        // In the sign-in's own transaction: a ban committed after an earlier check still wins.
+        let out = Box::pin(s.execute_with_params(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1 AND (banned_until IS NULL OR banned_until <= now())",
+            &[lit(user_id)],
+        ))
+        .await?;
+        if matches!(out, Output::Command { rows: Some(0), .. }) {
+            return Err(fail(400, "user_banned", "User is banned"));
+        }
         let user = self.user_by_id(s, user_id).await?;
         self.new_session(s, &user).await
     }

@@ -185,6 +185,14 @@ pub async fn token(
                     .await?;
                     if let Some(r) = text_rows(out)?.into_iter().next() {
                         let (sid, uid) = (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default());
+                        let banned = Box::pin(s.execute_with_params(
+                            "SELECT 1 FROM auth.users WHERE id = $1 AND banned_until > now()",
+                            &[lit(&uid)],
+                        ))
+                        .await?;
+                        if !text_rows(banned)?.is_empty() {
+                            return Err(fail(400, "user_banned", "User is banned"));
+                        }
                         let user = g.user_by_id(s, &uid).await?;
                         let fresh = new_refresh_token();
                         g.store_refresh(s, &fresh, &sid, &uid).await?;
