@@ -219,6 +219,39 @@ async function signOut(page) {
   assert(stored === null, "sign-out left the session in sessionStorage");
 }
 
+/** Signs in with e-mail and password in a fresh context: `{ ok }`, or the error shown (`code`, `text`). */
+async function trySignIn(browser, base, email, password, shot) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(TIMEOUT);
+  try {
+    await p.goto(`${base}/admin/sign-in/`);
+    await p.getByRole("tab", { name: /e-mail/i }).click();
+    await p.getByRole("textbox", { name: "E-mail" }).fill(email);
+    await p.getByLabel("Password", { exact: true }).fill(password);
+    await p.getByRole("button", { name: /^sign in$/i }).click();
+    const alert = p.locator('[data-testid="api-error"]');
+    const res = await Promise.race([
+      p.waitForURL(/\/admin\/dashboard\/$/).then(() => "ok"),
+      alert.first().waitFor().then(() => "error"),
+    ]);
+    if (shot) await p.screenshot({ path: join(ARTIFACTS, shot) });
+    if (res === "ok") return { ok: true };
+    return { ok: false, code: await alert.first().getAttribute("data-code"), text: (await alert.first().innerText()).replace(/\s+/g, " ").trim() };
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** Opens the created user's dialog on the Users tab (its sessions loaded). */
+async function openUser(page, base, email) {
+  await gotoTab(page, base, "Users");
+  await page.locator(`[data-user="${email}"]`).getByRole("button").click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByText("Sessions", { exact: true }).waitFor();
+  return dialog;
+}
+
 // ---------------------------------------------------------------- main
 
 async function main() {
@@ -328,6 +361,7 @@ async function main() {
 
     const email = `e2e-${Date.now()}@example.com`;
     const password = "correct horse 42";
+    const password2 = "battery staple 43";
     let userId = null;
 
     await step("sign-in page redirects and renders", async () => {
@@ -354,6 +388,18 @@ async function main() {
       assert(!stored.l.includes(SK), "the key leaked into localStorage");
       const errs = await apiErrors(page, "Overview");
       assert(errs.length === 0, `errors on Overview: ${errs.join(" | ")}`);
+    });
+
+    await step("Overview: connections per front door, commits/s and queries/s charts", async () => {
+      const conn = page.getByTestId("connections");
+      await conn.waitFor();
+      for (const door of ["pgwire", "http", "flight", "realtime"]) {
+        const v = (await conn.locator(`[data-door="${door}"] dd`).innerText()).trim();
+        assert(/^\d[\d,.\s]*$/.test(v), `connections ${door}: "${v}"`);
+      }
+      for (const id of ["chart-commits", "chart-queries"]) {
+        await page.getByTestId(id).locator("svg.recharts-surface").first().waitFor();
+      }
     });
 
     await step("create the notes table through /query", async () => {
@@ -507,6 +553,17 @@ async function main() {
       assert(await page.getByTestId("not-allowed").first().isVisible(), "server statistics should be hidden for a user");
     });
 
+    await step("user: Overview lists only readable tables; the commits/s and queries/s charts are hidden with the reason", async () => {
+      await page.getByText("Commits/s and queries/s are hidden").waitFor();
+      assert((await page.getByTestId("activity").count()) === 0, "activity charts shown to a user");
+      const table = page.getByTestId("tables-table");
+      await table.waitFor();
+      const text = await table.innerText();
+      assert(!text.includes("42501"), `a 42501 row is listed: ${text.replace(/\s+/g, " ").slice(0, 300)}`);
+      assert((await page.locator('[data-table="auth.users"]').count()) === 0, "auth.users listed for a user");
+      await page.locator('[data-table="public.notes"]').waitFor();
+    });
+
     await step("user: admin controls hidden or disabled with the reason", async () => {
       await gotoTab(page, base, "Policies");
       assert(await page.getByTestId("new-policy").isDisabled(), "New policy enabled for a user");
@@ -540,6 +597,66 @@ async function main() {
       await page.screenshot({ path: join(ARTIFACTS, "signin-1280-dark.png") });
       await page.evaluate(() => localStorage.setItem("bkg-admin-theme", "system"));
       await signInService(page, base, SK);
+    });
+
+    await step("Users: ban the user; signing in as them shows user_banned with its code", async () => {
+      const dialog = await openUser(page, base, email);
+      await dialog.getByLabel("Ban", { exact: true }).selectOption("24h");
+      await dialog.getByRole("button", { name: "Apply" }).click();
+      await dialog.getByText("User banned.").waitFor();
+      await dialog.getByText(/^until /).waitFor();
+      await page.screenshot({ path: join(ARTIFACTS, "service-user-banned-1280.png") });
+      const r = await trySignIn(browser, base, email, password, "user-banned-signin-1280.png");
+      assert(!r.ok, "a banned user signed in");
+      assert(r.code === "user_banned" && r.text.includes("user_banned"), `sign-in refused with ${r.code}: ${r.text}`);
+      log(`  refused with ${r.code}: ${r.text.slice(0, 160)}`);
+    });
+
+    await step("Users: unban; the user signs in again", async () => {
+      const dialog = page.getByRole("dialog");
+      await dialog.getByLabel("Ban", { exact: true }).selectOption("none");
+      await dialog.getByRole("button", { name: "Apply" }).click();
+      await dialog.getByText("Ban lifted.").waitFor();
+      const r = await trySignIn(browser, base, email, password);
+      assert(r.ok, `sign-in after unban: ${r.code}: ${r.text}`);
+    });
+
+    await step("Users: reset the password; the new one signs in, the old one no longer", async () => {
+      const dialog = page.getByRole("dialog");
+      await dialog.getByLabel("New password").fill(password2);
+      await dialog.getByRole("button", { name: "Reset" }).click();
+      await dialog.getByText("Password reset.").waitFor();
+      const r = await trySignIn(browser, base, email, password2);
+      assert(r.ok, `sign-in with the new password: ${r.code}: ${r.text}`);
+      const old = await trySignIn(browser, base, email, password);
+      assert(!old.ok, "the old password still signs in");
+      log(`  old password refused with ${old.code}`);
+    });
+
+    await step("Users: sign out everywhere empties the sessions list", async () => {
+      await closeDialogs(page);
+      const dialog = await openUser(page, base, email);
+      const list = dialog.getByTestId("user-sessions");
+      await waitFor(async () => (await list.locator("li.font-mono").count()) > 0, "the user's sessions listed");
+      const n = await list.locator("li.font-mono").count();
+      await dialog.getByRole("button", { name: "Sign out everywhere" }).click();
+      await dialog.getByText("Signed out everywhere.").waitFor();
+      await list.getByText("No sessions.").waitFor();
+      assert((await list.locator("li.font-mono").count()) === 0, "sessions still listed");
+      const r = await fetch(`${bkg.url}/auth/v1/admin/users/${userId}/sessions`, { headers: adminHeaders(SK) });
+      const body = await r.json();
+      assert(Array.isArray(body.sessions) && body.sessions.length === 0, `server still has sessions: ${JSON.stringify(body)}`);
+      log(`  ${n} session(s) ended`);
+      await page.screenshot({ path: join(ARTIFACTS, "service-user-signed-out-everywhere-1280.png") });
+      await closeDialogs(page);
+    });
+
+    await step("Telemetry: charts for throughput, latency, connections and realtime clients, storage traffic", async () => {
+      await gotoTab(page, base, "Telemetry");
+      for (const id of ["chart-throughput", "chart-latency", "chart-connections", "chart-storage"]) {
+        await page.getByTestId(id).locator("svg.recharts-surface").first().waitFor();
+      }
+      await page.getByTestId("chart-storage").getByText(/B\/s/).first().waitFor();
     });
 
     await step("Telemetry: change the sampling rate to 0.25", async () => {
@@ -577,6 +694,54 @@ async function main() {
         assert(other.length === 0, other.join(" | "));
       }
       await page.screenshot({ path: join(ARTIFACTS, "service-audit-verified-1280.png"), fullPage: true });
+    });
+
+    await step("Keys: Rotate signing key on the HS256 server shows the server's 400 with its code", async () => {
+      await gotoTab(page, base, "Overview");
+      const card = page.getByTestId("keys-card");
+      await card.getByTestId("rotate-signing-key").click();
+      const alert = card.locator('[data-testid="api-error"]');
+      await alert.waitFor();
+      const code = await alert.getAttribute("data-code");
+      const text = (await alert.innerText()).replace(/\s+/g, " ").trim();
+      assert(code && /^[0-9A-Z]{5}$/.test(code) && text.includes(code), `code ${code}: ${text}`);
+      assert(text.includes("HS256") && text.includes("HTTP 400"), text);
+      log(`  refused with ${code}: ${text.slice(0, 200)}`);
+      await card.screenshot({ path: join(ARTIFACTS, "service-keys-hs256-1280.png") });
+    });
+
+    await step("Keys: Rotate API keys shows the new anon and service keys once", async () => {
+      const card = page.getByTestId("keys-card");
+      await card.getByTestId("rotate-api-keys").click();
+      const dialog = page.getByRole("dialog");
+      await dialog.getByTestId("rotate-api-keys-confirm").click();
+      const anonEl = dialog.getByTestId("new-anon_key-value");
+      await anonEl.waitFor();
+      const anon = (await anonEl.innerText()).trim();
+      const service = (await dialog.getByTestId("new-service_key-value").innerText()).trim();
+      assert(anon.split(".").length === 3 && service.split(".").length === 3, "the new keys are not JWTs");
+      assert(anon !== bkg.keys.anon_key && service !== SK, "the keys did not change");
+      await page.screenshot({ path: join(ARTIFACTS, "service-keys-rotated-1280.png") });
+      const fresh = await fetch(`${bkg.url}/admin/whoami`, { headers: adminHeaders(service) });
+      assert(fresh.ok, `the new service key: HTTP ${fresh.status}`);
+      const stale = await fetch(`${bkg.url}/admin/whoami`, { headers: adminHeaders(SK) });
+      // Reported, not asserted: whether the old key stops working is the server's business (the UI only shows the new ones).
+      log(`  the old service key now answers HTTP ${stale.status} on /admin/whoami`);
+      await dialog.getByRole("button", { name: "Done" }).click();
+      await dialog.waitFor({ state: "detached" });
+      assert(!(await page.content()).includes(service), "the new service key is still on the page");
+      await card.getByTestId("rotate-api-keys").click();
+      const again = page.getByRole("dialog");
+      await again.getByText("Rotate the API keys?").waitFor();
+      assert((await again.getByTestId("new-anon_key-value").count()) === 0, "the new keys are shown again");
+      assert(!(await page.content()).includes(anon), "the new anon key is shown again");
+      await again.getByRole("button", { name: "Cancel" }).click();
+      await again.waitFor({ state: "detached" });
+      // The tab switched to the new service key: it stays signed in.
+      await page.reload();
+      await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
+      await page.getByTestId("server-stats").waitFor();
+      assert(/\/admin\/dashboard\/$/.test(page.url()), `left the dashboard: ${page.url()}`);
     });
 
     await step("no CSP violations and no uncaught page errors during the scenario", async () => {

@@ -20,19 +20,25 @@ export function KeysCard() {
   const rotateApi = useRotateApiKeys();
   const [confirmApi, setConfirmApi] = useState(false);
   const [secrets, setSecrets] = useState<RotatedApiKeys | null>(null);
+  // However the dialog closes (Done, Cancel, Escape), the new secrets are forgotten.
+  const closeApiDialog = () => {
+    setConfirmApi(false);
+    setSecrets(null);
+    rotateApi.reset();
+  };
 
   return (
-    <Card>
+    <Card data-testid="keys-card">
       <CardHeader className="flex-row items-start justify-between gap-2 space-y-0">
         <div className="space-y-1.5">
           <CardTitle>Keys</CardTitle>
           <CardDescription>JWT signing keys{keys.data ? ` (${keys.data.algorithm})` : ""} and the API keys.</CardDescription>
         </div>
         <div className="flex flex-wrap justify-end gap-2">
-          <Button size="sm" variant="outline" onClick={() => rotate.mutate()} disabled={rotate.isPending || keys.isError}>
+          <Button size="sm" variant="outline" onClick={() => rotate.mutate()} data-testid="rotate-signing-key" disabled={rotate.isPending || keys.isError}>
             Rotate signing key
           </Button>
-          <Button size="sm" variant="destructive" onClick={() => setConfirmApi(true)} disabled={keys.isError}>
+          <Button size="sm" variant="destructive" onClick={() => setConfirmApi(true)} data-testid="rotate-api-keys" disabled={keys.isError}>
             Rotate API keys
           </Button>
         </div>
@@ -77,14 +83,14 @@ export function KeysCard() {
           </Table>
         ) : null}
       </CardContent>
-      <Dialog open={confirmApi} onOpenChange={(o) => { setConfirmApi(o); if (!o) { setSecrets(null); rotateApi.reset(); } }}>
+      <Dialog open={confirmApi} onOpenChange={(o) => (o ? setConfirmApi(true) : closeApiDialog())}>
         <DialogContent>
           <DialogHeader>
             <DialogTitle>{secrets ? "New API keys" : "Rotate the API keys?"}</DialogTitle>
             <DialogDescription>
               {secrets
-                ? "Copy them now: they are shown only once. The old keys no longer work."
-                : "Every client using the current anon or service key stops working until it gets the new ones, and you must sign in again with the new service key."}
+                ? "Copy them now: they are shown only once. The old keys no longer work; this tab now uses the new service key."
+                : "Every client using the current anon or service key stops working until it gets the new ones. This tab switches to the new service key."}
             </DialogDescription>
           </DialogHeader>
           <ErrorAlert error={rotateApi.error} />
@@ -94,28 +100,31 @@ export function KeysCard() {
                 <AlertTriangle className="mt-0.5 h-4 w-4 shrink-0" aria-hidden /> These secrets will not be shown again.
               </div>
               {(["anon_key", "service_key"] as const).map((k) => (
-                <div key={k} className="space-y-1">
+                <div key={k} className="space-y-1" data-testid={`new-${k}`}>
                   <div className="flex items-center justify-between">
                     <span className="text-sm font-medium">{k}</span>
                     <CopyButton value={secrets[k]} />
                   </div>
-                  <code className="block break-all rounded bg-muted p-2 text-xs">{secrets[k]}</code>
+                  <code className="block break-all rounded bg-muted p-2 text-xs" data-testid={`new-${k}-value`}>
+                    {secrets[k]}
+                  </code>
                 </div>
               ))}
             </div>
           ) : null}
           <DialogFooter>
             {secrets ? (
-              <Button onClick={() => setConfirmApi(false)}>Done</Button>
+              <Button onClick={closeApiDialog}>Done</Button>
             ) : (
               <>
-                <Button variant="outline" onClick={() => setConfirmApi(false)}>
+                <Button variant="outline" onClick={closeApiDialog}>
                   Cancel
                 </Button>
                 <Button
                   variant="destructive"
                   disabled={rotateApi.isPending}
                   onClick={() => rotateApi.mutate(undefined, { onSuccess: (s) => setSecrets(s) })}
+                  data-testid="rotate-api-keys-confirm"
                 >
                   Rotate
                 </Button>

@@ -16,7 +16,23 @@ function hhmmss(iso: string): string {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString(undefined, { hour12: false });
 }
 
-export function MetricChart({ samples, series, unit, title }: { samples: MetricsSample[]; series: Series[]; unit?: string; title: string }) {
+export function MetricChart({
+  samples,
+  series,
+  unit,
+  title,
+  format,
+  small,
+}: {
+  samples: MetricsSample[];
+  series: Series[];
+  unit?: string;
+  title: string;
+  /** Formats the axis ticks and tooltip values (e.g. bytes/s); `unit` is then ignored. */
+  format?: (v: number) => string;
+  /** A shorter chart (the Overview's). */
+  small?: boolean;
+}) {
   const data = samples.map((s) => {
     const row: Record<string, number | string | null> = { time: hhmmss(s.time) };
     for (const ser of series) {
@@ -26,13 +42,20 @@ export function MetricChart({ samples, series, unit, title }: { samples: Metrics
     return row;
   });
   return (
-    <figure className="h-56 w-full" aria-label={title}>
+    <figure className={small ? "h-40 w-full" : "h-56 w-full"} aria-label={title}>
       <ResponsiveContainer width="100%" height="100%">
         <LineChart data={data} margin={{ top: 8, right: 8, bottom: 0, left: -12 }}>
           <CartesianGrid strokeDasharray="3 3" stroke="hsl(var(--border))" />
           <XAxis dataKey="time" tick={{ fontSize: 11, fill: "hsl(var(--muted-foreground))" }} minTickGap={32} />
-          <YAxis tick={{ fontSize: 11, fill: "hsl(var(--muted-foreground))" }} unit={unit} allowDecimals />
+          <YAxis
+            tick={{ fontSize: 11, fill: "hsl(var(--muted-foreground))" }}
+            unit={format ? undefined : unit}
+            tickFormatter={format ? (v: number) => format(v) : undefined}
+            width={format ? 72 : 60}
+            allowDecimals
+          />
           <Tooltip
+            formatter={format ? (v: unknown) => (typeof v === "number" ? format(v) : String(v)) : undefined}
             contentStyle={{ background: "hsl(var(--popover))", border: "1px solid hsl(var(--border))", color: "hsl(var(--popover-foreground))", fontSize: 12 }}
           />
           <Legend wrapperStyle={{ fontSize: 12 }} />

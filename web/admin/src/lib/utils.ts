@@ -41,3 +41,9 @@ export function formatNumber(n: number | null | undefined, digits = 0): string {
   if (n == null || !Number.isFinite(n)) return "—";
   return n.toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
+
+/** Bytes per second in binary units ("1.5 KiB/s"). */
+export function formatByteRate(n: number | null | undefined): string {
+  const b = formatBytes(n == null || !Number.isFinite(n) ? n : Math.round(n * 10) / 10);
+  return b === "—" ? b : `${b}/s`;
+}

@@ -94,7 +94,7 @@ export function UserDialog({ user, onClose }: { user: AuthUser; onClose: () => v
             {sessions.error ? (
               <ErrorAlert error={sessions.error} />
             ) : (
-              <ul className="space-y-1 text-xs">
+              <ul className="space-y-1 text-xs" data-testid="user-sessions">
                 {sessions.data?.sessions.length === 0 ? <li className="text-muted-foreground">No sessions.</li> : null}
                 {sessions.data?.sessions.map((s) => (
                   <li key={s.id} className="font-mono">

@@ -2,6 +2,7 @@
 
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "@/lib/api";
+import { readSession, writeSession } from "@/lib/session";
 
 export const keyKeys = { list: ["keys"] as const };
 
@@ -22,6 +23,13 @@ export function useRetireSigningKey() {
   });
 }
 
+/** Rotates the anon and service keys; a tab signed in with the service key switches to the new one. */
 export function useRotateApiKeys() {
-  return useMutation({ mutationFn: api.keys.rotateApiKeys });
+  return useMutation({
+    mutationFn: api.keys.rotateApiKeys,
+    onSuccess: (keys) => {
+      const s = readSession();
+      if (s?.kind === "service" && keys.service_key) writeSession({ ...s, apikey: keys.service_key, token: keys.service_key });
+    },
+  });
 }

@@ -1,14 +1,21 @@
 "use client";
 
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type ExplainRequest, type NewPolicy, type PolicyPatch } from "@/lib/api";
 
 export const policyKeys = {
   list: ["policies"] as const,
+  page: (table: string, page: number, perPage: number) => ["policies", "page", table, page, perPage] as const,
 };
 
-export function usePolicies(enabled: boolean) {
-  return useQuery({ queryKey: policyKeys.list, queryFn: api.policies.list, enabled });
+/** One page of policies, paged and filtered by table on the server (`x-total-count` is the total). */
+export function usePoliciesPage(table: string, page: number, perPage: number, enabled: boolean) {
+  return useQuery({
+    queryKey: policyKeys.page(table, page, perPage),
+    queryFn: () => api.policies.list({ table: table || undefined, limit: perPage, offset: (page - 1) * perPage }),
+    placeholderData: keepPreviousData,
+    enabled,
+  });
 }
 
 export function useCreatePolicy() {

@@ -17,12 +17,19 @@ export interface CatalogTable {
 export interface TablesPage {
   tables: CatalogTable[];
   total: number;
+  /** Only the tables the principal may SELECT from are listed (`has_table_privilege`). */
+  readableOnly: boolean;
+  /**
+   * Tables of this page left out because counting them was refused (42501): only when the
+   * privilege filter was asked for but the server could not apply it.
+   */
+  unreadable: number;
 }
 
 const HIDDEN_SCHEMAS = "('pg_catalog', 'information_schema')";
 
 export const tableKeys = {
-  page: (page: number, perPage: number) => ["tables", page, perPage] as const,
+  page: (page: number, perPage: number, readableOnly: boolean) => ["tables", page, perPage, readableOnly] as const,
   columns: (table: string) => ["tables", "columns", table] as const,
   names: ["tables", "names"] as const,
 };
@@ -31,22 +38,44 @@ function num(v: unknown): number {
   return typeof v === "number" ? v : Number(v ?? 0);
 }
 
-/** A page of tables from the catalog, each with the count of rows the principal may see. */
-export async function fetchTablesPage(page: number, perPage: number): Promise<TablesPage> {
-  const where = `c.relkind = 'r' and n.nspname not in ${HIDDEN_SCHEMAS}`;
-  const totalRes = await api.system.query(
-    `select count(*) as n from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where ${where}`,
-  );
-  const total = num(totalRes.results[0]?.rows?.[0]?.n);
+const FROM = "pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace";
+const USER_TABLES = `c.relkind = 'r' and n.nspname not in ${HIDDEN_SCHEMAS}`;
+const READABLE = "has_table_privilege(current_user, c.oid, 'SELECT')";
+
+async function countTables(where: string): Promise<number> {
+  const res = await api.system.query(`select count(*) as n from ${FROM} where ${where}`);
+  return num(res.results[0]?.rows?.[0]?.n);
+}
+
+/**
+ * A page of tables from the catalog, each with the count of rows the principal may see.
+ * `readableOnly` lists only the tables the principal may SELECT from; should the server not know
+ * `has_table_privilege`, every table is listed and those refused (42501) are only counted.
+ */
+export async function fetchTablesPage(page: number, perPage: number, readableOnly = false): Promise<TablesPage> {
+  let where = USER_TABLES;
+  let filtered = false;
+  let total: number;
+  if (readableOnly) {
+    try {
+      total = await countTables(`${USER_TABLES} and ${READABLE}`);
+      where = `${USER_TABLES} and ${READABLE}`;
+      filtered = true;
+    } catch {
+      total = await countTables(USER_TABLES);
+    }
+  } else {
+    total = await countTables(USER_TABLES);
+  }
   const res = await api.system.query(
     `select n.nspname as schema, c.relname as name, c.relrowsecurity as rls_enabled, c.relforcerowsecurity as rls_forced
-       from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+       from ${FROM}
       where ${where}
       order by (n.nspname = 'public') desc, n.nspname, c.relname
       limit ${Math.max(1, Math.floor(perPage))} offset ${Math.max(0, Math.floor((page - 1) * perPage))}`,
   );
   const rows = res.results[0]?.rows ?? [];
-  const tables = await Promise.all(
+  const all = await Promise.all(
     rows.map(async (r): Promise<CatalogTable> => {
       const schema = String(r.schema);
       const name = String(r.name);
@@ -61,13 +90,15 @@ export async function fetchTablesPage(page: number, perPage: number): Promise<Ta
       return { schema, name, rls_enabled: r.rls_enabled === true, rls_forced: r.rls_forced === true, rows: count, rowsError };
     }),
   );
-  return { tables, total };
+  const collapse = readableOnly && !filtered;
+  const tables = collapse ? all.filter((t) => t.rowsError?.code !== "42501") : all;
+  return { tables, total, readableOnly: filtered, unreadable: all.length - tables.length };
 }
 
-export function useTablesPage(page: number, perPage: number, enabled = true) {
+export function useTablesPage(page: number, perPage: number, readableOnly = false, enabled = true) {
   return useQuery({
-    queryKey: tableKeys.page(page, perPage),
-    queryFn: () => fetchTablesPage(page, perPage),
+    queryKey: tableKeys.page(page, perPage, readableOnly),
+    queryFn: () => fetchTablesPage(page, perPage, readableOnly),
     placeholderData: keepPreviousData,
     enabled,
   });

@@ -37,6 +37,7 @@ export function useUserSessions(id: string | null, enabled: boolean) {
     queryKey: userKeys.sessions(id ?? ""),
     queryFn: () => api.users.sessions(id as string),
     enabled: enabled && !!id,
+    staleTime: 0,
   });
 }
 

@@ -105,7 +105,7 @@ describe("API client", () => {
     const onUnauthorized = vi.fn();
     const refresh = vi.fn(async () => ({ apikey: "AK", token: "NEW" }));
     const client = new ApiClient({ getCredentials: () => ({ apikey: "AK", token: "OLD" }), fetch: fetchMock as unknown as typeof fetch, refresh, onUnauthorized });
-    await expect(createApi(client).policies.list()).resolves.toEqual([]);
+    await expect(createApi(client).policies.list()).resolves.toEqual({ policies: [], total: 0 });
     expect(seen).toEqual(["Bearer OLD", "Bearer NEW"]);
     expect(refresh).toHaveBeenCalledOnce();
     expect(onUnauthorized).not.toHaveBeenCalled();
@@ -132,6 +132,19 @@ describe("API client", () => {
     expect(String(fetchMock.mock.calls[0]?.[0])).toBe("/auth/v1/admin/users?page=2&per_page=20&filter=ex");
     await api.policies.remove("public.notes", "a b/c");
     expect(String(fetchMock.mock.calls[1]?.[0])).toBe("/policy/public.notes/a%20b%2Fc");
+  });
+
+  it("pages policies on the server: table, limit and offset in the query, the total from x-total-count", async () => {
+    const p = { table: "public.notes", name: "p1", command: "all", permissive: true, roles: ["public"], using: "true", with_check: null };
+    const fetchMock = vi.fn(async (url: RequestInfo | URL) =>
+      String(url).startsWith("/policy?") ? jsonResponse(200, [p], { "x-total-count": "23" }) : jsonResponse(200, [p, p]),
+    );
+    const { api } = clientWith(fetchMock as unknown as typeof fetch);
+    await expect(api.policies.list({ table: "public.notes", limit: 10, offset: 20 })).resolves.toEqual({ policies: [p], total: 23 });
+    expect(String(fetchMock.mock.calls[0]?.[0])).toBe("/policy?table=public.notes&limit=10&offset=20");
+    // Without paging options (or without the header) every policy comes back and the total is their count.
+    await expect(api.policies.list()).resolves.toEqual({ policies: [p, p], total: 2 });
+    expect(String(fetchMock.mock.calls[1]?.[0])).toBe("/policy");
   });
 
   it("buildQuery skips empty values; fillPath insists on every parameter", () => {

@@ -66,3 +66,13 @@ describe("metric rates", () => {
     ]);
   });
 });
+
+describe("byte rates", () => {
+  it("formats bytes per second in binary units", async () => {
+    const { formatByteRate } = await import("@/lib/utils");
+    expect(formatByteRate(0)).toBe("0 B/s");
+    expect(formatByteRate(1536)).toBe("1.5 KiB/s");
+    expect(formatByteRate(5 * 1024 * 1024)).toBe("5.0 MiB/s");
+    expect(formatByteRate(null)).toBe("—");
+  });
+});

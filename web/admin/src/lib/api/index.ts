@@ -14,7 +14,9 @@ import type {
   NewPolicy,
   NewUser,
   Overview,
+  PoliciesPage,
   Policy,
+  PolicyListOptions,
   PolicyPatch,
   QueryResponse,
   RotatedApiKeys,
@@ -73,7 +75,15 @@ export function createApi(client: ApiClient) {
         (await client.request<RotatedApiKeys>("keysRotateApiKeys", { body: {} })).data,
     },
     policies: {
-      list: async () => (await client.request<Policy[]>("policyList")).data,
+      /** One page of policies (ordered by schema, table, name); every policy without `limit`. */
+      list: async (opts: PolicyListOptions = {}): Promise<PoliciesPage> => {
+        const res = await client.request<Policy[]>("policyList", {
+          query: { table: opts.table, limit: opts.limit, offset: opts.offset },
+        });
+        const policies = Array.isArray(res.data) ? res.data : [];
+        const total = Number(res.headers.get("x-total-count") ?? policies.length);
+        return { policies, total: Number.isFinite(total) ? total : policies.length };
+      },
       get: async (table: string, name: string) =>
         (await client.request<Policy>("policyGet", { params: policyParams(table, name) })).data,
       create: async (p: NewPolicy) => (await client.request<Policy>("policyCreate", { body: p })).data,

@@ -42,7 +42,8 @@ export interface Overview {
   wal_bytes_since_checkpoint?: number;
   last_checkpoint: { at: string; lsn: string | number } | null;
   listeners: { http: string | null; pgwire: string | null; flight: string | null };
-  connections: { pgwire: number; realtime: number };
+  /** Open connections per front door (http and flight are absent on older servers). */
+  connections: { pgwire: number; http?: number; flight?: number; realtime: number };
   totals: {
     commits: number;
     rollbacks?: number;
@@ -63,6 +64,9 @@ export interface MetricsSample {
   http_errors_per_s: number;
   http_latency_ms: { p50: number | null; p95: number | null; p99: number | null };
   pgwire_connections: number;
+  /** Absent on older servers and in samples computed from /metrics. */
+  http_connections?: number | null;
+  flight_connections?: number | null;
   realtime_clients: number;
   storage_bytes_in_per_s: number;
   storage_bytes_out_per_s: number;
@@ -106,6 +110,19 @@ export interface Policy {
   roles: string[];
   using: string | null;
   with_check: string | null;
+}
+
+export interface PoliciesPage {
+  policies: Policy[];
+  /** From `x-total-count` (the length of the list when the server does not send it). */
+  total: number;
+}
+
+export interface PolicyListOptions {
+  /** Only this table's policies (`schema.table`). */
+  table?: string;
+  limit?: number;
+  offset?: number;
 }
 
 export interface NewPolicy {

@@ -12,6 +12,9 @@ import { Pagination } from "@/components/pagination";
 import { KeysCard } from "@/components/keys-card";
 import { useHealth, useOverview } from "@/data/overview";
 import { useTablesPage } from "@/data/tables";
+import { useMetricsHistory } from "@/data/telemetry";
+import { MetricChart } from "@/components/metric-chart";
+import { mean } from "@/lib/metrics";
 import { usePrincipal } from "@/data/session";
 import type { Overview } from "@/lib/api";
 import { formatBytes, formatDuration, formatNumber, formatTime } from "@/lib/utils";
@@ -24,6 +27,74 @@ function Stat({ label, value, hint }: { label: string; value: React.ReactNode; h
         <p className="text-2xl font-semibold tabular-nums">{value}</p>
       </CardHeader>
       {hint ? <CardContent className="text-xs text-muted-foreground">{hint}</CardContent> : null}
+    </Card>
+  );
+}
+
+const DOORS = [
+  { key: "pgwire", label: "PostgreSQL wire" },
+  { key: "http", label: "HTTP" },
+  { key: "flight", label: "Flight" },
+  { key: "realtime", label: "Realtime" },
+] as const;
+
+/** Open connections per front door. */
+function ConnectionsStat({ c }: { c: Overview["connections"] }) {
+  const total = DOORS.reduce((a, d) => a + (c[d.key] ?? 0), 0);
+  return (
+    <Card data-testid="connections">
+      <CardHeader className="pb-2 sm:pb-2">
+        <CardDescription>Connections</CardDescription>
+        <p className="text-2xl font-semibold tabular-nums">{formatNumber(total)}</p>
+      </CardHeader>
+      <CardContent>
+        <dl className="grid grid-cols-2 gap-x-3 gap-y-0.5 text-xs">
+          {DOORS.map((d) => (
+            <div key={d.key} className="flex justify-between gap-2" data-door={d.key}>
+              <dt className="text-muted-foreground">{d.label}</dt>
+              <dd className="tabular-nums">{formatNumber(c[d.key])}</dd>
+            </div>
+          ))}
+        </dl>
+      </CardContent>
+    </Card>
+  );
+}
+
+/** Commits/s and statements/s over the server's recent history (admins only). */
+function ActivityCharts() {
+  const history = useMetricsHistory(true);
+  const samples = history.data?.samples ?? [];
+  const last = samples.slice(-12);
+  return (
+    <Card data-testid="activity">
+      <CardHeader>
+        <CardTitle>Activity</CardTitle>
+        <CardDescription>
+          {history.data ? `Every ${history.data.interval_s}s, the last ${samples.length} samples; more on the Telemetry tab.` : " "}
+        </CardDescription>
+      </CardHeader>
+      <CardContent>
+        <ErrorAlert error={history.error} />
+        {history.isPending ? (
+          <Skeleton className="h-40 w-full" />
+        ) : history.data ? (
+          <div className="grid gap-4 md:grid-cols-2">
+            <section data-testid="chart-commits">
+              <h3 className="text-sm font-medium">
+                Commits/s <span className="font-normal tabular-nums text-muted-foreground">· avg {formatNumber(mean(last, (s) => s.commits_per_s), 1)}</span>
+              </h3>
+              <MetricChart small title="Commits per second" samples={samples} unit="/s" series={[{ key: "commits", label: "commits/s", pick: (s) => s.commits_per_s }]} />
+            </section>
+            <section data-testid="chart-queries">
+              <h3 className="text-sm font-medium">
+                Queries/s <span className="font-normal tabular-nums text-muted-foreground">· avg {formatNumber(mean(last, (s) => s.statements_per_s), 1)}</span>
+              </h3>
+              <MetricChart small title="Queries per second" samples={samples} unit="/s" series={[{ key: "statements", label: "statements/s", pick: (s) => s.statements_per_s }]} />
+            </section>
+          </div>
+        ) : null}
+      </CardContent>
     </Card>
   );
 }
@@ -41,11 +112,7 @@ function ServerStats({ o }: { o: Overview }) {
           (o.last_checkpoint ? `Last checkpoint ${formatTime(o.last_checkpoint.at)} (LSN ${o.last_checkpoint.lsn})` : "No checkpoint yet")
         }
       />
-      <Stat
-        label="Connections"
-        value={`${formatNumber(o.connections.pgwire)} / ${formatNumber(o.connections.realtime)}`}
-        hint="PostgreSQL wire / realtime"
-      />
+      <ConnectionsStat c={o.connections} />
       <Stat
         label="Commits"
         value={formatNumber(o.totals.commits)}
@@ -72,9 +139,9 @@ function ServerStats({ o }: { o: Overview }) {
 
 const PER_PAGE = 10;
 
-function TablesCard({ overview }: { overview: Overview | undefined }) {
+function TablesCard({ overview, readableOnly }: { overview: Overview | undefined; readableOnly: boolean }) {
   const [page, setPage] = useState(1);
-  const q = useTablesPage(page, PER_PAGE);
+  const q = useTablesPage(page, PER_PAGE, readableOnly);
   const extra = new Map((overview?.tables ?? []).map((t) => [`${t.schema}.${t.name}`, t]));
   const total = q.data?.total ?? 0;
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
@@ -82,7 +149,10 @@ function TablesCard({ overview }: { overview: Overview | undefined }) {
     <Card>
       <CardHeader>
         <CardTitle>Tables</CardTitle>
-        <CardDescription>Row counts are those you can see: row-level security applies to your role.</CardDescription>
+        <CardDescription>
+          {q.data?.readableOnly ? "The tables your role may read. " : ""}Row counts are those you can see: row-level security applies to your
+          role.
+        </CardDescription>
       </CardHeader>
       <CardContent>
         <ErrorAlert error={q.error} />
@@ -136,11 +206,18 @@ function TablesCard({ overview }: { overview: Overview | undefined }) {
                   </TableRow>
                 );
               })}
+              {q.data?.unreadable ? (
+                <TableRow data-testid="tables-unreadable">
+                  <TableCell colSpan={overview ? 6 : 3} className="text-sm text-muted-foreground">
+                    {q.data.unreadable} {q.data.unreadable === 1 ? "table" : "tables"} not readable with this role
+                  </TableCell>
+                </TableRow>
+              ) : null}
             </TableBody>
           </Table>
         )}
         <Pagination
-          label={`Page ${page} of ${pages} · ${total} tables`}
+          label={`Page ${page} of ${pages} · ${total} ${q.data?.readableOnly ? "readable " : ""}tables`}
           hasPrev={page > 1}
           hasNext={page < pages}
           onPrev={() => setPage((p) => p - 1)}
@@ -177,7 +254,12 @@ export default function OverviewPage() {
           <Stat label="Uptime" value={formatDuration(health.data?.uptime_s)} />
         </div>
       ) : null}
-      <TablesCard overview={overview.data} />
+      {caps["metrics.read"].allowed ? (
+        <ActivityCharts />
+      ) : (
+        <NotAllowed what="Commits/s and queries/s are hidden" reason={caps["metrics.read"].reason} />
+      )}
+      <TablesCard overview={overview.data} readableOnly={!caps["overview.server"].allowed} />
       {caps["keys.manage"].allowed ? <KeysCard /> : null}
     </div>
   );

@@ -16,7 +16,16 @@ import { useMetricsHistory, useScrapedSamples, useSetSamplingRate, useSlowStatem
 import { usePrincipal } from "@/data/session";
 import { ApiError } from "@/lib/api";
 import { errorRatio, mean, topErrorCodes } from "@/lib/metrics";
-import { formatNumber, formatTime } from "@/lib/utils";
+import { formatByteRate, formatNumber, formatTime } from "@/lib/utils";
+
+function ChartBlock({ title, testId, children }: { title: string; testId: string; children: React.ReactNode }) {
+  return (
+    <section data-testid={testId}>
+      <h3 className="mb-1 text-sm font-medium">{title}</h3>
+      {children}
+    </section>
+  );
+}
 
 function SamplingCard({ canWrite, reason }: { canWrite: boolean; reason: string | null }) {
   const telemetry = useTelemetry(true);
@@ -151,6 +160,7 @@ function TrafficCard() {
           </div>
         </div>
         <div className="grid gap-4 lg:grid-cols-2">
+          <ChartBlock title="Throughput" testId="chart-throughput">
           <MetricChart
             title="Throughput"
             samples={samples}
@@ -162,7 +172,9 @@ function TrafficCard() {
               { key: "errors", label: "HTTP errors", pick: (s) => s.http_errors_per_s },
             ]}
           />
+          </ChartBlock>
           {history.data ? (
+            <ChartBlock title="HTTP latency (percentiles)" testId="chart-latency">
             <MetricChart
               title="HTTP latency"
               samples={samples}
@@ -173,16 +185,31 @@ function TrafficCard() {
                 { key: "p99", label: "p99", pick: (s) => s.http_latency_ms.p99 },
               ]}
             />
-          ) : (
+            </ChartBlock>
+          ) : null}
+          <ChartBlock title="Connections and realtime clients" testId="chart-connections">
             <MetricChart
-              title="Connections"
+              title="Connections and realtime clients"
               samples={samples}
               series={[
                 { key: "pg", label: "pgwire", pick: (s) => s.pgwire_connections },
-                { key: "rt", label: "realtime", pick: (s) => s.realtime_clients },
+                { key: "http", label: "HTTP", pick: (s) => s.http_connections ?? null },
+                { key: "flight", label: "Flight", pick: (s) => s.flight_connections ?? null },
+                { key: "rt", label: "realtime clients", pick: (s) => s.realtime_clients },
               ]}
             />
-          )}
+          </ChartBlock>
+          <ChartBlock title="Storage traffic" testId="chart-storage">
+            <MetricChart
+              title="Storage traffic"
+              samples={samples}
+              format={formatByteRate}
+              series={[
+                { key: "in", label: "in (uploads)", pick: (s) => s.storage_bytes_in_per_s },
+                { key: "out", label: "out (downloads)", pick: (s) => s.storage_bytes_out_per_s },
+              ]}
+            />
+          </ChartBlock>
         </div>
         {history.data ? (
           <div>

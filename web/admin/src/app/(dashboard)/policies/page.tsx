@@ -1,6 +1,6 @@
 "use client";
 
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { Pencil, Plus, Trash2 } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
@@ -16,7 +16,7 @@ import { Pagination } from "@/components/pagination";
 import { CreatePolicyDialog } from "@/components/policies/policy-form-dialog";
 import { EditPolicyDialog } from "@/components/policies/edit-policy-dialog";
 import { ExplainPanel } from "@/components/policies/explain-panel";
-import { useDeletePolicy, usePolicies } from "@/data/policies";
+import { useDeletePolicy, usePoliciesPage } from "@/data/policies";
 import { usePrincipal } from "@/data/session";
 import { useTableNames } from "@/data/tables";
 import type { Policy } from "@/lib/api";
@@ -27,18 +27,22 @@ export default function PoliciesPage() {
   const { caps } = usePrincipal();
   const canRead = caps["policies.read"].allowed;
   const canWrite = caps["policies.write"].allowed;
-  const policies = usePolicies(canRead);
+  const [tableFilter, setTableFilter] = useState("");
+  const [page, setPage] = useState(1);
+  const policies = usePoliciesPage(tableFilter, page, PER_PAGE, canRead);
   const tables = useTableNames();
   const del = useDeletePolicy();
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<Policy | null>(null);
   const [deleting, setDeleting] = useState<Policy | null>(null);
-  const [tableFilter, setTableFilter] = useState("");
-  const [page, setPage] = useState(1);
 
-  const all = (policies.data ?? []).filter((p) => !tableFilter || p.table === tableFilter);
-  const pages = Math.max(1, Math.ceil(all.length / PER_PAGE));
-  const shown = all.slice((page - 1) * PER_PAGE, page * PER_PAGE);
+  const total = policies.data?.total ?? 0;
+  const pages = Math.max(1, Math.ceil(total / PER_PAGE));
+  const shown = policies.data?.policies ?? [];
+  // A deletion can empty the last page: step back to the new last one.
+  useEffect(() => {
+    if (policies.data && !policies.isPlaceholderData && page > pages) setPage(pages);
+  }, [policies.data, policies.isPlaceholderData, page, pages]);
   const tableNames = tables.data ?? [];
 
   return (
@@ -58,7 +62,7 @@ export default function PoliciesPage() {
         <CardHeader className="flex-col gap-2 sm:flex-row sm:items-end sm:justify-between sm:space-y-0">
           <div className="space-y-1.5">
             <CardTitle>All policies</CardTitle>
-            <CardDescription>{canRead ? `${all.length} ${tableFilter ? `on ${tableFilter}` : "in all"}` : "Hidden"}</CardDescription>
+            <CardDescription>{canRead ? (policies.data ? `${total} ${tableFilter ? `on ${tableFilter}` : "in all"}` : " ") : "Hidden"}</CardDescription>
           </div>
           {canRead ? (
             <div className="w-full sm:w-64">
@@ -83,8 +87,8 @@ export default function PoliciesPage() {
             <Skeleton className="h-32 w-full" />
           ) : policies.error ? (
             <ErrorAlert error={policies.error} />
-          ) : all.length === 0 ? (
-            <p className="py-6 text-center text-sm text-muted-foreground">No policies yet.</p>
+          ) : total === 0 ? (
+            <p className="py-6 text-center text-sm text-muted-foreground">{tableFilter ? `No policies on ${tableFilter}.` : "No policies yet."}</p>
           ) : (
             <>
               <Table data-testid="policies-table">
@@ -127,11 +131,12 @@ export default function PoliciesPage() {
                 </TableBody>
               </Table>
               <Pagination
-                label={`Page ${page} of ${pages}`}
+                label={`Page ${page} of ${pages} · ${total} policies`}
                 hasPrev={page > 1}
                 hasNext={page < pages}
                 onPrev={() => setPage((p) => p - 1)}
                 onNext={() => setPage((p) => p + 1)}
+                busy={policies.isFetching}
               />
             </>
           )}
