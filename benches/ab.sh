@@ -21,7 +21,9 @@ export SF=${SF:-1} RUNS=${RUNS:-3} SCALE=${SCALE:-10} CLIENTS=${CLIENTS:-8} DURA
 parts=${AB_PARTS:-tpch load pgbench}
 venv=${BKG_VENV:-$HOME/.cache/bkg-venv}
 DATA=$HOME/.cache/bkg-bench/tpch-sf$SF
-[[ -s $DATA/lineitem.csv && -s $DATA/lineitem.parquet ]] || { echo "ab: run make bench-compare SF=$SF once for the data" >&2; exit 1; }
+if [[ $parts == *tpch* || $parts == *load* ]]; then
+  [[ -s $DATA/lineitem.csv && -s $DATA/lineitem.parquet ]] || { echo "ab: run make bench-compare SF=$SF once for the data" >&2; exit 1; }
+fi
 
 work=$(mktemp -d /tmp/bkg-ab.XXXXXX)
 pids=()

@@ -274,7 +274,7 @@ impl SimpleQueryHandler for ConnHandlers {
     {
         let span = statement_span(query);
         let started = std::time::Instant::now();
-        let r = tracing::Instrument::instrument(self.simple_query(client, query), span.clone()).await;
+        let r = bkg_sql::in_span!(span.clone(), self.simple_query(client, query));
         let error = match &r {
             Ok(out) => out.iter().find_map(|o| match o {
                 Response::Error(info) => Some((info.code.clone(), info.message.clone())),
@@ -483,7 +483,7 @@ impl ExtendedQueryHandler for ConnHandlers {
     {
         let span = statement_span(&portal.statement.statement.text);
         let started = std::time::Instant::now();
-        let r = tracing::Instrument::instrument(self.execute_portal(client, portal), span.clone()).await;
+        let r = bkg_sql::in_span!(span.clone(), self.execute_portal(client, portal));
         let error = r.as_ref().err().and_then(wire_error);
         self.note_slow(client, &portal.statement.statement.text, started, error.as_ref());
         record_outcome(&span, error);

@@ -133,6 +133,19 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// Awaits the future `$fut` makes inside `$span`, or plainly when the span is disabled (telemetry
+/// off, or the request not sampled). Wrapping moves the future into `Instrumented`: for a
+/// statement's future, kilobytes of state copied per statement, which cost pgwire about 10 % of
+/// its select-only throughput with telemetry off. `$fut` is written twice so that it is built
+/// where it is awaited.
+#[macro_export]
+macro_rules! in_span {
+    ($span:expr, $fut:expr) => {{
+        let span: tracing::Span = $span;
+        if span.is_disabled() { $fut.await } else { tracing::Instrument::instrument($fut, span).await }
+    }};
+}
+
 /// Statement text for a span attribute: at most [`STATEMENT_TEXT_BYTES_MAX`] bytes.
 pub fn statement_text(sql: &str) -> &str {
     if sql.len() <= STATEMENT_TEXT_BYTES_MAX {

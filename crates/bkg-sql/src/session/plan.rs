@@ -85,7 +85,7 @@ impl Session {
     /// Plans and runs a query through DataFusion.
     pub async fn query(&mut self, stmt: Statement) -> SqlResult<Output> {
         let plan_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.plan");
-        let (physical, schema, state) = match self.plan_query(stmt).instrument(plan_span).await? {
+        let (physical, schema, state) = match crate::in_span!(plan_span, self.plan_query(stmt))? {
             Planned::Done(out) => return Ok(out),
             Planned::Plan { physical, schema, state } => (physical, schema, state),
         };
@@ -114,7 +114,7 @@ impl Session {
         let timeout = self.statement_timeout();
         let implicit = self.start_statement();
         let plan_span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.plan");
-        let planned = interruptible(timeout, self.cancel.clone(), self.plan_query(stmt)).instrument(plan_span).await;
+        let planned = crate::in_span!(plan_span, interruptible(timeout, self.cancel.clone(), self.plan_query(stmt)));
         // A query writes nothing: an implicit transaction ends once the scans hold their data.
         if implicit {
             self.end_internal();

@@ -129,7 +129,7 @@ impl Session {
             return self.query(stmt).await;
         }
         let span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
-        tracing::Instrument::instrument(self.run_command(stmt), span).await
+        crate::in_span!(span, self.run_command(stmt))
     }
 
     /// Runs a statement other than a query inside the open transaction.
