@@ -131,11 +131,14 @@ async fn slow_statements_of_every_door_are_kept() {
     let body = json!({"query": format!("{heavy} AND true")}).to_string();
     let (st, body) = call(&s, "POST", "/query", Some(&service), body.as_bytes());
     assert_eq!(st, 200, "{body}");
-    let (_, v) = get(&s, "/admin/statements/slow", Some(&service));
+    let (_, v) = get(&s, "/admin/statements/slow?limit=200", Some(&service));
     assert_eq!(v["threshold_ms"], 1);
     let list = v["statements"].as_array().unwrap();
-    let rest = list.iter().position(|x| x["statement"].as_str().unwrap().ends_with("AND true")).expect("REST's");
-    let pg = list.iter().position(|x| x["statement"] == heavy).expect("pgwire's");
+    let rest = list
+        .iter()
+        .position(|x| x["statement"].as_str().unwrap().ends_with("AND true"))
+        .unwrap_or_else(|| panic!("REST's statement missing: {v}"));
+    let pg = list.iter().position(|x| x["statement"] == heavy).unwrap_or_else(|| panic!("pgwire's missing: {v}"));
     assert!(rest < pg, "newest first: {v}");
     assert_eq!((list[rest]["door"].as_str(), list[rest]["role"].as_str()), (Some("rest"), Some("service_role")));
     assert_eq!((list[pg]["door"].as_str(), list[pg]["role"].as_str()), (Some("pgwire"), Some("postgres")));

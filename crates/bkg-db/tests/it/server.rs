@@ -62,7 +62,22 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
+            // A port picked free may be taken by another test's server before this one binds
+            // it: then this server exits (it cannot listen) while the port answers. Start again
+            // on other ports rather than talk to someone else's server.
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.pg_port = free_port();
+                self.http_port = free_port();
+                self.flight_port = free_port();
+                return self.spawn();
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(30));
+                if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                    continue;
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
