@@ -297,12 +297,16 @@ impl ConnHandlers {
         started: std::time::Instant,
         error: Option<&(String, String)>,
     ) {
-        let user = client.metadata().get(pgwire::api::METADATA_USER).map_or("", String::as_str);
         let code = error.map(|(c, _)| c.as_str());
         if let Some(c) = code {
             self.server.metrics.count_error("pgwire", c);
         }
-        self.server.engine.slow.record("pgwire", user, text, started.elapsed(), code);
+        // Every statement passes here: the role is looked up only for a slow one.
+        let took = started.elapsed();
+        if self.server.engine.slow.is_slow(took) {
+            let user = client.metadata().get(pgwire::api::METADATA_USER).map_or("", String::as_str);
+            self.server.engine.slow.record("pgwire", user, text, took, code);
+        }
     }
 
     async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>

@@ -49,10 +49,15 @@ impl SlowLog {
         self.threshold_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Whether a statement that took `took` is kept (callers skip gathering its details if not).
+    pub fn is_slow(&self, took: Duration) -> bool {
+        let threshold = self.threshold_ms();
+        threshold > 0 && took >= Duration::from_millis(threshold)
+    }
+
     /// Keeps the statement if it took at least the threshold. Cheap when it did not.
     pub fn record(&self, door: &'static str, role: &str, statement: &str, took: Duration, sqlstate: Option<&str>) {
-        let threshold = self.threshold_ms();
-        if threshold == 0 || took < Duration::from_millis(threshold) {
+        if !self.is_slow(took) {
             return;
         }
         // Passwords are hidden as in the audit log (CREATE/ALTER ROLE ... PASSWORD '...').
