@@ -42,7 +42,7 @@ pub use catalog::{
 };
 pub use db::{
     ChangeSubscription, CheckpointInfo, CommitInfo, Database, DbStats, FeedError, InsertOutcome, IsolationLevel,
-    OnConflict, Options, RecoveryInfo, Transaction,
+    OnConflict, Options, RecoveryInfo, RowLock, Savepoint, Transaction,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;

@@ -630,6 +630,11 @@ impl PgWireServerHandlers for ConnHandlers {
         let params_of = || {
             let mut p = DefaultServerParameterProvider::default();
             p.server_version = server_version.clone();
+            // What SHOW answers for a new session (drivers compare them: Django sets the time
+            // zone on every connection when the reported one differs from the one it wants).
+            p.time_zone = "UTC".into();
+            p.date_style = "ISO, MDY".into();
+            p.search_path = "\"$user\", public".into();
             p
         };
         let scram = ScramAuth::new(self.server.auth.clone());

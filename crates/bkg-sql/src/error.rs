@@ -53,6 +53,10 @@ pub mod codes {
     pub const IN_FAILED_TRANSACTION: SqlState = SqlState::InFailedSqlTransaction;
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState::ActiveSqlTransaction;
     pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = SqlState::NoActiveSqlTransaction;
+    pub const SAVEPOINT_EXCEPTION_INVALID: SqlState = SqlState::InvalidSavepointSpecification;
+    pub const NULL_VALUE_NOT_ALLOWED: SqlState = SqlState::NullValueNotAllowed;
+    pub const CANT_CHANGE_RUNTIME_PARAM: SqlState = SqlState::CantChangeRuntimeParam;
+    pub const LOCK_NOT_AVAILABLE: SqlState = SqlState::LockNotAvailable;
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::FeatureNotSupported;
     pub const QUERY_CANCELED: SqlState = SqlState::QueryCanceled;
     pub const OUT_OF_MEMORY: SqlState = SqlState::OutOfMemory;

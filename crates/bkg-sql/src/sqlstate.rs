@@ -45,11 +45,13 @@ states! {
     CardinalityViolation = "21000", "cardinality_violation";
     StringDataRightTruncation = "22001", "string_data_right_truncation";
     NumericValueOutOfRange = "22003", "numeric_value_out_of_range";
+    NullValueNotAllowed = "22004", "null_value_not_allowed";
     InvalidDatetimeFormat = "22007", "invalid_datetime_format";
     DatetimeFieldOverflow = "22008", "datetime_field_overflow";
     SequenceGeneratorLimitExceeded = "2200H", "sequence_generator_limit_exceeded";
     DivisionByZero = "22012", "division_by_zero";
     InvalidRegularExpression = "2201B", "invalid_regular_expression";
+    InvalidRowCountInLimitClause = "2201W", "invalid_row_count_in_limit_clause";
     CharacterNotInRepertoire = "22021", "character_not_in_repertoire";
     InvalidParameterValue = "22023", "invalid_parameter_value";
     ArraySubscriptError = "2202E", "array_subscript_error";
@@ -70,6 +72,9 @@ states! {
     InvalidAuthorizationSpecification = "28000", "invalid_authorization_specification";
     InvalidPassword = "28P01", "invalid_password";
     DependentObjectsStillExist = "2BP01", "dependent_objects_still_exist";
+    // Class 34, 3B: cursors and savepoints
+    InvalidCursorName = "34000", "invalid_cursor_name";
+    InvalidSavepointSpecification = "3B001", "invalid_savepoint_specification";
     // Class 3D, 3F: catalog and schema names
     InvalidCatalogName = "3D000", "invalid_catalog_name";
     InvalidSchemaName = "3F000", "invalid_schema_name";
@@ -105,6 +110,7 @@ states! {
     StatementTooComplex = "54001", "statement_too_complex";
     ObjectNotInPrerequisiteState = "55000", "object_not_in_prerequisite_state";
     ObjectInUse = "55006", "object_in_use";
+    CantChangeRuntimeParam = "55P02", "cant_change_runtime_param";
     LockNotAvailable = "55P03", "lock_not_available";
     QueryCanceled = "57014", "query_canceled";
     AdminShutdown = "57P01", "admin_shutdown";

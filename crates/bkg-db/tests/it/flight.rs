@@ -274,8 +274,11 @@ async fn flight_sql_refuses_bad_input_with_clear_codes() {
     let rows = query(&mut c, "SHOW search_path").await.unwrap();
     let shown = rows[0].column(0).as_any().downcast_ref::<StringArray>().unwrap().value(0).to_string();
     assert_eq!(shown, "\"$user\", public");
-    // FOR UPDATE is refused, not ignored.
-    assert_eq!(code(&query(&mut c, "SELECT * FROM k FOR UPDATE SKIP LOCKED").await.unwrap_err()).1, "0A000");
+    // A locking clause takes row locks on the session path; where it would be ignored (in a
+    // subquery) it is refused.
+    query(&mut c, "SELECT * FROM k FOR UPDATE SKIP LOCKED").await.unwrap();
+    let e = query(&mut c, "SELECT * FROM (SELECT * FROM k FOR UPDATE) s").await.unwrap_err();
+    assert_eq!(code(&e).1, "0A000");
     // Tickets: garbage, a tampered one, and one issued to someone else.
     let e = c.do_get(Ticket::new(b"garbage".to_vec())).await.unwrap_err();
     assert_eq!(code(&e).0, Code::InvalidArgument);

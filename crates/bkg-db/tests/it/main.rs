@@ -12,6 +12,7 @@ mod realtime;
 mod rest;
 mod rls;
 mod roles;
+mod row_locks;
 mod scan;
 mod server;
 mod slt;

@@ -231,6 +231,9 @@ impl Database {
             locked: Vec::new(),
             fk_since: None,
             mark,
+            undo: Vec::new(),
+            savepoints: 0,
+            fresh: true,
         }
     }
 
@@ -552,12 +555,40 @@ pub struct Transaction {
     fk_since: Option<u64>,
     /// Where the running statement started, for [`Transaction::rollback_statement`].
     mark: StatementMark,
+    /// What statements did to writes of earlier statements (or to the store), oldest first:
+    /// kept from the oldest open savepoint on, else only for the running statement.
+    undo: Vec<StatementUndo>,
+    /// Savepoints taken and not yet released.
+    savepoints: usize,
+    /// No statement ran yet: a REPEATABLE READ transaction takes its snapshot at its first
+    /// statement, as PostgreSQL does, not at BEGIN.
+    fresh: bool,
 }
 
-/// The state of a transaction's writes when its running statement started, and what that
-/// statement did to writes of earlier statements. Rows the statement writes need no entry:
-/// row ids only grow, so every row it creates has an id at or above `first_rowid`.
-#[derive(Debug)]
+/// The outcome of [`Transaction::lock_row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    /// The transaction holds the row's lock (or wrote the row itself).
+    Locked,
+    /// The transaction deleted the row itself.
+    Gone,
+}
+
+/// A point in a transaction that [`Transaction::rollback_to`] returns to (`SAVEPOINT`).
+/// Taken between statements with [`Transaction::savepoint`]; given back with
+/// [`Transaction::release_savepoint`].
+#[derive(Debug, Clone)]
+pub struct Savepoint {
+    state: StatementMark,
+    /// Row locks held when it was taken; locks taken after it are released by a rollback to it.
+    locked: usize,
+}
+
+/// The state of a transaction's writes when its running statement (or a savepoint) started,
+/// and where its entries in the transaction's undo log begin. Rows written after it need no
+/// undo entry: row ids only grow, so every row created since has an id at or above
+/// `first_rowid`.
+#[derive(Debug, Clone)]
 struct StatementMark {
     first_rowid: u64,
     rows_written: usize,
@@ -565,7 +596,7 @@ struct StatementMark {
     catalog: Arc<Catalog>,
     base_catalog_version: u64,
     ddl: bool,
-    undo: Vec<StatementUndo>,
+    undo_len: usize,
 }
 
 /// A change the running statement made to what earlier statements (or the store) had.
@@ -586,7 +617,7 @@ impl StatementMark {
             catalog: catalog.clone(),
             base_catalog_version: catalog.version,
             ddl,
-            undo: Vec::new(),
+            undo_len: 0,
         }
     }
 }

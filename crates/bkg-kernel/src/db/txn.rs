@@ -77,22 +77,36 @@ impl Transaction {
         self.writes.get(&table)
     }
 
-    /// Called at each statement start: READ COMMITTED takes a new snapshot, and the
-    /// transaction's writes so far are marked as what [`Transaction::rollback_statement`]
-    /// returns to.
+    /// Called at each statement start: READ COMMITTED takes a new snapshot (and REPEATABLE READ
+    /// its only one at the first statement), and the transaction's writes so far are marked as
+    /// what [`Transaction::rollback_statement`] returns to.
     pub fn statement_start(&mut self) {
-        if self.isolation == IsolationLevel::ReadCommitted {
-            self.read_ts = pin(&self.shared, Some(self.read_ts));
-            if !self.ddl {
-                self.catalog = catalog_at(&self.shared, self.read_ts);
-                self.base_catalog_version = self.catalog.version;
-            }
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        if self.isolation == IsolationLevel::ReadCommitted || (fresh && !self.ddl && !self.has_writes()) {
+            self.refresh_snapshot();
         }
+        if self.savepoints == 0 {
+            self.undo.clear();
+        }
+        self.mark = self.state_now();
+    }
+
+    fn refresh_snapshot(&mut self) {
+        self.read_ts = pin(&self.shared, Some(self.read_ts));
+        if !self.ddl {
+            self.catalog = catalog_at(&self.shared, self.read_ts);
+            self.base_catalog_version = self.catalog.version;
+        }
+    }
+
+    /// The state of the writes now, as a statement or a savepoint starting here records it.
+    fn state_now(&self) -> StatementMark {
         let mut mark = StatementMark::new(&self.shared, &self.catalog, self.ddl);
         mark.rows_written = self.rows_written;
         mark.fk_since = self.fk_since;
         mark.base_catalog_version = self.base_catalog_version;
-        self.mark = mark;
+        mark.undo_len = self.undo.len();
+        mark
     }
 
     /// Undoes everything the running statement wrote (since the last
@@ -101,7 +115,38 @@ impl Transaction {
     /// until the transaction ends. This is what lets a failed statement be rerun (READ
     /// COMMITTED after a conflict or a lock wait) without a trace of its first run.
     pub fn rollback_statement(&mut self) {
-        let first = self.mark.first_rowid;
+        let mark = self.mark.clone();
+        self.return_to(&mark);
+    }
+
+    /// Takes a savepoint here, between statements (`SAVEPOINT`). Until it is released, the
+    /// transaction keeps what it needs to return to it.
+    pub fn savepoint(&mut self) -> Savepoint {
+        self.savepoints += 1;
+        Savepoint { state: self.state_now(), locked: self.locked.len() }
+    }
+
+    /// Undoes everything written since `sp` was taken (`ROLLBACK TO SAVEPOINT`): writes,
+    /// catalog changes and counters, and gives back the row locks taken since. `sp` stays
+    /// valid; the snapshot does not change.
+    pub fn rollback_to(&mut self, sp: &Savepoint) {
+        self.return_to(&sp.state);
+        self.mark = self.state_now();
+        if self.locked.len() > sp.locked {
+            let since = self.locked.split_off(sp.locked);
+            release_row_locks(&self.shared, self.id, since);
+        }
+    }
+
+    /// Forgets a savepoint (`RELEASE SAVEPOINT`, or one destroyed with an earlier one); its
+    /// writes stay in the transaction.
+    pub fn release_savepoint(&mut self, sp: Savepoint) {
+        drop(sp);
+        self.savepoints = self.savepoints.saturating_sub(1);
+    }
+
+    fn return_to(&mut self, mark: &StatementMark) {
+        let first = mark.first_rowid;
         for w in self.writes.values_mut() {
             drop(w.inserts.split_off(&first));
             w.batches.retain(|seg| seg.rowids(0).values().first().is_some_and(|&r| r < first));
@@ -110,13 +155,17 @@ impl Transaction {
             }
             w.updated_from.retain(|new, _| *new < first);
         }
-        for u in std::mem::take(&mut self.mark.undo).into_iter().rev() {
+        let undo = self.undo.split_off(mark.undo_len.min(self.undo.len()));
+        for u in undo.into_iter().rev() {
             match u {
                 StatementUndo::Deleted { table, rowid } => {
                     if let Some(w) = self.writes.get_mut(&table) {
                         w.deletes.remove(&rowid);
                     }
                 }
+                // A row written after the mark (by a later statement of a savepoint) is gone
+                // with the other rows written since: nothing to bring back.
+                StatementUndo::OwnRemoved { rowid, .. } if rowid >= first => {}
                 StatementUndo::OwnRemoved { table, rowid, row, updated_from, keys } => {
                     let w = self.writes.entry(table).or_default();
                     for (idx, k) in keys {
@@ -129,12 +178,31 @@ impl Transaction {
                 }
             }
         }
-        self.rows_written = self.mark.rows_written;
-        self.fk_since = self.mark.fk_since;
-        self.catalog = self.mark.catalog.clone();
-        self.base_catalog_version = self.mark.base_catalog_version;
-        self.ddl = self.mark.ddl;
+        self.rows_written = mark.rows_written;
+        self.fk_since = mark.fk_since;
+        self.catalog = mark.catalog.clone();
+        self.base_catalog_version = mark.base_catalog_version;
+        self.ddl = mark.ddl;
         self.writes.retain(|_, w| w.has_inserts() || !w.deletes.is_empty());
+    }
+
+    /// Locks one row a query selected (`SELECT … FOR UPDATE` and the other locking clauses),
+    /// as UPDATE and DELETE lock the rows they change: [`Error::LockWait`] when another
+    /// transaction holds it, a serialization failure when a transaction that committed after
+    /// this one's snapshot changed or deleted it (READ COMMITTED reruns the statement), and
+    /// [`RowLock::Gone`] when this snapshot does not see the row.
+    pub fn lock_row(&mut self, table: u64, rowid: u64) -> Result<RowLock> {
+        let store = self.store(table);
+        if let Some(w) = self.writes.get(&table) {
+            if w.deletes.contains_key(&rowid) {
+                return Ok(RowLock::Gone);
+            }
+            if w.owns(rowid) {
+                return Ok(RowLock::Locked);
+            }
+        }
+        self.lock_rows(table, std::iter::once(rowid), store.as_deref())?;
+        Ok(RowLock::Locked)
     }
 
     /// The catalog for DDL; the transaction now carries a private copy.

@@ -309,7 +309,7 @@ impl Transaction {
             // Updating a row this transaction already updated: the original stays deleted.
             let updated_from = w.updated_from.remove(&rowid);
             if rowid < self.mark.first_rowid {
-                self.mark.undo.push(StatementUndo::OwnRemoved { table, rowid, row: row.clone(), updated_from, keys });
+                self.undo.push(StatementUndo::OwnRemoved { table, rowid, row: row.clone(), updated_from, keys });
             }
             return Ok(Some(row));
         }
@@ -329,7 +329,7 @@ impl Transaction {
             });
         }
         w.deletes.insert(rowid, v.row.clone());
-        self.mark.undo.push(StatementUndo::Deleted { table, rowid });
+        self.undo.push(StatementUndo::Deleted { table, rowid });
         Ok(Some(v.row))
     }
 

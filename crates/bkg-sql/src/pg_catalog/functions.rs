@@ -131,6 +131,10 @@ pub struct SessionInfo {
     /// The JWT claims of the principal the session acts for (set by the front door, never by
     /// a client setting); read by `auth.uid()`, `auth.role()`, `auth.jwt()`, `auth.email()`.
     pub claims: RwLock<Option<Arc<serde_json::Value>>>,
+    /// The session's settings, for `current_setting()` (the session publishes every change).
+    pub settings: RwLock<std::collections::BTreeMap<String, String>>,
+    /// `set_config()` calls of the running statement, applied by the session when it ends.
+    pub pending_settings: parking_lot::Mutex<Vec<(String, String, bool)>>,
 }
 
 /// A function of the session's JWT claims (NULL without a principal).
@@ -295,6 +299,7 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
         udf("pg_tablespace_location", var, A::Utf8, |_| s("")),
     ];
     all.extend(super::storage_fns::storage_functions());
+    all.extend(super::settings_fns::settings_functions(info));
     all
 }
 

@@ -7,6 +7,7 @@
 
 mod functions;
 mod rewrite;
+mod settings_fns;
 mod storage_fns;
 mod tables;
 
@@ -14,6 +15,7 @@ pub use functions::random_uuid;
 pub(crate) use functions::udf;
 pub use functions::{SessionInfo, functions};
 pub use rewrite::{array_text_literal, array_text_literal_checked, provably_empty, rewrite};
+pub use settings_fns::settings_functions;
 pub use storage_fns::{extension, filename, foldername};
 
 use std::hash::{Hash, Hasher};

@@ -135,6 +135,7 @@ impl Session {
 
     /// Runs one statement in whatever block is open (no check for an interrupted one).
     pub(super) async fn run_statement(&mut self, stmt: Statement) -> SqlResult<Output> {
+        self.apply_pending_settings();
         self.last_active = std::time::Instant::now();
         let r = self.execute_statement_inner(stmt).await;
         self.last_active = std::time::Instant::now();
@@ -165,10 +166,15 @@ impl Session {
     }
 
     pub(super) fn on_error(&mut self) {
+        self.drop_pending_settings();
         if self.explicit {
             self.failed = true;
-            // Nothing of it can commit any more: give its row locks and snapshot back now.
-            if let Some(t) = self.txn.lock().take() {
+            // Nothing of it can commit any more: give its row locks and snapshot back now,
+            // unless a savepoint can still bring it back (ROLLBACK TO undoes the failed
+            // statement's writes with everything else since the savepoint).
+            if self.savepoints.is_empty()
+                && let Some(t) = self.txn.lock().take()
+            {
                 t.rollback();
             }
         } else if self.implicit_block {
@@ -179,6 +185,16 @@ impl Session {
     }
 
     pub(super) async fn execute_statement_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
+        let r = self.dispatch(stmt).await;
+        // Every error inside a block fails it, as in PostgreSQL (SET, SHOW and the savepoint
+        // statements included), until ROLLBACK or ROLLBACK TO a savepoint.
+        if r.is_err() && self.explicit && !self.failed {
+            self.on_error();
+        }
+        r
+    }
+
+    async fn dispatch(&mut self, stmt: Statement) -> SqlResult<Output> {
         match stmt {
             Statement::StartTransaction { modes, .. } => self.begin(&modes),
             Statement::Commit { chain, .. } => {
@@ -187,16 +203,15 @@ impl Session {
                 }
                 self.commit().await
             }
-            Statement::Rollback { savepoint, .. } => {
-                if savepoint.is_some() {
-                    return Err(SqlError::unsupported("savepoints"));
-                }
-                self.rollback()
-            }
+            Statement::Rollback { savepoint: Some(name), chain: false } => self.rollback_to(&name),
+            Statement::Rollback { chain: true, .. } => Err(SqlError::unsupported("ROLLBACK AND CHAIN")),
+            Statement::Rollback { savepoint: None, .. } => self.rollback(),
             _ if self.failed => Err(SqlError::new(
                 codes::IN_FAILED_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
+            Statement::Savepoint { name } => self.savepoint(&name),
+            Statement::ReleaseSavepoint { name } => self.release(&name),
             Statement::Copy { .. } => {
                 let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
                 let r = interruptible(timeout, cancel, self.copy(stmt)).await;
@@ -285,8 +300,39 @@ impl Session {
 }
 
 /// Rewrites statement forms PostgreSQL accepts that the parser does not, keeping their meaning:
-/// `COPY ... WITH (FREEZE ON)` and `VACUUM ANALYZE t` / `VACUUM (options) t`.
+/// `COPY ... WITH (FREEZE ON)`, `VACUUM ANALYZE t` / `VACUUM (options) t` and `ABORT`
+/// (ROLLBACK).
 fn compat_rewrite(sql: &str) -> Option<String> {
+    let original = sql;
+    static ABORT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)^\s*abort(\s+(work|transaction))?(\s+and\s+(no\s+)?chain)?\s*;?\s*$")
+            .expect("valid regex")
+    });
+    if let Some(c) = ABORT.captures(sql) {
+        return Some(format!("ROLLBACK{}", c.get(3).map(|m| m.as_str()).unwrap_or_default()));
+    }
+    // The parser knows FOR UPDATE and FOR SHARE with one OF name; every mode takes the same
+    // lock here (see `locking`), so the weaker forms are spelled as those.
+    static LOCK_MODE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\bfor\s+(no\s+key\s+update|key\s+share)\b").expect("valid regex")
+    });
+    static LOCK_OF: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)\bfor\s+(update|share)\s+of\s+((?:[\w."]+)(?:\s*,\s*[\w."]+)+)(\s+nowait|\s+skip\s+locked)?"#,
+        )
+        .expect("valid regex")
+    });
+    let sql =
+        &LOCK_MODE.replace_all(
+            sql,
+            |c: &regex::Captures| {
+                if c[1].to_lowercase().starts_with("no") { "FOR UPDATE" } else { "FOR SHARE" }
+            },
+        );
+    let sql = &LOCK_OF.replace_all(sql, |c: &regex::Captures| {
+        let tail = c.get(3).map(|m| m.as_str()).unwrap_or_default();
+        c[2].split(',').map(|n| format!("FOR {} OF {}{tail}", &c[1], n.trim())).collect::<Vec<_>>().join(" ")
+    });
     static FREEZE: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)\bfreeze\s+(on|off)\b").expect("valid regex"));
     static VACUUM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -301,7 +347,7 @@ fn compat_rewrite(sql: &str) -> Option<String> {
     if VACUUM.is_match(&out) {
         out = VACUUM.replace(&out, "VACUUM ").into_owned();
     }
-    (out != sql).then_some(out)
+    (out != original).then_some(out)
 }
 
 fn is_checkpoint(sql: &str) -> bool {
@@ -309,24 +355,26 @@ fn is_checkpoint(sql: &str) -> bool {
 }
 
 /// Refuses statements whose expressions nest deeper than [`EXPR_DEPTH_MAX`] (planning walks them
-/// recursively, and the time it takes grows with the depth), and queries with a locking clause
-/// (`FOR UPDATE` …), which this server cannot honour yet.
+/// recursively, and the time it takes grows with the depth), and locking clauses (`FOR UPDATE`
+/// …) anywhere but on a top-level SELECT, which alone takes row locks (see `locking`).
 fn check_depth(stmt: &Statement) -> SqlResult<()> {
     struct Depth {
         now: usize,
         max: usize,
-        /// A query with a locking clause was found.
-        locks: bool,
+        /// Queries entered so far (the first of a top-level SELECT is the statement itself).
+        queries: usize,
+        /// A nested query with a locking clause was found.
+        nested_lock: bool,
     }
     impl ast::Visitor for Depth {
         type Break = ();
         fn pre_visit_query(&mut self, q: &ast::Query) -> std::ops::ControlFlow<()> {
-            if q.locks.is_empty() {
-                std::ops::ControlFlow::Continue(())
-            } else {
-                self.locks = true;
-                std::ops::ControlFlow::Break(())
+            self.queries += 1;
+            if !q.locks.is_empty() && self.queries > 1 {
+                self.nested_lock = true;
+                return std::ops::ControlFlow::Break(());
             }
+            std::ops::ControlFlow::Continue(())
         }
         fn pre_visit_expr(&mut self, _e: &ast::Expr) -> std::ops::ControlFlow<()> {
             self.now += 1;
@@ -342,12 +390,15 @@ fn check_depth(stmt: &Statement) -> SqlResult<()> {
             std::ops::ControlFlow::Continue(())
         }
     }
-    let mut d = Depth { now: 0, max: 0, locks: false };
+    // A top-level SELECT's own query is the first one visited; in any other statement every
+    // query is nested.
+    let top = usize::from(matches!(stmt, Statement::Query(_)));
+    let mut d = Depth { now: 0, max: 0, queries: 1 - top, nested_lock: false };
     if ast::Visit::visit(stmt, &mut d).is_break() {
-        if d.locks {
-            // Ignoring the clause would let two workers take the same queue row.
-            return Err(SqlError::unsupported("SELECT … FOR UPDATE/FOR SHARE (row locks)").with_hint(
-                "UPDATE and DELETE lock the rows they change; a queue can claim a row with UPDATE … RETURNING.",
+        if d.nested_lock {
+            // Ignoring the clause would let NOWAIT wait and SKIP LOCKED hand out locked rows.
+            return Err(SqlError::unsupported("FOR UPDATE/FOR SHARE in a subquery").with_hint(
+                "Lock the rows with a top-level SELECT … FOR UPDATE in the transaction first; UPDATE and DELETE lock the rows they change.",
             ));
         }
         return Err(SqlError::new(

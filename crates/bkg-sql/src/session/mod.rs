@@ -4,12 +4,15 @@
 //! query planning ([`plan`]) add their methods to [`Session`] in their own files.
 
 mod execute;
+mod known_settings;
+mod locking;
 mod plan;
 mod settings;
 mod txn;
 
 pub use plan::{StatementStream, memory_stream};
 pub use settings::parse_duration_ms;
+pub(crate) use settings::{check_setting, current_setting_in};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -285,6 +288,19 @@ pub struct Session {
     pub audit_role: Option<String>,
     /// The open transaction wrote audit events (shipped after it commits).
     pub(crate) audit_pending: bool,
+    /// The block's savepoints, oldest first.
+    savepoints: Vec<SavepointEntry>,
+    /// The settings when the block began (a ROLLBACK returns to them).
+    block_settings: Option<settings::SavedSettings>,
+    /// Settings changed by SET LOCAL in the block, with the values they return to when it ends.
+    local_settings: BTreeMap<String, Option<String>>,
+}
+
+/// One `SAVEPOINT` of a transaction block.
+struct SavepointEntry {
+    name: String,
+    point: bkg_kernel::Savepoint,
+    settings: settings::SavedSettings,
 }
 
 impl Drop for Session {
@@ -357,6 +373,8 @@ impl Session {
             schema: parking_lot::RwLock::new("public".into()),
             backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             claims: parking_lot::RwLock::new(None),
+            settings: Default::default(),
+            pending_settings: Default::default(),
         });
         let mut state = state;
         state.add_analyzer_rule(Arc::new(super::pg_semantics::CheckedIntegerArithmetic::default()));
@@ -389,13 +407,23 @@ impl Session {
             client_address: None,
             audit_role: None,
             audit_pending: false,
+            savepoints: Vec::new(),
+            block_settings: None,
+            local_settings: BTreeMap::new(),
         }
+        .published()
+    }
+
+    fn published(self) -> Session {
+        self.publish_settings();
+        self
     }
 
     /// `RESET ALL`: every setting back to its default, the role back to the login's, and the
     /// claims too unless a token fixed them.
     fn reset_all(&mut self) -> SqlResult<()> {
         self.vars = default_vars(&self.engine);
+        self.publish_settings();
         self.set_role(None)?;
         if !self.jwt_login {
             self.set_claims(None);
@@ -437,6 +465,7 @@ impl Session {
     /// left its implicit transaction open: nothing of it may commit, so it is rolled back
     /// before anything else runs on the session.
     fn end_interrupted_block(&mut self) {
+        self.apply_pending_settings();
         if self.implicit_block {
             self.implicit_block = false;
             if !self.explicit

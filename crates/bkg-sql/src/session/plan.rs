@@ -100,7 +100,9 @@ impl Session {
     /// statement timeout; any other statement runs to completion first. The transaction
     /// rules are those of [`execute_statement`](Self::execute_statement).
     pub async fn execute_streaming(&mut self, stmt: Statement) -> SqlResult<StatementStream> {
-        if !matches!(stmt, Statement::Query(_)) || self.failed {
+        // A query with a locking clause runs to completion first too: its rows are locked as
+        // they come, and it may wait for a lock and run again.
+        if !matches!(&stmt, Statement::Query(q) if q.locks.is_empty()) || self.failed {
             return match self.execute_statement(stmt).await? {
                 Output::CopyIn { .. } => {
                     Err(self.copy_fail("COPY FROM STDIN needs the PostgreSQL protocol; use bulk ingest"))

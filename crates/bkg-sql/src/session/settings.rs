@@ -5,19 +5,28 @@ use super::*;
 impl Session {
     pub(super) fn set(&mut self, set: ast::Set) -> SqlResult<Output> {
         match set {
-            ast::Set::SingleAssignment { variable, values, .. } => {
-                let name = variable.to_string().to_lowercase();
+            ast::Set::SingleAssignment { variable, values, scope, .. } => {
+                let name = setting_name(&variable.to_string());
                 let value = values.iter().map(expr_setting_text).collect::<Vec<_>>().join(", ");
-                self.set_var(&name, value)?;
+                let local = matches!(scope, Some(ast::ContextModifier::Local));
+                if name == "role" {
+                    // SET role = 'x' is SET ROLE x.
+                    let v = value.trim().to_string();
+                    self.scoped(local, "role", |s| {
+                        s.set_role(Some(v.as_str()).filter(|n| !n.eq_ignore_ascii_case("none")))
+                    })?;
+                } else {
+                    self.scoped(local, &name, |s| s.set_var(&name, value))?;
+                }
             }
-            ast::Set::SetTimeZone { value, .. } => self.set_var("timezone", expr_setting_text(&value))?,
+            ast::Set::SetTimeZone { value, local } => {
+                self.scoped(local, "timezone", |s| s.set_var("timezone", expr_setting_text(&value)))?
+            }
             ast::Set::SetNames { charset_name, .. } => self.set_var("client_encoding", charset_name.value)?,
             ast::Set::SetRole { role_name, context_modifier } => {
-                if matches!(context_modifier, Some(ast::ContextModifier::Local)) {
-                    return Err(SqlError::unsupported("SET LOCAL ROLE"));
-                }
+                let local = matches!(context_modifier, Some(ast::ContextModifier::Local));
                 let name = role_name.as_ref().map(crate::ddl::ident_name);
-                self.set_role(name.as_deref().filter(|n| *n != "none"))?;
+                self.scoped(local, "role", |s| s.set_role(name.as_deref().filter(|n| *n != "none")))?;
             }
             ast::Set::SetTransaction { modes, session, .. } => {
                 for m in modes {
@@ -47,56 +56,149 @@ impl Session {
         Ok(Output::command("SET"))
     }
 
+    /// Runs a change of setting `name`: `SET LOCAL` (`local`) lasts until the transaction
+    /// block ends, and has no effect outside one (PostgreSQL only warns); a plain SET inside a
+    /// block lasts beyond it unless the block rolls back.
+    fn scoped(&mut self, local: bool, name: &str, f: impl FnOnce(&mut Self) -> SqlResult<()>) -> SqlResult<()> {
+        if local && !self.explicit {
+            return Ok(());
+        }
+        let before = self.setting_value(name);
+        f(self)?;
+        if local {
+            self.local_settings.entry(name.to_string()).or_insert(before);
+        } else {
+            self.local_settings.remove(name);
+        }
+        Ok(())
+    }
+
+    /// The value of setting `name` as [`restore_setting`](Self::restore_setting) takes it back.
+    fn setting_value(&self, name: &str) -> Option<String> {
+        if name == "request.jwt.claims" {
+            return self.claims().map(|c| c.to_string());
+        }
+        self.vars.get(name).cloned()
+    }
+
+    /// Puts setting `name` back to `value` (taken by [`setting_value`](Self::setting_value)),
+    /// without the checks of a SET: it held that value before.
+    fn restore_setting(&mut self, name: &str, value: Option<String>) {
+        match name {
+            "request.jwt.claims" => self.set_claims(value.and_then(|v| serde_json::from_str(&v).ok())),
+            "role" => {
+                let cat = self.catalog_view();
+                let role = value
+                    .as_deref()
+                    .filter(|n| *n != "none")
+                    .and_then(|n| cat.find_role(n).map(|r| r.oid))
+                    .unwrap_or(self.session_role);
+                self.role = role;
+                *self.info.user.write() = cat.role(role).map(|r| r.name.clone()).unwrap_or_else(|| self.user.clone());
+                self.vars.insert("role".into(), value.unwrap_or_else(|| "none".into()));
+            }
+            _ => {
+                match value {
+                    Some(v) => self.vars.insert(name.to_string(), v),
+                    None => self.vars.remove(name),
+                };
+                if name == "search_path" {
+                    self.apply_search_path();
+                }
+            }
+        }
+        self.publish_settings();
+    }
+
+    /// Everything a transaction block or a savepoint may have to return to.
+    pub(super) fn save_settings(&self) -> SavedSettings {
+        SavedSettings {
+            vars: self.vars.clone(),
+            claims: self.claims(),
+            role: self.role,
+            local: self.local_settings.clone(),
+        }
+    }
+
+    /// Returns to settings saved by [`save_settings`](Self::save_settings) (ROLLBACK, ROLLBACK TO).
+    pub(super) fn restore_settings(&mut self, saved: SavedSettings) {
+        let claims_changed = self.claims() != saved.claims;
+        self.vars = saved.vars;
+        self.local_settings = saved.local;
+        if claims_changed {
+            self.set_claims(saved.claims.map(|c| (*c).clone()));
+        }
+        let cat = self.catalog_view();
+        self.role = saved.role;
+        *self.info.user.write() = cat.role(saved.role).map(|r| r.name.clone()).unwrap_or_else(|| self.user.clone());
+        self.apply_search_path();
+        self.publish_settings();
+    }
+
+    /// The block ended: SET LOCAL values go back to their session values (after a COMMIT), or
+    /// every setting to what it was at BEGIN (after a ROLLBACK).
+    pub(super) fn end_block_settings(&mut self, committed: bool) {
+        let began = self.block_settings.take();
+        match began {
+            Some(saved) if !committed => self.restore_settings(saved),
+            _ => {
+                for (name, value) in std::mem::take(&mut self.local_settings) {
+                    self.restore_setting(&name, value);
+                }
+            }
+        }
+        self.local_settings.clear();
+    }
+
+    /// Applies the `set_config()` calls of the last statement, which checked them already (see
+    /// [`crate::pg_catalog::settings_functions`]); a failed statement's were dropped.
+    pub(super) fn apply_pending_settings(&mut self) {
+        let pending = std::mem::take(&mut *self.info.pending_settings.lock());
+        for (name, value, local) in pending {
+            let key = name.clone();
+            if let Err(e) = self.scoped(local, &key, |s| s.set_var(&name, value)) {
+                tracing::debug!(setting = %key, error = %e.message, "set_config() not applied");
+            }
+        }
+    }
+
+    /// Drops the `set_config()` calls of a statement that failed.
+    pub(super) fn drop_pending_settings(&mut self) {
+        self.info.pending_settings.lock().clear();
+    }
+
+    /// Makes the settings visible to `current_setting()` (which runs inside a query).
+    pub(super) fn publish_settings(&self) {
+        *self.info.settings.write() = self.vars.clone();
+    }
+
+    /// Sets run-time setting `name` (lower case) for the session, checking its value: a
+    /// setting PostgreSQL 15 does not have is refused (42704) unless its name has a dot (a
+    /// custom setting, kept as text, as `set_config('app.tenant', …)` uses).
     pub fn set_var(&mut self, name: &str, value: String) -> SqlResult<()> {
         let name = match name {
             "time zone" => "timezone",
             n => n,
         };
-        let invalid = || {
-            SqlError::new(
-                codes::INVALID_PARAMETER_VALUE,
-                format!("invalid value for parameter \"{name}\": \"{value}\""),
-            )
-        };
         if name.starts_with("request.jwt") {
             return self.set_claims_setting(name, Some(&value));
         }
-        match name {
-            "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" | "idle_session_timeout" => {
-                parse_duration_ms(&value).ok_or_else(invalid)?;
-            }
-            "default_transaction_isolation" | "transaction_isolation" => match value.to_lowercase().as_str() {
-                "read committed" | "read uncommitted" | "repeatable read" => {
-                    if name == "transaction_isolation"
-                        && let Some(t) = self.txn.lock().as_mut()
-                    {
-                        t.set_isolation(if value.eq_ignore_ascii_case("repeatable read") {
-                            IsolationLevel::RepeatableRead
-                        } else {
-                            IsolationLevel::ReadCommitted
-                        });
-                        return Ok(());
-                    }
-                }
-                "serializable" => {
-                    return Err(SqlError::unsupported(
-                        "SERIALIZABLE isolation (REPEATABLE READ gives snapshot isolation)",
-                    ));
-                }
-                _ => return Err(invalid()),
-            },
-            "client_encoding" => {
-                let v = value.to_uppercase().replace('-', "");
-                if v != "UTF8" && v != "UNICODE" {
-                    return Err(SqlError::unsupported(format!("client encoding \"{value}\" (only UTF8)")));
-                }
-            }
-            _ => {}
+        check_setting(name, &value)?;
+        if name == "transaction_isolation"
+            && let Some(t) = self.txn.lock().as_mut()
+        {
+            t.set_isolation(if value.eq_ignore_ascii_case("repeatable read") {
+                IsolationLevel::RepeatableRead
+            } else {
+                IsolationLevel::ReadCommitted
+            });
+            return Ok(());
         }
         self.vars.insert(name.to_string(), value);
         if name == "search_path" {
             self.apply_search_path();
         }
+        self.publish_settings();
         Ok(())
     }
 
@@ -176,12 +278,18 @@ impl Session {
     }
 
     pub(super) fn show(&self, variable: &[ast::Ident]) -> SqlResult<Output> {
-        let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+        let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+        let name = words.join(" ");
         let key = match name.as_str() {
             "time zone" => "timezone".to_string(),
             "transaction isolation level" => "transaction_isolation".to_string(),
-            _ => name.clone(),
+            "session authorization" => "session_authorization".to_string(),
+            // SHOW takes one name; its parts were split at the dots (`SHOW app.tenant`).
+            _ => words.join("."),
         };
+        if key == "session_authorization" {
+            return self.show_value(&key, self.user.clone());
+        }
         if key == "all" {
             let schema = Arc::new(Schema::new(vec![
                 Field::new("name", ArrowType::Utf8, false),
@@ -202,9 +310,12 @@ impl Session {
                 None => self.vars.get("default_transaction_isolation").cloned().unwrap_or_default(),
             }
         } else {
-            let v = self.vars.get(&key).cloned().ok_or_else(|| {
-                SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
-            })?;
+            let v = match self.vars.get(&key).cloned() {
+                Some(v) => v,
+                None => super::known_settings::default_value(&key).map(str::to_string).ok_or_else(|| {
+                    SqlError::new(codes::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{key}\""))
+                })?,
+            };
             match key.as_str() {
                 "statement_timeout"
                 | "lock_timeout"
@@ -213,10 +324,94 @@ impl Session {
                 _ => v,
             }
         };
-        let schema = Arc::new(Schema::new(vec![Field::new(key.clone(), ArrowType::Utf8, false)]));
+        self.show_value(&key, value)
+    }
+
+    fn show_value(&self, key: &str, value: String) -> SqlResult<Output> {
+        let schema = Arc::new(Schema::new(vec![Field::new(key, ArrowType::Utf8, false)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
         Ok(Output::Rows { schema, batches: vec![batch], tag: "SHOW".into() })
     }
+
+    /// `current_setting(name [, missing_ok])`, as the session sees it now.
+    pub fn current_setting(&self, name: &str) -> Option<String> {
+        current_setting_in(&self.vars, name)
+    }
+}
+
+/// Checks a new value for setting `name` (lower case) as SET does, without setting it: a
+/// setting PostgreSQL 15 does not have is refused (42704) unless its name has a dot (a custom
+/// setting, kept as text).
+pub(crate) fn check_setting(name: &str, value: &str) -> SqlResult<()> {
+    let invalid = || {
+        SqlError::new(codes::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"{name}\": \"{value}\""))
+    };
+    use super::known_settings::Context;
+    match super::known_settings::context(name) {
+        None if !name.contains('.') => {
+            return Err(SqlError::new(
+                codes::UNDEFINED_OBJECT,
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
+        }
+        Some(Context::Internal) => {
+            return Err(SqlError::new(
+                codes::CANT_CHANGE_RUNTIME_PARAM,
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
+        Some(Context::Server) => {
+            return Err(SqlError::new(
+                codes::CANT_CHANGE_RUNTIME_PARAM,
+                format!("parameter \"{name}\" cannot be changed now"),
+            ));
+        }
+        _ => {}
+    }
+    match name {
+        "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" | "idle_session_timeout" => {
+            parse_duration_ms(value).ok_or_else(invalid)?;
+        }
+        "default_transaction_isolation" | "transaction_isolation" => match value.to_lowercase().as_str() {
+            "read committed" | "read uncommitted" | "repeatable read" => {}
+            "serializable" => {
+                return Err(SqlError::unsupported("SERIALIZABLE isolation (REPEATABLE READ gives snapshot isolation)"));
+            }
+            _ => return Err(invalid()),
+        },
+        "client_encoding" => {
+            let v = value.to_uppercase().replace('-', "");
+            if v != "UTF8" && v != "UNICODE" {
+                return Err(SqlError::unsupported(format!("client encoding \"{value}\" (only UTF8)")));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Settings saved at BEGIN and at each SAVEPOINT.
+#[derive(Debug, Clone)]
+pub(super) struct SavedSettings {
+    vars: BTreeMap<String, String>,
+    claims: Option<Arc<serde_json::Value>>,
+    role: u64,
+    local: BTreeMap<String, Option<String>>,
+}
+
+/// The lower-case name of a setting as SET writes it (`TimeZone`, `app.Tenant`).
+pub(super) fn setting_name(raw: &str) -> String {
+    raw.trim().trim_matches('"').to_lowercase()
+}
+
+/// A setting's value in `vars` or, for one PostgreSQL has that the session never set, its
+/// default; `None` for an unknown name.
+pub(crate) fn current_setting_in(vars: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    let key = match name.to_lowercase().as_str() {
+        "time zone" => "timezone".to_string(),
+        n => n.to_string(),
+    };
+    vars.get(&key).cloned().or_else(|| super::known_settings::default_value(&key).map(str::to_string))
 }
 
 fn expr_setting_text(e: &ast::Expr) -> String {

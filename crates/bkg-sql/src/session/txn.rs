@@ -28,6 +28,7 @@ impl Session {
             // PostgreSQL warns and carries on.
             return Ok(Output::Command { tag: "BEGIN".into(), rows: None, txn: Some(TxnEvent::Begin) });
         }
+        self.block_settings = Some(self.save_settings());
         if self.implicit_block {
             // BEGIN inside a multi-statement query turns the implicit transaction into a block.
             self.implicit_block = false;
@@ -49,18 +50,89 @@ impl Session {
         let was_failed = self.failed;
         self.explicit = false;
         self.failed = false;
+        self.savepoints.clear();
         match txn {
             _ if was_failed => {
                 if let Some(t) = txn {
                     t.rollback();
                 }
+                self.end_block_settings(false);
                 Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
             }
             Some(t) => {
-                self.commit_txn(t).await?;
+                let r = self.commit_txn(t).await;
+                self.end_block_settings(r.is_ok());
+                r?;
                 Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
             }
-            None => Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) }),
+            None => {
+                self.end_block_settings(true);
+                Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
+            }
+        }
+    }
+
+    /// `SAVEPOINT name`: a point of the block that `ROLLBACK TO` returns to (writes, settings
+    /// and row locks taken since). Names may repeat; the newest one is meant.
+    pub(super) fn savepoint(&mut self, name: &ast::Ident) -> SqlResult<Output> {
+        self.require_block("SAVEPOINT")?;
+        let point = self.with_txn(|t| Ok(t.savepoint()))?;
+        let settings = self.save_settings();
+        self.savepoints.push(SavepointEntry { name: crate::ddl::ident_name(name), point, settings });
+        Ok(Output::command("SAVEPOINT"))
+    }
+
+    /// `ROLLBACK TO [SAVEPOINT] name`: undoes what the block did since the savepoint, which
+    /// stays (later ones are gone), and ends a failed state.
+    pub(super) fn rollback_to(&mut self, name: &ast::Ident) -> SqlResult<Output> {
+        self.require_block("ROLLBACK TO SAVEPOINT")?;
+        let i = self.find_savepoint(name)?;
+        for later in self.savepoints.drain(i + 1..).rev() {
+            if let Some(t) = self.txn.lock().as_mut() {
+                t.release_savepoint(later.point);
+            }
+        }
+        let entry = &self.savepoints[i];
+        let settings = entry.settings.clone();
+        {
+            let mut g = self.txn.lock();
+            let t = g.as_mut().ok_or_else(|| SqlError::internal("a savepoint without its transaction"))?;
+            t.rollback_to(&entry.point);
+        }
+        self.restore_settings(settings);
+        self.failed = false;
+        Ok(Output::command("ROLLBACK"))
+    }
+
+    /// `RELEASE [SAVEPOINT] name`: forgets the savepoint and every later one; what the block
+    /// did since stays.
+    pub(super) fn release(&mut self, name: &ast::Ident) -> SqlResult<Output> {
+        self.require_block("RELEASE SAVEPOINT")?;
+        let i = self.find_savepoint(name)?;
+        for sp in self.savepoints.drain(i..).rev() {
+            if let Some(t) = self.txn.lock().as_mut() {
+                t.release_savepoint(sp.point);
+            }
+        }
+        Ok(Output::command("RELEASE"))
+    }
+
+    fn find_savepoint(&self, name: &ast::Ident) -> SqlResult<usize> {
+        let name = crate::ddl::ident_name(name);
+        self.savepoints.iter().rposition(|s| s.name == name).ok_or_else(|| {
+            SqlError::new(codes::SAVEPOINT_EXCEPTION_INVALID, format!("savepoint \"{name}\" does not exist"))
+        })
+    }
+
+    /// Statements that only make sense in a transaction block (25P01 outside one).
+    pub(super) fn require_block(&self, what: &str) -> SqlResult<()> {
+        if self.explicit {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                codes::NO_ACTIVE_SQL_TRANSACTION,
+                format!("{what} can only be used in transaction blocks"),
+            ))
         }
     }
 
@@ -71,6 +143,8 @@ impl Session {
         }
         self.explicit = false;
         self.failed = false;
+        self.savepoints.clear();
+        self.end_block_settings(false);
         Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
     }
 
@@ -79,7 +153,11 @@ impl Session {
     /// READ COMMITTED on a new snapshot, so it acts on the row's newest version (as PostgreSQL
     /// re-checks it); under REPEATABLE READ the rerun fails with 40001 if the other committed.
     pub(super) async fn run_with_retries(&mut self, stmt: Statement) -> SqlResult<Output> {
-        let restartable = matches!(stmt, Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_));
+        let restartable = match &stmt {
+            Statement::Update(_) | Statement::Delete(_) | Statement::Insert(_) => true,
+            Statement::Query(q) => !q.locks.is_empty(),
+            _ => false,
+        };
         let mut stmt = stmt;
         let mut attempts = 0u32;
         loop {
@@ -125,7 +203,14 @@ impl Session {
     /// `sql.execute` spans; any other statement runs in one `sql.execute` span.
     pub(super) async fn run_in_txn(&mut self, stmt: Statement) -> SqlResult<Output> {
         self.sync_view();
-        if matches!(stmt, Statement::Query(_) | Statement::Explain { .. }) {
+        if let Statement::Query(q) = stmt {
+            if q.locks.is_empty() {
+                return self.query(Statement::Query(q)).await;
+            }
+            let span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
+            return crate::in_span!(span, self.locking_select(*q));
+        }
+        if matches!(stmt, Statement::Explain { .. }) {
             return self.query(stmt).await;
         }
         let span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
@@ -191,6 +276,7 @@ impl Session {
 
     /// An error inside an explicit transaction block fails the block.
     pub(crate) fn mark_failed(&mut self) {
+        self.drop_pending_settings();
         if self.explicit {
             self.failed = true;
         }
