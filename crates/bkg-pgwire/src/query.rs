@@ -24,6 +24,11 @@ pub struct Prepared {
     pub fields: Vec<FieldInfo>,
     /// The cached plan of a point query (made at Parse), run with each Bind's values.
     pub point: Option<Arc<bkg_sql::fast_path::PointPlan>>,
+    /// Why the rows of a statement that returns rows could not be described at Parse (its
+    /// parameters' types were needed): a Describe of the statement answers this error, one of
+    /// a portal describes it with the bound values. Never NoData for a statement that then
+    /// sends rows: the client could not read them.
+    pub describe_error: Option<SqlError>,
 }
 
 pub struct BkgQueryParser {
@@ -44,6 +49,70 @@ pub(crate) fn changed_shape(described: &[FieldInfo], schema: &SchemaRef) -> bool
     !described.is_empty()
         && (described.len() != schema.fields().len()
             || described.iter().zip(schema.fields().iter()).any(|(d, f)| *d.datatype() != encode::pg_type(f)))
+}
+
+/// True for statements that answer with rows (so a Describe must give their columns).
+fn returns_rows(stmt: &Statement) -> bool {
+    match stmt {
+        Statement::Query(_) | Statement::Explain { .. } | Statement::ShowVariable { .. } => true,
+        Statement::Insert(i) => i.returning.is_some(),
+        Statement::Update(u) => u.returning.is_some(),
+        Statement::Delete(d) => d.returning.is_some(),
+        _ => false,
+    }
+}
+
+/// A query with each parameter the client gave a type for cast to that type, so its result
+/// columns are described as they will come (`SELECT $1` with an int2 parameter is an int2
+/// column, not text).
+fn with_client_types(stmt: &Statement, types: &[Option<Type>]) -> Statement {
+    let mut out = stmt.clone();
+    if !matches!(stmt, Statement::Query(_)) || types.iter().all(|t| t.as_ref().and_then(sql_type_name).is_none()) {
+        return out;
+    }
+    let exprs: Vec<datafusion::sql::sqlparser::ast::Expr> = (0..types.len())
+        .map(|i| {
+            let text = match types[i].as_ref().and_then(sql_type_name) {
+                Some(t) => format!("CAST(${} AS {t})", i + 1),
+                None => format!("${}", i + 1),
+            };
+            datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_expr())
+                .expect("a placeholder with a cast parses")
+        })
+        .collect();
+    // Placeholders past the given types keep their own (inferred) types.
+    let mut all = exprs;
+    let n = bkg_sql::describe::count_placeholders(stmt);
+    for i in all.len()..n {
+        all.push(datafusion::sql::sqlparser::ast::Expr::value(datafusion::sql::sqlparser::ast::Value::Placeholder(
+            format!("${}", i + 1),
+        )));
+    }
+    if bind_params(&mut out, &all).is_err() {
+        return stmt.clone();
+    }
+    out
+}
+
+/// The SQL name of a parameter type the planner can cast to.
+fn sql_type_name(t: &Type) -> Option<&'static str> {
+    Some(match *t {
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::BOOL => "boolean",
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => "text",
+        Type::NUMERIC => "numeric",
+        Type::DATE => "date",
+        Type::TIMESTAMP => "timestamp",
+        Type::TIMESTAMPTZ => "timestamptz",
+        Type::BYTEA => "bytea",
+        _ => return None,
+    })
 }
 
 pub(crate) fn arrow_to_param_type(t: &datafusion::arrow::datatypes::DataType) -> Type {
@@ -67,10 +136,35 @@ impl QueryParser for BkgQueryParser {
         };
         let mut session = self.session.lock().await;
         bind_user(&mut session, client);
-        let described = if session.in_failed_transaction() {
-            Default::default()
+        let (described, describe_error) = if session.in_failed_transaction() {
+            (Default::default(), None)
         } else {
-            session.describe(&stmt).await.unwrap_or_default()
+            match session.describe(&with_client_types(&stmt, types)).await {
+                Ok(d) => (d, None),
+                Err(e) => {
+                    // Parameters nothing gives a type to are text, as PostgreSQL resolves an
+                    // unknown (`now() AT TIME ZONE $1`).
+                    let n = bkg_sql::describe::count_placeholders(&stmt);
+                    let as_text: Vec<Option<Type>> = (0..n)
+                        .map(|i| types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).or(Some(Type::TEXT)))
+                        .collect();
+                    match session.describe(&with_client_types(&stmt, &as_text)).await {
+                        Ok(d) if n > 0 => {
+                            let params = (0..n)
+                                .map(|i| {
+                                    d.params
+                                        .get(i)
+                                        .cloned()
+                                        .flatten()
+                                        .or(Some(datafusion::arrow::datatypes::DataType::Utf8))
+                                })
+                                .collect();
+                            (bkg_sql::describe::Described { params, schema: d.schema }, None)
+                        }
+                        _ => (Default::default(), returns_rows(&stmt).then_some(e)),
+                    }
+                }
+            }
         };
         let n = described.params.len().max(types.len());
         let param_types = (0..n)
@@ -88,7 +182,7 @@ impl QueryParser for BkgQueryParser {
             _ => None,
         };
         let text = Arc::from(bkg_sql::telemetry::statement_text(sql));
-        Ok(Some(Prepared { stmt: Some(stmt), text, param_types, fields, point }))
+        Ok(Some(Prepared { stmt: Some(stmt), text, param_types, fields, point, describe_error }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -383,6 +477,52 @@ impl ExtendedQueryHandler for ConnHandlers {
         self.parser.clone()
     }
 
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &pgwire::api::stmt::StoredStatement<Prepared>,
+    ) -> PgWireResult<pgwire::api::results::DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement;
+        if let Some(e) = &prepared.describe_error {
+            // Its rows cannot be described before its parameters are known: say why rather
+            // than NoData, after which its rows could not be read.
+            return Err(user_error(e.clone()));
+        }
+        let fields = self.parser.get_result_schema(prepared, None)?;
+        Ok(pgwire::api::results::DescribeStatementResponse::new(prepared.param_types.clone(), fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<pgwire::api::results::DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let (Some(_), Some(stmt)) = (&prepared.describe_error, &prepared.stmt) else {
+            let fields = self.parser.get_result_schema(prepared, Some(&portal.result_column_format))?;
+            return Ok(pgwire::api::results::DescribePortalResponse::new(fields));
+        };
+        // Described with the values bound: their types are known now.
+        let bound = bound_statement(stmt, portal)?;
+        let mut session = self.session.lock().await;
+        bind_user(&mut session, client);
+        let described = session.describe(&bound).await.map_err(user_error)?;
+        let schema = described.schema.unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+        Ok(pgwire::api::results::DescribePortalResponse::new(fields_of(&schema, &portal.result_column_format)))
+    }
+
     async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -495,6 +635,26 @@ impl ExtendedQueryHandler for ConnHandlers {
     }
 }
 
+/// The portal's statement with its parameters bound to the values of its Bind.
+fn bound_statement(stmt: &Statement, portal: &Portal<Prepared>) -> PgWireResult<Statement> {
+    let prepared = &portal.statement.statement;
+    let mut stmt = stmt.clone();
+    let mut values = Vec::with_capacity(portal.parameters.len());
+    for (i, p) in portal.parameters.iter().enumerate() {
+        let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
+        let lit = encode::param_literal_at(p.as_deref(), &ty, portal.parameter_format.is_binary(i), i + 1)
+            .map_err(user_error)?;
+        let expr =
+            datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&lit)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| user_error(SqlError::from(e)))?;
+        values.push(expr);
+    }
+    bind_params(&mut stmt, &values).map_err(user_error)?;
+    Ok(stmt)
+}
+
 impl ConnHandlers {
     async fn execute_portal<C>(&self, client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<Response>
     where
@@ -525,21 +685,7 @@ impl ConnHandlers {
                 None => {}
             }
         }
-        let mut stmt = stmt.clone();
-        let mut values = Vec::with_capacity(portal.parameters.len());
-        for (i, p) in portal.parameters.iter().enumerate() {
-            let ty = prepared.param_types.get(i).cloned().unwrap_or(Type::TEXT);
-            let lit = encode::param_literal_at(p.as_deref(), &ty, portal.parameter_format.is_binary(i), i + 1)
-                .map_err(user_error)?;
-            let expr = datafusion::sql::sqlparser::parser::Parser::new(
-                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-            )
-            .try_with_sql(&lit)
-            .and_then(|mut p| p.parse_expr())
-            .map_err(|e| user_error(SqlError::from(e)))?;
-            values.push(expr);
-        }
-        bind_params(&mut stmt, &values).map_err(user_error)?;
+        let stmt = bound_statement(stmt, portal)?;
         let mut session = self.session.lock().await;
         bind_user(&mut session, client);
         match session.execute_statement(stmt).await {

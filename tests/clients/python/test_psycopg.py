@@ -737,3 +737,54 @@ def test_typeinfo_fetch_reads_the_catalog(conn):
         assert info is not None, name
         assert (info.oid, info.array_oid, info.regtype) == (oid, array_oid, regtype)
     assert TypeInfo.fetch(conn, "no_such_type") is None
+
+
+def test_parameter_types_from_values(conn):
+    """psycopg binds on the server: a small int is an int2 parameter, and a statement whose
+    columns need its parameters' types is described from the bound portal."""
+    assert conn.execute("SELECT %s AS a", (1,)).fetchone() == (1,)
+    assert conn.execute("SELECT %s::int + 1", (41,)).fetchone() == (42,)
+    (ts,) = conn.execute("SELECT now() AT TIME ZONE %s", ("UTC",)).fetchone()
+    assert ts is not None
+
+
+def test_nested_transactions_are_savepoints(connect):
+    c = connect()
+    tbl = table_name("nested")
+    c.execute(f"CREATE TABLE {tbl} (id int PRIMARY KEY)")
+    c.commit()
+    with c.transaction():
+        c.execute(f"INSERT INTO {tbl} VALUES (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.transaction():
+                c.execute(f"INSERT INTO {tbl} VALUES (2)")
+                c.execute(f"INSERT INTO {tbl} VALUES (1)")
+        with c.transaction():
+            c.execute(f"INSERT INTO {tbl} VALUES (3)")
+    assert [r[0] for r in c.execute(f"SELECT id FROM {tbl} ORDER BY id")] == [1, 3]
+    c.rollback()
+
+
+def test_skip_locked_hands_each_worker_another_row(connect):
+    a, b = connect(), connect()
+    tbl = table_name("queue")
+    a.execute(f"CREATE TABLE {tbl} (id int PRIMARY KEY, state text)")
+    a.execute(f"INSERT INTO {tbl} SELECT g, 'new' FROM generate_series(1, 3) AS t(g)")
+    a.commit()
+    take = f"SELECT id FROM {tbl} WHERE state = 'new' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    assert a.execute(take).fetchone() == (1,)
+    assert b.execute(take).fetchone() == (2,)
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        b.execute(f"SELECT id FROM {tbl} WHERE id = 1 FOR UPDATE NOWAIT")
+    a.rollback()
+    b.rollback()
+
+
+def test_set_config_and_current_setting(connect):
+    c = connect(autocommit=True)
+    assert c.execute("SELECT set_config('TimeZone', %s, false)", ("UTC",)).fetchone() == ("UTC",)
+    assert c.execute("SELECT set_config('app.tenant', %s, false)", ("acme",)).fetchone() == ("acme",)
+    assert c.execute("SELECT current_setting('app.tenant')").fetchone() == ("acme",)
+    assert c.execute("SELECT current_setting('app.nosuch', true)").fetchone() == (None,)
+    with pytest.raises(psycopg.errors.UndefinedObject):
+        c.execute("SET nosuch_param = 1")

@@ -386,3 +386,32 @@ async fn prepared_point_queries_run_from_their_cached_plan() {
     c.batch_execute("REVOKE SELECT ON kv FROM reader").await.unwrap();
     assert_eq!(code(&r.query_one(&stmt, &[&2i64]).await.unwrap_err()), "42501");
 }
+
+/// Parameters whose types only their values tell: a result column of a typed parameter is of
+/// that type (psycopg sends int2 for small ints; the column was described as text, and the
+/// first run failed with "cached plan must not change result type"), and a statement that
+/// cannot be described without a type for its parameter (`AT TIME ZONE $1`) was described as
+/// returning no rows, then sent rows the client could not read (a protocol violation).
+#[tokio::test]
+async fn parameter_types_decide_described_columns() {
+    use tokio_postgres::types::Type;
+    let server = TestServer::start();
+    let c = server.connect().await;
+    let st = c.prepare_typed("SELECT $1 AS a", &[Type::INT2]).await.unwrap();
+    assert_eq!(st.columns()[0].type_(), &Type::INT2);
+    let v: i16 = c.query_one(&st, &[&7i16]).await.unwrap().get(0);
+    assert_eq!(v, 7);
+    // Untyped: text, as PostgreSQL resolves an unknown.
+    let st = c.prepare("SELECT upper($1)").await.unwrap();
+    assert_eq!(st.params(), &[Type::TEXT]);
+    let v: String = c.query_one(&st, &[&"abc"]).await.unwrap().get(0);
+    assert_eq!(v, "ABC");
+    // `AT TIME ZONE $1` can be planned only with its value: the statement's Describe says so
+    // (0A000) where it used to answer NoData and then send rows. Clients that describe the
+    // bound portal (psycopg) get its rows: tests/clients/python/test_psycopg.py.
+    let e = c.prepare("SELECT now() AT TIME ZONE $1").await.unwrap_err();
+    assert_eq!(code(&e), "0A000");
+    // A statement whose rows cannot be described says why at Describe, never NoData.
+    let e = c.prepare("SELECT nosuch_column FROM (SELECT $1::int AS x) s").await.unwrap_err();
+    assert_eq!(code(&e), "42703");
+}
