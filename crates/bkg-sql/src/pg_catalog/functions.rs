@@ -300,6 +300,7 @@ pub fn functions(view: Arc<CatalogView>, info: Arc<SessionInfo>, server_version:
     ];
     all.extend(super::storage_fns::storage_functions());
     all.extend(super::settings_fns::settings_functions(info));
+    all.extend(super::settings_fns::input_functions());
     all
 }
 

@@ -239,6 +239,17 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
                 **expr = arr;
             }
         }
+        // uuid and json values are text here: the cast checks the text (22P02) and gives a
+        // uuid its canonical form, as a uuid column stores it.
+        Expr::Cast {
+            expr,
+            data_type: data_type @ (ast::DataType::Uuid | ast::DataType::JSON | ast::DataType::JSONB),
+            ..
+        } => {
+            let f = if matches!(data_type, ast::DataType::Uuid) { "bkg_uuid_in" } else { "bkg_json_in" };
+            let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+            *e = call(f, vec![inner]);
+        }
         Expr::Cast { expr, data_type, .. } => {
             let tname = match data_type {
                 ast::DataType::Custom(n, _) => {
@@ -477,7 +488,7 @@ pub fn provably_empty(q: &ast::Query, cat: &Catalog) -> Option<Vec<String>> {
 /// `'{a,"b c",NULL}'` as `ARRAY['a', 'b c', NULL]` (elements stay text; a cast types them).
 /// As [`array_text_literal`], but a string that is not an array's text form is an error (22P02).
 pub fn array_text_literal_checked(e: &Expr) -> crate::error::SqlResult<Option<Expr>> {
-    if let Expr::Value(v) = e
+    if let Expr::Value(v) = unparenthesized(e)
         && let ast::Value::SingleQuotedString(text) = &v.value
     {
         crate::types::parse_pg_array(text)?;
@@ -486,7 +497,7 @@ pub fn array_text_literal_checked(e: &Expr) -> crate::error::SqlResult<Option<Ex
 }
 
 pub fn array_text_literal(e: &Expr) -> Option<Expr> {
-    let Expr::Value(v) = e else { return None };
+    let Expr::Value(v) = unparenthesized(e) else { return None };
     let ast::Value::SingleQuotedString(text) = &v.value else { return None };
     let items = crate::types::parse_pg_array(text).ok()?;
     let elem = items
@@ -497,6 +508,14 @@ pub fn array_text_literal(e: &Expr) -> Option<Expr> {
         })
         .collect();
     Some(Expr::Array(ast::Array { elem, named: true }))
+}
+
+/// `e` without the parentheses around it (`('{a,b}')::text[]` is `'{a,b}'::text[]`).
+fn unparenthesized(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
 }
 
 fn array_literal(e: &Expr) -> Option<Expr> {

@@ -17,7 +17,7 @@ pub const PENDING_SETTINGS_MAX: usize = 10_000;
 type RowFn = dyn Fn(&[Option<String>]) -> Result<Option<String>, SqlError> + Send + Sync;
 
 /// A function evaluated row by row on the text of its arguments that may fail with a SQLSTATE.
-struct FallibleFn {
+pub(crate) struct FallibleFn {
     name: &'static str,
     sig: Signature,
     f: Arc<RowFn>,
@@ -151,4 +151,29 @@ pub fn settings_functions(info: Arc<SessionInfo>) -> Vec<ScalarUDF> {
         }),
     };
     vec![ScalarUDF::new_from_impl(current_setting), ScalarUDF::new_from_impl(set_config)]
+}
+
+/// `bkg_uuid_in(text)` and `bkg_json_in(text)`: what `::uuid`, `::json` and `::jsonb` become
+/// (values of those types are text here). A uuid comes out in its canonical form; json is
+/// checked and kept as written.
+pub fn input_functions() -> Vec<ScalarUDF> {
+    let immutable = || Signature::any(1, Volatility::Immutable);
+    let uuid = FallibleFn {
+        name: "bkg_uuid_in",
+        sig: immutable(),
+        f: Arc::new(|a| a.first().cloned().flatten().map(|s| crate::types::normalize_uuid(&s)).transpose()),
+    };
+    let json = FallibleFn {
+        name: "bkg_json_in",
+        sig: immutable(),
+        f: Arc::new(|a| {
+            let Some(s) = a.first().cloned().flatten() else { return Ok(None) };
+            match serde_json::from_str::<serde_json::Value>(&s) {
+                Ok(_) => Ok(Some(s)),
+                Err(e) => Err(SqlError::new(codes::INVALID_TEXT_REPRESENTATION, "invalid input syntax for type json")
+                    .with_detail(e.to_string())),
+            }
+        }),
+    };
+    vec![ScalarUDF::new_from_impl(uuid), ScalarUDF::new_from_impl(json)]
 }
