@@ -99,6 +99,17 @@ fn encode(key: &[Value]) -> Vec<u8> {
 }
 
 impl Transaction {
+    /// Checks every row of `table` this transaction sees against its foreign key `name`
+    /// (`ALTER TABLE … ADD FOREIGN KEY`): 23503 for the first row whose key is missing.
+    pub fn validate_foreign_key(&self, table: u64, name: &str) -> Result<()> {
+        let mut def =
+            self.catalog().table(table).cloned().ok_or_else(|| Error::UndefinedTable(format!("oid {table}")))?;
+        def.foreign_keys.retain(|fk| fk.name == name);
+        let mut rows = Vec::new();
+        self.scan(table, |_, r| rows.push(r.clone()));
+        self.fk_check_rows(&def, rows.iter())
+    }
+
     /// Rows just written to `def` must reference existing rows.
     pub(crate) fn fk_check_rows<'a>(&self, def: &TableDef, rows: impl Iterator<Item = &'a Row> + Clone) -> Result<()> {
         for fk in &def.foreign_keys {

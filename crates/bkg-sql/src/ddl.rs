@@ -377,9 +377,8 @@ fn foreign_key_spec(
     if !matches!(fk.on_update, None | Some(ast::ReferentialAction::NoAction) | Some(ast::ReferentialAction::Restrict)) {
         return Err(SqlError::unsupported("ON UPDATE actions other than NO ACTION and RESTRICT"));
     }
-    if fk.characteristics.as_ref().is_some_and(|c| c.deferrable == Some(true)) {
-        return Err(SqlError::unsupported("DEFERRABLE foreign keys"));
-    }
+    // DEFERRABLE [INITIALLY DEFERRED] is accepted and checked as NOT DEFERRABLE is: at the end
+    // of each statement (stricter than PostgreSQL, never weaker; see KNOWN-GAPS.md 3.1).
     if on_delete == bkg_kernel::FkAction::SetNull
         && let Some(c) = local.iter().find(|&&c| !def.columns[c].nullable)
     {
@@ -702,8 +701,8 @@ fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if
     let mut uniques = vec![];
     let mut fks = vec![];
     let mut col = column_from_ast(column_def, &mut pk, &mut uniques, &mut fks)?;
-    if !pk.is_empty() || !uniques.is_empty() || !fks.is_empty() {
-        return Err(SqlError::unsupported("constraints in ADD COLUMN (add them with ADD CONSTRAINT)"));
+    if !pk.is_empty() || !uniques.is_empty() {
+        return Err(SqlError::unsupported("PRIMARY KEY or UNIQUE in ADD COLUMN (add them with ADD CONSTRAINT)"));
     }
     match &col.default {
         Some(ColumnDefault::Expr(e)) => {
@@ -730,7 +729,40 @@ fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if
         }
         Ok(t.catalog_mut().add_column(table, col, if_not_exists)?)
     })?;
+    for (cols, fk) in fks {
+        add_foreign_key(session, table, &cols, &fk)?;
+    }
     Ok(())
+}
+
+/// ALTER TABLE ... ADD [CONSTRAINT] FOREIGN KEY (and ADD COLUMN … REFERENCES): checked against
+/// the rows already there (23503), then on every write as one made by CREATE TABLE.
+fn add_foreign_key(
+    session: &mut Session,
+    table: u64,
+    cols: &[String],
+    fk: &ast::ForeignKeyConstraint,
+) -> SqlResult<()> {
+    let def =
+        session.with_txn(|t| t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished")))?;
+    let spec = foreign_key_spec(session, &def, cols, fk)?;
+    session.with_txn(|t| {
+        let mut fk = spec.resolve(t.catalog(), &def)?;
+        if fk.ref_table == 0 {
+            fk.ref_table = table;
+        }
+        let name = fk.name.clone();
+        let d = t.catalog_mut().table_mut(table)?;
+        if d.foreign_keys.iter().any(|f| f.name == name) || d.indexes.iter().any(|i| i.name == name) {
+            return Err(SqlError::new(
+                SqlState::DuplicateObject,
+                format!("constraint \"{name}\" for relation \"{}\" already exists", d.name),
+            ));
+        }
+        d.foreign_keys.push(fk);
+        t.validate_foreign_key(table, &name)?;
+        Ok(())
+    })
 }
 
 /// ALTER TABLE ... ADD PRIMARY KEY / UNIQUE: checked against the rows already there.
@@ -740,6 +772,10 @@ fn add_constraint(session: &mut Session, table: u64, constraint: &TableConstrain
             (index_column_names(&p.columns)?, true, true, p.name.as_ref().map(ident_name))
         }
         TableConstraint::Unique(u) => (index_column_names(&u.columns)?, true, false, u.name.as_ref().map(ident_name)),
+        TableConstraint::ForeignKey(fk) => {
+            let cols: Vec<String> = fk.columns.iter().map(ident_name).collect();
+            return add_foreign_key(session, table, &cols, fk);
+        }
         other => return Err(SqlError::unsupported(format!("ADD {other}"))),
     };
     session.with_txn(|t| {

@@ -311,6 +311,16 @@ fn compat_rewrite(sql: &str) -> Option<String> {
     if let Some(c) = ABORT.captures(sql) {
         return Some(format!("ROLLBACK{}", c.get(3).map(|m| m.as_str()).unwrap_or_default()));
     }
+    // SET CONSTRAINTS: every constraint is checked at the end of its statement here (DEFERRABLE
+    // ones too), so the statement only records what was asked, until the block ends.
+    static SET_CONSTRAINTS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)^\s*set\s+constraints\s+([\w.", ]+?)\s+(immediate|deferred)\s*;?\s*$"#)
+            .expect("valid regex")
+    });
+    if let Some(c) = SET_CONSTRAINTS.captures(sql) {
+        let what = format!("{} {}", &c[1], c[2].to_lowercase()).replace('\'', "");
+        return Some(format!("SET LOCAL bkg.set_constraints = '{what}'"));
+    }
     // The parser knows FOR UPDATE and FOR SHARE with one OF name; every mode takes the same
     // lock here (see `locking`), so the weaker forms are spelled as those.
     static LOCK_MODE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
