@@ -55,6 +55,7 @@ pub(crate) fn changed_shape(described: &[FieldInfo], schema: &SchemaRef) -> bool
 fn returns_rows(stmt: &Statement) -> bool {
     match stmt {
         Statement::Query(_) | Statement::Explain { .. } | Statement::ShowVariable { .. } => true,
+        Statement::Fetch { into, .. } => into.is_none(),
         Statement::Insert(i) => i.returning.is_some(),
         Statement::Update(u) => u.returning.is_some(),
         Statement::Delete(d) => d.returning.is_some(),
@@ -600,6 +601,18 @@ impl ExtendedQueryHandler for ConnHandlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // A cursor DECLAREd in SQL is a portal too (psycopg describes its named cursors so).
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL
+            && let Some(name) = message.name.as_deref()
+            && client.portal_store().get_portal(name).is_none()
+        {
+            let schema = self.session.lock().await.cursor_schema_named(name);
+            if let Some(schema) = schema {
+                let response =
+                    pgwire::api::results::DescribePortalResponse::new(fields_of(&schema, &Format::UnifiedText));
+                return pgwire::api::query::send_describe_response(client, &response).await;
+            }
+        }
         self._on_describe(&mut batch::Batched::new(client), message).await
     }
 

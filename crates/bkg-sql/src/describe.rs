@@ -103,6 +103,15 @@ impl Session {
                 let schema = self.plan_params(stmt.clone(), &mut params).await?;
                 Ok(Described { params, schema: Some(schema) })
             }
+            Statement::Fetch { name, into: None, .. } => {
+                let schema = self.cursor_schema(name).ok_or_else(|| {
+                    crate::error::SqlError::new(
+                        SqlState::InvalidCursorName,
+                        format!("cursor \"{}\" does not exist", name.value),
+                    )
+                })?;
+                Ok(Described { params, schema: Some(schema) })
+            }
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
                 Ok(Described {

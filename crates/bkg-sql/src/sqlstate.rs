@@ -90,6 +90,7 @@ states! {
     UndefinedColumn = "42703", "undefined_column";
     UndefinedObject = "42704", "undefined_object";
     DuplicateObject = "42710", "duplicate_object";
+    DuplicateCursor = "42P03", "duplicate_cursor";
     DatatypeMismatch = "42804", "datatype_mismatch";
     WrongObjectType = "42809", "wrong_object_type";
     InvalidForeignKey = "42830", "invalid_foreign_key";

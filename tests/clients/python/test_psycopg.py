@@ -788,3 +788,32 @@ def test_set_config_and_current_setting(connect):
     assert c.execute("SELECT current_setting('app.nosuch', true)").fetchone() == (None,)
     with pytest.raises(psycopg.errors.UndefinedObject):
         c.execute("SET nosuch_param = 1")
+
+
+def test_server_side_cursors_stream_in_batches(connect):
+    """psycopg's named cursors: DECLARE, then FETCH FORWARD n as the client iterates."""
+    c = connect()
+    tbl = table_name("curs")
+    c.execute(f"CREATE TABLE {tbl} (id int PRIMARY KEY, v text)")
+    c.execute(f"INSERT INTO {tbl} SELECT g, 'v' || g FROM generate_series(1, 5000) AS t(g)")
+    c.commit()
+    with c.cursor(name="big") as cur:
+        cur.itersize = 700
+        cur.execute(f"SELECT id, v FROM {tbl} ORDER BY id")
+        ids = [r[0] for r in cur]
+    assert ids == list(range(1, 5001))
+    with c.cursor(name="some") as cur:
+        cur.execute(f"SELECT id FROM {tbl} WHERE id <= %s ORDER BY id", (10,))
+        assert cur.fetchmany(3) == [(1,), (2,), (3,)]
+        cur.scroll(2)
+        assert cur.fetchone() == (6,)
+        assert [r[0] for r in cur.fetchall()] == [7, 8, 9, 10]
+    c.commit()
+    # WITH HOLD: still readable after the transaction that declared it committed.
+    with c.cursor(name="held", withhold=True) as cur:
+        cur.execute(f"SELECT id FROM {tbl} WHERE id > 4990 ORDER BY id")
+        c.commit()
+        assert [r[0] for r in cur] == list(range(4991, 5001))
+    c.execute(f"DROP TABLE {tbl}")
+    c.commit()
+

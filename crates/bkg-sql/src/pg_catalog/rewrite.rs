@@ -233,12 +233,7 @@ fn rewrite_expr(e: &mut Expr, cat: &Catalog, current_schema: &str) {
             let inner = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
             *e = inner;
         }
-        Expr::Cast { expr, data_type: ast::DataType::Array(_), .. } => {
-            // '{1,2}'::int[]: the text form becomes ARRAY['1','2'], which casts element-wise.
-            if let Some(arr) = array_text_literal(expr) {
-                **expr = arr;
-            }
-        }
+        Expr::Cast { data_type: ast::DataType::Array(_), .. } => array_cast(e),
         // uuid and json values are text here: the cast checks the text (22P02) and gives a
         // uuid its canonical form, as a uuid column stores it.
         Expr::Cast {
@@ -482,6 +477,46 @@ pub fn provably_empty(q: &ast::Query, cat: &Catalog) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+/// `x::T[]`: the text form `'{1,2}'` becomes `ARRAY['1','2']`, which casts element-wise; uuid[],
+/// json[] and jsonb[] are text arrays here, each element checked as its type.
+fn array_cast(e: &mut Expr) {
+    let Expr::Cast { expr, data_type: ast::DataType::Array(elem), .. } = e else { return };
+    // '{1,2}'::int[]: the text form becomes ARRAY['1','2'], which casts element-wise.
+    if let Some(arr) = array_text_literal(expr) {
+        **expr = arr;
+    }
+    // uuid[], json[], jsonb[]: text arrays here, each element checked as its type.
+    let f = match elem {
+        ast::ArrayElemTypeDef::SquareBracket(t, _)
+        | ast::ArrayElemTypeDef::AngleBracket(t)
+        | ast::ArrayElemTypeDef::Parenthesis(t) => match **t {
+            ast::DataType::Uuid => Some("bkg_uuid_in"),
+            ast::DataType::JSON | ast::DataType::JSONB => Some("bkg_json_in"),
+            _ => None,
+        },
+        ast::ArrayElemTypeDef::None => None,
+    };
+    if let Some(f) = f {
+        let value = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+        *e = match value {
+            Expr::Array(mut a) => {
+                a.elem = a.elem.into_iter().map(|x| call(f, vec![x])).collect();
+                Expr::Array(a)
+            }
+            other => Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(other),
+                data_type: ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                    Box::new(ast::DataType::Text),
+                    None,
+                )),
+                array: false,
+                format: None,
+            },
+        };
+    }
 }
 
 /// `'{1,2}'` (an array in PostgreSQL's text form, integers only) as `ARRAY[1,2]`.

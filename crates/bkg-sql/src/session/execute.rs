@@ -212,6 +212,9 @@ impl Session {
             )),
             Statement::Savepoint { name } => self.savepoint(&name),
             Statement::ReleaseSavepoint { name } => self.release(&name),
+            Statement::Declare { stmts } => self.declare_cursor(stmts).await,
+            Statement::Fetch { name, direction, into, .. } => self.fetch_cursor(&name, &direction, into.as_ref()).await,
+            Statement::Close { cursor } => self.close_cursor(&cursor),
             Statement::Copy { .. } => {
                 let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());
                 let r = interruptible(timeout, cancel, self.copy(stmt)).await;
@@ -310,6 +313,12 @@ fn compat_rewrite(sql: &str) -> Option<String> {
     });
     if let Some(c) = ABORT.captures(sql) {
         return Some(format!("ROLLBACK{}", c.get(3).map(|m| m.as_str()).unwrap_or_default()));
+    }
+    // MOVE is FETCH without the rows (the parser knows only FETCH; see `cursors`).
+    static MOVE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"(?is)^\s*move\s+(.*?)\s*;?\s*$"#).expect("valid regex"));
+    if let Some(c) = MOVE.captures(sql) {
+        return Some(format!("FETCH {} INTO {}", &c[1], super::cursors::MOVE_MARKER));
     }
     // SET CONSTRAINTS: every constraint is checked at the end of its statement here (DEFERRABLE
     // ones too), so the statement only records what was asked, until the block ends.

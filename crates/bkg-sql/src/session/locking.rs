@@ -115,7 +115,9 @@ impl Session {
                 batches.push(part.project(&keep_cols)?);
             }
         }
-        let batches = batches.into_iter().map(|b| b.with_schema(out_schema.clone())).collect::<Result<Vec<_>, _>>()?;
+        // Under the output's names (the plan's own differ, e.g. for repeated names).
+        let batches =
+            batches.into_iter().map(|b| super::plan::rename_batch(&out_schema, b)).collect::<Result<Vec<_>, _>>()?;
         Ok(Output::Rows { schema: out_schema, batches, tag: "SELECT".into() })
     }
 
@@ -231,7 +233,19 @@ fn lock_words(l: &ast::LockClause) -> String {
 /// The query's LIMIT and OFFSET as numbers (they must be constants here).
 fn limit_offset(q: &ast::Query) -> SqlResult<(Option<u64>, u64)> {
     let number = |e: &ast::Expr, what: &str| -> SqlResult<Option<u64>> {
+        // A bound parameter arrives as a typed literal (`10::INTEGER`), maybe in parentheses.
+        let mut e = e;
+        loop {
+            match e {
+                ast::Expr::Nested(inner) => e = inner,
+                ast::Expr::Cast { expr, .. } => e = expr,
+                _ => break,
+            }
+        }
         match e {
+            ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, .. } => {
+                Err(SqlError::new(SqlState::InvalidRowCountInLimitClause, format!("{what} must not be negative")))
+            }
             ast::Expr::Value(v) => match &v.value {
                 ast::Value::Null => Ok(None),
                 ast::Value::Number(n, _) => {

@@ -3,6 +3,7 @@
 //! Statement execution ([`execute`]), transaction control ([`txn`]), settings ([`settings`]) and
 //! query planning ([`plan`]) add their methods to [`Session`] in their own files.
 
+mod cursors;
 mod execute;
 mod known_settings;
 mod locking;
@@ -294,6 +295,8 @@ pub struct Session {
     block_settings: Option<settings::SavedSettings>,
     /// Settings changed by SET LOCAL in the block, with the values they return to when it ends.
     local_settings: BTreeMap<String, Option<String>>,
+    /// Open cursors by name.
+    cursors: BTreeMap<String, cursors::Cursor>,
 }
 
 /// One `SAVEPOINT` of a transaction block.
@@ -301,6 +304,8 @@ struct SavepointEntry {
     name: String,
     point: bkg_kernel::Savepoint,
     settings: settings::SavedSettings,
+    /// The cursors open when it was taken (ROLLBACK TO closes the others).
+    cursors: Vec<String>,
 }
 
 impl Drop for Session {
@@ -410,6 +415,7 @@ impl Session {
             savepoints: Vec::new(),
             block_settings: None,
             local_settings: BTreeMap::new(),
+            cursors: BTreeMap::new(),
         }
         .published()
     }
@@ -448,6 +454,7 @@ impl Session {
         self.pending_copy = None;
         self.dml_target = None;
         self.failed = false;
+        self.cursors.clear();
         // A statement whose caller went away mid-way (a dropped HTTP request) may have left its
         // own transaction open, pinning a snapshot while the session waits in a pool.
         if let Some(t) = self.txn.lock().take() {

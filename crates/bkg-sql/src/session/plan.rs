@@ -169,7 +169,10 @@ pub(super) enum Planned {
 }
 
 /// A batch under the output schema's names (the plan's internal names may differ).
-fn rename_batch(schema: &SchemaRef, b: RecordBatch) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+pub(super) fn rename_batch(
+    schema: &SchemaRef,
+    b: RecordBatch,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     if Arc::ptr_eq(schema, &b.schema()) {
         return Ok(b);
     }

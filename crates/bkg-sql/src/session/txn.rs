@@ -57,16 +57,19 @@ impl Session {
                     t.rollback();
                 }
                 self.end_block_settings(false);
+                self.end_block_cursors(false);
                 Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
             }
             Some(t) => {
                 let r = self.commit_txn(t).await;
                 self.end_block_settings(r.is_ok());
+                self.end_block_cursors(r.is_ok());
                 r?;
                 Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
             }
             None => {
                 self.end_block_settings(true);
+                self.end_block_cursors(true);
                 Ok(Output::Command { tag: "COMMIT".into(), rows: None, txn: Some(TxnEvent::Commit) })
             }
         }
@@ -78,7 +81,8 @@ impl Session {
         self.require_block("SAVEPOINT")?;
         let point = self.with_txn(|t| Ok(t.savepoint()))?;
         let settings = self.save_settings();
-        self.savepoints.push(SavepointEntry { name: crate::ddl::ident_name(name), point, settings });
+        let cursors = self.cursors.keys().cloned().collect();
+        self.savepoints.push(SavepointEntry { name: crate::ddl::ident_name(name), point, settings, cursors });
         Ok(Output::command("SAVEPOINT"))
     }
 
@@ -94,6 +98,8 @@ impl Session {
         }
         let entry = &self.savepoints[i];
         let settings = entry.settings.clone();
+        let keep = entry.cursors.clone();
+        self.cursors.retain(|name, _| keep.contains(name));
         {
             let mut g = self.txn.lock();
             let t = g.as_mut().ok_or_else(|| SqlError::internal("a savepoint without its transaction"))?;
@@ -145,6 +151,7 @@ impl Session {
         self.failed = false;
         self.savepoints.clear();
         self.end_block_settings(false);
+        self.end_block_cursors(false);
         Ok(Output::Command { tag: "ROLLBACK".into(), rows: None, txn: Some(TxnEvent::Rollback) })
     }
 
