@@ -100,6 +100,22 @@ pub struct TableDef {
     /// Row-level security policies, in creation order.
     #[serde(default)]
     pub policies: Vec<PolicyDef>,
+    /// CHECK constraints, in creation order. The kernel stores them; the SQL layer enforces
+    /// them (the kernel knows no SQL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDef>,
+}
+
+/// A CHECK constraint: a boolean SQL expression over the table's columns that no row may make
+/// false (NULL passes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDef {
+    pub name: String,
+    /// The expression as SQL text.
+    pub expr: String,
+    /// Added with NOT VALID and not validated since: rows written before it may break it.
+    #[serde(default)]
+    pub not_valid: bool,
 }
 
 /// The command a policy applies to.

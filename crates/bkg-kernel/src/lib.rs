@@ -38,7 +38,8 @@ pub mod wal;
 
 pub use acl::{AclItem, AclObject, BOOTSTRAP_SUPERUSER, PUBLIC, RoleDef, privilege};
 pub use catalog::{
-    Catalog, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, PolicyCommand, PolicyDef, TableDef, ViewDef,
+    Catalog, CheckDef, ColumnDef, ColumnDefault, FkAction, ForeignKeyDef, IndexDef, PolicyCommand, PolicyDef, TableDef,
+    ViewDef,
 };
 pub use db::{
     ChangeSubscription, CheckpointInfo, CommitInfo, Database, DbStats, FeedError, InsertOutcome, IsolationLevel,

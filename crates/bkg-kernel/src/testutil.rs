@@ -25,6 +25,7 @@ pub fn table_def(schema: &str, name: &str, columns: Vec<ColumnDef>) -> TableDef 
         row_security: false,
         force_row_security: false,
         policies: vec![],
+        checks: vec![],
     }
 }
 

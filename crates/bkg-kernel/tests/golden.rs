@@ -80,6 +80,7 @@ fn table(name: &str, columns: Vec<(String, D)>) -> TableDef {
         row_security: false,
         force_row_security: false,
         policies: vec![],
+        checks: vec![],
     }
 }
 

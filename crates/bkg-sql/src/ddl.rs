@@ -3,6 +3,7 @@
 use bkg_kernel::{AclObject, ColumnDef, ColumnDefault, IndexDef, TableDef, Value, privilege};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, Statement, TableConstraint};
 
+use super::checks::{CheckSpec, add_check, check_columns, drop_constraint, rename_in_check, validate_check};
 use super::roles::require_owner_in;
 use super::session::{Output, Session};
 use super::types::map_type;
@@ -74,6 +75,7 @@ fn column_from_ast(
     pk: &mut Vec<String>,
     uniques: &mut Vec<Vec<String>>,
     fks: &mut Vec<(Vec<String>, ast::ForeignKeyConstraint)>,
+    checks: &mut Vec<CheckSpec>,
 ) -> SqlResult<ColumnDef> {
     let name = ident_name(&cd.name);
     let ty = map_type(&cd.data_type)?;
@@ -105,7 +107,11 @@ fn column_from_ast(
                     Some(ColumnDefault::Identity { always: matches!(generated_as, ast::GeneratedAs::Always) });
                 col.nullable = false;
             }
-            ColumnOption::Check(_) => return Err(SqlError::unsupported("CHECK constraints")),
+            ColumnOption::Check(c) => checks.push(CheckSpec {
+                name: c.name.as_ref().map(ident_name),
+                expr: (*c.expr).clone(),
+                column: Some(name.clone()),
+            }),
             ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
             other => return Err(SqlError::unsupported(format!("column option {other}"))),
         }
@@ -250,6 +256,7 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
     let mut pk: Vec<String> = Vec::new();
     let mut uniques: Vec<Vec<String>> = Vec::new();
     let mut fks = Vec::new();
+    let mut checks = Vec::new();
     let mut columns = Vec::new();
     let mut ctas_rows = None;
     if let Some(q) = &ct.query {
@@ -268,7 +275,7 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         ctas_rows = Some(batches);
     }
     for cd in &ct.columns {
-        columns.push(column_from_ast(cd, &mut pk, &mut uniques, &mut fks)?);
+        columns.push(column_from_ast(cd, &mut pk, &mut uniques, &mut fks, &mut checks)?);
     }
     if columns.is_empty() && ct.query.is_none() {
         // PostgreSQL allows zero-column tables; so do we.
@@ -286,7 +293,9 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
             }
             TableConstraint::Unique(u) => uniques.push(index_column_names(&u.columns)?),
             TableConstraint::ForeignKey(fk) => fks.push((fk.columns.iter().map(ident_name).collect(), fk.clone())),
-            TableConstraint::Check(_) => return Err(SqlError::unsupported("CHECK constraints")),
+            TableConstraint::Check(c) => {
+                checks.push(CheckSpec { name: c.name.as_ref().map(ident_name), expr: (*c.expr).clone(), column: None })
+            }
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -302,7 +311,12 @@ async fn create_table(session: &mut Session, ct: ast::CreateTable) -> SqlResult<
         row_security: false,
         force_row_security: false,
         policies: vec![],
+        checks: vec![],
     };
+    for spec in checks {
+        let check = spec.resolve(&def)?;
+        def.checks.push(check);
+    }
     if !pk.is_empty() {
         let cols = positions(&def, &pk)?;
         def.indexes.push(IndexDef { id: 0, name: format!("{name}_pkey"), columns: cols, unique: true, primary: true });
@@ -672,12 +686,25 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
             Op::DropColumn { column_names, if_exists, .. } => {
                 for c in column_names {
                     let name = ident_name(&c);
-                    session.with_txn(|t| Ok(t.catalog_mut().drop_column(table, &name, if_exists)?))?;
+                    session.with_txn(|t| {
+                        t.catalog_mut().drop_column(table, &name, if_exists)?;
+                        // As in PostgreSQL, a check on the column goes with it.
+                        let def = t.catalog_mut().table_mut(table)?;
+                        def.checks.retain(|c| !check_columns(&c.expr).contains(&name));
+                        Ok(())
+                    })?;
                 }
             }
             Op::RenameColumn { old_column_name, new_column_name } => {
                 let (from, to) = (ident_name(&old_column_name), ident_name(&new_column_name));
-                session.with_txn(|t| Ok(t.catalog_mut().rename_column(table, &from, &to)?))?;
+                session.with_txn(|t| {
+                    t.catalog_mut().rename_column(table, &from, &to)?;
+                    let def = t.catalog_mut().table_mut(table)?;
+                    for c in &mut def.checks {
+                        c.expr = rename_in_check(&c.expr, &from, &to);
+                    }
+                    Ok(())
+                })?;
             }
             Op::RenameTable { table_name } => {
                 let new = match table_name {
@@ -686,7 +713,15 @@ fn alter_table(session: &mut Session, at: ast::AlterTable) -> SqlResult<Output> 
                 let new_name = new.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
                 session.with_txn(|t| Ok(t.catalog_mut().rename_table(table, &new_name)?))?;
             }
+            Op::AddConstraint { constraint: TableConstraint::Check(c), not_valid } => {
+                let spec = CheckSpec { name: c.name.as_ref().map(ident_name), expr: (*c.expr).clone(), column: None };
+                add_check(session, table, spec, not_valid)?
+            }
             Op::AddConstraint { constraint, .. } => add_constraint(session, table, &constraint)?,
+            Op::ValidateConstraint { name } => validate_check(session, table, &ident_name(&name))?,
+            Op::DropConstraint { if_exists, name, .. } => {
+                drop_constraint(session, table, &ident_name(&name), if_exists)?
+            }
             Op::AlterColumn { column_name, op } => alter_column(session, table, &column_name, op)?,
             other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
         }
@@ -700,7 +735,8 @@ fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if
     let mut pk = vec![];
     let mut uniques = vec![];
     let mut fks = vec![];
-    let mut col = column_from_ast(column_def, &mut pk, &mut uniques, &mut fks)?;
+    let mut checks = vec![];
+    let mut col = column_from_ast(column_def, &mut pk, &mut uniques, &mut fks, &mut checks)?;
     if !pk.is_empty() || !uniques.is_empty() {
         return Err(SqlError::unsupported("PRIMARY KEY or UNIQUE in ADD COLUMN (add them with ADD CONSTRAINT)"));
     }
@@ -731,6 +767,9 @@ fn add_column(session: &mut Session, table: u64, column_def: &ast::ColumnDef, if
     })?;
     for (cols, fk) in fks {
         add_foreign_key(session, table, &cols, &fk)?;
+    }
+    for spec in checks {
+        add_check(session, table, spec, false)?;
     }
     Ok(())
 }

@@ -105,6 +105,7 @@ pub async fn insert_batches(
     let rows = build_rows(session, table, target, batches).await?;
     let n = rows.len() as u64;
     policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
+    crate::checks::check_new_rows(session, &def, &rows)?;
     session.with_txn(|t| Ok(t.insert(table, rows, OnConflict::Error)?))?;
     Ok(n)
 }
@@ -129,7 +130,7 @@ impl BulkInsert {
         batches: &[RecordBatch],
     ) -> SqlResult<Option<BulkInsert>> {
         let def = table_def(session, table)?;
-        if !def.foreign_keys.is_empty() || session.rls_restricts(&def) {
+        if !def.foreign_keys.is_empty() || !def.checks.is_empty() || session.rls_restricts(&def) {
             return Ok(None);
         }
         let target = insert_target(&def, target, batches)?;
@@ -296,6 +297,7 @@ pub async fn insert(session: &mut Session, ins: ast::Insert) -> SqlResult<Output
     let alias = ins.table_alias.as_ref().map(|a| a.alias.to_string()).unwrap_or_else(|| name_ident(&name));
     let proposed = if do_update.is_some() { rows.clone() } else { vec![] };
     policy::check_new_rows(session, &def, PolicyCommand::Insert, Clause::Check, &rows)?;
+    crate::checks::check_new_rows(session, &def, &rows)?;
     let outcome = session.with_txn(|t| Ok(t.insert(table, rows, on_conflict)?))?;
     let mut written = outcome.inserted;
     if let Some(du) = do_update
@@ -537,6 +539,7 @@ async fn upsert(
     policy::check_rows(session, def, PolicyCommand::Update, Clause::Using, &existing)?;
     let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
     policy::check_new_rows(session, def, PolicyCommand::Update, Clause::Check, &new)?;
+    crate::checks::check_new_rows(session, def, &new)?;
     session.with_txn(|t| Ok(t.update(table, changes)?))
 }
 
@@ -739,6 +742,7 @@ pub async fn update(session: &mut Session, upd: ast::Update) -> SqlResult<Output
     let changes = new_rows(&def, &targets, &batches, |id| session.with_txn(|t| Ok(t.row(table, id))))?;
     let new: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
     policy::check_new_rows(session, &def, PolicyCommand::Update, Clause::Check, &new)?;
+    crate::checks::check_new_rows(session, &def, &new)?;
     if reads {
         // As in PostgreSQL: an UPDATE that reads rows (WHERE, RETURNING) may not write a
         // version its SELECT policies would hide.

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod changes;
+pub mod checks;
 pub mod copy;
 pub mod ddl;
 pub mod describe;

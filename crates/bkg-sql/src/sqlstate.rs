@@ -60,6 +60,7 @@ states! {
     BadCopyFileFormat = "22P04", "bad_copy_file_format";
     // Class 23: integrity constraint violation
     NotNullViolation = "23502", "not_null_violation";
+    CheckViolation = "23514", "check_violation";
     ForeignKeyViolation = "23503", "foreign_key_violation";
     UniqueViolation = "23505", "unique_violation";
     // Class 25, 26, 28, 2B: transaction state, statement name, authorization, dependencies

@@ -255,12 +255,23 @@ fn index_def(t: &bkg_kernel::TableDef, i: &bkg_kernel::IndexDef) -> String {
 
 /// Foreign keys have no oid of their own: a synthetic one from the table and the key's position.
 const FK_OID_BASE: i64 = 1 << 40;
+/// Oids of CHECK constraints: `CHECK_OID_BASE | table << 8 | position` (above the foreign keys').
+const CHECK_OID_BASE: i64 = 1 << 41;
+
+fn check_oid(table: u64, k: usize) -> i64 {
+    CHECK_OID_BASE | ((table as i64) << 8) | (k as i64 & 0xff)
+}
 
 fn fk_oid(table: u64, k: usize) -> i64 {
     FK_OID_BASE | ((table as i64) << 8) | (k as i64 & 0xff)
 }
 
 fn constraint_def(cat: &Catalog, oid: i64) -> Option<String> {
+    if oid >= CHECK_OID_BASE {
+        let t = cat.table(((oid - CHECK_OID_BASE) >> 8) as u64)?;
+        let c = t.checks.get((oid & 0xff) as usize)?;
+        return Some(format!("CHECK (({})){}", c.expr, if c.not_valid { " NOT VALID" } else { "" }));
+    }
     if oid >= FK_OID_BASE {
         let t = cat.table(((oid - FK_OID_BASE) >> 8) as u64)?;
         let fk = t.foreign_keys.get((oid & 0xff) as usize)?;

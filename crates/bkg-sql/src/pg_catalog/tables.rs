@@ -453,6 +453,7 @@ fn pg_index(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
 /// `pg_constraint`.
 fn pg_constraint(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
     let mut rows = Vec::new();
+    let mut validated = std::collections::HashMap::new();
     for t in cat.tables.values() {
         let live: Vec<usize> = t.live_columns().map(|(p, _)| p).collect();
         let attnum = |c: &usize| live.iter().position(|p| p == c).map(|x| x as i16 + 1);
@@ -487,6 +488,25 @@ fn pg_constraint(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
                 fnum,
             ));
         }
+        for (k, c) in t.checks.iter().enumerate() {
+            let cols: Vec<Option<i16>> = crate::checks::check_columns(&c.expr)
+                .iter()
+                .filter_map(|n| t.column_index(n))
+                .map(|p| attnum(&p))
+                .collect();
+            rows.push((
+                check_oid(t.id, k),
+                c.name.clone(),
+                schema_oid(cat, &t.schema),
+                "c",
+                t.id as i64,
+                0,
+                0,
+                cols,
+                vec![],
+            ));
+            validated.insert(check_oid(t.id, k), !c.not_valid);
+        }
     }
     let n = rows.len();
     table(vec![
@@ -496,7 +516,7 @@ fn pg_constraint(cat: &Catalog) -> DfResult<Arc<dyn TableProvider>> {
         ("contype", text(rows.iter().map(|r| s(r.3)).collect())),
         ("condeferrable", bools(vec![false; n])),
         ("condeferred", bools(vec![false; n])),
-        ("convalidated", bools(vec![true; n])),
+        ("convalidated", bools(rows.iter().map(|r| validated.get(&r.0).copied().unwrap_or(true)).collect())),
         ("conrelid", i64s(rows.iter().map(|r| r.4).collect())),
         ("contypid", i64s(vec![0; n])),
         ("conindid", i64s(rows.iter().map(|r| r.5).collect())),
