@@ -853,6 +853,9 @@ fn alter_column(
     op: ast::AlterColumnOperation,
 ) -> SqlResult<()> {
     let name = ident_name(column_name);
+    if let ast::AlterColumnOperation::SetDataType { data_type, using, .. } = &op {
+        return alter_column_type(session, table, &name, data_type, using.as_ref());
+    }
     session.with_txn(|t| {
         if matches!(op, ast::AlterColumnOperation::SetNotNull) {
             let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
@@ -885,6 +888,69 @@ fn alter_column(
                 return Err(SqlError::unsupported(format!("ALTER COLUMN {other}")));
             }
         }
+        Ok(())
+    })
+}
+
+/// ALTER TABLE … ALTER COLUMN … [SET DATA] TYPE: between types whose stored values are the same
+/// (`text`, `varchar`, `varchar(n)`: what Django's migrations change), the rows already there
+/// checked against a new length limit (22001). Types whose values would have to be rewritten
+/// are refused (0A000).
+fn alter_column_type(
+    session: &mut Session,
+    table: u64,
+    name: &str,
+    data_type: &ast::DataType,
+    using: Option<&ast::Expr>,
+) -> SqlResult<()> {
+    use bkg_kernel::DataType as D;
+    let new = map_type(data_type)?.data_type;
+    session.with_txn(|t| {
+        let def = t.catalog().table(table).cloned().ok_or_else(|| SqlError::internal("table vanished"))?;
+        let pos = def.column_index(name).ok_or_else(|| {
+            SqlError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{name}\" of relation \"{}\" does not exist", def.name),
+            )
+        })?;
+        let old = def.columns[pos].data_type.clone();
+        // USING may only say the value is kept (`USING col` or `USING col::type`).
+        let plain_using = |e: &ast::Expr| match e {
+            ast::Expr::Identifier(i) => ident_name(i) == name,
+            ast::Expr::Cast { expr, .. } => matches!(expr.as_ref(), ast::Expr::Identifier(i) if ident_name(i) == name),
+            _ => false,
+        };
+        if using.is_some_and(|e| !plain_using(e)) {
+            return Err(SqlError::unsupported("ALTER COLUMN TYPE … USING an expression"));
+        }
+        let textual = |d: &D| matches!(d, D::Text | D::Varchar(_));
+        if old == new {
+            return Ok(());
+        }
+        if !(textual(&old) && textual(&new)) {
+            return Err(SqlError::unsupported(format!(
+                "ALTER COLUMN TYPE from {} to {} (the stored values would have to be rewritten)",
+                old.pg_name(),
+                new.pg_name()
+            )));
+        }
+        if let D::Varchar(Some(n)) = new {
+            let mut too_long = false;
+            t.scan(table, |_, row| {
+                if let Some(Value::Text(s)) = row.get(pos)
+                    && s.chars().count() > n as usize
+                {
+                    too_long = true;
+                }
+            });
+            if too_long {
+                return Err(SqlError::new(
+                    codes::STRING_DATA_RIGHT_TRUNCATION,
+                    format!("value too long for type character varying({n})"),
+                ));
+            }
+        }
+        t.catalog_mut().table_mut(table)?.columns[pos].data_type = new;
         Ok(())
     })
 }
