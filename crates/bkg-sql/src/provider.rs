@@ -210,6 +210,9 @@ pub struct MvccTable {
     positions: Vec<usize>,
     schema: SchemaRef,
     with_rowid: bool,
+    /// The primary key and unique keys, so the planner knows the columns they determine
+    /// (`GROUP BY t.id` lets the select list name t's other columns, as in PostgreSQL).
+    constraints: datafusion::common::Constraints,
 }
 
 impl MvccTable {
@@ -223,7 +226,26 @@ impl MvccTable {
         if with_rowid {
             fields.push(Field::new(ROWID_COLUMN, datafusion::arrow::datatypes::DataType::UInt64, false));
         }
-        MvccTable { schema: Arc::new(Schema::new(fields)), positions, def, with_rowid }
+        let at = |c: &usize| positions.iter().position(|p| p == c);
+        let keys = def
+            .indexes
+            .iter()
+            .filter(|i| i.unique)
+            .filter_map(|i| {
+                let cols: Option<Vec<usize>> = i.columns.iter().map(at).collect();
+                let cols = cols?;
+                // A unique key with a nullable column determines nothing for NULL rows.
+                if i.primary {
+                    Some(datafusion::common::Constraint::PrimaryKey(cols))
+                } else if i.columns.iter().all(|c| !def.columns[*c].nullable) {
+                    Some(datafusion::common::Constraint::Unique(cols))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let constraints = datafusion::common::Constraints::new_unverified(keys);
+        MvccTable { schema: Arc::new(Schema::new(fields)), positions, def, with_rowid, constraints }
     }
 
     /// True for the row-id-carrying view UPDATE and DELETE select their target rows through.
@@ -370,6 +392,10 @@ impl MvccTable {
 impl TableProvider for MvccTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&datafusion::common::Constraints> {
+        Some(&self.constraints)
     }
 
     fn table_type(&self) -> TableType {

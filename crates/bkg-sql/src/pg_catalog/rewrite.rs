@@ -524,7 +524,7 @@ fn array_cast(e: &mut Expr) {
 /// As [`array_text_literal`], but a string that is not an array's text form is an error (22P02).
 pub fn array_text_literal_checked(e: &Expr) -> crate::error::SqlResult<Option<Expr>> {
     if let Expr::Value(v) = unparenthesized(e)
-        && let ast::Value::SingleQuotedString(text) = &v.value
+        && let ast::Value::SingleQuotedString(text) | ast::Value::EscapedStringLiteral(text) = &v.value
     {
         crate::types::parse_pg_array(text)?;
     }
@@ -533,7 +533,10 @@ pub fn array_text_literal_checked(e: &Expr) -> crate::error::SqlResult<Option<Ex
 
 pub fn array_text_literal(e: &Expr) -> Option<Expr> {
     let Expr::Value(v) = unparenthesized(e) else { return None };
-    let ast::Value::SingleQuotedString(text) = &v.value else { return None };
+    // E'…' (psycopg writes arrays of JSON so) is unescaped by the parser already.
+    let (ast::Value::SingleQuotedString(text) | ast::Value::EscapedStringLiteral(text)) = &v.value else {
+        return None;
+    };
     let items = crate::types::parse_pg_array(text).ok()?;
     let elem = items
         .into_iter()
