@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Driver tests with real client libraries against the built server:
 #   - Python psycopg 3 and the ADBC Flight SQL driver with pyarrow (pytest), Django 5.2 (the
-#     built-in apps' migrations and an ORM workload, unmodified), plus DuckDB and
+#     built-in apps' migrations and an ORM workload, unmodified), SQLAlchemy 2 with Alembic's
+#     operations, plus DuckDB and
 #     moto's S3 server for the export tests (and tpchgen-cli and DataFusion for the
 #     benchmark harness's smoke run), and an OTLP trace receiver (opentelemetry-proto over
 #     grpcio and HTTP) for the telemetry tests, in a venv under $HOME/.cache/bkg-venv
@@ -32,6 +33,8 @@ DATAFUSION_VERSION=55.0.0
 OTEL_PROTO_VERSION=1.38.0
 GRPCIO_VERSION=1.76.0
 DJANGO_VERSION=5.2.9
+SQLALCHEMY_VERSION=2.0.44
+ALEMBIC_VERSION=1.17.2
 
 if [[ ! -x $BKG_DB_BIN ]]; then
   echo "test-clients: server binary $BKG_DB_BIN not found (run 'make build' or set BKG_DB_BIN)" >&2
@@ -55,14 +58,16 @@ want = {'psycopg': '$PSYCOPG_VERSION', 'psycopg-binary': '$PSYCOPG_VERSION', 'py
         'adbc-driver-flightsql': '$ADBC_VERSION', 'adbc-driver-manager': '$ADBC_VERSION',
         'pyarrow': '$PYARROW_VERSION', 'duckdb': '$DUCKDB_VERSION', 'moto': '$MOTO_VERSION',
         'tpchgen-cli': '$TPCHGEN_VERSION', 'datafusion': '$DATAFUSION_VERSION',
-        'opentelemetry-proto': '$OTEL_PROTO_VERSION', 'grpcio': '$GRPCIO_VERSION', 'Django': '$DJANGO_VERSION'}
+        'opentelemetry-proto': '$OTEL_PROTO_VERSION', 'grpcio': '$GRPCIO_VERSION', 'Django': '$DJANGO_VERSION',
+        'SQLAlchemy': '$SQLALCHEMY_VERSION', 'alembic': '$ALEMBIC_VERSION'}
 sys.exit(any(m.version(k) != v for k, v in want.items()))" >/dev/null 2>&1; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       "psycopg[binary]==$PSYCOPG_VERSION" "pytest==$PYTEST_VERSION" \
       "adbc-driver-flightsql==$ADBC_VERSION" "adbc-driver-manager==$ADBC_VERSION" \
       "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" "moto[server]==$MOTO_VERSION" boto3 \
       "tpchgen-cli==$TPCHGEN_VERSION" "datafusion==$DATAFUSION_VERSION" \
-      "opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION" "Django==$DJANGO_VERSION" || return 1
+      "opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION" "Django==$DJANGO_VERSION" \
+      "SQLAlchemy==$SQLALCHEMY_VERSION" "alembic==$ALEMBIC_VERSION" || return 1
   fi
   echo "== psycopg $PSYCOPG_VERSION, adbc-driver-flightsql $ADBC_VERSION (pytest) against $BKG_DB_BIN"
   (cd "$root" && "$venv/bin/python" -m pytest -p no:cacheprovider tests/clients/python)
