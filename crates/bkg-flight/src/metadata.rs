@@ -33,7 +33,7 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::FlightSqlServerReadOnly, false);
     b.append(SqlInfo::FlightSqlServerSql, true);
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::Transaction as i32);
+    b.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::Savepoint as i32);
     b.append(SqlInfo::FlightSqlServerCancel, false);
     b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, true);

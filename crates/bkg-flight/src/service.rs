@@ -312,6 +312,53 @@ impl FlightSqlService for BkgFlight {
         Ok(())
     }
 
+    /// A savepoint in an open transaction: its id is the transaction's, then 8 random bytes
+    /// naming the SQL savepoint (`SAVEPOINT flight_sp_<hex>`), so ending it needs no state here.
+    async fn do_action_begin_savepoint(
+        &self,
+        query: ActionBeginSavepointRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        let caller = self.caller(request.metadata())?;
+        if query.transaction_id.is_empty() {
+            return Err(status(SqlError::new(
+                codes::NO_ACTIVE_SQL_TRANSACTION,
+                "a savepoint needs a transaction (BeginTransaction first)",
+            )));
+        }
+        let mut lease = self.lease(&caller, Some(&query.transaction_id)).await?;
+        let tag: [u8; 8] = rand::random();
+        let name = savepoint_name(&tag);
+        lease.session().execute_one(&format!("SAVEPOINT {name}")).await.map_err(status)?;
+        let mut id = query.transaction_id.to_vec();
+        id.extend_from_slice(&tag);
+        Ok(ActionBeginSavepointResult { savepoint_id: Bytes::from(id) })
+    }
+
+    /// RELEASE or ROLLBACK TO a savepoint made by [`do_action_begin_savepoint`].
+    async fn do_action_end_savepoint(
+        &self,
+        query: ActionEndSavepointRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let caller = self.caller(request.metadata())?;
+        let id = query.savepoint_id.as_ref();
+        if id.len() <= 8 {
+            return Err(invalid("end savepoint: not a savepoint id"));
+        }
+        let (txn, tag) = id.split_at(id.len() - 8);
+        let name = savepoint_name(tag);
+        // EndSavepoint (not re-exported by arrow-flight): 1 RELEASE, 2 ROLLBACK.
+        let sql = match query.action {
+            1 => format!("RELEASE SAVEPOINT {name}"),
+            2 => format!("ROLLBACK TO SAVEPOINT {name}"),
+            _ => return Err(invalid("end savepoint: action must be release or rollback")),
+        };
+        let mut lease = self.lease(&caller, Some(txn)).await?;
+        lease.session().execute_one(&sql).await.map_err(status)?;
+        Ok(())
+    }
+
     async fn get_flight_info_catalogs(
         &self,
         query: CommandGetCatalogs,

@@ -232,8 +232,57 @@ async fn flight_sql_queries_prepared_statements_ingest_and_metadata() {
     assert_eq!(code(&e).1, "25P01");
     let txn = c.begin_transaction().await.unwrap();
     c.execute_update("INSERT INTO t VALUES (60001, 'kept', 0)".into(), Some(txn.clone())).await.unwrap();
+    // Savepoints (the BeginSavepoint/EndSavepoint actions): rolled back, then released.
+    let sp = begin_savepoint(&mut c, &txn, "a").await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (60002, 'undone', 0)".into(), Some(txn.clone())).await.unwrap();
+    let e = c.execute_update("INSERT INTO t VALUES (60001, 'dup', 0)".into(), Some(txn.clone())).await.unwrap_err();
+    assert_eq!(code(&e).1, "23505");
+    end_savepoint(&mut c, &sp, 2).await.unwrap();
+    let sp = begin_savepoint(&mut c, &txn, "b").await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (60003, 'kept too', 0)".into(), Some(txn.clone())).await.unwrap();
+    end_savepoint(&mut c, &sp, 1).await.unwrap();
+    let e = end_savepoint(&mut c, &sp, 2).await.unwrap_err();
+    assert_eq!(code(&e).1, "3B001");
+    c.end_transaction(txn, EndTransaction::Rollback).await.unwrap_or(());
+    let txn = c.begin_transaction().await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (60001, 'kept', 0)".into(), Some(txn.clone())).await.unwrap();
+    let sp = begin_savepoint(&mut c, &txn, "c").await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (60002, 'undone', 0)".into(), Some(txn.clone())).await.unwrap();
+    end_savepoint(&mut c, &sp, 2).await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (60003, 'kept too', 0)".into(), Some(txn.clone())).await.unwrap();
     c.end_transaction(txn, EndTransaction::Commit).await.unwrap();
     assert_eq!(ints(&query(&mut c, "SELECT count(*) FROM t WHERE id = 60001").await.unwrap(), 0), vec![1]);
+    assert_eq!(ints(&query(&mut c, "SELECT count(*) FROM t WHERE id IN (60002, 60003)").await.unwrap(), 0), vec![1]);
+}
+
+async fn begin_savepoint(
+    c: &mut FlightSqlServiceClient<Channel>,
+    txn: &bytes::Bytes,
+    name: &str,
+) -> Result<bytes::Bytes, FlightError> {
+    use arrow_flight::sql::{ActionBeginSavepointRequest, ActionBeginSavepointResult, Any, ProstMessageExt};
+    use prost::Message;
+    let body = ActionBeginSavepointRequest { transaction_id: txn.clone(), name: name.into() }.as_any().encode_to_vec();
+    let mut results = c.do_action(arrow_flight::Action { r#type: "BeginSavepoint".into(), body: body.into() }).await?;
+    let r = results.message().await.map_err(|e| FlightError::Tonic(Box::new(e)))?.expect("a result");
+    let any = Any::decode(&*r.body).map_err(|e| FlightError::DecodeError(e.to_string()))?;
+    let res: ActionBeginSavepointResult =
+        any.unpack().map_err(|e| FlightError::DecodeError(e.to_string()))?.expect("a savepoint");
+    Ok(res.savepoint_id)
+}
+
+/// `action`: 1 release, 2 rollback.
+async fn end_savepoint(
+    c: &mut FlightSqlServiceClient<Channel>,
+    sp: &bytes::Bytes,
+    action: i32,
+) -> Result<(), FlightError> {
+    use arrow_flight::sql::{ActionEndSavepointRequest, ProstMessageExt};
+    use prost::Message;
+    let body = ActionEndSavepointRequest { savepoint_id: sp.clone(), action }.as_any().encode_to_vec();
+    let mut results = c.do_action(arrow_flight::Action { r#type: "EndSavepoint".into(), body: body.into() }).await?;
+    while results.message().await.map_err(|e| FlightError::Tonic(Box::new(e)))?.is_some() {}
+    Ok(())
 }
 
 #[tokio::test]
