@@ -167,26 +167,32 @@ pub(crate) fn add_check(session: &mut Session, table: u64, spec: CheckSpec, not_
         ));
     }
     if !not_valid {
-        let mut rows = Vec::new();
-        session.with_txn(|t| {
-            t.scan(table, |id, r| rows.push((id, r.clone())));
-            Ok(())
-        })?;
-        crate::checks::check_rows(session, &def, std::slice::from_ref(&check), &rows).map_err(|e| {
-            if e.code == SqlState::CheckViolation {
-                SqlError::new(
-                    SqlState::CheckViolation,
-                    format!("check constraint \"{}\" of relation \"{}\" is violated by some row", check.name, def.name),
-                )
-            } else {
-                e
-            }
-        })?;
+        check_existing_rows(session, table, &def, &check)?;
     }
     check.not_valid = not_valid;
     session.with_txn(|t| {
         t.catalog_mut().table_mut(table)?.checks.push(check);
         Ok(())
+    })
+}
+
+/// The rows `table` has now must pass `check` (23514 naming the constraint, as PostgreSQL's ALTER
+/// TABLE does). The rows are gathered first: the kernel holds them in memory anyway.
+fn check_existing_rows(session: &Session, table: u64, def: &TableDef, check: &CheckDef) -> SqlResult<()> {
+    let mut rows = Vec::new();
+    session.with_txn(|t| {
+        t.scan(table, |id, r| rows.push((id, r.clone())));
+        Ok(())
+    })?;
+    check_rows(session, def, std::slice::from_ref(check), &rows).map_err(|e| {
+        if e.code == SqlState::CheckViolation {
+            SqlError::new(
+                SqlState::CheckViolation,
+                format!("check constraint \"{}\" of relation \"{}\" is violated by some row", check.name, def.name),
+            )
+        } else {
+            e
+        }
     })
 }
 
@@ -206,21 +212,7 @@ pub(crate) fn validate_check(session: &mut Session, table: u64, name: &str) -> S
     if !check.not_valid {
         return Ok(());
     }
-    let mut rows = Vec::new();
-    session.with_txn(|t| {
-        t.scan(table, |id, r| rows.push((id, r.clone())));
-        Ok(())
-    })?;
-    crate::checks::check_rows(session, &def, std::slice::from_ref(&check), &rows).map_err(|e| {
-        if e.code == SqlState::CheckViolation {
-            SqlError::new(
-                SqlState::CheckViolation,
-                format!("check constraint \"{name}\" of relation \"{}\" is violated by some row", def.name),
-            )
-        } else {
-            e
-        }
-    })?;
+    check_existing_rows(session, table, &def, &check)?;
     session.with_txn(|t| {
         if let Some(c) = t.catalog_mut().table_mut(table)?.checks.iter_mut().find(|c| c.name == name) {
             c.not_valid = false;

@@ -212,8 +212,11 @@ impl Session {
             )),
             Statement::Savepoint { name } => self.savepoint(&name),
             Statement::ReleaseSavepoint { name } => self.release(&name),
-            Statement::Declare { stmts } => self.declare_cursor(stmts).await,
-            Statement::Fetch { name, direction, into, .. } => self.fetch_cursor(&name, &direction, into.as_ref()).await,
+            // Boxed: rare statements whose futures would otherwise enlarge every statement's.
+            Statement::Declare { stmts } => Box::pin(self.declare_cursor(stmts)).await,
+            Statement::Fetch { name, direction, into, .. } => {
+                Box::pin(self.fetch_cursor(&name, &direction, into.as_ref())).await
+            }
             Statement::Close { cursor } => self.close_cursor(&cursor),
             Statement::Copy { .. } => {
                 let (timeout, cancel) = (self.statement_timeout(), self.cancel.clone());

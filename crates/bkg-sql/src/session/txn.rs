@@ -215,7 +215,8 @@ impl Session {
                 return self.query(Statement::Query(q)).await;
             }
             let span = tracing::debug_span!(target: crate::telemetry::SPAN_TARGET, "sql.execute");
-            return crate::in_span!(span, self.locking_select(*q));
+            // Boxed, as the future of a rare statement: see `dispatch`.
+            return crate::in_span!(span, Box::pin(self.locking_select(*q)));
         }
         if matches!(stmt, Statement::Explain { .. }) {
             return self.query(stmt).await;
