@@ -135,6 +135,8 @@ pub struct SessionInfo {
     pub settings: RwLock<std::collections::BTreeMap<String, String>>,
     /// `set_config()` calls of the running statement, applied by the session when it ends.
     pub pending_settings: parking_lot::Mutex<Vec<(String, String, bool)>>,
+    /// `pending_settings` may hold something: every statement checks this, not the lock.
+    pub has_pending_settings: std::sync::atomic::AtomicBool,
 }
 
 /// A function of the session's JWT claims (NULL without a principal).

@@ -147,6 +147,7 @@ pub fn settings_functions(info: Arc<SessionInfo>) -> Vec<ScalarUDF> {
                 ));
             }
             pending.push((name, value.clone(), local));
+            set.has_pending_settings.store(true, std::sync::atomic::Ordering::Release);
             Ok(Some(value))
         }),
     };

@@ -380,6 +380,7 @@ impl Session {
             claims: parking_lot::RwLock::new(None),
             settings: Default::default(),
             pending_settings: Default::default(),
+            has_pending_settings: Default::default(),
         });
         let mut state = state;
         state.add_analyzer_rule(Arc::new(super::pg_semantics::CheckedIntegerArithmetic::default()));

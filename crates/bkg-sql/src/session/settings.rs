@@ -153,6 +153,9 @@ impl Session {
     /// Applies the `set_config()` calls of the last statement, which checked them already (see
     /// [`crate::pg_catalog::settings_functions`]); a failed statement's were dropped.
     pub(super) fn apply_pending_settings(&mut self) {
+        if !self.info.has_pending_settings.swap(false, std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let pending = std::mem::take(&mut *self.info.pending_settings.lock());
         for (name, value, local) in pending {
             let key = name.clone();
@@ -164,7 +167,9 @@ impl Session {
 
     /// Drops the `set_config()` calls of a statement that failed.
     pub(super) fn drop_pending_settings(&mut self) {
-        self.info.pending_settings.lock().clear();
+        if self.info.has_pending_settings.swap(false, std::sync::atomic::Ordering::Acquire) {
+            self.info.pending_settings.lock().clear();
+        }
     }
 
     /// Makes the settings visible to `current_setting()` (which runs inside a query).
